@@ -1,0 +1,255 @@
+//! Validated configuration: the only place that turns a caller's `hip_config` into numbers the rest of the
+//! library may trust. Every rule gives a message naming the field and its value.
+
+use crate::ffi::types::*;
+use crate::status::{Error, Result};
+use crate::tensor::DType;
+use std::ffi::{c_char, c_void, CStr, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+/// Head dimensions every backend supports.
+pub const SUPPORTED_HEAD_DIMS: [usize; 3] = [64, 128, 256];
+/// Upper bounds that keep every size computation far from overflow; not performance limits.
+pub const MAX_HEADS: usize = 1 << 12;
+pub const MAX_K: usize = 1 << 20;
+pub const MAX_BLOCK: usize = 1 << 12;
+pub const MAX_SINK_WINDOW: usize = 1 << 30;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskSharing {
+    PerQHead,
+    PerKvHead,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Cpu,
+    Cuda { ordinal: i32 },
+}
+
+/// A configuration that passed validation. Immutable for the life of a context.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub dtype: DType,
+    pub head_dim: usize,
+    pub num_q_heads: usize,
+    pub num_kv_heads: usize,
+    pub k: usize,
+    pub bq: usize,
+    pub bk: usize,
+    pub sink: usize,
+    pub window: usize,
+    pub sq: usize,
+    pub sk: usize,
+    pub refresh: usize,
+    pub causal: bool,
+    pub sharing: MaskSharing,
+    pub backend: BackendKind,
+    /// Resolved softmax scale (never 0).
+    pub scale: f32,
+}
+
+impl Config {
+    /// Key blocks selected per query block: Kb = ceil(k / bk).
+    pub fn kb(&self) -> usize {
+        self.k.div_ceil(self.bk)
+    }
+    /// Query heads per kv head.
+    pub fn group(&self) -> usize {
+        self.num_q_heads / self.num_kv_heads
+    }
+    /// Heads that own a mask: q heads, or kv heads when one search serves a GQA group.
+    pub fn mask_heads(&self) -> usize {
+        match self.sharing {
+            MaskSharing::PerQHead => self.num_q_heads,
+            MaskSharing::PerKvHead => self.num_kv_heads,
+        }
+    }
+    /// The q heads whose queries score for mask head `mh`, and the kv head they read.
+    pub fn mask_head_q_heads(&self, mh: usize) -> std::ops::Range<usize> {
+        match self.sharing {
+            MaskSharing::PerQHead => mh..mh + 1,
+            MaskSharing::PerKvHead => mh * self.group()..(mh + 1) * self.group(),
+        }
+    }
+    /// The mask head that q head `h` uses.
+    pub fn mask_head_of(&self, h: usize) -> usize {
+        match self.sharing {
+            MaskSharing::PerQHead => h,
+            MaskSharing::PerKvHead => h / self.group(),
+        }
+    }
+    /// The kv head that q head `h` reads.
+    pub fn kv_head_of(&self, h: usize) -> usize {
+        h / self.group()
+    }
+}
+
+/// What `hip_ctx_create` needs besides the configuration; used only while the context is created.
+pub struct CreateOptions {
+    pub kernel_cache_dir: Option<PathBuf>,
+    pub log: Logger,
+}
+
+/// The caller's log callback, if any. Only used on the thread that creates the context.
+#[derive(Clone, Copy)]
+pub struct Logger {
+    callback: hip_log_callback,
+    user_data: *mut c_void,
+}
+
+impl Logger {
+    pub fn silent() -> Self {
+        Logger { callback: None, user_data: std::ptr::null_mut() }
+    }
+    pub fn log(&self, level: hip_log_level, message: &str) {
+        if let Some(cb) = self.callback {
+            let text = crate::status::to_cstring(message);
+            // SAFETY: the caller supplied this callback and user_data in hip_config and promised they stay valid
+            // during hip_ctx_create, the only time a Logger exists; `text` outlives the call.
+            unsafe { cb(self.user_data, level as u32, text.as_ptr()) }
+        }
+    }
+}
+
+/// `hip_config_default()`: HIP-SPEC defaults, CPU backend, shape fields zero (the caller must set them).
+pub fn default_config() -> hip_config {
+    hip_config {
+        struct_size: std::mem::size_of::<hip_config>() as u32,
+        dtype: hip_dtype::HIP_ATTN_DTYPE_BF16 as u32,
+        head_dim: 128,
+        num_q_heads: 0,
+        num_kv_heads: 0,
+        k: 512,
+        bq: 32,
+        bk: 2,
+        sink: 4,
+        window: 128,
+        sq: 1,
+        sk: 1,
+        refresh: 8,
+        causal: 1,
+        mask_sharing: hip_mask_sharing::HIP_ATTN_MASK_PER_Q_HEAD as u32,
+        backend: hip_backend::HIP_ATTN_BACKEND_CPU as u32,
+        device_ordinal: 0,
+        softmax_scale: 0.0,
+        flags: 0,
+        reserved_u32: 0,
+        kernel_cache_dir: std::ptr::null(),
+        log_callback: None,
+        log_user_data: std::ptr::null_mut(),
+        reserved: [0; 8],
+    }
+}
+
+fn bounded(field: &str, value: u32, min: usize, max: usize) -> Result<usize> {
+    let v = value as usize;
+    if v < min || v > max {
+        return Err(Error::config(format!("{field} ({value}) must be between {min} and {max}")));
+    }
+    Ok(v)
+}
+
+/// Validates every field of a caller's configuration.
+///
+/// # Safety
+/// `raw.kernel_cache_dir` is NULL or a NUL-terminated string valid for this call.
+pub unsafe fn validate(raw: &hip_config) -> Result<(Config, CreateOptions)> {
+    let dtype = DType::from_raw(raw.dtype)
+        .ok_or_else(|| Error::config(format!("dtype ({}) is not a hip_dtype value", raw.dtype)))?;
+    let head_dim = raw.head_dim as usize;
+    if !SUPPORTED_HEAD_DIMS.contains(&head_dim) {
+        return Err(Error::unsupported(format!("head_dim ({head_dim}) is not supported: use 64, 128 or 256")));
+    }
+    let num_q_heads = bounded("num_q_heads", raw.num_q_heads, 1, MAX_HEADS)?;
+    let num_kv_heads = bounded("num_kv_heads", raw.num_kv_heads, 1, MAX_HEADS)?;
+    if num_q_heads % num_kv_heads != 0 {
+        return Err(Error::config(format!(
+            "num_q_heads ({num_q_heads}) is not a multiple of num_kv_heads ({num_kv_heads})"
+        )));
+    }
+    let k = bounded("k", raw.k, 0, MAX_K)?;
+    let bq = bounded("bq", raw.bq, 1, MAX_BLOCK)?;
+    let bk = bounded("bk", raw.bk, 1, MAX_BLOCK)?;
+    let sq = bounded("sq", raw.sq, 1, MAX_BLOCK)?;
+    let sk = bounded("sk", raw.sk, 1, MAX_BLOCK)?;
+    let sink = bounded("sink", raw.sink, 0, MAX_SINK_WINDOW)?;
+    let window = bounded("window", raw.window, 0, MAX_SINK_WINDOW)?;
+    let refresh = bounded("refresh", raw.refresh, 1, u32::MAX as usize)?;
+    let causal = match raw.causal {
+        0 => false,
+        1 => true,
+        v => return Err(Error::config(format!("causal ({v}) must be 0 or 1"))),
+    };
+    let sharing = match raw.mask_sharing {
+        x if x == hip_mask_sharing::HIP_ATTN_MASK_PER_Q_HEAD as u32 => MaskSharing::PerQHead,
+        x if x == hip_mask_sharing::HIP_ATTN_MASK_PER_KV_HEAD as u32 => MaskSharing::PerKvHead,
+        v => return Err(Error::config(format!("mask_sharing ({v}) is not a hip_mask_sharing value"))),
+    };
+    let backend = match raw.backend {
+        x if x == hip_backend::HIP_ATTN_BACKEND_CPU as u32 => BackendKind::Cpu,
+        x if x == hip_backend::HIP_ATTN_BACKEND_CUDA as u32 => {
+            if raw.device_ordinal < 0 {
+                return Err(Error::config(format!("device_ordinal ({}) is negative", raw.device_ordinal)));
+            }
+            BackendKind::Cuda { ordinal: raw.device_ordinal }
+        }
+        v => return Err(Error::config(format!("backend ({v}) is not a hip_backend value"))),
+    };
+    let scale = match raw.softmax_scale {
+        s if !s.is_finite() => {
+            return Err(Error::config(format!("softmax_scale ({s}) must be finite")));
+        }
+        s if s == 0.0 => 1.0 / (head_dim as f32).sqrt(),
+        s => s,
+    };
+    // A query must attend at least one key, or its softmax is undefined.
+    let attends_nothing = k == 0 && sink == 0 && (window == 0 || !causal);
+    if attends_nothing {
+        return Err(Error::config(if causal {
+            "k, sink and window are all 0: queries would attend no key"
+        } else {
+            "k and sink are both 0 and a non-causal context has no local window: queries would attend no key"
+        }));
+    }
+    if raw.flags != 0 {
+        return Err(Error::config(format!("flags (0x{:x}) has unknown bits: it must be 0", raw.flags)));
+    }
+    if raw.reserved_u32 != 0 {
+        return Err(Error::config("reserved_u32 must be 0"));
+    }
+    if let Some(i) = raw.reserved.iter().position(|&r| r != 0) {
+        return Err(Error::config(format!("reserved[{i}] must be 0")));
+    }
+    let kernel_cache_dir = if raw.kernel_cache_dir.is_null() {
+        None
+    } else {
+        // SAFETY: non-NULL, and the caller promises a NUL-terminated string valid for this call.
+        let bytes = unsafe { CStr::from_ptr(raw.kernel_cache_dir as *const c_char) }.to_bytes();
+        if bytes.is_empty() {
+            return Err(Error::config("kernel_cache_dir is an empty string: pass NULL for the default"));
+        }
+        Some(PathBuf::from(OsStr::from_bytes(bytes)))
+    };
+    let cfg = Config {
+        dtype,
+        head_dim,
+        num_q_heads,
+        num_kv_heads,
+        k,
+        bq,
+        bk,
+        sink,
+        window,
+        sq,
+        sk,
+        refresh,
+        causal,
+        sharing,
+        backend,
+        scale,
+    };
+    let log = Logger { callback: raw.log_callback, user_data: raw.log_user_data };
+    Ok((cfg, CreateOptions { kernel_cache_dir, log }))
+}

@@ -1,0 +1,41 @@
+//! Merging two partial attention results by their LSEs (HIP-SPEC "Attention").
+
+use super::{read_row, write_lse, write_row};
+use crate::args::MergeArgs;
+
+/// Merges (o_a, lse_a) and (o_b, lse_b) row by row. Each output row is computed from fully read input rows, so
+/// an output that aliases an input exactly is fine.
+///
+/// # Safety
+/// Every pointer in `m` is host memory spanning its validated extent.
+pub unsafe fn merge(m: &MergeArgs) {
+    let d = m.a.head_dim;
+    let (mut ra, mut rb, mut out) = (vec![0f32; d], vec![0f32; d], vec![0f32; d]);
+    for t in 0..m.a.rows {
+        for h in 0..m.a.heads {
+            let at = t * m.a.heads + h;
+            // SAFETY: t < rows, h < heads: inside every validated view.
+            let (la, lb) = unsafe {
+                read_row(&m.a, t, h, &mut ra);
+                read_row(&m.b, t, h, &mut rb);
+                ((m.lse_a.addr as *const f32).add(at).read(), (m.lse_b.addr as *const f32).add(at).read())
+            };
+            let mx = la.max(lb);
+            let lse = if mx == f32::NEG_INFINITY {
+                out.iter_mut().for_each(|x| *x = 0.0);
+                f32::NEG_INFINITY
+            } else {
+                let (wa, wb) = (((la - mx) as f64).exp(), ((lb - mx) as f64).exp());
+                for i in 0..d {
+                    out[i] = ((wa * ra[i] as f64 + wb * rb[i] as f64) / (wa + wb)) as f32;
+                }
+                (mx as f64 + (wa + wb).ln()) as f32
+            };
+            // SAFETY: as above.
+            unsafe {
+                write_row(&m.out, t, h, &out);
+                write_lse(&m.lse_out, t, h, lse);
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Buffer layouts shared by both backends: the prefill and decode workspaces and the persistent mask state.
+//! Sizes depend only on the configuration and the host-side scalars of a call, never on the backend, so an
+//! engine sized against the CPU backend is sized right for CUDA. Layouts mirror cuda/hip_params.h.
+
+use crate::config::Config;
+use crate::status::{checked_add, checked_mul, Result};
+
+/// Mask-state record header (see cuda/hip_params.h): magic, step counter, e, count; then Kb block indices.
+pub const STATE_MAGIC: i32 = 0x4869_5031;
+pub const STATE_MAGIC_IDX: usize = 0;
+pub const STATE_STEP_IDX: usize = 1;
+pub const STATE_E_IDX: usize = 2;
+pub const STATE_COUNT_IDX: usize = 3;
+pub const STATE_HEADER: usize = 4;
+
+/// Largest number of key-list chunks a decode step splits one (sequence, head) into.
+pub const DECODE_MAX_SPLITS: usize = 32;
+
+/// Every sub-buffer of a workspace starts on this boundary (relative to the workspace base).
+const SUB_ALIGN: usize = 256;
+
+fn align_up(x: usize) -> Result<usize> {
+    Ok(checked_add(x, SUB_ALIGN - 1, "workspace")? / SUB_ALIGN * SUB_ALIGN)
+}
+
+/// i32s per mask-state record, padded so that every record starts 16-byte aligned.
+pub fn state_ints(cfg: &Config) -> usize {
+    (STATE_HEADER + cfg.kb()).div_ceil(4) * 4
+}
+
+/// Offset (in i32s) of the record of (sequence b, mask head mh).
+pub fn state_record(cfg: &Config, b: usize, mh: usize) -> usize {
+    (b * cfg.mask_heads() + mh) * state_ints(cfg)
+}
+
+pub fn mask_state_bytes(cfg: &Config, batch: usize) -> Result<usize> {
+    let records = checked_mul(batch, cfg.mask_heads(), "mask state")?;
+    checked_mul(checked_mul(records, state_ints(cfg), "mask state")?, 4, "mask state")
+}
+
+/// Prefill workspace: the selected blocks of every query block (i32 [slots][mask_heads][Kb]) and their counts
+/// (i32 [slots][mask_heads]). Query block j of sequence b owns slot cu_seqlens_q[b] / bq + b + j: a bound that
+/// needs no prefix sum over the batch, so kernels can find their slot from cu_seqlens alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefillWorkspace {
+    pub slots: usize,
+    pub idx_offset: usize,
+    pub cnt_offset: usize,
+    pub bytes: usize,
+}
+
+impl PrefillWorkspace {
+    pub fn new(cfg: &Config, batch: usize, total_q: usize) -> Result<Self> {
+        let slots = checked_add(total_q / cfg.bq, batch, "prefill workspace")?;
+        let per_slot = checked_mul(cfg.mask_heads(), cfg.kb(), "prefill workspace")?;
+        let idx_bytes = checked_mul(checked_mul(slots, per_slot, "prefill workspace")?, 4, "prefill workspace")?;
+        let cnt_offset = align_up(idx_bytes)?;
+        let cnt_bytes = checked_mul(checked_mul(slots, cfg.mask_heads(), "prefill workspace")?, 4, "workspace")?;
+        let bytes = align_up(checked_add(cnt_offset, cnt_bytes, "prefill workspace")?)?;
+        Ok(PrefillWorkspace { slots, idx_offset: 0, cnt_offset, bytes })
+    }
+
+    pub fn slot(cfg: &Config, cu_q_b: usize, b: usize, j: usize) -> usize {
+        cu_q_b / cfg.bq + b + j
+    }
+}
+
+/// Decode workspace: split-K partial outputs (f32 [batch][Hq][DECODE_MAX_SPLITS][D]) and their LSEs
+/// (f32 [batch][Hq][DECODE_MAX_SPLITS]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeWorkspace {
+    pub part_o_offset: usize,
+    pub part_lse_offset: usize,
+    pub bytes: usize,
+}
+
+impl DecodeWorkspace {
+    pub fn new(cfg: &Config, batch: usize) -> Result<Self> {
+        let rows = checked_mul(checked_mul(batch, cfg.num_q_heads, "decode workspace")?, DECODE_MAX_SPLITS, "decode workspace")?;
+        let o_bytes = checked_mul(checked_mul(rows, cfg.head_dim, "decode workspace")?, 4, "decode workspace")?;
+        let part_lse_offset = align_up(o_bytes)?;
+        let bytes = align_up(checked_add(part_lse_offset, checked_mul(rows, 4, "decode workspace")?, "decode workspace")?)?;
+        Ok(DecodeWorkspace { part_o_offset: 0, part_lse_offset, bytes })
+    }
+}
