@@ -162,7 +162,7 @@ impl TensorView {
             check_no_overlap(field, &[(row_stride, rows), (head_stride, heads)], head_dim)?;
         }
         let view = TensorView { addr, rows, heads, head_dim, row_stride, head_stride, dtype };
-        let bytes = checked_mul(view.extent_elems()?, dtype.size(), field)?;
+        let bytes = checked_mul(view.extent_elems().map_err(|_| Error::overflow(field))?, dtype.size(), field)?;
         checked_add(addr, bytes, field)?;
         if bytes > isize::MAX as usize {
             return Err(Error::overflow(field));
@@ -266,7 +266,7 @@ impl KvView {
             head_dim,
             dtype,
         };
-        let bytes = checked_mul(view.extent_elems()?, dtype.size(), "kv cache")?;
+        let bytes = checked_mul(view.extent_elems().map_err(|_| Error::overflow("kv"))?, dtype.size(), "kv")?;
         if bytes > isize::MAX as usize {
             return Err(Error::overflow("kv cache"));
         }

@@ -1,0 +1,353 @@
+//! Every bad input gets its own status and a message naming the offending field, and writes no output.
+mod common;
+use common::*;
+use hip_attn::hip_status::*;
+use hip_attn::tensor::DType;
+use hip_attn::*;
+use std::ffi::{c_void, CStr};
+use std::ptr::null_mut;
+
+fn expect(st: hip_status, want: hip_status, needle: &str, what: &str) {
+    let msg = last_error();
+    assert_eq!(st, want, "{what}: got {st:?} ({msg})");
+    assert!(msg.contains(needle), "{what}: message {msg:?} does not name {needle:?}");
+}
+
+#[test]
+fn config_table() {
+    type Mutate = fn(&mut hip_config);
+    let rows: Vec<(&str, Mutate, hip_status, &str)> = vec![
+        ("heads not divisible", |c| (c.num_q_heads, c.num_kv_heads) = (30, 8), HIP_ATTN_STATUS_INVALID_CONFIG, "num_q_heads (30) is not a multiple of num_kv_heads (8)"),
+        ("zero q heads", |c| c.num_q_heads = 0, HIP_ATTN_STATUS_INVALID_CONFIG, "num_q_heads (0)"),
+        ("zero kv heads", |c| c.num_kv_heads = 0, HIP_ATTN_STATUS_INVALID_CONFIG, "num_kv_heads (0)"),
+        ("head_dim 96", |c| c.head_dim = 96, HIP_ATTN_STATUS_UNSUPPORTED, "head_dim (96)"),
+        ("head_dim 0", |c| c.head_dim = 0, HIP_ATTN_STATUS_UNSUPPORTED, "head_dim (0)"),
+        ("bq 0", |c| c.bq = 0, HIP_ATTN_STATUS_INVALID_CONFIG, "bq (0)"),
+        ("bk 0", |c| c.bk = 0, HIP_ATTN_STATUS_INVALID_CONFIG, "bk (0)"),
+        ("sq 0", |c| c.sq = 0, HIP_ATTN_STATUS_INVALID_CONFIG, "sq (0)"),
+        ("sk 0", |c| c.sk = 0, HIP_ATTN_STATUS_INVALID_CONFIG, "sk (0)"),
+        ("refresh 0", |c| c.refresh = 0, HIP_ATTN_STATUS_INVALID_CONFIG, "refresh (0)"),
+        ("huge k", |c| c.k = u32::MAX, HIP_ATTN_STATUS_INVALID_CONFIG, "k (4294967295)"),
+        ("huge bq", |c| c.bq = 1 << 20, HIP_ATTN_STATUS_INVALID_CONFIG, "bq (1048576)"),
+        ("huge window", |c| c.window = u32::MAX, HIP_ATTN_STATUS_INVALID_CONFIG, "window"),
+        ("unknown dtype", |c| c.dtype = 9, HIP_ATTN_STATUS_INVALID_CONFIG, "dtype (9)"),
+        ("unknown backend", |c| c.backend = 7, HIP_ATTN_STATUS_INVALID_CONFIG, "backend (7)"),
+        ("unknown sharing", |c| c.mask_sharing = 0, HIP_ATTN_STATUS_INVALID_CONFIG, "mask_sharing (0)"),
+        ("causal 2", |c| c.causal = 2, HIP_ATTN_STATUS_INVALID_CONFIG, "causal (2)"),
+        ("NaN scale", |c| c.softmax_scale = f32::NAN, HIP_ATTN_STATUS_INVALID_CONFIG, "softmax_scale"),
+        ("infinite scale", |c| c.softmax_scale = f32::INFINITY, HIP_ATTN_STATUS_INVALID_CONFIG, "softmax_scale"),
+        ("attends nothing", |c| (c.k, c.sink, c.window) = (0, 0, 0), HIP_ATTN_STATUS_INVALID_CONFIG, "k, sink and window"),
+        ("non-causal attends nothing", |c| (c.k, c.sink, c.causal) = (0, 0, 0), HIP_ATTN_STATUS_INVALID_CONFIG, "k and sink"),
+        ("flags", |c| c.flags = 4, HIP_ATTN_STATUS_INVALID_CONFIG, "flags"),
+        ("reserved", |c| c.reserved[2] = 1, HIP_ATTN_STATUS_INVALID_CONFIG, "reserved[2]"),
+        ("reserved_u32", |c| c.reserved_u32 = 1, HIP_ATTN_STATUS_INVALID_CONFIG, "reserved_u32"),
+        ("small struct_size", |c| c.struct_size = 40, HIP_ATTN_STATUS_STRUCT_SIZE_MISMATCH, "hip_config.struct_size (40)"),
+        ("zero struct_size", |c| c.struct_size = 0, HIP_ATTN_STATUS_STRUCT_SIZE_MISMATCH, "hip_config.struct_size (0)"),
+        ("negative ordinal", |c| (c.backend, c.device_ordinal) = (2, -1), HIP_ATTN_STATUS_INVALID_CONFIG, "device_ordinal (-1)"),
+        ("empty cache dir", |c| c.kernel_cache_dir = c"".as_ptr(), HIP_ATTN_STATUS_INVALID_CONFIG, "kernel_cache_dir"),
+    ];
+    for (what, mutate, want, needle) in rows {
+        let mut cfg = config(DType::Bf16, 128, 32, 8);
+        mutate(&mut cfg);
+        let mut out = 0x1 as *mut hip_ctx;
+        // SAFETY: cfg is readable (struct_size never exceeds sizeof here) and out writable.
+        let st = unsafe { hip_ctx_create(&cfg, &mut out) };
+        expect(st, want, needle, what);
+        assert!(out.is_null(), "{what}: *out must be NULL after a failure");
+    }
+    // NULL config and NULL out.
+    let mut out = null_mut();
+    // SAFETY: NULL pointers are what is being tested.
+    expect(unsafe { hip_ctx_create(std::ptr::null(), &mut out) }, HIP_ATTN_STATUS_NULL_POINTER, "hip_config is NULL", "NULL config");
+    let cfg = config(DType::Bf16, 128, 32, 8);
+    expect(unsafe { hip_ctx_create(&cfg, null_mut()) }, HIP_ATTN_STATUS_NULL_POINTER, "out is NULL", "NULL out");
+}
+
+#[test]
+fn larger_struct_from_a_newer_header() {
+    // A caller built against a newer header passes a bigger struct: zero tail accepted, set tail refused.
+    #[repr(C)]
+    struct Newer {
+        base: hip_config,
+        extra: [u64; 4],
+    }
+    let mut n = Newer { base: config(DType::Bf16, 64, 4, 4), extra: [0; 4] };
+    n.base.struct_size = std::mem::size_of::<Newer>() as u32;
+    let mut out = null_mut();
+    // SAFETY: struct_size bytes are readable.
+    assert_eq!(unsafe { hip_ctx_create(&n.base, &mut out) }, HIP_ATTN_STATUS_SUCCESS, "{}", last_error());
+    unsafe { hip_ctx_destroy(out) };
+    n.extra[1] = 7;
+    let st = unsafe { hip_ctx_create(&n.base, &mut out) };
+    expect(st, HIP_ATTN_STATUS_STRUCT_SIZE_MISMATCH, "does not know", "set newer field");
+}
+
+#[test]
+fn cuda_backend_without_driver_is_a_status_not_a_crash() {
+    let mut cfg = config(DType::Bf16, 128, 4, 4);
+    cfg.backend = hip_backend::HIP_ATTN_BACKEND_CUDA as u32;
+    match Ctx::new(&cfg) {
+        Ok(_) => eprintln!("a CUDA device is present: nothing to check here"),
+        Err((st, msg)) => {
+            assert!(
+                matches!(st, HIP_ATTN_STATUS_CUDA_UNAVAILABLE | HIP_ATTN_STATUS_UNSUPPORTED),
+                "{st:?}: {msg}"
+            );
+            assert!(!msg.is_empty());
+        }
+    }
+}
+
+/// A valid small prefill on the CPU backend, kept alive so that rows can break one field at a time.
+struct Fixture {
+    ctx: Ctx,
+    p: Problem,
+    bufs: Vec<Buf>,
+    args: hip_prefill_args,
+    ws: Buf,
+    ws_bytes: usize,
+    o: usize,
+    o_bytes: usize,
+}
+
+fn fixture() -> Fixture {
+    let mut rng = Rng::new(7);
+    let mut cfg = config(DType::Bf16, 64, 4, 2);
+    cfg.k = 8;
+    let ctx = Ctx::new(&cfg).unwrap();
+    let p = Problem::new(&mut rng, DType::Bf16, 64, 4, 2, &[5, 20], &[9, 20], 0);
+    let (q, k, v) = (Host.upload(&p.q.bytes(p.dt)), Host.upload(&p.k.bytes(p.dt)), Host.upload(&p.v.bytes(p.dt)));
+    let o_bytes = 25 * 4 * 64 * 2;
+    let o = Host.poisoned(o_bytes);
+    let lse = Host.poisoned(25 * 4 * 4);
+    let cuq = Host.upload(&i32_bytes(&[0, 5, 25]));
+    let cuk = Host.upload(&i32_bytes(&[0, 9, 29]));
+    let state = Host.poisoned(ctx.state_size(2));
+    let ws_bytes = ctx.prefill_ws(2, 25, 20, 20);
+    let ws = Host.poisoned(ws_bytes);
+    let args = hip_prefill_args {
+        struct_size: std::mem::size_of::<hip_prefill_args>() as u32,
+        batch_size: 2,
+        total_q: 25,
+        total_k: 29,
+        max_seqlen_q: 20,
+        max_seqlen_k: 20,
+        q: p.q.view(&q),
+        k: p.k.view(&k),
+        v: p.v.view(&v),
+        o: hip_tensor_mut { data: o.addr as *mut c_void, token_stride: 256, head_stride: 64 },
+        cu_seqlens_q: cuq.addr as *const i32,
+        cu_seqlens_k: cuk.addr as *const i32,
+        lse: lse.addr as *mut f32,
+        mask_state_out: state.addr as *mut c_void,
+        reserved: [0; 4],
+    };
+    let o_addr = o.addr;
+    Fixture { ctx, p, bufs: vec![q, k, v, o, lse, cuq, cuk, state], args, ws, ws_bytes, o: o_addr, o_bytes }
+}
+
+fn untouched(f: &Fixture, what: &str) {
+    // SAFETY: the fixture keeps these host buffers alive.
+    let o = unsafe { std::slice::from_raw_parts(f.o as *const u8, f.o_bytes) };
+    assert!(o.iter().all(|&x| x == 0xFF), "{what}: output written on failure");
+    let state = f.bufs.last().unwrap();
+    assert!(Host.download(state).iter().all(|&x| x == 0xFF), "{what}: mask state written on failure");
+    let lse = &f.bufs[4];
+    assert!(Host.download(lse).iter().all(|&x| x == 0xFF), "{what}: lse written on failure");
+}
+
+#[test]
+fn prefill_table() {
+    type Mutate = fn(&mut hip_prefill_args, &mut usize);
+    let rows: Vec<(&str, Mutate, hip_status, &str)> = vec![
+        ("NULL q", |a, _| a.q.data = std::ptr::null(), HIP_ATTN_STATUS_NULL_POINTER, "q.data is NULL"),
+        ("NULL k", |a, _| a.k.data = std::ptr::null(), HIP_ATTN_STATUS_NULL_POINTER, "k.data is NULL"),
+        ("NULL v", |a, _| a.v.data = std::ptr::null(), HIP_ATTN_STATUS_NULL_POINTER, "v.data is NULL"),
+        ("NULL o", |a, _| a.o.data = null_mut(), HIP_ATTN_STATUS_NULL_POINTER, "o.data is NULL"),
+        ("NULL cu_q", |a, _| a.cu_seqlens_q = std::ptr::null(), HIP_ATTN_STATUS_NULL_POINTER, "cu_seqlens_q is NULL"),
+        ("NULL cu_k", |a, _| a.cu_seqlens_k = std::ptr::null(), HIP_ATTN_STATUS_NULL_POINTER, "cu_seqlens_k is NULL"),
+        ("misaligned q", |a, _| a.q.data = (a.q.data as usize + 2) as *const c_void, HIP_ATTN_STATUS_MISALIGNED_POINTER, "q.data"),
+        ("misaligned lse", |a, _| a.lse = (a.lse as usize + 2) as *mut f32, HIP_ATTN_STATUS_MISALIGNED_POINTER, "lse"),
+        ("odd stride", |a, _| a.k.token_stride = 131, HIP_ATTN_STATUS_MISALIGNED_POINTER, "k.token_stride (131)"),
+        ("negative stride", |a, _| a.v.head_stride = -64, HIP_ATTN_STATUS_INVALID_ARGUMENT, "v.head_stride (-64)"),
+        ("overlapping output", |a, _| a.o.head_stride = 8, HIP_ATTN_STATUS_INVALID_ARGUMENT, "o.head_stride"),
+        ("huge stride", |a, _| a.q.token_stride = i64::MAX / 2 / 8 * 8, HIP_ATTN_STATUS_SIZE_OVERFLOW, "size of q overflows"),
+        ("batch 0", |a, _| a.batch_size = 0, HIP_ATTN_STATUS_INVALID_ARGUMENT, "batch_size (0)"),
+        ("total_q 0", |a, _| a.total_q = 0, HIP_ATTN_STATUS_INVALID_ARGUMENT, "total_q (0)"),
+        ("huge total_q", |a, _| a.total_q = u32::MAX, HIP_ATTN_STATUS_INVALID_ARGUMENT, "total_q (4294967295)"),
+        ("total_q > total_k", |a, _| (a.total_q, a.max_seqlen_q) = (30, 20), HIP_ATTN_STATUS_INVALID_ARGUMENT, "total_q (30) exceeds total_k (29)"),
+        ("max_q > total_q", |a, _| a.max_seqlen_q = 26, HIP_ATTN_STATUS_INVALID_ARGUMENT, "max_seqlen_q (26)"),
+        ("workspace small", |_, w| *w -= 1, HIP_ATTN_STATUS_WORKSPACE_TOO_SMALL, "workspace_bytes"),
+        ("struct_size", |a, _| a.struct_size = 8, HIP_ATTN_STATUS_STRUCT_SIZE_MISMATCH, "hip_prefill_args.struct_size (8)"),
+        ("reserved", |a, _| a.reserved[0] = 1, HIP_ATTN_STATUS_INVALID_ARGUMENT, "reserved[0]"),
+        ("max_q too small", |a, _| a.max_seqlen_q = 19, HIP_ATTN_STATUS_BAD_INDEX, "max_seqlen"),
+    ];
+    for (what, mutate, want, needle) in rows {
+        let mut f = fixture();
+        let mut ws_bytes = f.ws_bytes;
+        mutate(&mut f.args, &mut ws_bytes);
+        // SAFETY: every pointer left valid spans its extent; the broken ones are what is tested.
+        let st = unsafe { hip_prefill(f.ctx.0, &f.args, f.ws.addr as *mut c_void, ws_bytes, null_mut()) };
+        expect(st, want, needle, what);
+        untouched(&f, what);
+        let mut buf = [0 as std::ffi::c_char; 256];
+        // SAFETY: buf is writable for its length.
+        let n = unsafe { hip_ctx_last_error(f.ctx.0, buf.as_mut_ptr(), buf.len()) };
+        assert!(n > 1, "{what}: per-context message missing");
+        let ctx_msg = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned();
+        assert!(ctx_msg.contains(&needle[..needle.len().min(200)]) || n > 256, "{what}: ctx message {ctx_msg:?}");
+    }
+}
+
+#[test]
+fn index_data_table() {
+    // Index data lives in backend memory: the backend checks it before writing anything.
+    let cases: Vec<(&str, [i32; 3], [i32; 3], &str)> = vec![
+        ("cu_q not starting at 0", [1, 5, 25], [0, 9, 29], "cu_seqlens_q[0] (1)"),
+        ("cu_q decreasing", [0, 5, 4], [0, 9, 29], "cu_seqlens_q is not increasing"),
+        ("cu_k past total", [0, 5, 25], [0, 15, 30], "cu_seqlens_k[2] (30) exceeds"),
+        ("Tq > Tk", [0, 10, 25], [0, 9, 29], "Tq (10) > Tk (9)"),
+    ];
+    for (what, cq, ck, needle) in cases {
+        let f = fixture();
+        let (qb, kb) = (Host.upload(&i32_bytes(&cq)), Host.upload(&i32_bytes(&ck)));
+        let mut args = f.args;
+        args.cu_seqlens_q = qb.addr as *const i32;
+        args.cu_seqlens_k = kb.addr as *const i32;
+        // SAFETY: all buffers are valid host memory of the described extents.
+        let st = unsafe { hip_prefill(f.ctx.0, &args, f.ws.addr as *mut c_void, f.ws_bytes, null_mut()) };
+        expect(st, HIP_ATTN_STATUS_BAD_INDEX, needle, what);
+        untouched(&f, what);
+    }
+    // The fixture itself is valid.
+    let f = fixture();
+    let st = unsafe { hip_prefill(f.ctx.0, &f.args, f.ws.addr as *mut c_void, f.ws_bytes, null_mut()) };
+    assert_eq!(st, HIP_ATTN_STATUS_SUCCESS, "{}", last_error());
+    let _ = &f.p;
+}
+
+#[test]
+fn decode_table() {
+    let mut rng = Rng::new(11);
+    let dt = DType::Bf16;
+    let mut cfg = config(dt, 64, 4, 2);
+    cfg.k = 8;
+    let ctx = Ctx::new(&cfg).unwrap();
+    let cap = 40;
+    let k: Vec<Tensor> = (0..2).map(|_| Tensor::random(&mut rng, dt, cap, 2, 64, 0, 1.0)).collect();
+    let paged = Cache { k: k.clone(), v: k.clone(), page_size: Some(8), capacity: cap }.upload(&Host, dt, &mut rng);
+    let q = Tensor::random(&mut rng, dt, 2, 4, 64, 0, 1.0);
+    let good_state = || Host.zeroed(ctx.state_size(2));
+    // Valid first.
+    run_decode(&Host, &ctx, dt, &q, &paged, &[30, 40], cap, &good_state()).unwrap();
+    // Bad lengths.
+    for (lens, needle) in [([0usize, 5], "seqlens_k[0] (0)"), ([5, 41], "seqlens_k[1] (41)")] {
+        let err = run_decode(&Host, &ctx, dt, &q, &paged, &lens, cap, &good_state()).unwrap_err();
+        assert_eq!(err.0, HIP_ATTN_STATUS_BAD_INDEX, "{}", err.1);
+        assert!(err.1.contains(needle), "{}", err.1);
+    }
+    // A page index outside the pool.
+    let mut bad = Cache { k: k.clone(), v: k.clone(), page_size: Some(8), capacity: cap }.upload(&Host, dt, &mut rng);
+    let per_seq = bad.desc.page_table_stride as usize;
+    let mut table = i32s(&Host.download(bad.page_table.as_ref().unwrap()));
+    table[per_seq + 1] = 999;
+    let pt = Host.upload(&i32_bytes(&table));
+    bad.desc.page_table = pt.addr as *const i32;
+    let err = run_decode(&Host, &ctx, dt, &q, &bad, &[30, 40], cap, &good_state()).unwrap_err();
+    assert_eq!(err.0, HIP_ATTN_STATUS_BAD_INDEX);
+    assert!(err.1.contains("page_table[1][1] (999)"), "{}", err.1);
+    // Page table too narrow for max_seqlen_k.
+    let mut narrow = paged.desc;
+    narrow.page_table_stride = 2;
+    let c2 = CacheBufs { k: Host.upload(&[0; 16]), v: Host.upload(&[0; 16]), page_table: None, desc: narrow };
+    let err = run_decode(&Host, &ctx, dt, &q, &c2, &[30, 40], cap, &good_state()).unwrap_err();
+    assert_eq!(err.0, HIP_ATTN_STATUS_INVALID_ARGUMENT);
+    assert!(err.1.contains("kv.page_table_stride (2)"), "{}", err.1);
+    // Unknown layout.
+    let mut odd = paged.desc;
+    odd.layout = 9;
+    let c3 = CacheBufs { k: Host.upload(&[0; 16]), v: Host.upload(&[0; 16]), page_table: None, desc: odd };
+    let err = run_decode(&Host, &ctx, dt, &q, &c3, &[30, 40], cap, &good_state()).unwrap_err();
+    assert!(err.0 == HIP_ATTN_STATUS_INVALID_ARGUMENT && err.1.contains("kv.layout (9)"), "{}", err.1);
+    // A corrupt mask-state record: count beyond Kb. Output and state stay untouched.
+    let rec_ints = ctx.state_size(2) / 4 / (2 * 4);
+    let mut st = vec![0i32; ctx.state_size(2) / 4];
+    st[rec_ints * 3..rec_ints * 3 + 4].copy_from_slice(&[hip_attn::plan::STATE_MAGIC, 1, 4, 999]);
+    let state = Host.upload(&i32_bytes(&st));
+    let err = run_decode(&Host, &ctx, dt, &q, &paged, &[30, 40], cap, &state).unwrap_err();
+    assert_eq!(err.0, HIP_ATTN_STATUS_BAD_INDEX);
+    assert!(err.1.contains("mask_state record of sequence 0, mask head 3"), "{}", err.1);
+    assert_eq!(i32s(&Host.download(&state)), st, "mask state written on failure");
+    // NULL mask state.
+    let mut args_err = None;
+    {
+        let qb = Host.upload(&q.bytes(dt));
+        let ob = Host.poisoned(2 * 4 * 64 * 2);
+        let lens = Host.upload(&i32_bytes(&[3, 4]));
+        let args = hip_decode_args {
+            struct_size: std::mem::size_of::<hip_decode_args>() as u32,
+            batch_size: 2,
+            max_seqlen_k: cap as u32,
+            reserved_u32: 0,
+            q: q.view(&qb),
+            kv: paged.desc,
+            seqlens_k: lens.addr as *const i32,
+            mask_state: null_mut(),
+            o: hip_tensor_mut { data: ob.addr as *mut c_void, token_stride: 256, head_stride: 64 },
+            lse: null_mut(),
+            reserved: [0; 4],
+        };
+        let ws = Host.zeroed(ctx.decode_ws(2, cap as u32));
+        let st = unsafe { hip_decode_step(ctx.0, &args, ws.addr as *mut c_void, ws.bytes, null_mut()) };
+        args_err.replace((st, last_error()));
+        assert!(Host.download(&ob).iter().all(|&x| x == 0xFF));
+    }
+    let (st, msg) = args_err.unwrap();
+    assert_eq!(st, HIP_ATTN_STATUS_NULL_POINTER);
+    assert!(msg.contains("mask_state is NULL"), "{msg}");
+}
+
+#[test]
+fn null_context_and_args_everywhere() {
+    let mut n = 0usize;
+    unsafe {
+        expect(hip_prefill(std::ptr::null(), std::ptr::null(), null_mut(), 0, null_mut()), HIP_ATTN_STATUS_NULL_POINTER, "ctx is NULL", "prefill");
+        expect(hip_decode_step(std::ptr::null(), std::ptr::null(), null_mut(), 0, null_mut()), HIP_ATTN_STATUS_NULL_POINTER, "ctx is NULL", "decode");
+        expect(hip_merge_states(std::ptr::null(), std::ptr::null(), null_mut()), HIP_ATTN_STATUS_NULL_POINTER, "ctx is NULL", "merge");
+        expect(hip_prefill_workspace_size(std::ptr::null(), 1, 1, 1, 1, &mut n), HIP_ATTN_STATUS_NULL_POINTER, "ctx is NULL", "ws");
+        expect(hip_decode_workspace_size(std::ptr::null(), 1, 1, &mut n), HIP_ATTN_STATUS_NULL_POINTER, "ctx is NULL", "ws");
+        expect(hip_mask_state_size(std::ptr::null(), 1, &mut n), HIP_ATTN_STATUS_NULL_POINTER, "ctx is NULL", "state");
+        assert_eq!(hip_ctx_last_error(std::ptr::null(), null_mut(), 0), 0);
+        hip_ctx_destroy(null_mut());
+    }
+    let ctx = Ctx::new(&config(DType::F16, 64, 2, 2)).unwrap();
+    unsafe {
+        expect(hip_prefill(ctx.0, std::ptr::null(), null_mut(), 0, null_mut()), HIP_ATTN_STATUS_NULL_POINTER, "hip_prefill_args is NULL", "prefill args");
+        expect(hip_decode_step(ctx.0, std::ptr::null(), null_mut(), 0, null_mut()), HIP_ATTN_STATUS_NULL_POINTER, "hip_decode_args is NULL", "decode args");
+        expect(hip_merge_states(ctx.0, std::ptr::null(), null_mut()), HIP_ATTN_STATUS_NULL_POINTER, "hip_merge_args is NULL", "merge args");
+        expect(hip_prefill_workspace_size(ctx.0, 1, 1, 1, 1, null_mut()), HIP_ATTN_STATUS_NULL_POINTER, "bytes is NULL", "ws out");
+        expect(hip_prefill_workspace_size(ctx.0, 0, 1, 1, 1, &mut n), HIP_ATTN_STATUS_INVALID_ARGUMENT, "batch_size (0)", "ws batch");
+        expect(hip_decode_workspace_size(ctx.0, 1, 0, &mut n), HIP_ATTN_STATUS_INVALID_ARGUMENT, "max_seqlen_k (0)", "ws maxk");
+        expect(hip_mask_state_size(ctx.0, u32::MAX, &mut n), HIP_ATTN_STATUS_INVALID_ARGUMENT, "batch_size", "state batch");
+    }
+}
+
+#[test]
+fn status_strings_and_thread_local_messages() {
+    let mut seen = std::collections::HashSet::new();
+    for s in hip_status::all() {
+        let text = unsafe { CStr::from_ptr(hip_status_string(s as i32)) }.to_str().unwrap().to_owned();
+        assert!(!text.is_empty() && seen.insert(text.clone()), "{s:?}: {text}");
+    }
+    let unknown = unsafe { CStr::from_ptr(hip_status_string(12345)) }.to_str().unwrap();
+    assert_eq!(unknown, "unknown status code");
+    // A failure on one thread does not show on another.
+    let mut out = null_mut();
+    let bad = config(DType::Bf16, 96, 4, 4);
+    assert_ne!(unsafe { hip_ctx_create(&bad, &mut out) }, HIP_ATTN_STATUS_SUCCESS);
+    assert!(last_error().contains("head_dim (96)"));
+    let other = std::thread::spawn(last_error).join().unwrap();
+    assert_eq!(other, "");
+    assert_eq!(unsafe { CStr::from_ptr(hip_version()) }.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    assert_eq!(hip_abi_version(), HIP_ATTN_ABI_VERSION);
+}

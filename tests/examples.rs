@@ -1,0 +1,40 @@
+//! The C example builds with `cc -std=c11 -Wall -Wextra -Werror` against the header and the library that this
+//! `cargo test` built, runs on the CPU backend and reports a match with dense attention.
+use std::path::PathBuf;
+use std::process::Command;
+
+/// target/<profile>, where cargo put libhip_attn.so for this test run.
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+#[test]
+fn c_example_matches_dense() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let lib = lib_dir();
+    assert!(lib.join("libhip_attn.so").exists(), "libhip_attn.so not found in {}", lib.display());
+    // The SONAME is libhip_attn.so.1: give the loader that name in a private directory.
+    let run_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_example");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let so1 = run_dir.join("libhip_attn.so.1");
+    let _ = std::fs::remove_file(&so1);
+    std::fs::copy(lib.join("libhip_attn.so"), &so1).unwrap();
+    let exe = run_dir.join("example_c");
+    let out = Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-I"])
+        .arg(root.join("include"))
+        .arg(root.join("examples/c/example.c"))
+        .arg("-L")
+        .arg(&lib)
+        .args(["-lhip_attn", "-lm", "-o"])
+        .arg(&exe)
+        .output()
+        .expect("cc not runnable");
+    assert!(out.status.success(), "compiling examples/c/example.c:\n{}", String::from_utf8_lossy(&out.stderr));
+    let run = Command::new(&exe).env("LD_LIBRARY_PATH", &run_dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    println!("{stdout}");
+    assert!(run.status.success(), "example failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("MATCH"), "{stdout}");
+}
