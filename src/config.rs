@@ -201,7 +201,7 @@ pub unsafe fn validate(raw: &hip_config) -> Result<(Config, CreateOptions)> {
         s if !s.is_finite() => {
             return Err(Error::config(format!("softmax_scale ({s}) must be finite")));
         }
-        s if s == 0.0 => 1.0 / (head_dim as f32).sqrt(),
+        0.0 => 1.0 / (head_dim as f32).sqrt(),
         s => s,
     };
     // A query must attend at least one key, or its softmax is undefined.

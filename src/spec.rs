@@ -152,7 +152,7 @@ mod tests {
         assert_eq!(bkeys.e, 85);
         assert_eq!(bkeys.nb, 27); // [4, 85) in blocks of 3
         assert_eq!(bkeys.block_range(26), (82, 85));
-        let mut seen = vec![0u8; 200];
+        let mut seen = [0u8; 200];
         bkeys.for_each_key(110, true, &[0, 5, 26], |j| seen[j] += 1);
         assert!(seen.iter().all(|&c| c <= 1));
         assert_eq!(seen.iter().map(|&c| c as usize).sum::<usize>(), 4 + 9 + (110 - 85 + 1));

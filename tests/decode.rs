@@ -111,10 +111,10 @@ fn refresh_r_reuses_the_mask_between_searches() {
                 assert_eq!(&out.o[b * HQ * D..(b + 1) * HQ * D], &want.o[..], "search step {t}");
                 searched[b] = (0..HQ).map(|h| { let r = record(&want.state, state_ints(&c), h); (r.2, r.3) }).collect();
             }
-            for h in 0..HQ {
+            for (h, (se, sblocks)) in searched[b].iter().enumerate() {
                 let (_, step, e, blocks) = record(&st, state_ints(&c), b * HQ + h);
                 assert_eq!(step as usize, t % 3 + 1, "step counter");
-                assert_eq!((e, &blocks), (searched[b][h].0, &searched[b][h].1), "mask reused unchanged");
+                assert_eq!((e, &blocks), (*se, sblocks), "mask reused unchanged");
                 let keys = keys_of(&c, e as usize, &blocks, p);
                 let want = dense_keys(q.at(b, h), &k[b], &v[b], h / 2, &keys, c.scale as f64);
                 let err = rel_l2(&out.o[(b * HQ + h) * D..][..D], &want);

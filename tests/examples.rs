@@ -3,10 +3,16 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// target/<profile>, where cargo put libhip_attn.so for this test run.
+/// Where cargo put libhip_attn.so for this test run: target/<profile>/deps, beside this test's executable.
+/// (Cargo copies it up to target/<profile> only when the library itself was asked for, which `cargo test` on a
+/// clean clone does not do, so a copy there may be missing or stale.)
 fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    if deps.join("libhip_attn.so").is_file() {
+        deps
+    } else {
+        deps.parent().unwrap().to_path_buf()
+    }
 }
 
 #[test]

@@ -28,7 +28,7 @@ fn split_and_merge_equals_whole() {
         let ctx = Ctx::new(&cfg).unwrap();
         let p = Problem::new(&mut rng, dt, 64, 4, 2, &[13], &[90], 0);
         let all: Vec<usize> = (0..90).collect();
-        let (ka, kb): (Vec<usize>, Vec<usize>) = all.iter().partition(|&&j| rng.below(3) == 0);
+        let (ka, kb): (Vec<usize>, Vec<usize>) = all.iter().partition(|_| rng.below(3) == 0);
         let (whole, a, b) = (partial(&ctx, &p, &all), partial(&ctx, &p, &ka), partial(&ctx, &p, &kb));
         let enc = |x: &[f32]| Host.upload(&encode(dt, x));
         let (oa, ob) = (enc(&a.o), enc(&b.o));
