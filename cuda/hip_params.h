@@ -92,22 +92,27 @@ typedef struct {
 //
 //   kernel               grid                                               block (threads)
 //   hip_prefill_search   (ceil(max_seqlen_q / HIP_BQ), mask_heads, batch)     HIP_ATTN_SEARCH_THREADS
-//   hip_prefill_attn     (ceil(max_seqlen_q / HIP_BQ), num_q_heads, batch)    HIP_ATTN_PREFILL_THREADS_FOR(HIP_BQ)
+//   hip_prefill_attn     (ceil(max_seqlen_q / HIP_BQ), num_q_heads, batch)    HIP_ATTN_PREFILL_THREADS_FOR(HIP_BQ, HIP_HEAD_DIM)
 //   hip_decode_search    (mask_heads, batch)                                  HIP_ATTN_SEARCH_THREADS
 //   hip_decode_attn      (num_splits, num_q_heads, batch)                     HIP_ATTN_DECODE_THREADS
 //   hip_decode_combine   (num_q_heads, batch)                                 HIP_ATTN_COMBINE_THREADS
 //   hip_merge_states     (num_tokens, ceil(num_heads / HIP_ATTN_MERGE_HEADS_PER_CTA))   HIP_ATTN_MERGE_THREADS
 //   hip_params_layout    (1)                                                  1   (argument: u64* out, 85 entries)
+// (hip_merge_states uses HIP_HEAD_DIM and HIP_DTYPE of the module it is compiled in.)
 // num_splits >= 1 (the host picks it; larger values only add empty splits). grid.y/z limits: num_q_heads and
 // mask_heads <= 65535, batch <= 65535, num_tokens <= 2^31-1.
 #define HIP_ATTN_SEARCH_THREADS 128
-#define HIP_ATTN_PREFILL_THREADS_FOR(bq) (32 * (((bq) + 15) / 16 > 4 ? ((bq) + 15) / 16 : 4))
+// prefill attention: one warp per 16 query rows of the block, times 2 (each key tile split between two warps)
+// when the block has at most 2 row groups and HIP_HEAD_DIM <= 128. HIP_HEAD_DIM 64/128: BQ 1..16 -> 64 threads,
+// 17..32 -> 128, 33..48 -> 96, 49..64 -> 128, then 32 * ceil(BQ / 16); HIP_HEAD_DIM 256: 32 * ceil(BQ / 16).
+#define HIP_ATTN_PREFILL_KSPLIT_FOR(bq, d) ((d) <= 128 && ((bq) + 15) / 16 <= 2 ? 2 : 1)
+#define HIP_ATTN_PREFILL_THREADS_FOR(bq, d) (32 * (((bq) + 15) / 16) * HIP_ATTN_PREFILL_KSPLIT_FOR(bq, d))
 #define HIP_ATTN_DECODE_THREADS 128
 #define HIP_ATTN_COMBINE_THREADS 128
 #define HIP_ATTN_MERGE_THREADS 128
 #define HIP_ATTN_MERGE_HEADS_PER_CTA 4   // one warp per (token, head)
-#ifdef HIP_BQ
-#define HIP_ATTN_PREFILL_THREADS HIP_ATTN_PREFILL_THREADS_FOR(HIP_BQ)
+#if defined(HIP_BQ) && defined(HIP_HEAD_DIM)
+#define HIP_ATTN_PREFILL_THREADS HIP_ATTN_PREFILL_THREADS_FOR(HIP_BQ, HIP_HEAD_DIM)
 #endif
 
 // hip_params_layout(unsigned long long* out) writes HIP_ATTN_LAYOUT_ENTRIES values: for each struct in the order
@@ -137,6 +142,11 @@ typedef struct {
 // p_j over the split's keys) and part_lse[b][h][s] its natural-log LSE (scale applied). An empty split writes
 // o = 0, lse = -inf. A split that met bad index data writes o = 0, lse = NaN ("poisoned"); hip_decode_combine
 // then writes o = 0, lse = -inf for that (sequence, head).
+//
+// Bad device data (error bits above): prefill CTAs of a sequence whose cu_seqlens fail validation write O = 0 and
+// LSE = -inf for their rows when those rows are in bounds, and mask_cnt = 0 for their slot when it is in bounds.
+// hip_decode_search leaves the record untouched on bad seqlens_k, re-searches an inconsistent record, and on a bad
+// page writes magic = 0 (no mask), so the following hip_decode_attn writes zeros for that head.
 // ================================================================================================================
 
 #endif

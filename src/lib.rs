@@ -13,7 +13,6 @@ pub mod args;
 pub mod config;
 pub mod context;
 pub mod cpu;
-#[path = "cuda_stub.rs"]
 pub mod cuda;
 pub mod ffi;
 pub mod plan;

@@ -1,0 +1,507 @@
+// Block-sparse attention over the HiP key list (HIP-SPEC "Attention"):
+//  - prefill: FlashAttention-2 style, one CTA per query block and q head, key tiles gathered from the key list
+//    (sinks, selected blocks ascending, local range) with cp.async, S = QK^T and O += PV with mma.sync, online
+//    softmax in f32 in the log2 domain;
+//  - decode: split-K over the key list of the single query, one CTA per (split, q head, sequence), then a combine.
+#ifndef HIP_ATTN_ATTENTION_CUH
+#define HIP_ATTN_ATTENTION_CUH
+
+#include "common.cuh"
+#include "search.cuh"
+
+namespace hip {
+
+// ---------------------------------------------------------------------------------------------------------------
+// Prefill geometry. Warps are (row group r, key split s): a row group is 16 query rows (BQ padded to 16). With
+// one or two row groups, two warps share each row group and split every key tile in halves (merging their softmax
+// states at the end), so the default BQ = 32 still runs 4 warps per CTA. K and V tiles are double-buffered: tile
+// t+1 is in flight (cp.async) while tile t is computed.
+constexpr int PF_THREADS = HIP_ATTN_PREFILL_THREADS;
+constexpr int PF_WARPS = PF_THREADS / 32;
+constexpr int BQP = round_up(BQ, 16);
+constexpr int RG = BQP / 16;
+constexpr int PF_TK = D == 64 ? 64 : D == 128 ? 32 : 16;  // keys per stage
+constexpr int KS = PF_WARPS / RG;                          // key splits inside a tile
+constexpr int KW = PF_TK / KS;                             // keys per warp per tile
+static_assert(PF_WARPS == RG * HIP_ATTN_PREFILL_KSPLIT_FOR(BQ, D), "prefill thread macro disagrees with the tiling");
+static_assert(KW % 16 == 0, "each warp needs whole 16-key k-steps for P.V");
+static_assert(BQP * ROW <= 4 * PF_TK * ROW, "Q staging must fit in the K/V stage buffers");
+static_assert((KS - 1) * RG * 16 * (D + 2) * 4 <= 4 * PF_TK * ROW * 2, "split merge scratch must fit in K/V stages");
+
+struct PrefillSmem {
+    alignas(16) elem_t kv[2][2][PF_TK * ROW];  // [stage][K, V] (first: Q staging; last: split-merge scratch)
+    int kpos[2][PF_TK];                        // key position of each row of a stage
+    int blocks[KBX];                           // selected blocks of this query block
+};
+static_assert(sizeof(PrefillSmem) <= 48 * 1024, "prefill attention exceeds 48 KB static smem");
+
+__device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
+    __shared__ PrefillSmem sm;
+    const int j = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, tq = lane & 3;
+    constexpr int CPR = D / 8;
+
+    PrefillSeq s;
+    const bool ok = prefill_seq(p, b, s);
+    const long long slot = s.q_range_ok ? (long long)s.q0 / BQ + b + j : -1;
+    const bool slot_ok = slot >= 0 && slot < p.slots;
+    elem_t* obase = (elem_t*)p.o;
+    float* lse_out = (float*)p.lse;
+
+    if (!ok || !slot_ok) {
+        if (tid == 0 && (!ok || (long long)j * BQ < s.Tq)) set_error(p.error_flag, HIP_ATTN_DEVERR_SEQLENS);
+        if (!s.q_range_ok) return;
+        // Zero this block's rows so that a skipped sequence never leaves stale output behind.
+        const int first = j * BQ;
+        const int len = cmin(BQ, s.Tq - first);
+        for (int c = tid; c < len * CPR; c += PF_THREADS) {
+            const int r = c / CPR, part = c - r * CPR;
+            *(uint4*)(obase + (long long)(s.q0 + first + r) * p.o_tok_stride + (long long)h * p.o_head_stride +
+                      part * 8) = make_uint4(0, 0, 0, 0);
+        }
+        if (lse_out)
+            for (int r = tid; r < len; r += PF_THREADS)
+                lse_out[(long long)(s.q0 + first + r) * p.num_q_heads + h] = HIP_NEG_INF;
+        return;
+    }
+    if ((long long)j * BQ >= s.Tq) return;
+
+    const int first = j * BQ;
+    const int len = cmin(BQ, s.Tq - first);
+    const int p0 = s.Tk - s.Tq + first;  // position of the first query
+    const int plast = p0 + len - 1;
+    const int e = local_start(p.sink, p.window, p0, s.Tk);
+    const int mh = SHARE ? h / GROUP : h;
+    const int kvh = h / GROUP;
+
+    int count = 0;
+    if (KB > 0) {
+        const long long m = slot * p.mask_heads + mh;
+        count = cmin(cmax(((const int*)p.mask_cnt)[m], 0), KB);
+        const int* src = (const int*)p.mask_idx + m * KB;
+        for (int i = tid; i < count; i += PF_THREADS) sm.blocks[i] = src[i];
+    }
+    KeyList kl;
+    kl.nS = cmin(p.sink, s.Tk);
+    kl.nM = count * BK;
+    kl.nL = CAUSAL ? cmax(0, plast + 1 - e) : 0;
+    kl.sink = p.sink;
+    kl.e = e;
+    kl.NB = num_search_blocks(p.sink, e);
+    kl.blocks = sm.blocks;
+    const int nkeys = kl.size();
+    const int ntiles = ceil_div(nkeys, PF_TK);
+
+    const elem_t* qg = (const elem_t*)p.q + (long long)(s.q0 + first) * p.q_tok_stride + (long long)h * p.q_head_stride;
+    const elem_t* kg = (const elem_t*)p.k + (long long)s.k0 * p.k_tok_stride + (long long)kvh * p.k_head_stride;
+    const elem_t* vg = (const elem_t*)p.v + (long long)s.k0 * p.v_tok_stride + (long long)kvh * p.v_head_stride;
+
+    // Stage Q (zero rows past the block) through the K/V buffers and keep it in registers as A fragments.
+    elem_t* qs = &sm.kv[0][0][0];
+    for (int c = tid; c < BQP * CPR; c += PF_THREADS) {
+        const int r = c / CPR, part = c - r * CPR;
+        cp_async16(smem_addr(&qs[r * ROW + part * 8]), qg + (long long)r * p.q_tok_stride + part * 8, r < len);
+    }
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();  // also publishes sm.blocks
+
+    const int r = warp % RG;   // row group
+    const int ks = warp / RG;  // key split
+    u32 qf[D / 16][4];
+    {
+        const u32 qa = smem_addr(qs) + ((r * 16 + (lane & 15)) * ROW + (lane >> 4) * 8) * 2;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(qa + kk * 32, qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+    }
+    __syncthreads();  // Q staging area becomes the K/V stages
+
+    // ldmatrix addresses: one smem base plus compile-time offsets, so they fold into the instruction's immediate.
+    constexpr u32 V_BYTES = PF_TK * ROW * 2;
+    constexpr u32 STAGE_BYTES = 2 * V_BYTES;
+    const u32 kv_lane = smem_addr(&sm.kv[0][0][0]) + ks * KW * ROW * 2;
+    const u32 k_lane_off = (((lane & 7) + ((lane >> 4) << 3)) * ROW + ((lane >> 3) & 1) * 8) * 2;
+    const u32 v_lane_off = ((lane & 15) * ROW + (lane >> 4) * 8) * 2;
+
+    // Gather tile t (K and V rows of key-list slots t*PF_TK ..) into stage t&1; always commits a group so that
+    // the wait counts stay uniform.
+    auto issue = [&](int t) {
+        if (t < ntiles) {
+            const int st = t & 1;
+            for (int c = tid; c < PF_TK * CPR; c += PF_THREADS) {
+                const int row = c / CPR, part = c - row * CPR;
+                const int pos = kl.pos(t * PF_TK + row);
+                const bool v = pos != INVALID_POS;
+                if (part == 0) sm.kpos[st][row] = pos;
+                const long long pk = v ? (long long)pos * p.k_tok_stride : 0;
+                const long long pv = v ? (long long)pos * p.v_tok_stride : 0;
+                cp_async16(smem_addr(&sm.kv[st][0][row * ROW + part * 8]), kg + pk + part * 8, v);
+                cp_async16(smem_addr(&sm.kv[st][1][row * ROW + part * 8]), vg + pv + part * 8, v);
+            }
+        }
+        cp_async_commit();
+    };
+
+    // Query rows of this lane: g and g + 8 of the row group. Padded rows borrow the last query's position.
+    int lim[2];
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+        const int qi = cmin(r * 16 + g + hh * 8, len - 1);
+        lim[hh] = CAUSAL ? p0 + qi : INVALID_POS - 1;
+    }
+    const float sl2 = p.scale * LOG2E;
+
+    float o[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) o[n][i] = 0.f;
+    float mrow[2] = {HIP_NEG_INF, HIP_NEG_INF}, lrow[2] = {0.f, 0.f};
+
+    issue(0);
+    for (int t = 0; t < ntiles; ++t) {
+        issue(t + 1);        // stage (t+1)&1 was released by the barrier that ended tile t-1
+        cp_async_wait<1>();  // tile t landed
+        __syncthreads();
+        const int st = t & 1;
+
+        float sc[KW / 8][4];
+#pragma unroll
+        for (int n = 0; n < KW / 8; ++n)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) sc[n][i] = 0.f;
+        {
+            const u32 kt = kv_lane + st * STAGE_BYTES + k_lane_off;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+                for (int n = 0; n < KW / 8; n += 2) {
+                    u32 b0, b1, b2, b3;
+                    ldsm_x4(kt + (n * 8 * ROW + kk * 16) * 2, b0, b1, b2, b3);
+                    mma16816(sc[n], qf[kk], b0, b1);
+                    mma16816(sc[n + 1], qf[kk], b2, b3);
+                }
+            }
+        }
+
+        // Mask, then online softmax (log2 domain). Each lane holds rows g (sc[][0..1]) and g+8 (sc[][2..3]).
+        u32 pf[KW / 16][4];
+        {
+            const int* kp = &sm.kpos[st][ks * KW];
+            float mx[2] = {HIP_NEG_INF, HIP_NEG_INF};
+#pragma unroll
+            for (int n = 0; n < KW / 8; ++n) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const int pos = kp[n * 8 + 2 * tq + (i & 1)];
+                    const float v = pos <= lim[i >> 1] ? sc[n][i] * sl2 : HIP_NEG_INF;
+                    sc[n][i] = v;
+                    mx[i >> 1] = fmaxf(mx[i >> 1], v);
+                }
+            }
+            float alpha[2], mu[2];
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+                const float mnew = fmaxf(mrow[hh], quad_max(mx[hh]));
+                mu[hh] = mnew == HIP_NEG_INF ? 0.f : mnew;  // a row with no key yet: exp2(-inf - 0) = 0, no NaN
+                alpha[hh] = exp2f(mrow[hh] - mu[hh]);
+                mrow[hh] = mnew;
+            }
+            float rs[2] = {0.f, 0.f};
+#pragma unroll
+            for (int n = 0; n < KW / 8; ++n) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const float e2 = exp2f(sc[n][i] - mu[i >> 1]);
+                    sc[n][i] = e2;
+                    rs[i >> 1] += e2;
+                }
+            }
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) lrow[hh] = lrow[hh] * alpha[hh] + rs[hh];
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n) {
+                o[n][0] *= alpha[0];
+                o[n][1] *= alpha[0];
+                o[n][2] *= alpha[1];
+                o[n][3] *= alpha[1];
+            }
+            // C fragments of S become A fragments of P (16 keys per k-step).
+#pragma unroll
+            for (int kk = 0; kk < KW / 16; ++kk) {
+                pf[kk][0] = pack2(sc[2 * kk][0], sc[2 * kk][1]);
+                pf[kk][1] = pack2(sc[2 * kk][2], sc[2 * kk][3]);
+                pf[kk][2] = pack2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+                pf[kk][3] = pack2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+            }
+        }
+
+        {
+            const u32 vt = kv_lane + st * STAGE_BYTES + V_BYTES + v_lane_off;
+#pragma unroll
+            for (int kk = 0; kk < KW / 16; ++kk) {
+#pragma unroll
+                for (int n = 0; n < D / 8; n += 2) {
+                    u32 b0, b1, b2, b3;
+                    ldsm_x4_t(vt + (kk * 16 * ROW + n * 8) * 2, b0, b1, b2, b3);
+                    mma16816(o[n], pf[kk], b0, b1);
+                    mma16816(o[n + 1], pf[kk], b2, b3);
+                }
+            }
+        }
+        __syncthreads();  // every warp is done with stage t&1
+    }
+    cp_async_wait<0>();
+
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) lrow[hh] = quad_sum(lrow[hh]);
+
+    // Merge the key splits of each row group: splits 1..KS-1 park (m, l, o) in smem, split 0 folds them in.
+    if (KS > 1) {
+        float* scratch = (float*)&sm.kv[0][0][0];
+        constexpr int RS = D + 2;  // one row: o[D], m, l
+        __syncthreads();
+        if (ks > 0) {
+            float* base = scratch + ((ks - 1) * RG + r) * 16 * RS;
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+                float* row = base + (g + 8 * hh) * RS;
+#pragma unroll
+                for (int n = 0; n < D / 8; ++n) {
+                    row[n * 8 + 2 * tq] = o[n][2 * hh];
+                    row[n * 8 + 2 * tq + 1] = o[n][2 * hh + 1];
+                }
+                if (tq == 0) {
+                    row[D] = mrow[hh];
+                    row[D + 1] = lrow[hh];
+                }
+            }
+        }
+        __syncthreads();
+        if (ks == 0) {
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+                float mm = mrow[hh];
+                for (int s2 = 1; s2 < KS; ++s2)
+                    mm = fmaxf(mm, scratch[(((s2 - 1) * RG + r) * 16 + g + 8 * hh) * RS + D]);
+                const float mref = mm == HIP_NEG_INF ? 0.f : mm;
+                const float a0 = exp2f(mrow[hh] - mref);
+                float l = lrow[hh] * a0;
+#pragma unroll
+                for (int n = 0; n < D / 8; ++n) {
+                    o[n][2 * hh] *= a0;
+                    o[n][2 * hh + 1] *= a0;
+                }
+                for (int s2 = 1; s2 < KS; ++s2) {
+                    const float* row = scratch + (((s2 - 1) * RG + r) * 16 + g + 8 * hh) * RS;
+                    const float a = exp2f(row[D] - mref);
+                    l += row[D + 1] * a;
+#pragma unroll
+                    for (int n = 0; n < D / 8; ++n) {
+                        o[n][2 * hh] += row[n * 8 + 2 * tq] * a;
+                        o[n][2 * hh + 1] += row[n * 8 + 2 * tq + 1] * a;
+                    }
+                }
+                mrow[hh] = mm;
+                lrow[hh] = l;
+            }
+        }
+    }
+
+    if (ks == 0) {
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+            const int qi = r * 16 + g + 8 * hh;
+            if (qi < len) {
+                const float l = lrow[hh];
+                const float inv = l > 0.f ? 1.f / l : 0.f;  // a row that attends nothing writes zeros
+                elem_t* orow = obase + (long long)(s.q0 + first + qi) * p.o_tok_stride + (long long)h * p.o_head_stride;
+#pragma unroll
+                for (int n = 0; n < D / 8; ++n)
+                    *(u32*)(orow + n * 8 + 2 * tq) = pack2(o[n][2 * hh] * inv, o[n][2 * hh + 1] * inv);
+                if (lse_out && tq == 0)
+                    lse_out[(long long)(s.q0 + first + qi) * p.num_q_heads + h] =
+                        l > 0.f ? (mrow[hh] + log2f(l)) * LN2 : HIP_NEG_INF;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Decode. Each CTA walks a contiguous chunk of the query's key list. A key row is read by G = D/8 lanes, 16 bytes
+// each (coalesced), so a CTA works on NGRP keys at once and UNR rounds of them are in flight per loop trip.
+constexpr int DC_THREADS = HIP_ATTN_DECODE_THREADS;
+constexpr int DG = D / 8;                 // lanes per key row
+constexpr int NGRP = DC_THREADS / DG;     // keys in parallel per CTA
+constexpr int UNR = D <= 128 ? 4 : 2;     // rounds in flight
+static_assert(DG <= 32 && DC_THREADS % DG == 0, "decode grouping");
+
+__device__ __forceinline__ void decode_write_partial(const hip_decode_params& p, long long part, int tid, float lse) {
+    float* po = (float*)p.part_o + part * D;
+    for (int d = tid; d < D; d += DC_THREADS) po[d] = 0.f;
+    if (tid == 0) ((float*)p.part_lse)[part] = lse;
+}
+
+__device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
+    __shared__ float s_o[NGRP][D];
+    __shared__ float s_m[NGRP], s_l[NGRP];
+    const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int tid = threadIdx.x, grp = tid / DG, gl = tid - grp * DG;
+    const long long part = ((long long)b * p.num_q_heads + h) * p.num_splits + split;
+    const float poison = __int_as_float(0x7fc00000);
+
+    const int Tk = ((const int*)p.seqlens_k)[b];
+    if (!decode_seq_ok(p, Tk)) {
+        if (tid == 0 && split == 0)
+            set_error(p.error_flag, Tk >= 1 && Tk <= p.max_seqlen_k ? HIP_ATTN_DEVERR_PAGE_TABLE : HIP_ATTN_DEVERR_SEQLENS);
+        decode_write_partial(p, part, tid, poison);
+        return;
+    }
+    const int mh = SHARE ? h / GROUP : h;
+    const int kvh = h / GROUP;
+    const int* rec = (const int*)p.mask_state + ((long long)b * p.mask_heads + mh) * p.state_ints;
+    const int magic = rec[HIP_ATTN_STATE_MAGIC_IDX];
+    const int e = rec[HIP_ATTN_STATE_E_IDX];
+    const int cnt = rec[HIP_ATTN_STATE_COUNT_IDX];
+    if (magic != HIP_ATTN_STATE_MAGIC || p.state_ints < HIP_ATTN_STATE_HEADER + KB ||
+        !record_header_ok(e, cnt, p.sink, Tk)) {
+        if (tid == 0 && split == 0 && magic == HIP_ATTN_STATE_MAGIC) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
+        decode_write_partial(p, part, tid, poison);
+        return;
+    }
+    KeyList kl;
+    kl.nS = cmin(p.sink, Tk);
+    kl.nM = cnt * BK;
+    kl.nL = cmax(0, Tk - e);
+    kl.sink = p.sink;
+    kl.e = e;
+    kl.NB = num_search_blocks(p.sink, e);
+    kl.blocks = rec + HIP_ATTN_STATE_HEADER;
+    const long long n = kl.size();
+    const int lo = (int)(n * split / p.num_splits);
+    const int hi = (int)(n * (split + 1) / p.num_splits);
+
+    float q[8];
+    {
+        const elem_t* qp = (const elem_t*)p.q + (long long)b * p.q_seq_stride + (long long)h * p.q_head_stride + gl * 8;
+        unpack8(ldg16(qp), q);
+        const float sl2 = p.scale * LOG2E;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) q[i] *= sl2;
+    }
+    const elem_t* kc = (const elem_t*)p.k_cache;
+    const elem_t* vc = (const elem_t*)p.v_cache;
+
+    float m = HIP_NEG_INF, l = 0.f, acc[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[i] = 0.f;
+    bool bad = false;
+
+    // Trip count is uniform over the CTA (shuffles below need whole warps).
+    for (int base = lo; base < hi; base += NGRP * UNR) {
+        uint4 kr[UNR], vr[UNR];
+        bool valid[UNR];
+#pragma unroll
+        for (int u = 0; u < UNR; ++u) {
+            const int idx = base + u * NGRP + grp;
+            const int pos = idx < hi ? kl.pos(idx) : INVALID_POS;
+            const long long off = pos != INVALID_POS ? decode_kv_offset(p, b, kvh, pos, bad) : -1;
+            valid[u] = off >= 0;
+            kr[u] = valid[u] ? ldg16(kc + off + gl * 8) : make_uint4(0, 0, 0, 0);
+            vr[u] = valid[u] ? ldg16(vc + off + gl * 8) : make_uint4(0, 0, 0, 0);
+        }
+        float sv[UNR];
+#pragma unroll
+        for (int u = 0; u < UNR; ++u) {
+            float kf[8];
+            unpack8(kr[u], kf);
+            float d = 0.f;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) d = fmaf(q[i], kf[i], d);
+#pragma unroll
+            for (int off = DG / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
+            sv[u] = valid[u] ? d : HIP_NEG_INF;
+        }
+        float mx = m;
+#pragma unroll
+        for (int u = 0; u < UNR; ++u) mx = fmaxf(mx, sv[u]);
+        if (mx == HIP_NEG_INF) continue;  // nothing valid yet for this group
+        const float alpha = exp2f(m - mx);
+        l *= alpha;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[i] *= alpha;
+#pragma unroll
+        for (int u = 0; u < UNR; ++u) {
+            const float pu = exp2f(sv[u] - mx);
+            l += pu;
+            float vf[8];
+            unpack8(vr[u], vf);
+#pragma unroll
+            for (int i = 0; i < 8; ++i) acc[i] = fmaf(pu, vf[i], acc[i]);
+        }
+        m = mx;
+    }
+
+    if (__syncthreads_or(bad)) {
+        if (tid == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_PAGE_TABLE);
+        decode_write_partial(p, part, tid, poison);
+        return;
+    }
+    if (gl == 0) {
+        s_m[grp] = m;
+        s_l[grp] = l;
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) s_o[grp][gl * 8 + i] = acc[i];
+    __syncthreads();
+    float M = HIP_NEG_INF;
+    for (int k = 0; k < NGRP; ++k) M = fmaxf(M, s_m[k]);
+    float L = 0.f;
+    for (int k = 0; k < NGRP; ++k) L += s_m[k] == HIP_NEG_INF ? 0.f : s_l[k] * exp2f(s_m[k] - M);
+    float* po = (float*)p.part_o + part * D;
+    for (int d = tid; d < D; d += DC_THREADS) {
+        float v = 0.f;
+        for (int k = 0; k < NGRP; ++k)
+            if (s_m[k] != HIP_NEG_INF) v += s_o[k][d] * exp2f(s_m[k] - M);
+        po[d] = L > 0.f ? v / L : 0.f;
+    }
+    if (tid == 0) ((float*)p.part_lse)[part] = L > 0.f ? (M + log2f(L)) * LN2 : HIP_NEG_INF;
+}
+
+// hip_decode_combine: grid (num_q_heads, batch)
+__device__ __forceinline__ void decode_combine(const hip_decode_params& p) {
+    const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
+    const int ns = p.num_splits;
+    const long long base = ((long long)b * p.num_q_heads + h) * ns;
+    const float* pl = (const float*)p.part_lse + base;
+    const float* po = (const float*)p.part_o + base * D;
+    float M = HIP_NEG_INF;
+    bool poisoned = false;
+    for (int s2 = 0; s2 < ns; ++s2) {
+        const float v = pl[s2];
+        poisoned |= v != v;
+        M = fmaxf(M, v);
+    }
+    const bool empty = poisoned || M == HIP_NEG_INF;
+    float W = 0.f;
+    if (!empty)
+        for (int s2 = 0; s2 < ns; ++s2) W += pl[s2] == HIP_NEG_INF ? 0.f : expf(pl[s2] - M);
+    elem_t* o = (elem_t*)p.o + (long long)b * p.o_seq_stride + (long long)h * p.o_head_stride;
+    for (int d = tid; d < D; d += HIP_ATTN_COMBINE_THREADS) {
+        float v = 0.f;
+        if (!empty) {
+            for (int s2 = 0; s2 < ns; ++s2) {
+                const float ls = pl[s2];
+                if (ls != HIP_NEG_INF) v += po[(long long)s2 * D + d] * expf(ls - M);
+            }
+            v /= W;
+        }
+        o[d] = from_f32(v);
+    }
+    if (p.lse && tid == 0) ((float*)p.lse)[(long long)b * p.num_q_heads + h] = empty ? HIP_NEG_INF : M + logf(W);
+}
+
+}  // namespace hip
+
+#endif

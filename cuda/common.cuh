@@ -1,0 +1,267 @@
+// Shared device helpers for the HiP kernels: the 16-bit element type, conversions, inline-PTX tensor-core and
+// copy primitives, warp reductions, and the key list that the attention kernels walk.
+//
+// No CUDA toolkit header is included on purpose: engine hosts may only have the driver and libnvrtc, and NVRTC 13
+// has no built-in cuda_bf16.h / cuda_fp16.h. Elements are therefore raw 16-bit words, converted with PTX cvt.
+// Everything here needs sm_80 or newer (bf16 cvt, mma.sync m16n8k16 bf16, cp.async, ldmatrix).
+#ifndef HIP_ATTN_COMMON_CUH
+#define HIP_ATTN_COMMON_CUH
+
+#include "hip_params.h"
+
+#if !defined(HIP_DTYPE) || !defined(HIP_HEAD_DIM) || !defined(HIP_KB) || !defined(HIP_BQ) || !defined(HIP_BK) || \
+    !defined(HIP_SQ) || !defined(HIP_SK) || !defined(HIP_GROUP) || !defined(HIP_SHARE_KV) || !defined(HIP_CAUSAL)
+#error "hip_attn.cu needs -DHIP_DTYPE, HIP_HEAD_DIM, HIP_KB, HIP_BQ, HIP_BK, HIP_SQ, HIP_SK, HIP_GROUP, HIP_SHARE_KV, HIP_CAUSAL"
+#endif
+
+static_assert(HIP_DTYPE == 0 || HIP_DTYPE == 1, "HIP_DTYPE must be 0 (bf16) or 1 (f16)");
+static_assert(HIP_HEAD_DIM == 64 || HIP_HEAD_DIM == 128 || HIP_HEAD_DIM == 256, "HIP_HEAD_DIM must be 64, 128 or 256");
+static_assert(HIP_BQ >= 1 && HIP_BQ <= HIP_ATTN_CUDA_MAX_BQ, "HIP_BQ outside [1, HIP_ATTN_CUDA_MAX_BQ]");
+static_assert(HIP_BK >= 1 && HIP_BK <= HIP_ATTN_CUDA_MAX_BK, "HIP_BK outside [1, HIP_ATTN_CUDA_MAX_BK]");
+static_assert(HIP_KB >= 0 && HIP_KB <= HIP_ATTN_CUDA_MAX_KB, "HIP_KB outside [0, HIP_ATTN_CUDA_MAX_KB]");
+static_assert(HIP_SQ >= 1 && HIP_SK >= 1, "HIP_SQ and HIP_SK must be >= 1");
+static_assert(HIP_GROUP >= 1 && HIP_GROUP <= HIP_ATTN_CUDA_MAX_GROUP, "HIP_GROUP outside [1, HIP_ATTN_CUDA_MAX_GROUP]");
+static_assert(HIP_SHARE_KV == 0 || HIP_SHARE_KV == 1, "HIP_SHARE_KV must be 0 or 1");
+static_assert(HIP_CAUSAL == 0 || HIP_CAUSAL == 1, "HIP_CAUSAL must be 0 or 1");
+
+#define HIP_NEG_INF __int_as_float(0xff800000)
+
+namespace hip {
+
+typedef unsigned short elem_t;  // bf16 or f16 bits
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+constexpr int D = HIP_HEAD_DIM;
+constexpr int BQ = HIP_BQ;
+constexpr int BK = HIP_BK;
+constexpr int KB = HIP_KB;
+constexpr int SQ = HIP_SQ;
+constexpr int SK = HIP_SK;
+constexpr int GROUP = HIP_GROUP;
+constexpr bool SHARE = HIP_SHARE_KV != 0;
+constexpr bool CAUSAL = HIP_CAUSAL != 0;
+constexpr bool IS_BF16 = HIP_DTYPE == 0;
+
+// Smem tiles hold rows of D elements padded by 8 (16 bytes), so the 8 row addresses of one ldmatrix phase fall
+// on 8 different 16-byte bank groups.
+constexpr int ROW = D + 8;
+
+constexpr int INVALID_POS = 0x7fffffff;  // position of a key-list slot that holds no key: fails every "pos <= p"
+constexpr float LOG2E = 1.4426950408889634f;
+constexpr float LN2 = 0.6931471805599453f;
+
+__host__ __device__ constexpr int cmax(int a, int b) { return a > b ? a : b; }
+__host__ __device__ constexpr int cmin(int a, int b) { return a < b ? a : b; }
+__host__ __device__ constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
+__host__ __device__ constexpr int round_up(int a, int b) { return ceil_div(a, b) * b; }
+__host__ __device__ constexpr int next_pow2(int a) { int p = 1; while (p < a) p <<= 1; return p; }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Conversions
+__device__ __forceinline__ float to_f32(elem_t h) {
+#if HIP_DTYPE == 0
+    return __uint_as_float(((u32)h) << 16);
+#else
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+#endif
+}
+
+__device__ __forceinline__ elem_t from_f32(float f) {
+    elem_t h;
+#if HIP_DTYPE == 0
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+#else
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+#endif
+    return h;
+}
+
+// Two floats -> one 32-bit register holding (lo in bits 0..15, hi in bits 16..31), the element order that
+// mma fragments and little-endian memory both use.
+__device__ __forceinline__ u32 pack2(float lo, float hi) {
+    u32 r;
+#if HIP_DTYPE == 0
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#endif
+    return r;
+}
+
+__device__ __forceinline__ void unpack2(u32 v, float& lo, float& hi) {
+    lo = to_f32((elem_t)(v & 0xffffu));
+    hi = to_f32((elem_t)(v >> 16));
+}
+
+// 8 elements (one 16-byte vector) -> 8 floats
+__device__ __forceinline__ void unpack8(const uint4& v, float* f) {
+    unpack2(v.x, f[0], f[1]);
+    unpack2(v.y, f[2], f[3]);
+    unpack2(v.z, f[4], f[5]);
+    unpack2(v.w, f[6], f[7]);
+}
+
+// Monotone map float -> u32 (a < b  <=>  ord(a) < ord(b)), after folding -0 into +0 and NaN into -inf so that
+// equal f32 scores stay equal (the tie rule then decides) and a NaN never outranks a real score.
+__device__ __forceinline__ u32 float_ord(float f) {
+    if (f != f) f = HIP_NEG_INF;
+    f = f + 0.0f;
+    u32 u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Shared-memory address, ldmatrix, mma.sync, cp.async
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+    u32 r;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
+    return r;
+}
+
+__device__ __forceinline__ void ldsm_x4(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x2(u32 addr, u32& r0, u32& r1) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];" : "=r"(r0), "=r"(r1) : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x2_t(u32 addr, u32& r0, u32& r1) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];" : "=r"(r0), "=r"(r1) : "r"(addr));
+}
+
+// D(16x8, f32) += A(16x16, row) * B(16x8, col)
+__device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1) {
+#if HIP_DTYPE == 0
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+// 16-byte global->shared copy that bypasses L1; src_bytes = 0 zero-fills the destination without reading.
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+
+__device__ __forceinline__ uint4 ldg16(const void* p) {
+    uint4 v;
+    asm volatile("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Warp reductions
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+// over the 4 lanes of an mma quad (lanes sharing groupID = lane / 4)
+__device__ __forceinline__ float quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+__device__ __forceinline__ void set_error(unsigned long long flag_ptr, u32 bit) {
+    if (flag_ptr) atomicOr((unsigned int*)flag_ptr, bit);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// HIP-SPEC geometry of one query block (or decode query)
+
+// Number of search blocks in [sink, e): blocks of BK keys starting at sink, the last one clipped at e.
+__device__ __forceinline__ int num_search_blocks(int sink, int e) {
+    return e > sink ? (int)(((long long)e - sink + BK - 1) / BK) : 0;
+}
+
+// The key list of one query block: sink keys S, then the selected blocks M in ascending order (count * BK slots,
+// a slot past e -- the tail of a partial last block -- or of an out-of-range block holds no key), then the local
+// keys [e, e + nL). Walking it in this order lets every attention kernel see a flat list of slots it can tile or
+// split without caring which set a slot comes from.
+struct KeyList {
+    int nS;             // min(sink, Tk)
+    int nM;             // count * BK
+    int nL;             // local keys (causal: up to the last query of the block; decode: [e, p])
+    int sink, e, NB;
+    const int* blocks;  // count ascending block indices (smem or global)
+
+    __device__ __forceinline__ int size() const { return nS + nM + nL; }
+
+    // Absolute key position of slot idx, or INVALID_POS for an empty slot.
+    __device__ __forceinline__ int pos(int idx) const {
+        if (idx < nS) return idx;
+        idx -= nS;
+        if (idx < nM) {
+            const int slot = idx / BK;
+            const int off = idx - slot * BK;
+            const int blk = blocks[slot];
+            if (blk < 0 || blk >= NB) return INVALID_POS;
+            const int t = sink + blk * BK + off;
+            return t < e ? t : INVALID_POS;
+        }
+        idx -= nM;
+        if (idx < nL) return e + idx;
+        return INVALID_POS;
+    }
+};
+
+
+// ---------------------------------------------------------------------------------------------------------------
+// Prefill sequence bounds from cu_seqlens, validated so that no later index can leave the tensors.
+struct PrefillSeq {
+    int q0, k0, Tq, Tk;
+    bool q_range_ok;  // [q0, q0 + Tq) lies inside [0, total_q): outputs of this sequence may be written
+};
+
+__device__ __forceinline__ bool prefill_seq(const hip_prefill_params& p, int b, PrefillSeq& s) {
+    const int* cq = (const int*)p.cu_seqlens_q;
+    const int* ck = (const int*)p.cu_seqlens_k;
+    const int qa = cq[b], qb = cq[b + 1], ka = ck[b], kb = ck[b + 1];
+    s.q0 = qa;
+    s.k0 = ka;
+    s.Tq = qb - qa;
+    s.Tk = kb - ka;
+    s.q_range_ok = qa >= 0 && qb >= qa && qb <= p.total_q;
+    return s.q_range_ok && cq[0] == 0 && ck[0] == 0 && ka >= 0 && kb >= ka && kb <= p.total_k &&
+           cq[p.batch] <= p.total_q && ck[p.batch] <= p.total_k && s.Tq <= p.max_seqlen_q &&
+           s.Tk <= p.max_seqlen_k && s.Tq <= s.Tk;
+}
+
+// e_B of a query block whose first query sits at position p0 (HIP-SPEC "three disjoint key sets").
+__device__ __forceinline__ int local_start(int sink, int window, int p0, int Tk) {
+    // Non-causal: no local set; raised to `sink` when Tk < sink so the search domain is never negative
+    // (src/spec.rs BlockKeys::new does the same).
+    if (!CAUSAL) return Tk > sink ? Tk : sink;
+    const long long e = (long long)p0 + 1 - window;
+    return e > sink ? (int)e : sink;
+}
+
+}  // namespace hip
+
+#endif

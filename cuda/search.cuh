@@ -1,0 +1,424 @@
+// HiP mask search (HIP-SPEC "Mask search for one query block"): the hierarchical tree search shared by prefill
+// (one CTA per query block and mask head) and decode (one CTA per sequence and mask head).
+//
+// One iteration scores the 2*KB branches of the current KB chunks by their representative blocks. The scores are
+// a GEMM: rows = sampled queries (times the GQA group when masks are shared), columns = the sampled keys of the
+// representative blocks, computed with mma.sync (f32 accumulate) from smem tiles: the rows of a pass sit in smem,
+// key columns are gathered TC at a time with cp.async. The max over rows and over a branch's sampled keys is
+// folded straight into the branch's sort key with a shared-memory atomicMin, so no score matrix is stored.
+// Top-KB is a bitonic sort of (score desc, branch asc) keys; the survivors are re-sorted by branch index so the
+// chunks stay in ascending block order (branch order == block order, which is what makes the tie rule "lower
+// block index wins" a plain comparison of branch ids).
+#ifndef HIP_ATTN_SEARCH_CUH
+#define HIP_ATTN_SEARCH_CUH
+
+#include "common.cuh"
+
+namespace hip {
+
+constexpr int S_THREADS = HIP_ATTN_SEARCH_THREADS;
+constexpr int S_WARPS = S_THREADS / 32;
+constexpr int KBX = cmax(KB, 1);                   // array extent (KB may be 0)
+constexpr int NSK = BK > SK ? ceil_div(BK, SK) : 1;  // sampled keys per block
+constexpr int NCAND = 2 * KBX;                     // branches per iteration
+constexpr int SORT_N = next_pow2(NCAND);
+constexpr int SEL_N = next_pow2(KBX);
+constexpr int S_ROWS_MAX = ceil_div(BQ, SQ) * (SHARE ? GROUP : 1);  // scored rows of a prefill query block
+
+// Tiles: rows of a pass in smem, key columns gathered TC at a time into S_NST pipeline stages, all within the
+// 48 KB static-smem budget left after the sort keys and chunks (the first layout that fits wins).
+constexpr int S_FIXED_BYTES = SORT_N * 8 + KBX * 8 + 64;
+constexpr int S_BUDGET = 48 * 1024 - 256;
+__host__ __device__ constexpr int s_rp(int cap) { return cmin(round_up(S_ROWS_MAX, 16), cap); }
+__host__ __device__ constexpr bool s_fits(int rp, int tc, int nst) {
+    return rp * ROW * 2 + nst * tc * (ROW * 2 + 4) + S_FIXED_BYTES <= S_BUDGET;
+}
+__host__ __device__ constexpr int s_pick_rp() {
+    return s_fits(s_rp(64), 32, 2) ? s_rp(64) : s_fits(s_rp(32), 32, 2) ? s_rp(32) : 16;
+}
+constexpr int S_RP = s_pick_rp();  // rows per pass
+constexpr int S_TC = s_fits(S_RP, 64, 3) ? 64 : s_fits(S_RP, 64, 2) && !s_fits(S_RP, 32, 3) ? 64 : 32;
+constexpr int S_NST = s_fits(S_RP, S_TC, 3) ? 3 : s_fits(S_RP, S_TC, 2) ? 2 : 1;
+static_assert(s_fits(S_RP, S_TC, S_NST), "search tiles do not fit in 48 KB of static shared memory");
+constexpr int S_MT = S_RP / 16;       // m-tiles per pass
+constexpr int S_CW = S_TC / S_WARPS;  // columns per warp
+constexpr int S_NT = S_CW / 8;        // n-tiles per warp
+static_assert(S_CW % 8 == 0, "search: each warp needs whole 8-column n-tiles");
+
+struct SearchSmem {
+    alignas(16) elem_t q[S_RP * ROW];          // rows of the current pass
+    alignas(16) elem_t k[S_NST][S_TC * ROW];   // gathered key columns, one tile per pipeline stage
+    alignas(16) u64 keys[SORT_N];              // hi: ~ord(score) (smaller = better), lo: branch id; also scratch
+    int colbr[S_NST][S_TC];                    // branch of each column, -1 = no key
+    int2 chunks[KBX];                          // current chunks [x, y) of block indices, ascending
+};
+
+// Sort n (a power of two) u64 keys ascending; all threads of the CTA take part.
+__device__ __forceinline__ void bitonic_sort(u64* a, int n) {
+    for (int k = 2; k <= n; k <<= 1) {
+        for (int j = k >> 1; j > 0; j >>= 1) {
+            for (int t = threadIdx.x; t < (n >> 1); t += S_THREADS) {
+                const int i = ((t & ~(j - 1)) << 1) | (t & (j - 1));  // lower index of the pair, bit j clear
+                const int ixj = i | j;
+                const u64 x = a[i], y = a[ixj];
+                const bool up = (i & k) == 0;
+                if ((x > y) == up) {
+                    a[i] = y;
+                    a[ixj] = x;
+                }
+            }
+            __syncthreads();
+        }
+    }
+}
+
+// Bounds [a, b) of branch `id` (chunk id/2, half id&1); b == a for the empty twin of a length-1 chunk.
+__device__ __forceinline__ int2 branch_range(const int2* chunks, int id) {
+    const int2 c = chunks[id >> 1];
+    const int L = c.y - c.x;
+    const int h = (L + 1) >> 1;
+    if (L >= 2) return (id & 1) ? make_int2(c.x + h, c.y) : make_int2(c.x, c.x + h);
+    return (id & 1) ? make_int2(c.y, c.y) : c;
+}
+
+// Max over the pass's rows and over each branch's sampled keys of q.k, folded into sm.keys[branch].hi.
+// qrow(r): pointer to row r's D elements (global). krow(t, bad): pointer to the key row at position t, or nullptr
+// (and bad = true) when it cannot be read. Returns false, uniformly over the CTA, when some key could not be read
+// (the search is then abandoned). gdummy: any valid global address, the source operand of zero-filling copies.
+template <class QRow, class KRow>
+__device__ bool score_branches(SearchSmem& sm, int nrows, const QRow& qrow, const KRow& krow, int sink, int e,
+                               const elem_t* gdummy) {
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, tq = lane & 3;
+    constexpr int CPR = D / 8;  // 16-byte chunks per row
+    const int ncols = NCAND * NSK;
+    const int ntile = ceil_div(ncols, S_TC);
+    bool bad = false;
+
+    // Gather key-column tile i into stage i % S_NST. The lanes that copy one row each derive its column's branch
+    // and key row themselves (same values, in lockstep), so no extra barrier is needed before the copies.
+    auto issue = [&](int i) {
+        if (i < ntile) {
+            const int st = i % S_NST;
+            for (int c = tid; c < S_TC * CPR; c += S_THREADS) {
+                const int row = c / CPR, part = c - row * CPR;
+                const int col = i * S_TC + row;
+                int br = -1;
+                const elem_t* ptr = nullptr;
+                if (col < ncols) {
+                    const int id = col / NSK, smp = col - id * NSK;
+                    const int2 r = branch_range(sm.chunks, id);
+                    if (r.y > r.x) {
+                        const int rep = (int)(((long long)r.x + r.y - 1) >> 1);
+                        const int t = sink + rep * BK + smp * SK;
+                        if (smp * SK < BK && t < e) {
+                            ptr = krow(t, bad);
+                            if (ptr) br = id;
+                        }
+                    }
+                }
+                if (part == 0) sm.colbr[st][row] = br;
+                cp_async16(smem_addr(&sm.k[st][row * ROW + part * 8]), ptr ? ptr + part * 8 : gdummy, ptr);
+            }
+        }
+        cp_async_commit();
+    };
+
+    const u32 q_lane = smem_addr(&sm.q[0]) + ((lane & 15) * ROW + (lane >> 4) * 8) * 2;
+    const u32 k_lane = smem_addr(&sm.k[0][0]) + ((warp * S_CW + (lane & 7) + ((lane >> 4) << 3)) * ROW +
+                                                  ((lane >> 3) & 1) * 8) * 2;
+    constexpr u32 K_STAGE_BYTES = S_TC * ROW * 2;
+
+    for (int rbase = 0; rbase < nrows; rbase += S_RP) {
+        const int rows_here = cmin(S_RP, nrows - rbase);
+        __syncthreads();  // the previous pass is done with sm.q and every stage
+        for (int c = tid; c < S_RP * CPR; c += S_THREADS) {
+            const int r = c / CPR, part = c - r * CPR;
+            const elem_t* src = r < rows_here ? qrow(rbase + r) : nullptr;
+            cp_async16(smem_addr(&sm.q[r * ROW + part * 8]), src ? src + part * 8 : gdummy, src);
+        }
+        cp_async_commit();
+#pragma unroll
+        for (int i = 0; i < S_NST - 1; ++i) issue(i);
+
+        for (int i = 0; i < ntile; ++i) {
+            issue(i + S_NST - 1);  // its stage held tile i-1, released by the barrier that ended that tile
+            cp_async_wait<S_NST - 1>();  // Q and tile i landed
+            __syncthreads();
+            const int st = i % S_NST;
+
+            float acc[S_MT][S_NT][4];
+#pragma unroll
+            for (int mt = 0; mt < S_MT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < S_NT; ++nt)
+#pragma unroll
+                    for (int x = 0; x < 4; ++x) acc[mt][nt][x] = 0.f;
+
+            const u32 kst = k_lane + st * K_STAGE_BYTES;
+#pragma unroll 2
+            for (int kk = 0; kk < D / 16; ++kk) {
+                u32 bf[S_NT][2];
+#pragma unroll
+                for (int nt = 0; nt + 1 < S_NT; nt += 2)
+                    ldsm_x4(kst + (nt * 8 * ROW + kk * 16) * 2, bf[nt][0], bf[nt][1], bf[nt + 1][0], bf[nt + 1][1]);
+                if (S_NT & 1)  // (lanes 16..31 address rows 8..15 past this n-tile: ignored by .x2, still in smem)
+                    ldsm_x2(kst + ((S_NT - 1) * 8 * ROW + kk * 16) * 2, bf[S_NT - 1][0], bf[S_NT - 1][1]);
+#pragma unroll
+                for (int mt = 0; mt < S_MT; ++mt) {
+                    if (mt * 16 < rows_here) {
+                        u32 af[4];
+                        ldsm_x4(q_lane + (mt * 16 * ROW + kk * 16) * 2, af[0], af[1], af[2], af[3]);
+#pragma unroll
+                        for (int nt = 0; nt < S_NT; ++nt) mma16816(acc[mt][nt], af, bf[nt][0], bf[nt][1]);
+                    }
+                }
+            }
+
+            // Column max over valid rows (padded rows hold zeros, which must not win), then across the 8 row
+            // groups of the warp; lanes 0..3 own columns 2*tq, 2*tq+1 of each n-tile.
+#pragma unroll
+            for (int nt = 0; nt < S_NT; ++nt) {
+#pragma unroll
+                for (int c = 0; c < 2; ++c) {
+                    float v = HIP_NEG_INF;
+#pragma unroll
+                    for (int mt = 0; mt < S_MT; ++mt) {
+                        if (mt * 16 + g < rows_here) v = fmaxf(v, acc[mt][nt][c]);
+                        if (mt * 16 + g + 8 < rows_here) v = fmaxf(v, acc[mt][nt][2 + c]);
+                    }
+                    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 4));
+                    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 8));
+                    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 16));
+                    if (lane < 4) {
+                        const int br = sm.colbr[st][warp * S_CW + nt * 8 + 2 * tq + c];
+                        if (br >= 0) atomicMin(((u32*)&sm.keys[br]) + 1, ~float_ord(v));
+                    }
+                }
+            }
+            __syncthreads();  // stage st is refilled by the next iteration's issue
+        }
+        cp_async_wait<0>();  // only empty groups can remain; keeps the group count bounded across passes
+    }
+    return !__syncthreads_or(bad);
+}
+
+// The tree search for one query block. On return (all threads), sm.chunks[i].x for i < result are the selected
+// block indices in ascending order; result -1 means a key row could not be read (bad page).
+template <class QRow, class KRow>
+__device__ int tree_search(SearchSmem& sm, int nrows, const QRow& qrow, const KRow& krow, int sink, int e,
+                           const elem_t* gdummy) {
+    const int tid = threadIdx.x;
+    if (KB == 0) return 0;
+    const int NB = num_search_blocks(sink, e);
+    if (NB <= KB) {
+        for (int i = tid; i < NB; i += S_THREADS) sm.chunks[i] = make_int2(i, i + 1);
+        __syncthreads();
+        return NB;
+    }
+    for (int c = tid; c < KB; c += S_THREADS)
+        sm.chunks[c] = make_int2((int)((long long)c * NB / KB), (int)((long long)(c + 1) * NB / KB));
+    __syncthreads();
+
+    bool more = true;  // some chunk is longer than one block (NB > KB guarantees it initially)
+    while (more) {
+        for (int i = tid; i < SORT_N; i += S_THREADS) sm.keys[i] = i < NCAND ? (0xffffffffull << 32) | (u64)i : ~0ull;
+        // (score_branches starts with a barrier)
+        if (!score_branches(sm, nrows, qrow, krow, sink, e, gdummy)) return -1;
+        bitonic_sort(sm.keys, SORT_N);
+
+        // The first KB keys are the winners; re-sort their branch ids ascending.
+        for (int i = tid; i < SEL_N; i += S_THREADS) sm.keys[i] = i < KB ? (sm.keys[i] & 0xffffffffull) : ~0ull;
+        __syncthreads();
+        bitonic_sort(sm.keys, SEL_N);
+
+        // New chunks, staged through sm.keys because chunk i may come from an old chunk j != i.
+        for (int i = tid; i < KB; i += S_THREADS) {
+            const int2 r = branch_range(sm.chunks, (int)sm.keys[i]);
+            sm.keys[i] = ((u64)(u32)r.x << 32) | (u32)r.y;
+        }
+        __syncthreads();
+        bool longer = false;
+        for (int i = tid; i < KB; i += S_THREADS) {
+            const u64 v = sm.keys[i];
+            const int2 r = make_int2((int)(v >> 32), (int)(u32)v);
+            sm.chunks[i] = r;
+            longer |= (r.y - r.x) > 1;
+        }
+        more = __syncthreads_or(longer);
+    }
+    return KB;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// hip_prefill_search: grid (ceil(max_seqlen_q / BQ), mask_heads, batch)
+__device__ __forceinline__ void prefill_search(const hip_prefill_params& p) {
+    __shared__ SearchSmem sm;
+    const int j = blockIdx.x, mh = blockIdx.y, b = blockIdx.z;
+    PrefillSeq s;
+    const bool ok = prefill_seq(p, b, s);
+    const long long slot = s.q_range_ok ? (long long)s.q0 / BQ + b + j : -1;
+    int* cnt_out = (int*)p.mask_cnt;
+    if (!ok) {
+        if (threadIdx.x == 0) {
+            set_error(p.error_flag, HIP_ATTN_DEVERR_SEQLENS);
+            if (cnt_out && slot >= 0 && slot < p.slots) cnt_out[slot * p.mask_heads + mh] = 0;
+        }
+        return;
+    }
+    if ((long long)j * BQ >= s.Tq) return;
+    if (slot >= p.slots) {
+        if (threadIdx.x == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_SEQLENS);
+        return;
+    }
+    const int first = j * BQ;
+    const int len = cmin(BQ, s.Tq - first);
+    const int p0 = s.Tk - s.Tq + first;
+    const int e = local_start(p.sink, p.window, p0, s.Tk);
+    const int kvh = SHARE ? mh : mh / GROUP;
+    const int nq = ceil_div(len, SQ);
+    const int nrows = nq * (SHARE ? GROUP : 1);
+
+    const elem_t* qbase = (const elem_t*)p.q;
+    const elem_t* kbase = (const elem_t*)p.k;
+    auto qrow = [&](int r) -> const elem_t* {
+        const int gh = SHARE ? r / nq : 0;
+        const int qi = r - gh * nq;
+        const int head = SHARE ? mh * GROUP + gh : mh;
+        if (head >= p.num_q_heads) return nullptr;
+        return qbase + (long long)(s.q0 + first + qi * SQ) * p.q_tok_stride + (long long)head * p.q_head_stride;
+    };
+    auto krow = [&](int t, bool&) -> const elem_t* {
+        return kbase + (long long)(s.k0 + t) * p.k_tok_stride + (long long)kvh * p.k_head_stride;
+    };
+    const int count = tree_search(sm, nrows, qrow, krow, p.sink, e, kbase);
+
+    if (KB > 0) {
+        int* idx_out = (int*)p.mask_idx + (slot * p.mask_heads + mh) * KB;
+        for (int i = threadIdx.x; i < count; i += S_THREADS) idx_out[i] = sm.chunks[i].x;
+    }
+    if (threadIdx.x == 0) cnt_out[slot * p.mask_heads + mh] = count;
+
+    // The last query block leaves its mask behind for decode (HIP-SPEC "Decode and mask reuse").
+    if (p.mask_state && first + len == s.Tq) {
+        if (p.state_ints < HIP_ATTN_STATE_HEADER + KB) {
+            if (threadIdx.x == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
+            return;
+        }
+        int* rec = (int*)p.mask_state + ((long long)b * p.mask_heads + mh) * p.state_ints;
+        for (int i = threadIdx.x; i < count; i += S_THREADS) rec[HIP_ATTN_STATE_HEADER + i] = sm.chunks[i].x;
+        if (threadIdx.x == 0) {
+            rec[HIP_ATTN_STATE_STEP_IDX] = 1;
+            rec[HIP_ATTN_STATE_E_IDX] = e;
+            rec[HIP_ATTN_STATE_COUNT_IDX] = count;
+            rec[HIP_ATTN_STATE_MAGIC_IDX] = HIP_ATTN_STATE_MAGIC;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Element offset of KV-cache row t of sequence b, kv head kvh (the same for k_cache and v_cache, which share their
+// strides), contiguous or paged. Returns -1 and sets `bad` on a bad page reference.
+__device__ __forceinline__ long long decode_kv_offset(const hip_decode_params& p, int b, int kvh, int t, bool& bad) {
+    if (!p.paged) return (long long)b * p.kv_seq_stride + (long long)t * p.kv_tok_stride + (long long)kvh * p.kv_head_stride;
+    const int pi = t / p.page_size;
+    if (pi >= p.pt_stride) {
+        bad = true;
+        return -1;
+    }
+    const int page = ((const int*)p.page_table)[(long long)b * p.pt_stride + pi];
+    if (page < 0 || page >= p.num_pages) {
+        bad = true;
+        return -1;
+    }
+    return (long long)page * p.kv_seq_stride + (long long)(t - pi * p.page_size) * p.kv_tok_stride +
+           (long long)kvh * p.kv_head_stride;
+}
+
+// Decode-side validation shared by search and attention: the sequence length and, when paged, the page size.
+__device__ __forceinline__ bool decode_seq_ok(const hip_decode_params& p, int Tk) {
+    return Tk >= 1 && Tk <= p.max_seqlen_k && (!p.paged || p.page_size >= 1);
+}
+
+// A stored record (magic already matched) is usable when its e and blocks can only name keys of [0, Tk).
+__device__ __forceinline__ bool record_header_ok(int e, int count, int sink, int Tk) {
+    const int e_hi = cmax(sink, Tk);
+    return count >= 0 && count <= KB && e >= 0 && e <= e_hi && (!CAUSAL || e >= sink);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// hip_decode_search: grid (mask_heads, batch)
+__device__ __forceinline__ void decode_search(const hip_decode_params& p) {
+    __shared__ SearchSmem sm;
+    const int mh = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
+    const int Tk = ((const int*)p.seqlens_k)[b];
+    if (!decode_seq_ok(p, Tk)) {
+        if (tid == 0)
+            set_error(p.error_flag, Tk >= 1 && Tk <= p.max_seqlen_k ? HIP_ATTN_DEVERR_PAGE_TABLE : HIP_ATTN_DEVERR_SEQLENS);
+        return;
+    }
+    if (p.state_ints < HIP_ATTN_STATE_HEADER + KB) {
+        if (tid == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
+        return;
+    }
+    int* rec = (int*)p.mask_state + ((long long)b * p.mask_heads + mh) * p.state_ints;
+    const int refresh = p.refresh >= 1 ? p.refresh : 1;
+    const int magic = rec[HIP_ATTN_STATE_MAGIC_IDX];
+    const int step = rec[HIP_ATTN_STATE_STEP_IDX];
+    if (magic == HIP_ATTN_STATE_MAGIC && step % refresh != 0) {
+        const int e0 = rec[HIP_ATTN_STATE_E_IDX];
+        const int cnt = rec[HIP_ATTN_STATE_COUNT_IDX];
+        bool good = step >= 1 && record_header_ok(e0, cnt, p.sink, Tk);
+        bool bad_blk = false;
+        if (good) {
+            const int NBe = num_search_blocks(p.sink, e0);
+            for (int i = tid; i < cnt; i += S_THREADS) {
+                const int v = rec[HIP_ATTN_STATE_HEADER + i];
+                bad_blk |= v < 0 || v >= NBe || (i > 0 && rec[HIP_ATTN_STATE_HEADER + i - 1] >= v);
+            }
+        }
+        // (also the barrier that orders every thread's header reads before the write below)
+        good = !__syncthreads_or(!good || bad_blk);
+        if (good) {
+            if (tid == 0) rec[HIP_ATTN_STATE_STEP_IDX] = step + 1;
+            return;
+        }
+        if (tid == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
+    }
+
+    const int pos = Tk - 1;
+    const int e = local_start(p.sink, p.window, pos, Tk);
+    const int kvh = SHARE ? mh : mh / GROUP;
+    const int nrows = SHARE ? GROUP : 1;
+    const elem_t* qbase = (const elem_t*)p.q;
+    const elem_t* kbase = (const elem_t*)p.k_cache;
+    auto qrow = [&](int r) -> const elem_t* {
+        const int head = SHARE ? mh * GROUP + r : mh;
+        if (head >= p.num_q_heads) return nullptr;
+        return qbase + (long long)b * p.q_seq_stride + (long long)head * p.q_head_stride;
+    };
+    auto krow = [&](int t, bool& bad) -> const elem_t* {
+        const long long off = decode_kv_offset(p, b, kvh, t, bad);
+        return off >= 0 ? kbase + off : nullptr;
+    };
+    const int count = tree_search(sm, nrows, qrow, krow, p.sink, e, kbase);
+    __syncthreads();  // every thread has read the old header before it is rewritten
+    if (count < 0) {
+        if (tid == 0) {
+            set_error(p.error_flag, HIP_ATTN_DEVERR_PAGE_TABLE);
+            rec[HIP_ATTN_STATE_MAGIC_IDX] = 0;  // attention then writes zeros for this head
+        }
+        return;
+    }
+    for (int i = tid; i < count; i += S_THREADS) rec[HIP_ATTN_STATE_HEADER + i] = sm.chunks[i].x;
+    if (tid == 0) {
+        rec[HIP_ATTN_STATE_STEP_IDX] = 1;
+        rec[HIP_ATTN_STATE_E_IDX] = e;
+        rec[HIP_ATTN_STATE_COUNT_IDX] = count;
+        rec[HIP_ATTN_STATE_MAGIC_IDX] = HIP_ATTN_STATE_MAGIC;
+    }
+}
+
+}  // namespace hip
+
+#endif

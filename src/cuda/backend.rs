@@ -1,0 +1,376 @@
+//! The CUDA backend: kernels from cuda/ compiled for this context's configuration, launched on the caller's
+//! stream over the caller's device pointers. Context creation does all loading and compiling; run calls only
+//! fill a parameter block on the stack and launch (no allocation, no synchronization, no module loading), so
+//! they can be captured in a CUDA graph.
+
+use super::{
+    ensure_libraries, launch, CacheConfig, CacheOutcome, CudaDevice, CudaError, DecodeParams, KernelModule, LogLevel,
+    MappedFlag, MergeParams, PrefillParams,
+};
+use crate::args::{Buffer, DecodeArgs, MergeArgs, PrefillArgs};
+use crate::config::{Config, CreateOptions, MaskSharing};
+use crate::ffi::types::hip_log_level;
+use crate::plan::{self, DecodeWorkspace, PrefillWorkspace, DECODE_MAX_SPLITS};
+use crate::status::{hip_status::*, Error, Result};
+use crate::tensor::DType;
+use cudarc::driver::sys::CUstream;
+
+/// Kernel sources, embedded: NVRTC compiles hip_attn.cu with the others as named headers.
+const SOURCES: [(&str, &str); 6] = [
+    ("hip_attn.cu", include_str!("../../cuda/hip_attn.cu")),
+    ("hip_params.h", include_str!("../../cuda/hip_params.h")),
+    ("common.cuh", include_str!("../../cuda/common.cuh")),
+    ("search.cuh", include_str!("../../cuda/search.cuh")),
+    ("attention.cuh", include_str!("../../cuda/attention.cuh")),
+    ("merge.cuh", include_str!("../../cuda/merge.cuh")),
+];
+
+/// Kernel entry points, in the order `KernelModule` resolves them (indices below).
+pub const KERNELS: [&str; 7] = [
+    "hip_prefill_search",
+    "hip_prefill_attn",
+    "hip_decode_search",
+    "hip_decode_attn",
+    "hip_decode_combine",
+    "hip_merge_states",
+    "hip_params_layout",
+];
+const PREFILL_SEARCH: usize = 0;
+const PREFILL_ATTN: usize = 1;
+const DECODE_SEARCH: usize = 2;
+const DECODE_ATTN: usize = 3;
+const DECODE_COMBINE: usize = 4;
+const MERGE: usize = 5;
+pub const PARAMS_LAYOUT: usize = 6;
+
+// Launch geometry and limits, mirroring the section of cuda/hip_params.h that defines them.
+const SEARCH_THREADS: u32 = 128;
+const DECODE_THREADS: u32 = 128;
+const COMBINE_THREADS: u32 = 128;
+const MERGE_THREADS: u32 = 128;
+const MERGE_HEADS_PER_CTA: usize = 4;
+const MAX_GRID_YZ: usize = 65535;
+
+fn prefill_threads(bq: usize, d: usize) -> u32 {
+    let groups = bq.div_ceil(16);
+    let ksplit = if d <= 128 && groups <= 2 { 2 } else { 1 };
+    (32 * groups * ksplit) as u32
+}
+
+impl From<CudaError> for Error {
+    fn from(e: CudaError) -> Error {
+        let status = match &e {
+            CudaError::LibraryMissing { .. }
+            | CudaError::DeviceOrdinal { .. }
+            | CudaError::UnsupportedArch { .. }
+            | CudaError::ArchNotSupportedByNvrtc { .. } => HIP_ATTN_STATUS_CUDA_UNAVAILABLE,
+            CudaError::Compile { .. } => HIP_ATTN_STATUS_KERNEL_COMPILE_FAILED,
+            CudaError::OutOfMemory { .. } => HIP_ATTN_STATUS_OUT_OF_MEMORY,
+            CudaError::Panic { .. } => HIP_ATTN_STATUS_INTERNAL,
+            _ => HIP_ATTN_STATUS_CUDA_ERROR,
+        };
+        Error::new(status, e.to_string())
+    }
+}
+
+impl From<LogLevel> for hip_log_level {
+    fn from(l: LogLevel) -> hip_log_level {
+        match l {
+            LogLevel::Error => hip_log_level::HIP_ATTN_LOG_ERROR,
+            LogLevel::Warn => hip_log_level::HIP_ATTN_LOG_WARN,
+            LogLevel::Info => hip_log_level::HIP_ATTN_LOG_INFO,
+            LogLevel::Debug => hip_log_level::HIP_ATTN_LOG_DEBUG,
+        }
+    }
+}
+
+/// What the CUDA kernels support beyond the common validation (cuda/hip_params.h, "Supported ranges").
+pub fn check_supported(cfg: &Config) -> Result<()> {
+    let d = cfg.head_dim;
+    let (max_bq, max_kb) = if d <= 128 { (128, 1024) } else { (64, 512) };
+    let unsupported = |what: String| Err(Error::unsupported(format!("{what} on the CUDA backend")));
+    if cfg.dtype == DType::F32 {
+        return unsupported("dtype f32 is not supported (use bf16 or f16)".into());
+    }
+    if cfg.bq > max_bq {
+        return unsupported(format!("bq ({}) above {max_bq} is not supported with head_dim {d}", cfg.bq));
+    }
+    if cfg.kb() > max_kb {
+        return unsupported(format!("k ({}) needs {} key blocks; at most {max_kb} are supported", cfg.k, cfg.kb()));
+    }
+    if cfg.bk > 128 {
+        return unsupported(format!("bk ({}) above 128 is not supported", cfg.bk));
+    }
+    if cfg.group() > 64 {
+        return unsupported(format!("a GQA group of {} q heads per kv head (above 64) is not supported", cfg.group()));
+    }
+    if cfg.num_q_heads > MAX_GRID_YZ {
+        return unsupported(format!("num_q_heads ({}) above {MAX_GRID_YZ} is not supported", cfg.num_q_heads));
+    }
+    Ok(())
+}
+
+/// The -D options that specialise the kernels for one configuration.
+pub fn compile_options(cfg: &Config) -> Vec<String> {
+    let dtype = match cfg.dtype {
+        DType::Bf16 => 0,
+        _ => 1,
+    };
+    vec![
+        format!("-DHIP_DTYPE={dtype}"),
+        format!("-DHIP_HEAD_DIM={}", cfg.head_dim),
+        format!("-DHIP_KB={}", cfg.kb()),
+        format!("-DHIP_BQ={}", cfg.bq),
+        format!("-DHIP_BK={}", cfg.bk),
+        format!("-DHIP_SQ={}", cfg.sq),
+        format!("-DHIP_SK={}", cfg.sk),
+        format!("-DHIP_GROUP={}", cfg.group()),
+        format!("-DHIP_SHARE_KV={}", (cfg.sharing == MaskSharing::PerKvHead) as i32),
+        format!("-DHIP_CAUSAL={}", cfg.causal as i32),
+        "-std=c++17".into(),
+    ]
+}
+
+/// The kernel sources, for tools and tests that compile them outside a context.
+pub fn sources() -> &'static [(&'static str, &'static str)] {
+    &SOURCES
+}
+
+pub struct CudaBackend {
+    // Field order is drop order: module and flag go before the device's context reference.
+    module: KernelModule,
+    flag: MappedFlag,
+    dev: CudaDevice,
+}
+
+fn batch_limit(batch: usize) -> Result<()> {
+    if batch > MAX_GRID_YZ {
+        return Err(Error::unsupported(format!("batch_size ({batch}) above {MAX_GRID_YZ} on the CUDA backend")));
+    }
+    Ok(())
+}
+
+impl CudaBackend {
+    pub fn new(cfg: &Config, ordinal: i32, opts: &CreateOptions) -> Result<CudaBackend> {
+        check_supported(cfg)?;
+        ensure_libraries()?;
+        let dev = CudaDevice::new(ordinal, None)?;
+        let info = dev.info();
+        let log = |level: LogLevel, msg: &str| opts.log.log(level.into(), msg);
+        log(
+            LogLevel::Info,
+            &format!("device {} ({}), compute capability {}.{}, {} SMs: compiling for {}", info.ordinal, info.name,
+                info.cc_major, info.cc_minor, info.sm_count, info.arch),
+        );
+        let cache = CacheConfig { enabled: true, dir: opts.kernel_cache_dir.clone() };
+        let started = std::time::Instant::now();
+        let (module, outcome) =
+            KernelModule::build(&dev, &cache, SOURCES[0].0, &SOURCES, &compile_options(cfg), &KERNELS, &log)?;
+        let how = match outcome {
+            CacheOutcome::Hit => "loaded from the kernel cache",
+            _ => "compiled with NVRTC",
+        };
+        log(LogLevel::Info, &format!("kernels {how} in {:.3} s", started.elapsed().as_secs_f64()));
+        let flag = MappedFlag::new(&dev)?;
+        Ok(CudaBackend { module, flag, dev })
+    }
+
+    fn func(&self, i: usize) -> Result<cudarc::driver::sys::CUfunction> {
+        self.module.func(i).ok_or_else(|| Error::internal(format!("kernel {} was not loaded", KERNELS[i])))
+    }
+
+    /// Reports (once) bad index data that an earlier call's kernels met on the device. Kernels OR bits into a
+    /// flag in mapped host memory; reading it needs no synchronization, so the report comes with a later call.
+    fn take_device_error(&self) -> Result<()> {
+        let bits = self.flag.read();
+        if bits == 0 {
+            return Ok(());
+        }
+        self.flag.clear();
+        let mut what = Vec::new();
+        if bits & 1 != 0 {
+            what.push("cu_seqlens or seqlens_k out of range");
+        }
+        if bits & 2 != 0 {
+            what.push("a page index outside [0, num_pages)");
+        }
+        if bits & 4 != 0 {
+            what.push("an inconsistent mask-state record (it was searched anew)");
+        }
+        Err(Error::bad_index(format!(
+            "an earlier call on this context met bad index data on the device ({}): the affected sequences were \
+             skipped and their outputs zeroed; this call did nothing",
+            what.join("; ")
+        )))
+    }
+
+    /// The device address of the mapped error flag (tests use it with the layout kernel).
+    pub fn flag_ptr(&self) -> u64 {
+        self.flag.device_ptr()
+    }
+
+    /// # Safety
+    /// Every pointer in `a` and `ws` is device memory of this context's device spanning its validated extent,
+    /// and `stream` is NULL or a stream of that device.
+    pub unsafe fn prefill(&self, cfg: &Config, a: &PrefillArgs, ws: Buffer, stream: usize) -> Result<()> {
+        batch_limit(a.batch)?;
+        self.take_device_error()?;
+        let _bound = self.dev.bind()?;
+        let layout = PrefillWorkspace::new(cfg, a.batch, a.total_q)?;
+        let p = PrefillParams {
+            q: a.q.addr as u64,
+            k: a.k.addr as u64,
+            v: a.v.addr as u64,
+            o: a.o.addr as u64,
+            lse: a.lse.map_or(0, |l| l.addr as u64),
+            cu_seqlens_q: a.cu_seqlens_q as u64,
+            cu_seqlens_k: a.cu_seqlens_k as u64,
+            mask_idx: (ws.addr + layout.idx_offset) as u64,
+            mask_cnt: (ws.addr + layout.cnt_offset) as u64,
+            mask_state: a.mask_state_out.map_or(0, |b| b.addr as u64),
+            error_flag: self.flag.device_ptr(),
+            q_tok_stride: a.q.row_stride as i64,
+            q_head_stride: a.q.head_stride as i64,
+            k_tok_stride: a.k.row_stride as i64,
+            k_head_stride: a.k.head_stride as i64,
+            v_tok_stride: a.v.row_stride as i64,
+            v_head_stride: a.v.head_stride as i64,
+            o_tok_stride: a.o.row_stride as i64,
+            o_head_stride: a.o.head_stride as i64,
+            batch: a.batch as i32,
+            total_q: a.total_q as i32,
+            total_k: a.total_k as i32,
+            max_seqlen_q: a.max_seqlen_q as i32,
+            max_seqlen_k: a.max_seqlen_k as i32,
+            num_q_heads: cfg.num_q_heads as i32,
+            num_kv_heads: cfg.num_kv_heads as i32,
+            mask_heads: cfg.mask_heads() as i32,
+            sink: cfg.sink as i32,
+            window: cfg.window as i32,
+            state_ints: plan::state_ints(cfg) as i32,
+            slots: layout.slots as i32,
+            scale: cfg.scale,
+            reserved: 0,
+        };
+        let blocks = a.max_seqlen_q.div_ceil(cfg.bq) as u32;
+        let s = stream as CUstream;
+        // SAFETY: the parameter block matches hip_prefill_params (layout checked by a GPU test) and addresses
+        // memory the caller promised; the context is bound; the grid follows cuda/hip_params.h.
+        unsafe {
+            launch(self.func(PREFILL_SEARCH)?, (blocks, cfg.mask_heads() as u32, a.batch as u32), (SEARCH_THREADS, 1, 1), 0, s, &p)?;
+            launch(
+                self.func(PREFILL_ATTN)?,
+                (blocks, cfg.num_q_heads as u32, a.batch as u32),
+                (prefill_threads(cfg.bq, cfg.head_dim), 1, 1),
+                0,
+                s,
+                &p,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Splits per (sequence, head) so that a decode step puts about two CTAs on every SM, without splitting a
+    /// key list into chunks shorter than a tile.
+    fn decode_splits(&self, cfg: &Config, a: &DecodeArgs) -> usize {
+        let rows = a.batch * cfg.num_q_heads;
+        let want = (2 * self.dev.info().sm_count.max(1) as usize).div_ceil(rows);
+        let max_keys = (cfg.sink + cfg.kb() * cfg.bk + cfg.window + cfg.refresh).min(a.max_seqlen_k);
+        want.clamp(1, DECODE_MAX_SPLITS).min(max_keys.div_ceil(64).max(1))
+    }
+
+    /// # Safety
+    /// As for `prefill`.
+    pub unsafe fn decode(&self, cfg: &Config, a: &DecodeArgs, ws: Buffer, stream: usize) -> Result<()> {
+        batch_limit(a.batch)?;
+        self.take_device_error()?;
+        let _bound = self.dev.bind()?;
+        let layout = DecodeWorkspace::new(cfg, a.batch)?;
+        let splits = self.decode_splits(cfg, a);
+        let (page_size, page_table, pt_stride, num_pages) =
+            a.paging.map_or((0, 0, 0, 0), |p| (p.page_size, p.page_table, p.pt_stride, p.num_pages));
+        let p = DecodeParams {
+            q: a.q.addr as u64,
+            o: a.o.addr as u64,
+            lse: a.lse.map_or(0, |l| l.addr as u64),
+            k_cache: a.kv.k as u64,
+            v_cache: a.kv.v as u64,
+            seqlens_k: a.seqlens_k as u64,
+            page_table: page_table as u64,
+            mask_state: a.mask_state.addr as u64,
+            part_o: (ws.addr + layout.part_o_offset) as u64,
+            part_lse: (ws.addr + layout.part_lse_offset) as u64,
+            error_flag: self.flag.device_ptr(),
+            q_seq_stride: a.q.row_stride as i64,
+            q_head_stride: a.q.head_stride as i64,
+            o_seq_stride: a.o.row_stride as i64,
+            o_head_stride: a.o.head_stride as i64,
+            kv_seq_stride: a.kv.outer_stride as i64,
+            kv_tok_stride: a.kv.token_stride as i64,
+            kv_head_stride: a.kv.head_stride as i64,
+            reserved0: 0,
+            batch: a.batch as i32,
+            paged: a.paging.is_some() as i32,
+            page_size: page_size as i32,
+            pt_stride: pt_stride as i32,
+            num_pages: num_pages as i32,
+            max_seqlen_k: a.max_seqlen_k as i32,
+            num_q_heads: cfg.num_q_heads as i32,
+            num_kv_heads: cfg.num_kv_heads as i32,
+            mask_heads: cfg.mask_heads() as i32,
+            sink: cfg.sink as i32,
+            window: cfg.window as i32,
+            refresh: cfg.refresh.min(i32::MAX as usize) as i32,
+            state_ints: plan::state_ints(cfg) as i32,
+            num_splits: splits as i32,
+            scale: cfg.scale,
+            reserved1: 0,
+        };
+        let (b, hq, mh) = (a.batch as u32, cfg.num_q_heads as u32, cfg.mask_heads() as u32);
+        let s = stream as CUstream;
+        // SAFETY: as in prefill, for hip_decode_params; the workspace holds DECODE_MAX_SPLITS >= splits partials.
+        unsafe {
+            launch(self.func(DECODE_SEARCH)?, (mh, b, 1), (SEARCH_THREADS, 1, 1), 0, s, &p)?;
+            launch(self.func(DECODE_ATTN)?, (splits as u32, hq, b), (DECODE_THREADS, 1, 1), 0, s, &p)?;
+            launch(self.func(DECODE_COMBINE)?, (hq, b, 1), (COMBINE_THREADS, 1, 1), 0, s, &p)?;
+        }
+        Ok(())
+    }
+
+    /// # Safety
+    /// As for `prefill`.
+    pub unsafe fn merge(&self, _cfg: &Config, m: &MergeArgs, stream: usize) -> Result<()> {
+        let _bound = self.dev.bind()?;
+        let p = MergeParams {
+            o_a: m.a.addr as u64,
+            lse_a: m.lse_a.addr as u64,
+            o_b: m.b.addr as u64,
+            lse_b: m.lse_b.addr as u64,
+            o_out: m.out.addr as u64,
+            lse_out: m.lse_out.map_or(0, |l| l.addr as u64),
+            a_tok_stride: m.a.row_stride as i64,
+            a_head_stride: m.a.head_stride as i64,
+            b_tok_stride: m.b.row_stride as i64,
+            b_head_stride: m.b.head_stride as i64,
+            out_tok_stride: m.out.row_stride as i64,
+            out_head_stride: m.out.head_stride as i64,
+            num_tokens: m.a.rows as i32,
+            num_heads: m.a.heads as i32,
+        };
+        let grid = (m.a.rows as u32, m.a.heads.div_ceil(MERGE_HEADS_PER_CTA) as u32, 1);
+        // SAFETY: as in prefill, for hip_merge_params.
+        unsafe { launch(self.func(MERGE)?, grid, (MERGE_THREADS, 1, 1), 0, stream as CUstream, &p) }?;
+        Ok(())
+    }
+
+    /// Launches the layout kernel (tests compare its output with the Rust mirrors of the parameter blocks).
+    ///
+    /// # Safety
+    /// `out` is device memory for `params::expected_layout().len()` u64s.
+    pub unsafe fn launch_layout_kernel(&self, out: u64, stream: usize) -> Result<()> {
+        let _bound = self.dev.bind()?;
+        // SAFETY: hip_params_layout takes one u64 pointer argument.
+        unsafe { launch(self.func(PARAMS_LAYOUT)?, (1, 1, 1), (1, 1, 1), 0, stream as CUstream, &out) }?;
+        Ok(())
+    }
+}

@@ -1,0 +1,107 @@
+//! Kernel launch on the caller's stream: one parameter block passed by value, no allocation, no synchronization.
+
+use std::ffi::c_void;
+
+use cudarc::driver::sys::{self, CUfunction, CUstream};
+
+use super::error::{drv, CudaError};
+
+/// cuda.h's `CU_STREAM_PER_THREAD` (cudarc's bindings omit the macro).
+const CU_STREAM_PER_THREAD: usize = 0x2;
+
+/// The stream work is queued on: the caller's, or for NULL the calling thread's per-thread default stream. The
+/// legacy default stream (what NULL means to the driver) would serialize against every blocking stream of the
+/// context, an engine's included; the per-thread stream still orders before the caller's later synchronous
+/// copies, which is what a NULL-stream caller expects.
+fn target_stream(stream: CUstream) -> CUstream {
+    if stream.is_null() {
+        CU_STREAM_PER_THREAD as CUstream
+    } else {
+        stream
+    }
+}
+
+/// Launches `func` with a single by-value kernel argument `params` (the kernel is declared
+/// `extern "C" __global__ void k(P p)`) on `stream`, and returns at once.
+///
+/// Zero allocation on success: the argument array is a one-element array on the stack. cuLaunchKernel copies
+/// the parameter bytes before returning, so `params` may be dropped or reused right after the call, and the
+/// launch is safe to record into a CUDA graph being captured on `stream`.
+///
+/// # Safety
+/// * The context that loaded `func` is current on the calling thread (hold a `CtxGuard` from `bind()`), and the
+///   module owning `func` is still loaded.
+/// * `P` has exactly the layout of the kernel's single parameter (a `#[repr(C)]` mirror, see params.rs), and
+///   every device address inside it is valid for what the kernel will do with it until the kernel has finished
+///   (on the stream's timeline, not the host's).
+/// * `stream` is null (replaced by the per-thread default stream) or a live stream of that same context, owned by
+///   the caller:
+///   this function neither retains nor destroys it, and does not synchronize with it.
+/// * `smem_bytes` does not exceed what was allowed for `func` with `set_max_dynamic_smem` (the driver checks it
+///   and returns an error otherwise, so this is a correctness rather than a soundness condition).
+#[inline]
+pub unsafe fn launch<P: Copy>(
+    func: CUfunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    smem_bytes: u32,
+    stream: CUstream,
+    params: &P,
+) -> Result<(), CudaError> {
+    let mut args: [*mut c_void; 1] = [params as *const P as *mut c_void];
+    // SAFETY: per this function's contract the context is current, `func` is live and `P` matches the kernel's
+    // parameter; `args` holds one pointer to size_of::<P>() readable bytes which the driver copies during the
+    // call (it never writes through it); `extra` is null.
+    unsafe {
+        sys::cuLaunchKernel(
+            func,
+            grid.0,
+            grid.1,
+            grid.2,
+            block.0,
+            block.1,
+            block.2,
+            smem_bytes,
+            target_stream(stream),
+            args.as_mut_ptr(),
+            std::ptr::null_mut(),
+        )
+    }
+    .result()
+    .map_err(|e| drv("cuLaunchKernel", e))
+}
+
+/// Launch with an explicit argument array, for kernels with several parameters (each entry points to one
+/// argument value). Same contract as [`launch`], with "P" read as "each argument".
+///
+/// # Safety
+/// As for [`launch`]; additionally `args.len()` equals the kernel's parameter count and `args[i]` points to a
+/// value of exactly the type of parameter i.
+#[inline]
+pub unsafe fn launch_args(
+    func: CUfunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    smem_bytes: u32,
+    stream: CUstream,
+    args: &mut [*mut c_void],
+) -> Result<(), CudaError> {
+    // SAFETY: forwarded contract (see above); `args` outlives the call and the driver only reads through it.
+    unsafe {
+        sys::cuLaunchKernel(
+            func,
+            grid.0,
+            grid.1,
+            grid.2,
+            block.0,
+            block.1,
+            block.2,
+            smem_bytes,
+            target_stream(stream),
+            args.as_mut_ptr(),
+            std::ptr::null_mut(),
+        )
+    }
+    .result()
+    .map_err(|e| drv("cuLaunchKernel", e))
+}

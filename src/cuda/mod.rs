@@ -1,0 +1,46 @@
+//! CUDA runtime layer: safe loading of libcuda and libnvrtc, NVRTC compilation to cubin with an on-disk cache,
+//! module loading, allocation-free kernel launch on the caller's stream, and the mapped device error flag.
+//!
+//! Built on cudarc 0.19.10 (features driver + nvrtc + dynamic-loading + cuda-13000), using its `result`/`sys`
+//! layers only, except for `CudaContext::new`, which retains the primary context.
+//!
+//! Context creation (once per hip-attn context):
+//!
+//! 1. `loader::ensure_libraries()`: LibraryMissing instead of a cudarc panic.
+//! 2. `CudaDevice::new(ordinal, None)`: primary context, properties, cubin arch.
+//! 3. `KernelModule::build(&dev, &cache_cfg, main, sources, options, names, &log)`: cache, else NVRTC, then
+//!    load, with every function resolved up front.
+//! 4. `module.set_max_dynamic_smem(i, bytes)` for kernels above 48 KiB of shared memory.
+//! 5. `MappedFlag::new(&dev)`: error flag; put `flag.device_ptr()` in the params.
+//!
+//! Run path (every call; no allocation):
+//!
+//! 1. `let _g = dev.bind()?;`
+//! 2. fill a params struct on the stack;
+//! 3. `unsafe { launch(f, grid, block, smem, caller_stream, &params) }?` for each kernel; return.
+//!
+//! Later (after the caller synchronized): `flag.read()`, `flag.clear()`.
+//!
+//! Destruction: drop modules and flag (any order; each keeps the context alive), then the device.
+
+pub mod backend;
+pub mod cache;
+pub mod compile;
+pub mod device;
+pub mod error;
+pub mod flag;
+pub mod launch;
+pub mod loader;
+pub mod module;
+pub mod params;
+
+pub use backend::CudaBackend;
+pub use cache::{CacheConfig, CacheKey, CacheOutcome, LogLevel};
+pub use compile::{compile_cubin, compile_cubin_with_log, nvrtc_supported_archs, nvrtc_version};
+pub use device::{select_arch, CtxGuard, CtxHandle, CudaDevice, DeviceInfo};
+pub use error::CudaError;
+pub use flag::MappedFlag;
+pub use launch::{launch, launch_args};
+pub use loader::{ensure_driver, ensure_libraries, ensure_nvrtc};
+pub use module::KernelModule;
+pub use params::{DecodeParams, MergeParams, PrefillParams};

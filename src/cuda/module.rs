@@ -1,0 +1,218 @@
+//! A loaded cubin and its kernels.
+//!
+//! Since CUDA 12.2 modules load lazily: a kernel is really loaded at cuModuleGetFunction. All functions are
+//! therefore looked up at creation, so that nothing loads (and allocates) later, e.g. during a graph capture.
+
+use std::ffi::{c_void, CString};
+
+use cudarc::driver::result;
+use cudarc::driver::sys::{self, CUfunction, CUfunction_attribute, CUmodule};
+
+use super::cache::{load_or_compile, CacheConfig, CacheKey, CacheOutcome, LogLevel};
+use super::compile::{compile_cubin_with_log, nvrtc_version};
+use super::device::{CtxHandle, CudaDevice};
+use super::error::{drv, CudaError};
+
+/// A module loaded into a device's primary context, with every requested function resolved.
+pub struct KernelModule {
+    module: CUmodule,
+    functions: Vec<(String, CUfunction)>,
+    max_smem_optin: i32,
+    ctx: CtxHandle,
+}
+
+// SAFETY: CUmodule and CUfunction are driver handles usable from any thread (the driver is thread-safe); the
+// owning context is kept alive by `ctx`. No interior mutability on the Rust side.
+unsafe impl Send for KernelModule {}
+// SAFETY: as above; &self methods only read the handles or call thread-safe driver functions.
+unsafe impl Sync for KernelModule {}
+
+impl KernelModule {
+    /// Loads `cubin` into `dev`'s context and resolves every name in `names` (extern "C" kernel names).
+    /// The image is checked to be a complete ELF64 file first: the driver trusts the sizes inside it.
+    pub fn load(dev: &CudaDevice, cubin: &[u8], names: &[&str]) -> Result<KernelModule, CudaError> {
+        check_elf(cubin)?;
+        let cnames = names
+            .iter()
+            .map(|n| {
+                CString::new(*n).map_err(|_| CudaError::InvalidArgument { what: format!("kernel name {n:?}") })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let _g = dev.bind()?;
+        // SAFETY: the context is current; `cubin` is a complete ELF image (checked above) that stays alive for
+        // the call (the driver copies what it needs).
+        let module = unsafe { result::module::load_data(cubin.as_ptr() as *const c_void) }
+            .map_err(|e| drv("cuModuleLoadData", e))?;
+        // From here on, an early return drops `m`, which unloads the module.
+        let mut m = KernelModule {
+            module,
+            functions: Vec::with_capacity(names.len()),
+            max_smem_optin: dev.info().max_smem_per_block_optin,
+            ctx: dev.handle().clone(),
+        };
+        for (name, cname) in names.iter().zip(cnames) {
+            // SAFETY: `module` is loaded and not unloaded (owned by `m`); the context is current.
+            let f = unsafe { result::module::get_function(module, cname) }
+                .map_err(|e| drv("cuModuleGetFunction", e))?;
+            m.functions.push((name.to_string(), f));
+        }
+        Ok(m)
+    }
+
+    /// Compiles (through the on-disk cache) and loads: the whole context-creation path for one cubin.
+    /// `log` receives cache events and NVRTC warnings.
+    pub fn build(
+        dev: &CudaDevice,
+        cache: &CacheConfig,
+        main_name: &str,
+        sources: &[(&str, &str)],
+        options: &[String],
+        names: &[&str],
+        log: &dyn Fn(LogLevel, &str),
+    ) -> Result<(KernelModule, CacheOutcome), CudaError> {
+        let arch = dev.info().arch.clone();
+        let key = CacheKey::new(main_name, sources, options, nvrtc_version()?, &arch);
+        let compile = || {
+            let out = compile_cubin_with_log(main_name, sources, options, &arch)?;
+            if !out.log.trim().is_empty() {
+                log(LogLevel::Warn, &format!("NVRTC ({arch}) said:\n{}", out.log));
+            }
+            Ok(out.cubin)
+        };
+        let (cubin, outcome) = load_or_compile(cache, &key, compile, log)?;
+        Ok((KernelModule::load(dev, &cubin, names)?, outcome))
+    }
+
+    /// Function `i` in the order of `names` at creation; None when out of range.
+    #[inline]
+    pub fn func(&self, i: usize) -> Option<CUfunction> {
+        self.functions.get(i).map(|(_, f)| *f)
+    }
+
+    /// Function by name (linear search; resolve once and keep the handle for hot paths).
+    pub fn function(&self, name: &str) -> Option<CUfunction> {
+        self.functions.iter().find(|(n, _)| n == name).map(|(_, f)| *f)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.functions.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// Allows function `i` (index in `names` at creation) to use up to `bytes` of dynamic shared memory per
+    /// block. Needed above 48 KiB; call once at creation, not per launch. Errors if `bytes` exceeds the device's
+    /// opt-in maximum or `i` is out of range.
+    pub fn set_max_dynamic_smem(&self, i: usize, bytes: u32) -> Result<(), CudaError> {
+        let func = self.func_checked(i)?;
+        if bytes > self.max_smem_optin.max(0) as u32 {
+            return Err(CudaError::InvalidArgument {
+                what: format!("{bytes} bytes of shared memory requested, device allows {}", self.max_smem_optin),
+            });
+        }
+        let _g = self.ctx.bind()?;
+        // SAFETY: `func` was resolved from this module, which is loaded while `self` lives; context is current.
+        unsafe {
+            result::function::set_function_attribute(
+                func,
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                bytes as i32,
+            )
+        }
+        .map_err(|e| drv("cuFuncSetAttribute", e))
+    }
+
+    /// Reads an attribute of function `i` (registers, local memory, max threads per block, ...).
+    pub fn attribute(&self, i: usize, attr: CUfunction_attribute) -> Result<i32, CudaError> {
+        let func = self.func_checked(i)?;
+        let _g = self.ctx.bind()?;
+        // SAFETY: `func` was resolved from this module, which is loaded while `self` lives; context is current.
+        unsafe { result::function::get_function_attribute(func, attr) }.map_err(|e| drv("cuFuncGetAttribute", e))
+    }
+
+    fn func_checked(&self, i: usize) -> Result<CUfunction, CudaError> {
+        self.func(i).ok_or_else(|| CudaError::InvalidArgument {
+            what: format!("function index {i} out of range ({} functions)", self.functions.len()),
+        })
+    }
+
+    /// Index of `name` in the creation order.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.functions.iter().position(|(n, _)| n == name)
+    }
+
+    /// The raw module handle (owned: never unload it).
+    pub fn raw(&self) -> CUmodule {
+        self.module
+    }
+}
+
+impl Drop for KernelModule {
+    fn drop(&mut self) {
+        // Bind (restoring the caller's context afterwards); the module's context is alive thanks to self.ctx,
+        // which is dropped only after this function returns.
+        let g = self.ctx.bind();
+        // SAFETY: `module` was loaded by cuModuleLoadData and is unloaded exactly once, here. If binding failed
+        // the call fails harmlessly (the driver validates the handle against the current context).
+        let _ = unsafe { sys::cuModuleUnload(self.module) };
+        drop(g);
+    }
+}
+
+/// Rejects anything that is not a complete little-endian ELF64 image (truncated cache files, PTX text, junk),
+/// so that cuModuleLoadData never reads past the end of the buffer.
+pub fn check_elf(b: &[u8]) -> Result<(), CudaError> {
+    let bad = |why: &str| Err(CudaError::InvalidArgument { what: format!("cubin rejected: {why}") });
+    if b.len() < 64 || &b[..4] != b"\x7fELF" {
+        return bad("not an ELF image");
+    }
+    if b[4] != 2 || b[5] != 1 {
+        return bad("not little-endian ELF64");
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as u64;
+    let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    let u64_at = |o: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[o..o + 8]);
+        u64::from_le_bytes(a)
+    };
+    let len = b.len() as u64;
+    let (phoff, shoff) = (u64_at(0x20), u64_at(0x28));
+    let (phentsize, phnum, shentsize, shnum) = (u16_at(0x36), u16_at(0x38), u16_at(0x3A), u16_at(0x3C));
+    let table_fits = |off: u64, ent: u64, n: u64| off.checked_add(ent * n).is_some_and(|end| end <= len);
+    if !table_fits(phoff, phentsize, phnum) {
+        return bad("program header table past end of image");
+    }
+    if !table_fits(shoff, shentsize, shnum) || (shnum > 0 && shentsize < 64) {
+        return bad("section header table past end of image");
+    }
+    for i in 0..shnum {
+        let sh = (shoff + i * shentsize) as usize;
+        let sh_type = u32_at(sh + 4);
+        let (off, size) = (u64_at(sh + 0x18), u64_at(sh + 0x20));
+        const SHT_NOBITS: u32 = 8;
+        if sh_type != SHT_NOBITS && !off.checked_add(size).is_some_and(|end| end <= len) {
+            return bad("section past end of image (truncated?)");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elf_check_rejects_junk_and_truncation() {
+        assert!(check_elf(b"").is_err());
+        assert!(check_elf(&[0u8; 100]).is_err());
+        assert!(check_elf(b"//\n// Generated by NVIDIA NVVM Compiler\n.version 8.0\n.target sm_80\n....").is_err());
+        if !crate::cuda::compile::tests::nvrtc_available() {
+            return;
+        }
+        let src = "extern \"C\" __global__ void k(float* p) { p[threadIdx.x] = 1.0f; }";
+        let cubin = crate::cuda::compile::compile_cubin("k.cu", &[("k.cu", src)], &[], "sm_80").unwrap();
+        check_elf(&cubin).unwrap();
+        for cut in [cubin.len() - 1, cubin.len() / 2, 65] {
+            assert!(check_elf(&cubin[..cut]).is_err(), "truncated to {cut} accepted");
+        }
+    }
+}
