@@ -62,6 +62,12 @@ pub fn last_error() -> String {
 
 pub struct Ctx(pub *mut hip_ctx);
 impl Ctx {
+    /// The handle, no longer destroyed on drop.
+    pub fn into_raw(self) -> *mut hip_ctx {
+        let p = self.0;
+        std::mem::forget(self);
+        p
+    }
     pub fn new(cfg: &hip_config) -> Result<Ctx, (hip_status, String)> {
         let mut p = std::ptr::null_mut();
         // SAFETY: cfg is a valid hip_config and p is writable.
@@ -108,6 +114,12 @@ pub struct Buf {
     pub addr: usize,
     pub bytes: usize,
     keep: Box<dyn std::any::Any>,
+}
+impl Buf {
+    /// A buffer at `addr` whose allocation `keep` owns (freed when the Buf drops).
+    pub fn new(addr: usize, bytes: usize, keep: Box<dyn std::any::Any>) -> Buf {
+        Buf { addr, bytes, keep }
+    }
 }
 
 pub trait Mem {
@@ -241,6 +253,7 @@ pub struct Problem {
     pub v: Tensor,
 }
 impl Problem {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(rng: &mut Rng, dt: DType, d: usize, hq: usize, hkv: usize, tq: &[usize], tk: &[usize], pad: usize) -> Self {
         let (nq, nk) = (tq.iter().sum(), tk.iter().sum());
         Problem {
@@ -472,6 +485,7 @@ pub struct DecodeOut {
     pub lse: Vec<f32>,
 }
 
+#[allow(clippy::too_many_arguments)]
 /// One hip_decode_step over `cache` with queries `q` ([batch, hq, d]) and the lengths `lens`; the mask state
 /// buffer persists across calls.
 pub fn run_decode(
@@ -526,4 +540,55 @@ pub fn workspace_mask(cfg: &hip_attn::config::Config, ws: &[u8], total_q: usize,
     let cnt = i32s(&ws[layout.cnt_offset..]);
     let rec = slot * cfg.mask_heads() + mh;
     idx[rec * cfg.kb()..][..cnt[rec] as usize].to_vec()
+}
+
+// ---------- near-tie aware mask comparison ----------
+/// The tree search replayed with f64 scores, returning the selection and the smallest gap between the last kept
+/// and the first dropped candidate over all iterations. When two implementations select differently, that gap
+/// must be below the arithmetic precision for the difference to be a tie and not a bug.
+pub fn search_margin(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f64) -> (Vec<i32>, f64) {
+    if kb == 0 {
+        return (vec![], f64::INFINITY);
+    }
+    if nb <= kb {
+        return ((0..nb as i32).collect(), f64::INFINITY);
+    }
+    let mut chunks: Vec<(usize, usize)> = (0..kb).map(|c| (c * nb / kb, (c + 1) * nb / kb)).collect();
+    let mut margin = f64::INFINITY;
+    while chunks.iter().any(|&(f, l)| l - f > 1) {
+        let mut cands: Vec<(f64, usize, (usize, usize))> = Vec::new();
+        for &(f, l) in &chunks {
+            let parts = if l - f >= 2 {
+                let m = f + (l - f).div_ceil(2);
+                vec![(f, m), (m, l)]
+            } else {
+                vec![(f, l)]
+            };
+            for (a, b) in parts {
+                let rep = (a + b - 1) / 2;
+                cands.push((score(rep), rep, (a, b)));
+            }
+        }
+        cands.sort_by(|x, y| y.0.partial_cmp(&x.0).unwrap().then(x.1.cmp(&y.1)));
+        if cands.len() > kb {
+            margin = margin.min(cands[kb - 1].0 - cands[kb].0);
+        }
+        cands.truncate(kb);
+        chunks = cands.iter().map(|c| c.2).collect();
+    }
+    let mut sel: Vec<i32> = chunks.iter().map(|c| c.0 as i32).collect();
+    sel.sort();
+    (sel, margin)
+}
+
+/// f64 branch score of HIP-SPEC for explicit query rows (already sampled) against keys of one kv head each.
+pub fn score_f64(queries: &[(&[f32], &Tensor, usize, usize)], a: usize, b: usize, sk: usize) -> f64 {
+    // queries: (q row, key tensor, kv head, row offset of the sequence in the key tensor)
+    let mut best = f64::NEG_INFINITY;
+    for &(q, k, g, k0) in queries {
+        for t in (a..b).step_by(sk) {
+            best = best.max(q.iter().zip(k.at(k0 + t, g)).map(|(&x, &y)| x as f64 * y as f64).sum());
+        }
+    }
+    best
 }

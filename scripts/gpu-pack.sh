@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds everything a GPU machine needs to check and time hip-attn, and packs it with a runner into dist/gpu/
+# (git-ignored). The folder runs on a machine with the CUDA driver and no Rust toolchain: copy it, run
+# `dist/gpu/run.sh [quick|full|bench|sanitize]`, read the summary at the end (logs go to $OUT or dist/gpu/out).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIST=dist/gpu
+rm -rf "$DIST"
+mkdir -p "$DIST/bin"
+
+cargo build --release --lib --bins
+ln -sf libhip_attn.so target/release/libhip_attn.so.1
+cp target/release/libhip_attn.so "$DIST/bin/libhip_attn.so.1"
+[ -x target/release/hip-bench ] && cp target/release/hip-bench "$DIST/bin/"
+
+# Test executables, by target name, from cargo's own report of what it built.
+cargo test --release --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        name = m["target"]["name"]
+        if name in ("gpu", "decode", "dense", "mask", "merge", "bad_input"):
+            shutil.copy(m["executable"], sys.argv[1] + "/" + name)
+' "$DIST/bin"
+
+cc -std=c11 -Wall -Wextra -Werror -O2 -Iinclude examples/c/example.c -Ltarget/release -lhip_attn -lm -o "$DIST/bin/example_c"
+# The C++ example picks the backend from HIP_ATTN_BACKEND, so it also runs the CUDA backend end to end.
+c++ -std=c++17 -Wall -Wextra -Werror -O2 -Iinclude -Iexamples/cpp examples/cpp/example.cpp -Ltarget/release -lhip_attn -ldl \
+    -o "$DIST/bin/example_cpp"
+# Debug info is most of each binary's size; the device tool carries at most 64 MiB.
+strip --strip-debug "$DIST"/bin/*
+cp scripts/gpu-run.sh "$DIST/run.sh"
+du -sh "$DIST"
