@@ -26,6 +26,13 @@
 #define HIP_ATTN_ABI_VERSION 1
 
 /**
+ * `hip_config.flags` bit: a sequence's decode result does not depend on the rest of the batch (the CUDA
+ * backend then splits each key list by the configuration alone, not by batch size and SM count; slightly
+ * slower for small batches). Prefill and the CPU backend are batch-invariant always.
+ */
+#define HIP_ATTN_FLAG_BATCH_INVARIANT 1
+
+/**
  * Result of every fallible C entry point. `HIP_ATTN_STATUS_SUCCESS` (0) means success; every other value has a
  * detailed message available from `hip_last_error_message()` on the same thread (and `hip_ctx_last_error()` for
  * calls that took a context).
@@ -322,7 +329,7 @@ typedef struct hip_config {
    */
   float softmax_scale;
   /**
-   * Reserved option bits; must be 0.
+   * Option bits: `HIP_ATTN_FLAG_*` [0]; other bits must be 0.
    */
   uint32_t flags;
   /**
@@ -677,8 +684,9 @@ hip_status hip_mask_state_size(const struct hip_ctx *ctx,
 
 /**
  * HiP attention over a batch of variable-length sequences (prefill, chunked prefill, append). Queues the work
- * on `stream` (CUDA; ignored by the CPU backend, which computes before returning) without allocating or
- * synchronizing, and keeps no pointer after it returns. On failure no output is written.
+ * on `stream` (CUDA: a `CUstream`, NULL = the calling thread's per-thread default stream, never the legacy one;
+ * ignored by the CPU backend, which computes before returning) without allocating or synchronizing, and keeps
+ * no pointer after it returns. On failure no output is written.
  *
  * # Safety
  * `ctx` is a live context; `args` points to a `hip_prefill_args` whose pointers address memory of the context's

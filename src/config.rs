@@ -48,6 +48,8 @@ pub struct Config {
     pub backend: BackendKind,
     /// Resolved softmax scale (never 0).
     pub scale: f32,
+    /// `HIP_ATTN_FLAG_BATCH_INVARIANT`: decode work is split by the configuration alone.
+    pub batch_invariant: bool,
 }
 
 impl Config {
@@ -213,8 +215,9 @@ pub unsafe fn validate(raw: &hip_config) -> Result<(Config, CreateOptions)> {
             "k and sink are both 0 and a non-causal context has no local window: queries would attend no key"
         }));
     }
-    if raw.flags != 0 {
-        return Err(Error::config(format!("flags (0x{:x}) has unknown bits: it must be 0", raw.flags)));
+    let unknown = raw.flags & !HIP_ATTN_FLAG_BATCH_INVARIANT;
+    if unknown != 0 {
+        return Err(Error::config(format!("flags (0x{:x}) has unknown bits 0x{unknown:x}", raw.flags)));
     }
     if raw.reserved_u32 != 0 {
         return Err(Error::config("reserved_u32 must be 0"));
@@ -249,6 +252,7 @@ pub unsafe fn validate(raw: &hip_config) -> Result<(Config, CreateOptions)> {
         sharing,
         backend,
         scale,
+        batch_invariant: raw.flags & HIP_ATTN_FLAG_BATCH_INVARIANT != 0,
     };
     let log = Logger { callback: raw.log_callback, user_data: raw.log_user_data };
     Ok((cfg, CreateOptions { kernel_cache_dir, log }))

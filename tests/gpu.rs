@@ -590,3 +590,115 @@ fn params_layout_matches_device() {
     let got: Vec<u64> = dev.download(&out).chunks_exact(8).map(|x| u64::from_le_bytes(x.try_into().unwrap())).collect();
     assert_eq!(got, want);
 }
+
+/// Bits of a decode step's outputs and LSEs.
+fn bits(out: &DecodeOut) -> Vec<u32> {
+    out.o.iter().chain(&out.lse).map(|x| x.to_bits()).collect()
+}
+
+/// Identical inputs give identical bits run to run (prefill and decode); with HIP_ATTN_FLAG_BATCH_INVARIANT a
+/// sequence decoded alone gives the same bits as inside a batch of other lengths (the split count would differ
+/// without the flag, since it follows batch size and max_seqlen_k); prefill is batch-invariant always.
+#[test]
+fn deterministic_and_batch_invariant() {
+    let Some(dev) = device("deterministic_and_batch_invariant") else { return };
+    let dev = dev.as_ref();
+    let mut rng = Rng::fresh("gpu-determinism");
+    let dt = DType::Bf16;
+    let (hq, hkv, d) = (8, 2, 128);
+    let mut cfg = config(dt, d as u32, hq as u32, hkv as u32);
+    (cfg.k, cfg.refresh, cfg.flags) = (128, 1, HIP_ATTN_FLAG_BATCH_INVARIANT);
+    let ctx = on(dev, cfg);
+
+    let p = Problem::new(&mut rng, dt, d, hq, hkv, &[700, 64, 3000], &[900, 64, 3000], 0);
+    let a = run_prefill(dev, &ctx, &p, true).unwrap();
+    let b = run_prefill(dev, &ctx, &p, true).unwrap();
+    assert!(a.o.iter().zip(&b.o).all(|(x, y)| x.to_bits() == y.to_bits()), "prefill output differs run to run");
+    assert!(a.lse.iter().zip(&b.lse).all(|(x, y)| x.to_bits() == y.to_bits()), "prefill LSE differs run to run");
+    assert_eq!(a.state, b.state, "prefill mask state differs run to run");
+    // Sequence 2 alone.
+    let cut = |x: &Tensor, from: usize, n: usize| Tensor { rows: n, heads: x.heads, d: x.d, pad: 0, data: x.data[from * x.heads * x.d..(from + n) * x.heads * x.d].to_vec() };
+    let alone = Problem { tq: vec![3000], tk: vec![3000], q: cut(&p.q, p.q0(2), 3000), k: cut(&p.k, p.k0(2), 3000), v: cut(&p.v, p.k0(2), 3000), ..p.clone() };
+    let s = run_prefill(dev, &ctx, &alone, false).unwrap();
+    let rows = 3000 * hq * d;
+    assert!(s.o.iter().zip(&a.o[p.q0(2) * hq * d..][..rows]).all(|(x, y)| x.to_bits() == y.to_bits()), "prefill of a sequence depends on its batch");
+
+    let lens = [5000, 37, 20000, 700];
+    let k: Vec<Tensor> = lens.iter().map(|&l| Tensor::random(&mut rng, dt, l, hkv, d, 0, 1.0)).collect();
+    let v: Vec<Tensor> = lens.iter().map(|&l| Tensor::random(&mut rng, dt, l, hkv, d, 0, 1.0)).collect();
+    let cap = 20000;
+    let cache = Cache { k: k.clone(), v: v.clone(), page_size: Some(16), capacity: cap }.upload(dev, dt, &mut rng);
+    let q = Tensor::random(&mut rng, dt, lens.len(), hq, d, 0, 1.0);
+    let step = |state_batch: usize| dev.zeroed(ctx.state_size(state_batch as u32));
+    let whole = run_decode(dev, &ctx, dt, &q, &cache, &lens, cap, &step(4)).unwrap();
+    let again = run_decode(dev, &ctx, dt, &q, &cache, &lens, cap, &step(4)).unwrap();
+    assert!(bits(&whole) == bits(&again), "decode differs run to run");
+    for b in 0..lens.len() {
+        let one = Cache { k: vec![k[b].clone()], v: vec![v[b].clone()], page_size: Some(16), capacity: lens[b] }.upload(dev, dt, &mut rng);
+        let qb = cut(&q, b, 1);
+        let single = run_decode(dev, &ctx, dt, &qb, &one, &lens[b..b + 1], lens[b], &step(1)).unwrap();
+        let want: Vec<u32> = whole.o[b * hq * d..][..hq * d].iter().chain(&whole.lse[b * hq..][..hq]).map(|x| x.to_bits()).collect();
+        assert!(bits(&single) == want, "decode of sequence {b} (length {}) alone differs from the batch", lens[b]);
+    }
+    eprintln!("prefill and decode bit-identical run to run; sequences alone equal their batch rows");
+}
+
+/// Handle shared between threads: hip_ctx is documented thread-safe for run calls with separate workspaces.
+struct SharedCtx(*mut hip_ctx);
+// SAFETY: the library's contract (README "Threads") allows concurrent run calls on one context.
+unsafe impl Send for SharedCtx {}
+unsafe impl Sync for SharedCtx {}
+impl SharedCtx {
+    fn ctx(&self) -> Ctx {
+        Ctx(self.0)
+    }
+}
+
+/// Four threads, each with its own stream: two with their own contexts, two sharing one; every result equals
+/// the serial run's bits.
+#[test]
+fn concurrent_streams_match_serial() {
+    let Some(dev) = device("concurrent_streams_match_serial") else { return };
+    let mut rng = Rng::fresh("gpu-streams");
+    let dt = DType::F16;
+    let backend = dev.backend();
+    // hip_config holds pointers (not Send): each thread builds its own.
+    let make_cfg = move || {
+        let mut c = config(dt, 64, 4, 2);
+        (c.k, c.backend) = (64, backend);
+        c
+    };
+    let cfg = make_cfg();
+    let problems: Vec<Problem> = (0..4).map(|i| Problem::new(&mut rng, dt, 64, 4, 2, &[1500 + 100 * i], &[2000 + 100 * i], 0)).collect();
+    let serial_ctx = on(dev.as_ref(), cfg);
+    let serial: Vec<Vec<u32>> = problems.iter().map(|p| run_prefill(dev.as_ref(), &serial_ctx, p, false).unwrap().o.iter().map(|x| x.to_bits()).collect()).collect();
+    drop(dev);
+    let shared = SharedCtx(Ctx::new(&cfg).unwrap().into_raw());
+    let got: Vec<Vec<u32>> = std::thread::scope(|s| {
+        let handles: Vec<_> = problems
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let shared = &shared;
+                s.spawn(move || {
+                    let mem = device("concurrent_streams_match_serial (thread)").unwrap();
+                    let own = (i < 2).then(|| Ctx::new(&make_cfg()).unwrap());
+                    // Not dropped here: the shared context is destroyed once, after every thread is done.
+                    let borrowed = std::mem::ManuallyDrop::new(shared.ctx());
+                    let ctx: &Ctx = own.as_ref().unwrap_or(&borrowed);
+                    let mut out = Vec::new();
+                    for _ in 0..3 {
+                        out = run_prefill(mem.as_ref(), ctx, p, false).unwrap().o.iter().map(|x| x.to_bits()).collect();
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    drop(shared.ctx());
+    for (i, (g, w)) in got.iter().zip(&serial).enumerate() {
+        assert!(g == w, "thread {i}: concurrent result differs from the serial run");
+    }
+    eprintln!("4 threads on 4 streams (2 own contexts, 2 sharing one) match the serial run bit for bit");
+}

@@ -271,12 +271,17 @@ impl CudaBackend {
     }
 
     /// Splits per (sequence, head) so that a decode step puts about two CTAs on every SM, without splitting a
-    /// key list into chunks shorter than a tile.
+    /// key list into chunks shorter than a tile. A split's share of the key list is n*s/splits, so the result
+    /// depends on `splits`: with HIP_ATTN_FLAG_BATCH_INVARIANT it comes from the configuration alone (the most
+    /// keys a step can attend, in 128-key chunks), never from the batch size, max_seqlen_k or the SM count.
     fn decode_splits(&self, cfg: &Config, a: &DecodeArgs) -> usize {
+        let most_keys = cfg.sink + cfg.kb() * cfg.bk + cfg.window + cfg.refresh;
+        if cfg.batch_invariant {
+            return most_keys.div_ceil(128).clamp(1, DECODE_MAX_SPLITS);
+        }
         let rows = a.batch * cfg.num_q_heads;
         let want = (2 * self.dev.info().sm_count.max(1) as usize).div_ceil(rows);
-        let max_keys = (cfg.sink + cfg.kb() * cfg.bk + cfg.window + cfg.refresh).min(a.max_seqlen_k);
-        want.clamp(1, DECODE_MAX_SPLITS).min(max_keys.div_ceil(64).max(1))
+        want.clamp(1, DECODE_MAX_SPLITS).min(most_keys.min(a.max_seqlen_k).div_ceil(64).max(1))
     }
 
     /// # Safety

@@ -253,8 +253,9 @@ pub unsafe extern "C" fn hip_mask_state_size(ctx: *const hip_ctx, batch_size: u3
 }
 
 /// HiP attention over a batch of variable-length sequences (prefill, chunked prefill, append). Queues the work
-/// on `stream` (CUDA; ignored by the CPU backend, which computes before returning) without allocating or
-/// synchronizing, and keeps no pointer after it returns. On failure no output is written.
+/// on `stream` (CUDA: a `CUstream`, NULL = the calling thread's per-thread default stream, never the legacy one;
+/// ignored by the CPU backend, which computes before returning) without allocating or synchronizing, and keeps
+/// no pointer after it returns. On failure no output is written.
 ///
 /// # Safety
 /// `ctx` is a live context; `args` points to a `hip_prefill_args` whose pointers address memory of the context's

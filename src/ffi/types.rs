@@ -9,6 +9,11 @@ use std::ffi::{c_char, c_void};
 /// `hip_abi_version() == HIP_ATTN_ABI_VERSION` at start-up.
 pub const HIP_ATTN_ABI_VERSION: u32 = 1;
 
+/// `hip_config.flags` bit: a sequence's decode result does not depend on the rest of the batch (the CUDA
+/// backend then splits each key list by the configuration alone, not by batch size and SM count; slightly
+/// slower for small batches). Prefill and the CPU backend are batch-invariant always.
+pub const HIP_ATTN_FLAG_BATCH_INVARIANT: u32 = 1;
+
 /// Element type of q, k, v and o (values for `hip_config.dtype`).
 #[allow(non_camel_case_types)]
 #[repr(u32)]
@@ -117,7 +122,7 @@ pub struct hip_config {
     pub device_ordinal: i32,
     /// Softmax scale; 0 means 1/sqrt(head_dim) [0].
     pub softmax_scale: f32,
-    /// Reserved option bits; must be 0.
+    /// Option bits: `HIP_ATTN_FLAG_*` [0]; other bits must be 0.
     pub flags: u32,
     /// Reserved; must be 0.
     pub reserved_u32: u32,
