@@ -29,7 +29,8 @@ constexpr int S_ROWS_MAX = ceil_div(BQ, SQ) * (SHARE ? GROUP : 1);  // scored ro
 // 48 KB static-smem budget left after the sort keys and chunks (the first layout that fits wins).
 constexpr int S_FIXED_BYTES = SORT_N * 8 + KBX * 8 + 64;
 constexpr int S_BUDGET = 48 * 1024 - 256;
-__host__ __device__ constexpr int s_rp(int cap) { return cmin(round_up(S_ROWS_MAX, 16), cap); }
+// Rows per pass: a power of two (16, 32 or 64), so that the pass's m-tiles divide the warps evenly.
+__host__ __device__ constexpr int s_rp(int cap) { return cmin(next_pow2(round_up(S_ROWS_MAX, 16)), cap); }
 __host__ __device__ constexpr bool s_fits(int rp, int tc, int nst) {
     return rp * ROW * 2 + nst * tc * (ROW * 2 + 4) + S_FIXED_BYTES <= S_BUDGET;
 }
@@ -40,10 +41,9 @@ constexpr int S_RP = s_pick_rp();  // rows per pass
 constexpr int S_TC = s_fits(S_RP, 64, 3) ? 64 : s_fits(S_RP, 64, 2) && !s_fits(S_RP, 32, 3) ? 64 : 32;
 constexpr int S_NST = s_fits(S_RP, S_TC, 3) ? 3 : s_fits(S_RP, S_TC, 2) ? 2 : 1;
 static_assert(s_fits(S_RP, S_TC, S_NST), "search tiles do not fit in 48 KB of static shared memory");
-constexpr int S_MT = S_RP / 16;       // m-tiles per pass
-constexpr int S_CW = S_TC / S_WARPS;  // columns per warp
-constexpr int S_NT = S_CW / 8;        // n-tiles per warp
-static_assert(S_CW % 8 == 0, "search: each warp needs whole 8-column n-tiles");
+// Rows per pass of the decode search: its rows are one query (times the GQA group when masks are shared), so it
+// uses fewer m-tiles than a prefill block and keeps every warp busy.
+constexpr int S_RP_DECODE = cmin(next_pow2(round_up(SHARE ? GROUP : 1, 16)), S_RP);
 
 struct SearchSmem {
     alignas(16) elem_t q[S_RP * ROW];          // rows of the current pass
@@ -85,9 +85,21 @@ __device__ __forceinline__ int2 branch_range(const int2* chunks, int id) {
 // qrow(r): pointer to row r's D elements (global). krow(t, bad): pointer to the key row at position t, or nullptr
 // (and bad = true) when it cannot be read. Returns false, uniformly over the CTA, when some key could not be read
 // (the search is then abandoned). gdummy: any valid global address, the source operand of zero-filling copies.
-template <class QRow, class KRow>
+//
+// Warps form an S_MT x S_WN grid over a tile: each owns one 16-row m-tile of the RP rows of a pass, whose Q
+// fragments it keeps in registers for the whole pass, and S_CW columns. (Reloading Q from smem for every tile made
+// ldmatrix traffic 2.5x what the key columns need; the kernel is bound by L1/smem throughput, ncu: 64% L1, 66% SM,
+// 20% L2.)
+template <int RP, class QRow, class KRow>
 __device__ bool score_branches(SearchSmem& sm, int nrows, const QRow& qrow, const KRow& krow, int sink, int e,
                                const elem_t* gdummy) {
+    static_assert(RP <= S_RP && RP % 16 == 0, "search: rows per pass must fit sm.q in whole m-tiles");
+    constexpr int S_MT = RP / 16;          // m-tiles per pass (1, 2 or 4)
+    static_assert(S_WARPS % S_MT == 0, "search: the m-tiles of a pass must divide the warps");
+    constexpr int S_WN = S_WARPS / S_MT;   // warps along the columns
+    constexpr int S_CW = S_TC / S_WN;      // columns per warp
+    constexpr int S_NT = S_CW / 8;         // n-tiles per warp
+    static_assert(S_CW % 8 == 0, "search: each warp needs whole 8-column n-tiles");
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, tq = lane & 3;
     constexpr int CPR = D / 8;  // 16-byte chunks per row
@@ -124,15 +136,18 @@ __device__ bool score_branches(SearchSmem& sm, int nrows, const QRow& qrow, cons
         cp_async_commit();
     };
 
-    const u32 q_lane = smem_addr(&sm.q[0]) + ((lane & 15) * ROW + (lane >> 4) * 8) * 2;
-    const u32 k_lane = smem_addr(&sm.k[0][0]) + ((warp * S_CW + (lane & 7) + ((lane >> 4) << 3)) * ROW +
+    const int wm = warp % S_MT, wn = warp / S_MT;  // this warp's m-tile and column group
+    const u32 q_lane = smem_addr(&sm.q[0]) + ((wm * 16 + (lane & 15)) * ROW + (lane >> 4) * 8) * 2;
+    const u32 k_lane = smem_addr(&sm.k[0][0]) + ((wn * S_CW + (lane & 7) + ((lane >> 4) << 3)) * ROW +
                                                   ((lane >> 3) & 1) * 8) * 2;
     constexpr u32 K_STAGE_BYTES = S_TC * ROW * 2;
 
-    for (int rbase = 0; rbase < nrows; rbase += S_RP) {
-        const int rows_here = cmin(S_RP, nrows - rbase);
+    for (int rbase = 0; rbase < nrows; rbase += RP) {
+        const int rows_here = cmin(RP, nrows - rbase);
+        const bool active = wm * 16 < rows_here;  // (warp-uniform) this warp's m-tile holds rows
+        u32 qf[D / 16][4];
         __syncthreads();  // the previous pass is done with sm.q and every stage
-        for (int c = tid; c < S_RP * CPR; c += S_THREADS) {
+        for (int c = tid; c < RP * CPR; c += S_THREADS) {
             const int r = c / CPR, part = c - r * CPR;
             const elem_t* src = r < rows_here ? qrow(rbase + r) : nullptr;
             cp_async16(smem_addr(&sm.q[r * ROW + part * 8]), src ? src + part * 8 : gdummy, src);
@@ -147,52 +162,48 @@ __device__ bool score_branches(SearchSmem& sm, int nrows, const QRow& qrow, cons
             __syncthreads();
             const int st = i % S_NST;
 
-            float acc[S_MT][S_NT][4];
+            // This warp's Q fragments, once per pass (Q landed with tile 0).
+            if (i == 0 && active) {
 #pragma unroll
-            for (int mt = 0; mt < S_MT; ++mt)
+                for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(q_lane + kk * 32, qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+            }
+            if (active) {
+                float acc[S_NT][4];
 #pragma unroll
                 for (int nt = 0; nt < S_NT; ++nt)
 #pragma unroll
-                    for (int x = 0; x < 4; ++x) acc[mt][nt][x] = 0.f;
+                    for (int x = 0; x < 4; ++x) acc[nt][x] = 0.f;
 
-            const u32 kst = k_lane + st * K_STAGE_BYTES;
-#pragma unroll 2
-            for (int kk = 0; kk < D / 16; ++kk) {
-                u32 bf[S_NT][2];
+                const u32 kst = k_lane + st * K_STAGE_BYTES;
 #pragma unroll
-                for (int nt = 0; nt + 1 < S_NT; nt += 2)
-                    ldsm_x4(kst + (nt * 8 * ROW + kk * 16) * 2, bf[nt][0], bf[nt][1], bf[nt + 1][0], bf[nt + 1][1]);
-                if (S_NT & 1)  // (lanes 16..31 address rows 8..15 past this n-tile: ignored by .x2, still in smem)
-                    ldsm_x2(kst + ((S_NT - 1) * 8 * ROW + kk * 16) * 2, bf[S_NT - 1][0], bf[S_NT - 1][1]);
+                for (int kk = 0; kk < D / 16; ++kk) {
+                    u32 bf[S_NT][2];
 #pragma unroll
-                for (int mt = 0; mt < S_MT; ++mt) {
-                    if (mt * 16 < rows_here) {
-                        u32 af[4];
-                        ldsm_x4(q_lane + (mt * 16 * ROW + kk * 16) * 2, af[0], af[1], af[2], af[3]);
+                    for (int nt = 0; nt + 1 < S_NT; nt += 2)
+                        ldsm_x4(kst + (nt * 8 * ROW + kk * 16) * 2, bf[nt][0], bf[nt][1], bf[nt + 1][0], bf[nt + 1][1]);
+                    if (S_NT & 1)  // (lanes 16..31 address rows 8..15 past this n-tile: ignored by .x2, still in smem)
+                        ldsm_x2(kst + ((S_NT - 1) * 8 * ROW + kk * 16) * 2, bf[S_NT - 1][0], bf[S_NT - 1][1]);
 #pragma unroll
-                        for (int nt = 0; nt < S_NT; ++nt) mma16816(acc[mt][nt], af, bf[nt][0], bf[nt][1]);
-                    }
+                    for (int nt = 0; nt < S_NT; ++nt) mma16816(acc[nt], qf[kk], bf[nt][0], bf[nt][1]);
                 }
-            }
 
-            // Column max over valid rows (padded rows hold zeros, which must not win), then across the 8 row
-            // groups of the warp; lanes 0..3 own columns 2*tq, 2*tq+1 of each n-tile.
+                // Column max over the m-tile's valid rows (padded rows hold zeros, which must not win), then
+                // across the 8 row groups of the warp; lanes 0..3 own columns 2*tq, 2*tq+1 of each n-tile. The
+                // other m-tiles' warps fold their rows into the same key through the atomicMin.
 #pragma unroll
-            for (int nt = 0; nt < S_NT; ++nt) {
+                for (int nt = 0; nt < S_NT; ++nt) {
 #pragma unroll
-                for (int c = 0; c < 2; ++c) {
-                    float v = HIP_NEG_INF;
-#pragma unroll
-                    for (int mt = 0; mt < S_MT; ++mt) {
-                        if (mt * 16 + g < rows_here) v = fmaxf(v, acc[mt][nt][c]);
-                        if (mt * 16 + g + 8 < rows_here) v = fmaxf(v, acc[mt][nt][2 + c]);
-                    }
-                    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 4));
-                    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 8));
-                    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 16));
-                    if (lane < 4) {
-                        const int br = sm.colbr[st][warp * S_CW + nt * 8 + 2 * tq + c];
-                        if (br >= 0) atomicMin(((u32*)&sm.keys[br]) + 1, ~float_ord(v));
+                    for (int c = 0; c < 2; ++c) {
+                        float v = HIP_NEG_INF;
+                        if (wm * 16 + g < rows_here) v = fmaxf(v, acc[nt][c]);
+                        if (wm * 16 + g + 8 < rows_here) v = fmaxf(v, acc[nt][2 + c]);
+                        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 4));
+                        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 8));
+                        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 16));
+                        if (lane < 4) {
+                            const int br = sm.colbr[st][wn * S_CW + nt * 8 + 2 * tq + c];
+                            if (br >= 0) atomicMin(((u32*)&sm.keys[br]) + 1, ~float_ord(v));
+                        }
                     }
                 }
             }
@@ -205,7 +216,7 @@ __device__ bool score_branches(SearchSmem& sm, int nrows, const QRow& qrow, cons
 
 // The tree search for one query block. On return (all threads), sm.chunks[i].x for i < result are the selected
 // block indices in ascending order; result -1 means a key row could not be read (bad page).
-template <class QRow, class KRow>
+template <int RP, class QRow, class KRow>
 __device__ int tree_search(SearchSmem& sm, int nrows, const QRow& qrow, const KRow& krow, int sink, int e,
                            const elem_t* gdummy) {
     const int tid = threadIdx.x;
@@ -224,7 +235,7 @@ __device__ int tree_search(SearchSmem& sm, int nrows, const QRow& qrow, const KR
     while (more) {
         for (int i = tid; i < SORT_N; i += S_THREADS) sm.keys[i] = i < NCAND ? (0xffffffffull << 32) | (u64)i : ~0ull;
         // (score_branches starts with a barrier)
-        if (!score_branches(sm, nrows, qrow, krow, sink, e, gdummy)) return -1;
+        if (!score_branches<RP>(sm, nrows, qrow, krow, sink, e, gdummy)) return -1;
         bitonic_sort(sm.keys, SORT_N);
 
         // The first KB keys are the winners; re-sort their branch ids ascending.
@@ -291,7 +302,7 @@ __device__ __forceinline__ void prefill_search(const hip_prefill_params& p) {
     auto krow = [&](int t, bool&) -> const elem_t* {
         return kbase + (long long)(s.k0 + t) * p.k_tok_stride + (long long)kvh * p.k_head_stride;
     };
-    const int count = tree_search(sm, nrows, qrow, krow, p.sink, e, kbase);
+    const int count = tree_search<S_RP>(sm, nrows, qrow, krow, p.sink, e, kbase);
 
     if (KB > 0) {
         int* idx_out = (int*)p.mask_idx + (slot * p.mask_heads + mh) * KB;
@@ -401,7 +412,7 @@ __device__ __forceinline__ void decode_search(const hip_decode_params& p) {
         const long long off = decode_kv_offset(p, b, kvh, t, bad);
         return off >= 0 ? kbase + off : nullptr;
     };
-    const int count = tree_search(sm, nrows, qrow, krow, p.sink, e, kbase);
+    const int count = tree_search<S_RP_DECODE>(sm, nrows, qrow, krow, p.sink, e, kbase);
     __syncthreads();  // every thread has read the old header before it is rewritten
     if (count < 0) {
         if (tid == 0) {
