@@ -1,0 +1,3 @@
+module hipattn
+
+go 1.19

@@ -1,0 +1,197 @@
+//! The C++, Go and Zig examples (examples/README.md) build against the library that this `cargo test` built and
+//! run on the CPU backend (or the one HIP_ATTN_BACKEND names), each checking itself against dense attention.
+//!
+//! They build against an installed copy: `make install-only` puts this profile's library, header and
+//! hip_attn.pc into a private prefix, exactly as `make install` would, without running cargo again (this test
+//! runs inside cargo). The C++ example finds it through pkg-config, shared and static; Go and Zig get the
+//! prefix's directories. A test whose toolchain is missing skips with a printed reason; .ci/run installs them
+//! all, so in CI every one runs.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where cargo put libhip_attn.so and libhip_attn.a for this test run: target/<profile>/deps, beside this test's
+/// executable. (Cargo copies them up to target/<profile> only when the library itself was asked for, which
+/// `cargo test --test lang_examples` does not do, so a copy there may be stale.)
+fn lib_dir() -> PathBuf {
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    for dir in [&deps, deps.parent().unwrap()] {
+        if dir.join("libhip_attn.so").is_file() && dir.join("libhip_attn.a").is_file() {
+            return dir.to_path_buf();
+        }
+    }
+    panic!("libhip_attn.so and libhip_attn.a not found in {} or its parent", deps.display());
+}
+
+/// Scratch space that survives between runs (Go's and Zig's caches make later runs fast).
+fn scratch() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lang_examples")
+}
+
+/// libtest captures eprintln!, so a skip would go unseen; this reaches the terminal and CI's log.
+fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
+}
+
+fn have(tool: &str, version_arg: &str) -> bool {
+    Command::new(tool).arg(version_arg).output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+fn run(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{what}:\n{text}");
+    assert!(out.status.success(), "{what} failed ({}):\n{text}", out.status);
+    out
+}
+
+fn assert_match(out: &Output, what: &str) {
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("MATCH: HiP with k covering all keys equals dense attention"), "{what}: no MATCH in\n{text}");
+}
+
+/// `make install-only` of this profile's build into a private prefix, once per test binary. None (with the
+/// reason) when make is missing.
+fn installed_prefix() -> Result<&'static Path, &'static str> {
+    static PREFIX: OnceLock<Result<PathBuf, &'static str>> = OnceLock::new();
+    PREFIX
+        .get_or_init(|| {
+            if !have("make", "--version") {
+                return Err("make not found");
+            }
+            let prefix = scratch().join("prefix");
+            let _ = std::fs::remove_dir_all(&prefix);
+            run(
+                Command::new("make")
+                    .current_dir(root())
+                    .arg("--no-print-directory")
+                    .arg("install-only")
+                    .arg(format!("LIBDIR={}", lib_dir().display()))
+                    .arg(format!("PREFIX={}", prefix.display())),
+                "make install-only",
+            );
+            Ok(prefix)
+        })
+        .as_deref()
+        .map_err(|e| *e)
+}
+
+#[test]
+fn install_lays_out_soname_links_and_pkg_config() {
+    let prefix = match installed_prefix() {
+        Ok(p) => p,
+        Err(why) => return skip("install_lays_out_soname_links_and_pkg_config", why),
+    };
+    let lib = prefix.join("lib");
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(std::fs::read_link(lib.join("libhip_attn.so")).unwrap(), Path::new("libhip_attn.so.1"));
+    assert_eq!(
+        std::fs::read_link(lib.join("libhip_attn.so.1")).unwrap(),
+        PathBuf::from(format!("libhip_attn.so.{version}"))
+    );
+    assert!(lib.join("libhip_attn.a").is_file());
+    assert!(prefix.join("include/hip_attn.h").is_file());
+    let pc = std::fs::read_to_string(lib.join("pkgconfig/hip_attn.pc")).unwrap();
+    assert!(pc.contains(&format!("Version: {version}")), "{pc}");
+    assert!(pc.contains(&format!("prefix={}", prefix.display())), "{pc}");
+}
+
+fn pkg_config(prefix: &Path, args: &[&str]) -> Vec<String> {
+    let out = run(
+        Command::new("pkg-config").env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")).args(args).arg("hip_attn"),
+        "pkg-config",
+    );
+    String::from_utf8(out.stdout).unwrap().split_whitespace().map(str::to_owned).collect()
+}
+
+#[test]
+fn cpp_example_through_pkg_config_matches_dense() {
+    const NAME: &str = "cpp_example_through_pkg_config_matches_dense";
+    if !have("c++", "--version") || !have("pkg-config", "--version") {
+        return skip(NAME, "c++ or pkg-config not found");
+    }
+    let prefix = match installed_prefix() {
+        Ok(p) => p,
+        Err(why) => return skip(NAME, why),
+    };
+    let cflags = pkg_config(prefix, &["--cflags"]);
+    let source = root().join("examples/cpp/example.cpp");
+    let cxx = |out: &Path| {
+        let mut cmd = Command::new("c++");
+        cmd.args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-Wpedantic", "-O1"]).args(&cflags).arg(&source);
+        cmd.arg("-o").arg(out);
+        cmd
+    };
+
+    // Shared: the engine links -lhip_attn and loads libhip_attn.so.1 (the SONAME) at run time.
+    let exe = scratch().join("example_cpp");
+    run(cxx(&exe).args(pkg_config(prefix, &["--libs"])).arg("-ldl"), "c++ (shared)");
+    let out = run(Command::new(&exe).env("LD_LIBRARY_PATH", prefix.join("lib")), "example_cpp");
+    assert_match(&out, "example_cpp");
+
+    // Static: libhip_attn.a plus the system libraries that pkg-config --static lists; no library at run time.
+    let exe = scratch().join("example_cpp_static");
+    let system_libs: Vec<String> =
+        pkg_config(prefix, &["--static", "--libs-only-l"]).into_iter().filter(|l| l != "-lhip_attn").collect();
+    run(cxx(&exe).arg(prefix.join("lib/libhip_attn.a")).args(&system_libs).arg("-ldl"), "c++ (static)");
+    let out = run(Command::new(&exe).env_remove("LD_LIBRARY_PATH"), "example_cpp_static");
+    assert_match(&out, "example_cpp_static");
+}
+
+#[test]
+fn go_test_passes() {
+    if !have("go", "version") {
+        return skip("go_test_passes", "go not found");
+    }
+    let prefix = match installed_prefix() {
+        Ok(p) => p,
+        Err(why) => return skip("go_test_passes", why),
+    };
+    // CGO_* flags from the environment come before the package's #cgo lines, so the installed header and
+    // library win. Go's caches live under target/ so that nothing depends on $HOME.
+    let out = run(
+        Command::new("go")
+            .current_dir(root().join("examples/go"))
+            .args(["test", "-count=1", "-v", "./..."])
+            .env("CGO_CFLAGS", format!("-I{}", prefix.join("include").display()))
+            .env("CGO_LDFLAGS", format!("-L{}", prefix.join("lib").display()))
+            .env("LD_LIBRARY_PATH", prefix.join("lib"))
+            .env("GOCACHE", scratch().join("go-cache"))
+            .env("GOPATH", scratch().join("go-path"))
+            .env("GOFLAGS", "-modcacherw")
+            .env("GOTOOLCHAIN", "local"),
+        "go test",
+    );
+    assert_match(&out, "go test");
+}
+
+#[test]
+fn zig_build_test_and_run_pass() {
+    if !have("zig", "version") {
+        return skip("zig_build_test_and_run_pass", "zig not found");
+    }
+    let prefix = match installed_prefix() {
+        Ok(p) => p,
+        Err(why) => return skip("zig_build_test_and_run_pass", why),
+    };
+    // Both of Zig's caches and its output prefix live under target/: a clean clone needs nothing else. The
+    // first build compiles Zig's build runner and takes a few minutes; later ones hit the cache.
+    let out = run(
+        Command::new("zig")
+            .current_dir(root().join("examples/zig"))
+            .args(["build", "test", "run", "--summary", "all"])
+            .arg(format!("-Dlibdir={}", prefix.join("lib").display()))
+            .arg("--cache-dir")
+            .arg(scratch().join("zig-cache"))
+            .arg("--prefix")
+            .arg(scratch().join("zig-out"))
+            .env("ZIG_GLOBAL_CACHE_DIR", scratch().join("zig-global-cache")),
+        "zig build test run",
+    );
+    assert_match(&out, "zig build test run");
+}
