@@ -20,7 +20,12 @@ use std::sync::Arc;
 struct Gpu {
     _ctx: Arc<CudaContext>,
     stream: sys::CUstream,
+    /// A guard of DEVICE_MEMORY: shared for ordinary tests, exclusive for the one that exhausts device memory.
+    _lock: Box<dyn std::any::Any>,
 }
+
+/// Tests run in parallel threads under `cargo test`; the out-of-memory test must not starve the others.
+static DEVICE_MEMORY: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 struct DevAlloc(sys::CUdeviceptr);
 impl Drop for DevAlloc {
@@ -73,6 +78,11 @@ fn skip(test: &str, why: impl std::fmt::Display) {
 
 /// The "device" side of a comparison: a GPU, or the CPU standing in for it.
 fn device(test: &str) -> Option<Box<dyn Mem>> {
+    device_with(test, false)
+}
+
+/// `device`, optionally holding device memory exclusively (a poisoned lock only means another test failed).
+fn device_with(test: &str, exclusive: bool) -> Option<Box<dyn Mem>> {
     if std::env::var_os("HIP_ATTN_GPU_TESTS_ON_CPU").is_some() {
         eprintln!("{test}: HIP_ATTN_GPU_TESTS_ON_CPU set: comparing the CPU backend with itself");
         return Some(Box::new(Host));
@@ -85,10 +95,15 @@ fn device(test: &str) -> Option<Box<dyn Mem>> {
         skip(test, "the CUDA driver reports no device");
         return None;
     }
+    let lock: Box<dyn std::any::Any> = if exclusive {
+        Box::new(DEVICE_MEMORY.write().unwrap_or_else(|e| e.into_inner()))
+    } else {
+        Box::new(DEVICE_MEMORY.read().unwrap_or_else(|e| e.into_inner()))
+    };
     let ctx = CudaContext::new(0).unwrap();
     ctx.bind_to_thread().unwrap();
     let stream = result::stream::create(result::stream::StreamKind::NonBlocking).unwrap();
-    Some(Box::new(Gpu { _ctx: ctx, stream }))
+    Some(Box::new(Gpu { _ctx: ctx, stream, _lock: lock }))
 }
 
 fn on(mem: &dyn Mem, mut cfg: hip_config) -> Ctx {
@@ -701,4 +716,42 @@ fn concurrent_streams_match_serial() {
         assert!(g == w, "thread {i}: concurrent result differs from the serial run");
     }
     eprintln!("4 threads on 4 streams (2 own contexts, 2 sharing one) match the serial run bit for bit");
+}
+
+/// Device memory exhausted at context creation: a specific status and message; once the memory is free again,
+/// creation and a run call in the same process succeed.
+#[test]
+fn out_of_memory_then_recovery() {
+    let Some(dev) = device_with("out_of_memory_then_recovery", true) else { return };
+    if dev.backend() != hip_backend::HIP_ATTN_BACKEND_CUDA as u32 {
+        skip("out_of_memory_then_recovery", "needs a GPU (device memory cannot be exhausted on the CPU stand-in)");
+        return;
+    }
+    let mut rng = Rng::fresh("gpu-oom");
+    let mut cfg = config(DType::F16, 64, 2, 1);
+    cfg.backend = dev.backend();
+    // A private cache directory: creation must load a module (device memory) whether or not it compiles.
+    let dir = std::env::temp_dir().join(format!("hip-attn-oom-{}", std::process::id()));
+    let dir_c = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+    cfg.kernel_cache_dir = dir_c.as_ptr();
+    let mut hog = Vec::new();
+    let mut chunk = 8usize << 30;
+    while chunk >= 64 << 10 {
+        // SAFETY: plain allocation; freed by DevAlloc's drop below.
+        match unsafe { result::malloc_sync(chunk) } {
+            Ok(p) => hog.push(DevAlloc(p)),
+            Err(_) => chunk /= 2,
+        }
+    }
+    let err = Ctx::new(&cfg).err();
+    let held: usize = hog.len();
+    drop(hog);
+    let (st, msg) = err.expect("context creation succeeded with device memory exhausted");
+    assert_eq!(st, hip_status::HIP_ATTN_STATUS_OUT_OF_MEMORY, "{msg}");
+    assert!(msg.contains("out of memory") || msg.contains("OUT_OF_MEMORY"), "{msg}");
+    let ctx = Ctx::new(&cfg).expect("creation after the memory was freed");
+    let p = Problem::new(&mut rng, DType::F16, 64, 2, 1, &[100], &[100], 0);
+    run_prefill(dev.as_ref(), &ctx, &p, false).expect("prefill after recovery");
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("out of memory ({held} allocations held): {msg}; recovered");
 }

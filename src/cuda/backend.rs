@@ -13,7 +13,7 @@ use crate::ffi::types::hip_log_level;
 use crate::plan::{self, DecodeWorkspace, PrefillWorkspace, DECODE_MAX_SPLITS};
 use crate::status::{hip_status::*, Error, Result};
 use crate::tensor::DType;
-use cudarc::driver::sys::CUstream;
+use cudarc::driver::sys::{CUresult, CUstream};
 
 /// Kernel sources, embedded: NVRTC compiles hip_attn.cu with the others as named headers.
 const SOURCES: [(&str, &str); 6] = [
@@ -66,6 +66,11 @@ impl From<CudaError> for Error {
             | CudaError::ArchNotSupportedByNvrtc { .. } => HIP_ATTN_STATUS_CUDA_UNAVAILABLE,
             CudaError::Compile { .. } => HIP_ATTN_STATUS_KERNEL_COMPILE_FAILED,
             CudaError::OutOfMemory { .. } => HIP_ATTN_STATUS_OUT_OF_MEMORY,
+            // Any driver call can run out of device memory (module loading, context creation), not only the
+            // allocations that say so.
+            CudaError::Driver { code, .. } if *code == CUresult::CUDA_ERROR_OUT_OF_MEMORY as i32 => {
+                HIP_ATTN_STATUS_OUT_OF_MEMORY
+            }
             CudaError::Panic { .. } => HIP_ATTN_STATUS_INTERNAL,
             _ => HIP_ATTN_STATUS_CUDA_ERROR,
         };
