@@ -7,7 +7,7 @@
 #include "attention.cuh"
 #include "merge.cuh"
 
-extern "C" __global__ void __launch_bounds__(HIP_ATTN_SEARCH_THREADS) hip_prefill_search(hip_prefill_params p) {
+extern "C" __global__ void __launch_bounds__(HIP_ATTN_SEARCH_THREADS, hip::S_MIN_CTAS) hip_prefill_search(hip_prefill_params p) {
     hip::prefill_search(p);
 }
 

@@ -6,7 +6,7 @@
 // representative blocks, computed with mma.sync (f32 accumulate) from smem tiles: the rows of a pass sit in smem,
 // key columns are gathered TC at a time with cp.async. The max over rows and over a branch's sampled keys is
 // folded straight into the branch's sort key with a shared-memory atomicMin, so no score matrix is stored.
-// Top-KB is a bitonic sort of (score desc, branch asc) keys; the survivors are re-sorted by branch index so the
+// Top-KB is a bitonic sort of (score desc, branch asc) keys; the survivors are compacted in branch order so the
 // chunks stay in ascending block order (branch order == block order, which is what makes the tie rule "lower
 // block index wins" a plain comparison of branch ids).
 #ifndef HIP_ATTN_SEARCH_CUH
@@ -22,7 +22,6 @@ constexpr int KBX = cmax(KB, 1);                   // array extent (KB may be 0)
 constexpr int NSK = BK > SK ? ceil_div(BK, SK) : 1;  // sampled keys per block
 constexpr int NCAND = 2 * KBX;                     // branches per iteration
 constexpr int SORT_N = next_pow2(NCAND);
-constexpr int SEL_N = next_pow2(KBX);
 constexpr int S_ROWS_MAX = ceil_div(BQ, SQ) * (SHARE ? GROUP : 1);  // scored rows of a prefill query block
 
 // Tiles: rows of a pass in smem, key columns gathered TC at a time into S_NST pipeline stages, all within the
@@ -41,6 +40,7 @@ constexpr int S_RP = s_pick_rp();  // rows per pass
 constexpr int S_TC = s_fits(S_RP, 64, 3) ? 64 : s_fits(S_RP, 64, 2) && !s_fits(S_RP, 32, 3) ? 64 : 32;
 constexpr int S_NST = s_fits(S_RP, S_TC, 3) ? 3 : s_fits(S_RP, S_TC, 2) ? 2 : 1;
 static_assert(s_fits(S_RP, S_TC, S_NST), "search tiles do not fit in 48 KB of static shared memory");
+static_assert(S_NST * S_TC >= S_WARPS, "search: colbr doubles as the warp sums of the selection's prefix sum");
 // Rows per pass of the decode search: its rows are one query (times the GQA group when masks are shared), so it
 // uses fewer m-tiles than a prefill block and keeps every warp busy.
 constexpr int S_RP_DECODE = cmin(next_pow2(round_up(SHARE ? GROUP : 1, 16)), S_RP);
@@ -52,6 +52,15 @@ struct SearchSmem {
     int colbr[S_NST][S_TC];                    // branch of each column, -1 = no key
     int2 chunks[KBX];                          // current chunks [x, y) of block indices, ascending
 };
+
+// CTAs per SM for the prefill search's register budget (__launch_bounds__): as many as shared memory allows on
+// Hopper (228 KB per SM, 1 KB reserved per CTA), at most 5 (the ~96 registers the kernel needs), so that
+// ptxas never trades occupancy that shared memory would allow for registers. Elsewhere no hint.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+constexpr int S_MIN_CTAS = cmin(233472 / ((int)sizeof(SearchSmem) + 1024), 5);
+#else
+constexpr int S_MIN_CTAS = 1;
+#endif
 
 // Sort n (a power of two) u64 keys ascending; all threads of the CTA take part.
 __device__ __forceinline__ void bitonic_sort(u64* a, int n) {
@@ -238,15 +247,35 @@ __device__ int tree_search(SearchSmem& sm, int nrows, const QRow& qrow, const KR
         if (!score_branches<RP>(sm, nrows, qrow, krow, sink, e, gdummy)) return -1;
         bitonic_sort(sm.keys, SORT_N);
 
-        // The first KB keys are the winners; re-sort their branch ids ascending.
-        for (int i = tid; i < SEL_N; i += S_THREADS) sm.keys[i] = i < KB ? (sm.keys[i] & 0xffffffffull) : ~0ull;
+        // The first KB keys are the winners. Their new chunks go out in ascending branch order (so chunks stay in
+        // block order) by flagging the winning branch ids and compacting with a prefix sum: three barriers where
+        // a second bitonic sort of the winners took log2(KB) * (log2(KB) + 1) / 2.
+        int* won = (int*)(sm.keys + KB);  // NCAND flags in the losers' half of the keys, free after the sort
+        for (int i = tid; i < NCAND; i += S_THREADS) won[i] = 0;
         __syncthreads();
-        bitonic_sort(sm.keys, SEL_N);
-
-        // New chunks, staged through sm.keys because chunk i may come from an old chunk j != i.
-        for (int i = tid; i < KB; i += S_THREADS) {
-            const int2 r = branch_range(sm.chunks, (int)sm.keys[i]);
-            sm.keys[i] = ((u64)(u32)r.x << 32) | (u32)r.y;
+        for (int i = tid; i < KB; i += S_THREADS) won[(u32)sm.keys[i]] = 1;
+        __syncthreads();  // every winner read; from here sm.keys[0, KB) is staging for the new chunks
+        constexpr int PER = ceil_div(NCAND, S_THREADS);  // consecutive branch ids per thread
+        const int b0 = cmin(tid * PER, NCAND), b1 = cmin(b0 + PER, NCAND);
+        int cnt = 0;
+        for (int i = b0; i < b1; ++i) cnt += won[i];
+        int incl = cnt;  // inclusive scan over the warp
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {
+            const int v = __shfl_up_sync(0xffffffffu, incl, off);
+            if ((tid & 31) >= off) incl += v;
+        }
+        int* warp_sum = &sm.colbr[0][0];  // idle between scoring passes
+        if ((tid & 31) == 31) warp_sum[tid >> 5] = incl;
+        __syncthreads();
+        int pos = incl - cnt;
+        for (int w = 0; w < (tid >> 5); ++w) pos += warp_sum[w];
+        // New chunks, staged because chunk i may come from an old chunk j != i.
+        for (int i = b0; i < b1; ++i) {
+            if (won[i]) {
+                const int2 r = branch_range(sm.chunks, i);
+                sm.keys[pos++] = ((u64)(u32)r.x << 32) | (u32)r.y;
+            }
         }
         __syncthreads();
         bool longer = false;
