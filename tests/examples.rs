@@ -1,24 +1,13 @@
 //! The C example builds with `cc -std=c11 -Wall -Wextra -Werror` against the header and the library that this
 //! `cargo test` built, runs on the CPU backend and reports a match with dense attention.
+mod common;
 use std::path::PathBuf;
 use std::process::Command;
-
-/// Where cargo put libhip_attn.so for this test run: target/<profile>/deps, beside this test's executable.
-/// (Cargo copies it up to target/<profile> only when the library itself was asked for, which `cargo test` on a
-/// clean clone does not do, so a copy there may be missing or stale.)
-fn lib_dir() -> PathBuf {
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
-    if deps.join("libhip_attn.so").is_file() {
-        deps
-    } else {
-        deps.parent().unwrap().to_path_buf()
-    }
-}
 
 #[test]
 fn c_example_matches_dense() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let lib = lib_dir();
+    let lib = common::built_library_dir();
     assert!(lib.join("libhip_attn.so").exists(), "libhip_attn.so not found in {}", lib.display());
     // The SONAME is libhip_attn.so.1: give the loader that name in a private directory.
     let run_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_example");

@@ -6,6 +6,7 @@
 //! runs inside cargo). The C++ example finds it through pkg-config, shared and static; Go and Zig get the
 //! prefix's directories. A test whose toolchain is missing skips with a printed reason; .ci/run installs them
 //! all, so in CI every one runs.
+mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,19 +14,6 @@ use std::sync::OnceLock;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Where cargo put libhip_attn.so and libhip_attn.a for this test run: target/<profile>/deps, beside this test's
-/// executable. (Cargo copies them up to target/<profile> only when the library itself was asked for, which
-/// `cargo test --test lang_examples` does not do, so a copy there may be stale.)
-fn lib_dir() -> PathBuf {
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
-    for dir in [&deps, deps.parent().unwrap()] {
-        if dir.join("libhip_attn.so").is_file() && dir.join("libhip_attn.a").is_file() {
-            return dir.to_path_buf();
-        }
-    }
-    panic!("libhip_attn.so and libhip_attn.a not found in {} or its parent", deps.display());
 }
 
 /// Scratch space that survives between runs (Go's and Zig's caches make later runs fast).
@@ -71,7 +59,7 @@ fn installed_prefix() -> Result<&'static Path, &'static str> {
                     .current_dir(root())
                     .arg("--no-print-directory")
                     .arg("install-only")
-                    .arg(format!("LIBDIR={}", lib_dir().display()))
+                    .arg(format!("LIBDIR={}", common::built_library_dir().display()))
                     .arg(format!("PREFIX={}", prefix.display())),
                 "make install-only",
             );

@@ -7,6 +7,7 @@
 //!   of guard zones so that valgrind also catches out-of-bounds *reads*. The run is this test binary itself,
 //!   re-executed under valgrind with only the `memcheck_fuzz_child` test selected.
 mod fuzz_engine;
+mod common;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,16 +30,11 @@ fn have_valgrind(test: &str) -> bool {
     }
 }
 
-/// target/<profile>, where cargo put libhip_attn.so for this test run.
-fn lib_dir() -> PathBuf {
-    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf()
-}
-
 /// A private directory holding libhip_attn.so.1 (the SONAME) for the loader.
 fn run_dir(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let lib = lib_dir().join("libhip_attn.so");
+    let lib = common::built_library_dir().join("libhip_attn.so");
     assert!(lib.exists(), "{} not found", lib.display());
     let so1 = dir.join("libhip_attn.so.1");
     let _ = std::fs::remove_file(&so1);
@@ -53,7 +49,7 @@ fn compile(src: &Path, exe: &Path, extra: &[&str]) {
         .arg(root.join("include"))
         .arg(src)
         .arg("-L")
-        .arg(lib_dir())
+        .arg(common::built_library_dir())
         .args(["-lhip_attn", "-lm"])
         .args(extra)
         .arg("-o")
@@ -117,7 +113,7 @@ fn fuzz_under_memcheck() {
     }
     let secs = std::env::var("HIP_ATTN_MEMCHECK_FUZZ_SECONDS").unwrap_or_else(|_| "10".into());
     let exe = std::env::current_exe().unwrap();
-    let dir = lib_dir();
+    let dir = common::built_library_dir();
     let (ok, stdout, stderr) = run_valgrind(
         &["--tool=memcheck", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite", "--redzone-size=256"],
         &exe,

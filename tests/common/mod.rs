@@ -5,6 +5,20 @@
 use hip_attn::tensor::DType;
 use hip_attn::*;
 use std::ffi::{c_void, CStr};
+use std::path::PathBuf;
+
+/// Where cargo put libhip_attn.so and libhip_attn.a for this test run: target/<profile>/deps, beside the test
+/// executable. (Cargo copies them up to target/<profile> only when the library itself was asked for, which
+/// `cargo test` on a clean clone does not do, so a copy there may be missing or stale.)
+pub fn built_library_dir() -> PathBuf {
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    for dir in [&deps, deps.parent().unwrap()] {
+        if dir.join("libhip_attn.so").is_file() && dir.join("libhip_attn.a").is_file() {
+            return dir.to_path_buf();
+        }
+    }
+    panic!("libhip_attn.so and libhip_attn.a not found in {} or its parent", deps.display());
+}
 
 // ---------- random numbers (no external crate needed for tests) ----------
 pub struct Rng(u64);
