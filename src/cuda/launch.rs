@@ -50,25 +50,9 @@ pub unsafe fn launch<P: Copy>(
 ) -> Result<(), CudaError> {
     let mut args: [*mut c_void; 1] = [params as *const P as *mut c_void];
     // SAFETY: per this function's contract the context is current, `func` is live and `P` matches the kernel's
-    // parameter; `args` holds one pointer to size_of::<P>() readable bytes which the driver copies during the
-    // call (it never writes through it); `extra` is null.
-    unsafe {
-        sys::cuLaunchKernel(
-            func,
-            grid.0,
-            grid.1,
-            grid.2,
-            block.0,
-            block.1,
-            block.2,
-            smem_bytes,
-            target_stream(stream),
-            args.as_mut_ptr(),
-            std::ptr::null_mut(),
-        )
-    }
-    .result()
-    .map_err(|e| drv("cuLaunchKernel", e))
+    // single parameter; `args` holds one pointer to size_of::<P>() readable bytes, which the driver copies during
+    // the call (it never writes through it).
+    unsafe { launch_args(func, grid, block, smem_bytes, stream, &mut args) }
 }
 
 /// Launch with an explicit argument array, for kernels with several parameters (each entry points to one
