@@ -78,11 +78,22 @@ fn skip(test: &str, why: impl std::fmt::Display) {
 
 /// The "device" side of a comparison: a GPU, or the CPU standing in for it.
 fn device(test: &str) -> Option<Box<dyn Mem>> {
-    device_with(test, false)
+    device_with(test, Lock::Shared)
 }
 
-/// `device`, optionally holding device memory exclusively (a poisoned lock only means another test failed).
-fn device_with(test: &str, exclusive: bool) -> Option<Box<dyn Mem>> {
+/// How a test holds DEVICE_MEMORY for as long as its `Gpu` lives.
+#[derive(Clone, Copy)]
+enum Lock {
+    Shared,
+    /// The out-of-memory test.
+    Exclusive,
+    /// A helper thread of a test whose own `Gpu` already holds the lock (asking again could deadlock behind a
+    /// waiting writer).
+    Inherited,
+}
+
+/// `device`, holding device memory as `lock` says (a poisoned lock only means another test failed).
+fn device_with(test: &str, lock: Lock) -> Option<Box<dyn Mem>> {
     if std::env::var_os("HIP_ATTN_GPU_TESTS_ON_CPU").is_some() {
         eprintln!("{test}: HIP_ATTN_GPU_TESTS_ON_CPU set: comparing the CPU backend with itself");
         return Some(Box::new(Host));
@@ -95,10 +106,10 @@ fn device_with(test: &str, exclusive: bool) -> Option<Box<dyn Mem>> {
         skip(test, "the CUDA driver reports no device");
         return None;
     }
-    let lock: Box<dyn std::any::Any> = if exclusive {
-        Box::new(DEVICE_MEMORY.write().unwrap_or_else(|e| e.into_inner()))
-    } else {
-        Box::new(DEVICE_MEMORY.read().unwrap_or_else(|e| e.into_inner()))
+    let lock: Box<dyn std::any::Any> = match lock {
+        Lock::Shared => Box::new(DEVICE_MEMORY.read().unwrap_or_else(|e| e.into_inner())),
+        Lock::Exclusive => Box::new(DEVICE_MEMORY.write().unwrap_or_else(|e| e.into_inner())),
+        Lock::Inherited => Box::new(()),
     };
     let ctx = CudaContext::new(0).unwrap();
     ctx.bind_to_thread().unwrap();
@@ -687,7 +698,7 @@ fn concurrent_streams_match_serial() {
     let problems: Vec<Problem> = (0..4).map(|i| Problem::new(&mut rng, dt, 64, 4, 2, &[1500 + 100 * i], &[2000 + 100 * i], 0)).collect();
     let serial_ctx = on(dev.as_ref(), cfg);
     let serial: Vec<Vec<u32>> = problems.iter().map(|p| run_prefill(dev.as_ref(), &serial_ctx, p, false).unwrap().o.iter().map(|x| x.to_bits()).collect()).collect();
-    drop(dev);
+    // `dev` (and its lock on device memory) lives to the end: every context below holds device memory.
     let shared = SharedCtx(Ctx::new(&cfg).unwrap().into_raw());
     let got: Vec<Vec<u32>> = std::thread::scope(|s| {
         let handles: Vec<_> = problems
@@ -696,7 +707,7 @@ fn concurrent_streams_match_serial() {
             .map(|(i, p)| {
                 let shared = &shared;
                 s.spawn(move || {
-                    let mem = device("concurrent_streams_match_serial (thread)").unwrap();
+                    let mem = device_with("concurrent_streams_match_serial (thread)", Lock::Inherited).unwrap();
                     let own = (i < 2).then(|| Ctx::new(&make_cfg()).unwrap());
                     // Not dropped here: the shared context is destroyed once, after every thread is done.
                     let borrowed = std::mem::ManuallyDrop::new(shared.ctx());
@@ -722,7 +733,7 @@ fn concurrent_streams_match_serial() {
 /// creation and a run call in the same process succeed.
 #[test]
 fn out_of_memory_then_recovery() {
-    let Some(dev) = device_with("out_of_memory_then_recovery", true) else { return };
+    let Some(dev) = device_with("out_of_memory_then_recovery", Lock::Exclusive) else { return };
     if dev.backend() != hip_backend::HIP_ATTN_BACKEND_CUDA as u32 {
         skip("out_of_memory_then_recovery", "needs a GPU (device memory cannot be exhausted on the CPU stand-in)");
         return;
