@@ -515,6 +515,25 @@ fn token_rows(noise: Noise, heads: usize) -> impl Fn(usize, &mut [u16]) + Sync {
     move |r, dst| noise.fill(r * heads * D, dst)
 }
 
+/// The page table [batch, pages_per_seq] of a pool of batch * pages_per_seq pages, and each page's owner
+/// (sequence, logical page). An engine's page pool hands pages out in no particular order: shuffled, so that
+/// consecutive pages of a sequence are not adjacent in memory.
+fn shuffled_pages(batch: usize, pages_per_seq: usize, seed: u64) -> (Vec<i32>, Vec<(usize, usize)>) {
+    let num_pages = batch * pages_per_seq;
+    let mut ids: Vec<usize> = (0..num_pages).collect();
+    let mut rng = Rng(seed ^ TAG_PAGES);
+    for i in (1..ids.len()).rev() {
+        ids.swap(i, rng.below(i + 1));
+    }
+    let mut table = vec![0i32; num_pages];
+    let mut owner = vec![(0usize, 0usize); num_pages];
+    for (slot, &id) in ids.iter().enumerate() {
+        table[slot] = id as i32;
+        owner[id] = (slot / pages_per_seq, slot % pages_per_seq);
+    }
+    (table, owner)
+}
+
 /// Row r of a paged pool [pages * PAGE, hkv, D]: token (r % PAGE) of the page, which belongs to (sequence,
 /// logical page) `owner[r / PAGE]`; the values are those of the logical [batch, cap, hkv, D] tensor.
 fn pool_rows<'a>(
@@ -1809,22 +1828,7 @@ impl PagedCache {
         let row = shape.hkv * D;
         let pool_bytes = num_pages * PAGE * row * 2;
         b.ensure_free(2 * pool_bytes, "the paged KV cache")?;
-        // An engine's page pool hands pages out in no particular order: shuffle, so that consecutive pages of a
-        // sequence are not adjacent in memory.
-        let mut ids: Vec<usize> = (0..num_pages).collect();
-        let mut rng = Rng(seed ^ TAG_PAGES);
-        for i in (1..ids.len()).rev() {
-            ids.swap(i, rng.below(i + 1));
-        }
-        let mut table = vec![0i32; num_pages];
-        let mut owner = vec![(0usize, 0usize); num_pages];
-        for s in 0..batch {
-            for pg in 0..pages_per_seq {
-                let id = ids[s * pages_per_seq + pg];
-                table[s * pages_per_seq + pg] = id as i32;
-                owner[id] = (s, pg);
-            }
-        }
+        let (table, owner) = shuffled_pages(batch, pages_per_seq, seed);
         let src = CacheSource { k: Noise::new(seed, TAG_CACHE_K), v: Noise::new(seed, TAG_CACHE_V), cap };
         let k = DevBuf::alloc(pool_bytes, "K cache")?;
         let v = DevBuf::alloc(pool_bytes, "V cache")?;
@@ -2583,19 +2587,7 @@ fn self_test_decode(shape: Shape, hip: Hip, seed: u64) -> Res<Vec<UnitOutcome>> 
     let cap = (t + (nsets - 1) * SET_SPACING).div_ceil(PAGE) * PAGE;
     let pages_per_seq = cap / PAGE;
     let num_pages = batch * pages_per_seq;
-    let mut ids: Vec<usize> = (0..num_pages).collect();
-    let mut rng = Rng(seed ^ TAG_PAGES);
-    for i in (1..ids.len()).rev() {
-        ids.swap(i, rng.below(i + 1));
-    }
-    let mut table = vec![0i32; num_pages];
-    let mut owner = vec![(0usize, 0usize); num_pages];
-    for s in 0..batch {
-        for pg in 0..pages_per_seq {
-            table[s * pages_per_seq + pg] = ids[s * pages_per_seq + pg] as i32;
-            owner[ids[s * pages_per_seq + pg]] = (s, pg);
-        }
-    }
+    let (table, owner) = shuffled_pages(batch, pages_per_seq, seed);
     let src = CacheSource { k: Noise::new(seed, TAG_CACHE_K), v: Noise::new(seed, TAG_CACHE_V), cap };
     let row = shape.hkv * D;
     let mut k = HostBuf::new(num_pages * PAGE * row * 2, 0);
