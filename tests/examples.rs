@@ -8,13 +8,7 @@ use std::process::Command;
 fn c_example_matches_dense() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let lib = common::built_library_dir();
-    assert!(lib.join("libhip_attn.so").exists(), "libhip_attn.so not found in {}", lib.display());
-    // The SONAME is libhip_attn.so.1: give the loader that name in a private directory.
-    let run_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_example");
-    std::fs::create_dir_all(&run_dir).unwrap();
-    let so1 = run_dir.join("libhip_attn.so.1");
-    let _ = std::fs::remove_file(&so1);
-    std::fs::copy(lib.join("libhip_attn.so"), &so1).unwrap();
+    let run_dir = common::soname_dir("c_example");
     let exe = run_dir.join("example_c");
     let out = Command::new("cc")
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-I"])

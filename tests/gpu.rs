@@ -431,19 +431,7 @@ fn cuda_graph_replays_decode_across_refreshes() {
     let dstate = dev.zeroed(dctx.state_size(batch as u32));
     let ws_bytes = dctx.decode_ws(batch as u32, cap as u32);
     let ws = dev.zeroed(ws_bytes);
-    let args = hip_decode_args {
-        struct_size: std::mem::size_of::<hip_decode_args>() as u32,
-        batch_size: batch as u32,
-        max_seqlen_k: cap as u32,
-        reserved_u32: 0,
-        q: q0.view(&qb),
-        kv: dcache.desc,
-        seqlens_k: lensb.addr as *const i32,
-        mask_state: dstate.addr as *mut c_void,
-        o: hip_tensor_mut { data: ob.addr as *mut c_void, token_stride: 8 * 128, head_stride: 128 },
-        lse: lseb.addr as *mut f32,
-        reserved: [0; 4],
-    };
+    let args = decode_args(&q0, &qb, &dcache, &lensb, cap, &dstate, &ob, &lseb);
     let stream = dev.stream() as sys::CUstream;
     // SAFETY: capture on our stream; every buffer outlives the graph.
     let graph = unsafe {

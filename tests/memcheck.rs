@@ -30,18 +30,6 @@ fn have_valgrind(test: &str) -> bool {
     }
 }
 
-/// A private directory holding libhip_attn.so.1 (the SONAME) for the loader.
-fn run_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let lib = common::built_library_dir().join("libhip_attn.so");
-    assert!(lib.exists(), "{} not found", lib.display());
-    let so1 = dir.join("libhip_attn.so.1");
-    let _ = std::fs::remove_file(&so1);
-    std::fs::copy(&lib, &so1).unwrap();
-    dir
-}
-
 fn compile(src: &Path, exe: &Path, extra: &[&str]) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("cc")
@@ -82,7 +70,7 @@ fn c_example_under_memcheck() {
         return;
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = run_dir("memcheck_example");
+    let dir = common::soname_dir("memcheck_example");
     let exe = dir.join("example_c");
     compile(&root.join("examples/c/example.c"), &exe, &[]);
     let (ok, stdout, stderr) = run_valgrind(MEMCHECK, &exe, &dir, &[], &[]);
@@ -97,7 +85,7 @@ fn shared_context_threads_under_helgrind() {
         return;
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = run_dir("helgrind_threads");
+    let dir = common::soname_dir("helgrind_threads");
     let exe = dir.join("threads_c");
     compile(&root.join("tests/c/threads.c"), &exe, &["-pthread"]);
     let supp = format!("--suppressions={}", root.join("tests/helgrind.supp").display());

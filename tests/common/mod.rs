@@ -20,6 +20,17 @@ pub fn built_library_dir() -> PathBuf {
     panic!("libhip_attn.so and libhip_attn.a not found in {} or its parent", deps.display());
 }
 
+/// A private directory under the test's temporary target dir holding the built library as libhip_attn.so.1
+/// (its SONAME), for LD_LIBRARY_PATH when running a program linked against it.
+pub fn soname_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let so1 = dir.join("libhip_attn.so.1");
+    let _ = std::fs::remove_file(&so1);
+    std::fs::copy(built_library_dir().join("libhip_attn.so"), &so1).unwrap();
+    dir
+}
+
 // ---------- random numbers (no external crate needed for tests) ----------
 pub struct Rng(u64);
 impl Rng {
@@ -500,6 +511,25 @@ pub struct DecodeOut {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// hip_decode_args for queries `q` (uploaded in `qb`, one row per sequence), lengths `lens` (int32, one per
+/// sequence: the batch size), outputs `o` shaped like q and `lse`.
+pub fn decode_args(q: &Tensor, qb: &Buf, cache: &CacheBufs, lens: &Buf, capacity: usize, state: &Buf, o: &Buf, lse: &Buf) -> hip_decode_args {
+    hip_decode_args {
+        struct_size: std::mem::size_of::<hip_decode_args>() as u32,
+        batch_size: (lens.bytes / 4) as u32,
+        max_seqlen_k: capacity as u32,
+        reserved_u32: 0,
+        q: q.view(qb),
+        kv: cache.desc,
+        seqlens_k: lens.addr as *const i32,
+        mask_state: state.addr as *mut c_void,
+        o: hip_tensor_mut { data: o.addr as *mut c_void, token_stride: q.row_stride() as i64, head_stride: q.d as i64 },
+        lse: lse.addr as *mut f32,
+        reserved: [0; 4],
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 /// One hip_decode_step over `cache` with queries `q` ([batch, hq, d]) and the lengths `lens`; the mask state
 /// buffer persists across calls.
 pub fn run_decode(
@@ -519,19 +549,7 @@ pub fn run_decode(
     let lensb = mem.upload(&i32_bytes(&lens.iter().map(|&x| x as i32).collect::<Vec<_>>()));
     let ws_bytes = ctx.decode_ws(batch as u32, capacity as u32);
     let ws = mem.poisoned(ws_bytes.max(16));
-    let args = hip_decode_args {
-        struct_size: std::mem::size_of::<hip_decode_args>() as u32,
-        batch_size: batch as u32,
-        max_seqlen_k: capacity as u32,
-        reserved_u32: 0,
-        q: q.view(&qb),
-        kv: cache.desc,
-        seqlens_k: lensb.addr as *const i32,
-        mask_state: state.addr as *mut c_void,
-        o: hip_tensor_mut { data: ob.addr as *mut c_void, token_stride: q.row_stride() as i64, head_stride: q.d as i64 },
-        lse: lseb.addr as *mut f32,
-        reserved: [0; 4],
-    };
+    let args = decode_args(q, &qb, cache, &lensb, capacity, state, &ob, &lseb);
     // SAFETY: all buffers span what the args describe and live until after sync.
     let st = unsafe { hip_decode_step(ctx.0, &args, ws.addr as *mut c_void, ws_bytes, mem.stream()) };
     if st != hip_status::HIP_ATTN_STATUS_SUCCESS {
