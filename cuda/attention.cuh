@@ -331,11 +331,15 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
 // ---------------------------------------------------------------------------------------------------------------
 // Decode. Each CTA walks a contiguous chunk of the query's key list. A key row is read by G = D/8 lanes, 16 bytes
 // each (coalesced), so a CTA works on NGRP keys at once and UNR rounds of them are in flight per loop trip.
+// The row offsets of up to DCH keys are resolved first (block index, then page table: two dependent loads, done
+// for all DCH keys at once) into shared memory, so a trip of the main loop waits on one HBM round trip, not three.
 constexpr int DC_THREADS = HIP_ATTN_DECODE_THREADS;
 constexpr int DG = D / 8;                 // lanes per key row
 constexpr int NGRP = DC_THREADS / DG;     // keys in parallel per CTA
-constexpr int UNR = D <= 128 ? 4 : 2;     // rounds in flight
+constexpr int UNR = D <= 128 ? 8 : 4;     // rounds in flight
+constexpr int DCH = 1024;                 // keys whose offsets are resolved per chunk
 static_assert(DG <= 32 && DC_THREADS % DG == 0, "decode grouping");
+static_assert(DCH % DC_THREADS == 0 && DCH % (NGRP * UNR) == 0, "decode chunking");
 
 __device__ __forceinline__ void decode_write_partial(const hip_decode_params& p, long long part, int tid, float lse) {
     float* po = (float*)p.part_o + part * D;
@@ -346,10 +350,13 @@ __device__ __forceinline__ void decode_write_partial(const hip_decode_params& p,
 __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
     __shared__ float s_o[NGRP][D];
     __shared__ float s_m[NGRP], s_l[NGRP];
+    __shared__ long long s_off[DCH];  // element offset of each key of the chunk, -1 = no key
     const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int tid = threadIdx.x, grp = tid / DG, gl = tid - grp * DG;
     const long long part = ((long long)b * p.num_q_heads + h) * p.num_splits + split;
     const float poison = __int_as_float(0x7fc00000);
+    pdl_trigger();  // the combine may launch; it waits for this kernel
+    pdl_wait();     // the search kernel has written the mask record
 
     const int Tk = ((const int*)p.seqlens_k)[b];
     if (!decode_seq_ok(p, Tk)) {
@@ -398,49 +405,65 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
     for (int i = 0; i < 8; ++i) acc[i] = 0.f;
     bool bad = false;
 
-    // Trip count is uniform over the CTA (shuffles below need whole warps).
-    for (int base = lo; base < hi; base += NGRP * UNR) {
-        uint4 kr[UNR], vr[UNR];
-        bool valid[UNR];
+    for (int c0 = lo; c0 < hi; c0 += DCH) {
+        const int c1 = cmin(hi, c0 + DCH);
+        {
+            // All loads first (register array), then the stores: the loads do not wait on each other.
+            long long offs[DCH / DC_THREADS];
 #pragma unroll
-        for (int u = 0; u < UNR; ++u) {
-            const int idx = base + u * NGRP + grp;
-            const int pos = idx < hi ? kl.pos(idx) : INVALID_POS;
-            const long long off = pos != INVALID_POS ? decode_kv_offset(p, b, kvh, pos, bad) : -1;
-            valid[u] = off >= 0;
-            kr[u] = valid[u] ? ldg16(kc + off + gl * 8) : make_uint4(0, 0, 0, 0);
-            vr[u] = valid[u] ? ldg16(vc + off + gl * 8) : make_uint4(0, 0, 0, 0);
+            for (int j = 0; j < DCH / DC_THREADS; ++j) {
+                const int idx = c0 + j * DC_THREADS + tid;
+                const int pos = idx < c1 ? kl.pos(idx) : INVALID_POS;
+                offs[j] = pos != INVALID_POS ? decode_kv_offset(p, b, kvh, pos, bad) : -1;
+            }
+            __syncthreads();  // the previous chunk's offsets are consumed
+#pragma unroll
+            for (int j = 0; j < DCH / DC_THREADS; ++j) s_off[j * DC_THREADS + tid] = offs[j];
+            __syncthreads();
         }
-        float sv[UNR];
+        // Trip count is uniform over the CTA (shuffles below need whole warps).
+        for (int base = c0; base < c1; base += NGRP * UNR) {
+            uint4 kr[UNR], vr[UNR];
+            bool valid[UNR];
 #pragma unroll
-        for (int u = 0; u < UNR; ++u) {
-            float kf[8];
-            unpack8(kr[u], kf);
-            float d = 0.f;
+            for (int u = 0; u < UNR; ++u) {
+                const int idx = base + u * NGRP + grp;
+                const long long off = idx < c1 ? s_off[idx - c0] : -1;
+                valid[u] = off >= 0;
+                kr[u] = valid[u] ? ldg16(kc + off + gl * 8) : make_uint4(0, 0, 0, 0);
+                vr[u] = valid[u] ? ldg16(vc + off + gl * 8) : make_uint4(0, 0, 0, 0);
+            }
+            float sv[UNR];
 #pragma unroll
-            for (int i = 0; i < 8; ++i) d = fmaf(q[i], kf[i], d);
+            for (int u = 0; u < UNR; ++u) {
+                float kf[8];
+                unpack8(kr[u], kf);
+                float d = 0.f;
 #pragma unroll
-            for (int off = DG / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
-            sv[u] = valid[u] ? d : HIP_NEG_INF;
+                for (int i = 0; i < 8; ++i) d = fmaf(q[i], kf[i], d);
+#pragma unroll
+                for (int off = DG / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
+                sv[u] = valid[u] ? d : HIP_NEG_INF;
+            }
+            float mx = m;
+#pragma unroll
+            for (int u = 0; u < UNR; ++u) mx = fmaxf(mx, sv[u]);
+            if (mx == HIP_NEG_INF) continue;  // nothing valid yet for this group
+            const float alpha = exp2f(m - mx);
+            l *= alpha;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) acc[i] *= alpha;
+#pragma unroll
+            for (int u = 0; u < UNR; ++u) {
+                const float pu = exp2f(sv[u] - mx);
+                l += pu;
+                float vf[8];
+                unpack8(vr[u], vf);
+#pragma unroll
+                for (int i = 0; i < 8; ++i) acc[i] = fmaf(pu, vf[i], acc[i]);
+            }
+            m = mx;
         }
-        float mx = m;
-#pragma unroll
-        for (int u = 0; u < UNR; ++u) mx = fmaxf(mx, sv[u]);
-        if (mx == HIP_NEG_INF) continue;  // nothing valid yet for this group
-        const float alpha = exp2f(m - mx);
-        l *= alpha;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) acc[i] *= alpha;
-#pragma unroll
-        for (int u = 0; u < UNR; ++u) {
-            const float pu = exp2f(sv[u] - mx);
-            l += pu;
-            float vf[8];
-            unpack8(vr[u], vf);
-#pragma unroll
-            for (int i = 0; i < 8; ++i) acc[i] = fmaf(pu, vf[i], acc[i]);
-        }
-        m = mx;
     }
 
     if (__syncthreads_or(bad)) {
@@ -473,6 +496,7 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
 __device__ __forceinline__ void decode_combine(const hip_decode_params& p) {
     const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
     const int ns = p.num_splits;
+    pdl_wait();  // the attention kernel has written the partials
     const long long base = ((long long)b * p.num_q_heads + h) * ns;
     const float* pl = (const float*)p.part_lse + base;
     const float* po = (const float*)p.part_o + base * D;

@@ -167,6 +167,44 @@ __device__ __forceinline__ uint4 ldg16(const void* p) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Thread-block clusters (sm_90): distributed shared memory and the cluster-wide barrier (the decode search).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+// The shared::cluster address of `saddr` (a shared::cta address of this CTA's layout) in CTA `rank`.
+__device__ __forceinline__ u32 cluster_map(u32 saddr, u32 rank) {
+    u32 r;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(saddr), "r"(rank));
+    return r;
+}
+__device__ __forceinline__ void st_cluster(u32 addr, u32 v) {
+    asm volatile("st.shared::cluster.u32 [%0], %1;" ::"r"(addr), "r"(v) : "memory");
+}
+__device__ __forceinline__ void st_cluster(u32 addr, int2 v) {
+    asm volatile("st.shared::cluster.v2.s32 [%0], {%1, %2};" ::"r"(addr), "r"(v.x), "r"(v.y) : "memory");
+}
+// Every thread of every CTA of the cluster; release/acquire order the remote stores before it with the reads
+// after it.
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+#else
+__device__ __forceinline__ void cluster_sync() { __syncthreads(); }
+#endif
+
+// Programmatic dependent launch (sm_90): the host launches a decode kernel with the PDL attribute, so it may start
+// while the kernel before it is still running. pdl_wait() blocks until that kernel has finished and its writes are
+// visible (a no-op for an ordinary launch); pdl_trigger() lets the next kernel start launching.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Warp reductions
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll

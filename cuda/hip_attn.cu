@@ -16,7 +16,18 @@ extern "C" __global__ void __launch_bounds__(HIP_ATTN_PREFILL_THREADS) hip_prefi
 }
 
 extern "C" __global__ void __launch_bounds__(HIP_ATTN_SEARCH_THREADS) hip_decode_search(hip_decode_params p) {
-    hip::decode_search(p);
+    hip::decode_search<1>(p);
+}
+
+// The same search spread over a cluster of HIP_DSEARCH_CL CTAs (grid x = mask_heads * HIP_DSEARCH_CL); with
+// HIP_DSEARCH_CL == 1 it is the kernel above.
+#if HIP_DSEARCH_CL > 1
+#define HIP_DSEARCH_CLUSTER __cluster_dims__(HIP_DSEARCH_CL, 1, 1)
+#else
+#define HIP_DSEARCH_CLUSTER
+#endif
+extern "C" __global__ void HIP_DSEARCH_CLUSTER __launch_bounds__(HIP_ATTN_SEARCH_THREADS) hip_decode_search_wide(hip_decode_params p) {
+    hip::decode_search<hip::S_DCL>(p);
 }
 
 extern "C" __global__ void __launch_bounds__(HIP_ATTN_DECODE_THREADS) hip_decode_attn(hip_decode_params p) {

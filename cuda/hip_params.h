@@ -13,6 +13,7 @@
 //   HIP_GROUP      num_q_heads / num_kv_heads
 //   HIP_SHARE_KV   1: one mask per kv head (max over the GQA group), 0: one mask per q head
 //   HIP_CAUSAL     1 or 0
+//   HIP_DSEARCH_CL optional, default 1: CTAs per decode mask search, a thread-block cluster when > 1 (sm_90+)
 // Kernels must not include CUDA toolkit headers: engine hosts often have only the driver and libnvrtc.
 #ifndef HIP_ATTN_PARAMS_H
 #define HIP_ATTN_PARAMS_H
@@ -52,7 +53,7 @@ typedef struct {
     int reserved;
 } hip_prefill_params;
 
-// Decode: kernels hip_decode_search, hip_decode_attn, hip_decode_combine.
+// Decode: kernels hip_decode_search (or hip_decode_search_wide), hip_decode_attn, hip_decode_combine.
 typedef struct {
     unsigned long long q, o;                  // [batch][num_q_heads][D] with the strides below
     unsigned long long lse;                   // float [batch][num_q_heads], 0 = none
@@ -94,6 +95,8 @@ typedef struct {
 //   hip_prefill_search   (ceil(max_seqlen_q / HIP_BQ), mask_heads, batch)     HIP_ATTN_SEARCH_THREADS
 //   hip_prefill_attn     (ceil(max_seqlen_q / HIP_BQ), num_q_heads, batch)    HIP_ATTN_PREFILL_THREADS_FOR(HIP_BQ, HIP_HEAD_DIM)
 //   hip_decode_search    (mask_heads, batch)                                  HIP_ATTN_SEARCH_THREADS
+//   hip_decode_search_wide  (mask_heads * HIP_DSEARCH_CL, batch), in clusters  HIP_ATTN_SEARCH_THREADS
+//                        of (HIP_DSEARCH_CL, 1, 1) set by the kernel; the host picks one of the two searches
 //   hip_decode_attn      (num_splits, num_q_heads, batch)                     HIP_ATTN_DECODE_THREADS
 //   hip_decode_combine   (num_q_heads, batch)                                 HIP_ATTN_COMBINE_THREADS
 //   hip_merge_states     (num_tokens, ceil(num_heads / HIP_ATTN_MERGE_HEADS_PER_CTA))   HIP_ATTN_MERGE_THREADS
@@ -102,6 +105,9 @@ typedef struct {
 // num_splits >= 1 (the host picks it; larger values only add empty splits). grid.y/z limits: num_q_heads and
 // mask_heads <= 65535, batch <= 65535, num_tokens <= 2^31-1.
 #define HIP_ATTN_SEARCH_THREADS 128
+#ifndef HIP_DSEARCH_CL
+#define HIP_DSEARCH_CL 1
+#endif
 // prefill attention: one warp per 16 query rows of the block, times 2 (each key tile split between two warps)
 // when the block has at most 2 row groups and HIP_HEAD_DIM <= 128. HIP_HEAD_DIM 64/128: BQ 1..16 -> 64 threads,
 // 17..32 -> 128, 33..48 -> 96, 49..64 -> 128, then 32 * ceil(BQ / 16); HIP_HEAD_DIM 256: 32 * ceil(BQ / 16).

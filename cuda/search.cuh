@@ -1,14 +1,14 @@
 // HiP mask search (HIP-SPEC "Mask search for one query block"): the hierarchical tree search shared by prefill
-// (one CTA per query block and mask head) and decode (one CTA per sequence and mask head).
+// (one CTA per query block and mask head) and decode (one CTA, or a cluster of S_DCL, per sequence and mask head).
 //
 // One iteration scores the 2*KB branches of the current KB chunks by their representative blocks. The scores are
 // a GEMM: rows = sampled queries (times the GQA group when masks are shared), columns = the sampled keys of the
 // representative blocks, computed with mma.sync (f32 accumulate) from smem tiles: the rows of a pass sit in smem,
 // key columns are gathered TC at a time with cp.async. The max over rows and over a branch's sampled keys is
-// folded straight into the branch's sort key with a shared-memory atomicMin, so no score matrix is stored.
-// Top-KB is a bitonic sort of (score desc, branch asc) keys; the survivors are compacted in branch order so the
-// chunks stay in ascending block order (branch order == block order, which is what makes the tie rule "lower
-// block index wins" a plain comparison of branch ids).
+// folded straight into the branch's key with a shared-memory atomicMin, so no score matrix is stored.
+// Top-KB is a radix select over the 32-bit keys (smaller = better; ties: lower branch id); the winners are
+// compacted in branch order so the chunks stay in ascending block order (branch order == block order, which is
+// what makes the tie rule "lower block index wins" a plain comparison of branch ids).
 #ifndef HIP_ATTN_SEARCH_CUH
 #define HIP_ATTN_SEARCH_CUH
 
@@ -17,16 +17,22 @@
 namespace hip {
 
 constexpr int S_THREADS = HIP_ATTN_SEARCH_THREADS;
+// CTAs per decode search (a thread-block cluster on sm_90; see HIP_DSEARCH_CL in hip_params.h).
+constexpr int S_DCL = HIP_DSEARCH_CL;
+static_assert(S_DCL >= 1 && S_DCL <= 8, "HIP_DSEARCH_CL outside [1, 8] (8 is the portable cluster size)");
+#if HIP_DSEARCH_CL > 1 && defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#error "HIP_DSEARCH_CL > 1 needs thread-block clusters (sm_90 or newer)"
+#endif
 constexpr int S_WARPS = S_THREADS / 32;
 constexpr int KBX = cmax(KB, 1);                   // array extent (KB may be 0)
 constexpr int NSK = BK > SK ? ceil_div(BK, SK) : 1;  // sampled keys per block
 constexpr int NCAND = 2 * KBX;                     // branches per iteration
-constexpr int SORT_N = next_pow2(NCAND);
+constexpr int S_RADIX_PASSES = 4;                 // 8-bit digits of the 32-bit branch keys
 constexpr int S_ROWS_MAX = ceil_div(BQ, SQ) * (SHARE ? GROUP : 1);  // scored rows of a prefill query block
 
 // Tiles: rows of a pass in smem, key columns gathered TC at a time into S_NST pipeline stages, all within the
-// 48 KB static-smem budget left after the sort keys and chunks (the first layout that fits wins).
-constexpr int S_FIXED_BYTES = SORT_N * 8 + KBX * 8 + 64;
+// 48 KB static-smem budget left after the branch keys, histograms and chunks (the first layout that fits wins).
+constexpr int S_FIXED_BYTES = NCAND * 4 + S_RADIX_PASSES * 256 * 4 + KBX * 8 + 128;
 constexpr int S_BUDGET = 48 * 1024 - 256;
 // Rows per pass: a power of two (16, 32 or 64), so that the pass's m-tiles divide the warps evenly.
 __host__ __device__ constexpr int s_rp(int cap) { return cmin(next_pow2(round_up(S_ROWS_MAX, 16)), cap); }
@@ -40,7 +46,8 @@ constexpr int S_RP = s_pick_rp();  // rows per pass
 constexpr int S_TC = s_fits(S_RP, 64, 3) ? 64 : s_fits(S_RP, 64, 2) && !s_fits(S_RP, 32, 3) ? 64 : 32;
 constexpr int S_NST = s_fits(S_RP, S_TC, 3) ? 3 : s_fits(S_RP, S_TC, 2) ? 2 : 1;
 static_assert(s_fits(S_RP, S_TC, S_NST), "search tiles do not fit in 48 KB of static shared memory");
-static_assert(S_NST * S_TC >= S_WARPS, "search: colbr doubles as the warp sums of the selection's prefix sum");
+static_assert(S_THREADS % S_TC == 0 && (D / 8) % (S_THREADS / S_TC) == 0,
+              "search: a key column's 16-byte chunks must split evenly over the threads that gather it");
 // Rows per pass of the decode search: its rows are one query (times the GQA group when masks are shared), so it
 // uses fewer m-tiles than a prefill block and keeps every warp busy.
 constexpr int S_RP_DECODE = cmin(next_pow2(round_up(SHARE ? GROUP : 1, 16)), S_RP);
@@ -48,9 +55,14 @@ constexpr int S_RP_DECODE = cmin(next_pow2(round_up(SHARE ? GROUP : 1, 16)), S_R
 struct SearchSmem {
     alignas(16) elem_t q[S_RP * ROW];          // rows of the current pass
     alignas(16) elem_t k[S_NST][S_TC * ROW];   // gathered key columns, one tile per pipeline stage
-    alignas(16) u64 keys[SORT_N];              // hi: ~ord(score) (smaller = better), lo: branch id; also scratch
+    alignas(16) u32 score[NCAND];              // per branch ~ord(best score), smaller = better; after the
+                                               // selection, staging for the new chunks (NCAND * 4 == KB * 8 bytes)
+    alignas(16) int hist[S_RADIX_PASSES][256]; // radix-select digit counts, one array per pass (zeroed up front,
+                                               // so a pass needs one barrier)
     int colbr[S_NST][S_TC];                    // branch of each column, -1 = no key
     int2 chunks[KBX];                          // current chunks [x, y) of block indices, ascending
+    int scan[S_WARPS];                         // per-warp totals of the compaction's prefix sum
+    int abort;                                 // decode cluster: some CTA met a bad page (set on the leader)
 };
 
 // CTAs per SM for the prefill search's register budget (__launch_bounds__): as many as shared memory allows on
@@ -62,25 +74,6 @@ constexpr int S_MIN_CTAS = cmin(233472 / ((int)sizeof(SearchSmem) + 1024), 5);
 constexpr int S_MIN_CTAS = 1;
 #endif
 
-// Sort n (a power of two) u64 keys ascending; all threads of the CTA take part.
-__device__ __forceinline__ void bitonic_sort(u64* a, int n) {
-    for (int k = 2; k <= n; k <<= 1) {
-        for (int j = k >> 1; j > 0; j >>= 1) {
-            for (int t = threadIdx.x; t < (n >> 1); t += S_THREADS) {
-                const int i = ((t & ~(j - 1)) << 1) | (t & (j - 1));  // lower index of the pair, bit j clear
-                const int ixj = i | j;
-                const u64 x = a[i], y = a[ixj];
-                const bool up = (i & k) == 0;
-                if ((x > y) == up) {
-                    a[i] = y;
-                    a[ixj] = x;
-                }
-            }
-            __syncthreads();
-        }
-    }
-}
-
 // Bounds [a, b) of branch `id` (chunk id/2, half id&1); b == a for the empty twin of a length-1 chunk.
 __device__ __forceinline__ int2 branch_range(const int2* chunks, int id) {
     const int2 c = chunks[id >> 1];
@@ -90,7 +83,8 @@ __device__ __forceinline__ int2 branch_range(const int2* chunks, int id) {
     return (id & 1) ? make_int2(c.y, c.y) : c;
 }
 
-// Max over the pass's rows and over each branch's sampled keys of q.k, folded into sm.keys[branch].hi.
+// Max over the pass's rows and over each branch's sampled keys of q.k, folded into sm.score[branch], for the
+// branches whose columns lie in [col0, col1) (a decode cluster splits the columns over its CTAs).
 // qrow(r): pointer to row r's D elements (global). krow(t, bad): pointer to the key row at position t, or nullptr
 // (and bad = true) when it cannot be read. Returns false, uniformly over the CTA, when some key could not be read
 // (the search is then abandoned). gdummy: any valid global address, the source operand of zero-filling copies.
@@ -100,8 +94,8 @@ __device__ __forceinline__ int2 branch_range(const int2* chunks, int id) {
 // ldmatrix traffic 2.5x what the key columns need; the kernel is bound by L1/smem throughput, ncu: 64% L1, 66% SM,
 // 20% L2.)
 template <int RP, class QRow, class KRow>
-__device__ bool score_branches(SearchSmem& sm, int nrows, const QRow& qrow, const KRow& krow, int sink, int e,
-                               const elem_t* gdummy) {
+__device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, const QRow& qrow, const KRow& krow,
+                               int sink, int e, const elem_t* gdummy) {
     static_assert(RP <= S_RP && RP % 16 == 0, "search: rows per pass must fit sm.q in whole m-tiles");
     constexpr int S_MT = RP / 16;          // m-tiles per pass (1, 2 or 4)
     static_assert(S_WARPS % S_MT == 0, "search: the m-tiles of a pass must divide the warps");
@@ -112,34 +106,39 @@ __device__ bool score_branches(SearchSmem& sm, int nrows, const QRow& qrow, cons
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, tq = lane & 3;
     constexpr int CPR = D / 8;  // 16-byte chunks per row
-    const int ncols = NCAND * NSK;
-    const int ntile = ceil_div(ncols, S_TC);
+    const int ntile = ceil_div(col1 - col0, S_TC);
     bool bad = false;
 
-    // Gather key-column tile i into stage i % S_NST. The lanes that copy one row each derive its column's branch
-    // and key row themselves (same values, in lockstep), so no extra barrier is needed before the copies.
+    // Gather key-column tile i into stage i % S_NST. TPR threads share one column: they derive its branch and
+    // key row once (the address arithmetic was two thirds of the scoring loop's instructions when every 16-byte
+    // chunk derived it again) and copy CPT interleaved chunks each, so a warp's copies cover whole 64-byte runs.
+    constexpr int TPR = S_THREADS / S_TC;  // threads per key column
+    constexpr int CPT = CPR / TPR;         // 16-byte chunks per thread
+    const int my_row = tid / TPR, my_sub = tid - my_row * TPR;
     auto issue = [&](int i) {
         if (i < ntile) {
             const int st = i % S_NST;
-            for (int c = tid; c < S_TC * CPR; c += S_THREADS) {
-                const int row = c / CPR, part = c - row * CPR;
-                const int col = i * S_TC + row;
-                int br = -1;
-                const elem_t* ptr = nullptr;
-                if (col < ncols) {
-                    const int id = col / NSK, smp = col - id * NSK;
-                    const int2 r = branch_range(sm.chunks, id);
-                    if (r.y > r.x) {
-                        const int rep = (int)(((long long)r.x + r.y - 1) >> 1);
-                        const int t = sink + rep * BK + smp * SK;
-                        if (smp * SK < BK && t < e) {
-                            ptr = krow(t, bad);
-                            if (ptr) br = id;
-                        }
+            const int col = col0 + i * S_TC + my_row;
+            int br = -1;
+            const elem_t* ptr = nullptr;
+            if (col < col1) {
+                const int id = col / NSK, smp = col - id * NSK;
+                const int2 r = branch_range(sm.chunks, id);
+                if (r.y > r.x) {
+                    const int rep = (int)(((long long)r.x + r.y - 1) >> 1);
+                    const int t = sink + rep * BK + smp * SK;
+                    if (smp * SK < BK && t < e) {
+                        ptr = krow(t, bad);
+                        if (ptr) br = id;
                     }
                 }
-                if (part == 0) sm.colbr[st][row] = br;
-                cp_async16(smem_addr(&sm.k[st][row * ROW + part * 8]), ptr ? ptr + part * 8 : gdummy, ptr);
+            }
+            if (my_sub == 0) sm.colbr[st][my_row] = br;
+            const u32 dst = smem_addr(&sm.k[st][my_row * ROW]);
+#pragma unroll
+            for (int j = 0; j < CPT; ++j) {
+                const int part = my_sub + j * TPR;
+                cp_async16(dst + part * 16, ptr ? ptr + part * 8 : gdummy, ptr);
             }
         }
         cp_async_commit();
@@ -211,7 +210,7 @@ __device__ bool score_branches(SearchSmem& sm, int nrows, const QRow& qrow, cons
                         v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 16));
                         if (lane < 4) {
                             const int br = sm.colbr[st][wn * S_CW + nt * 8 + 2 * tq + c];
-                            if (br >= 0) atomicMin(((u32*)&sm.keys[br]) + 1, ~float_ord(v));
+                            if (br >= 0) atomicMin(&sm.score[br], ~float_ord(v));
                         }
                     }
                 }
@@ -223,11 +222,137 @@ __device__ bool score_branches(SearchSmem& sm, int nrows, const QRow& qrow, cons
     return !__syncthreads_or(bad);
 }
 
-// The tree search for one query block. On return (all threads), sm.chunks[i].x for i < result are the selected
-// block indices in ascending order; result -1 means a key row could not be read (bad page).
-template <int RP, class QRow, class KRow>
-__device__ int tree_search(SearchSmem& sm, int nrows, const QRow& qrow, const KRow& krow, int sink, int e,
+// Branch keys back to "not scored" and the radix histograms to zero, ready for the next iteration. No barrier:
+// score_branches starts with one.
+__device__ __forceinline__ void reset_scores(SearchSmem& sm) {
+    for (int i = threadIdx.x; i < NCAND; i += S_THREADS) sm.score[i] = 0xffffffffu;
+    for (int i = threadIdx.x; i < S_RADIX_PASSES * 256; i += S_THREADS) (&sm.hist[0][0])[i] = 0;
+}
+
+// Keep the KB best of the NCAND branch keys in sm.score (smaller key = better, ties: lower branch id) as the new
+// chunks, in branch order. Returns, uniformly, whether some new chunk is longer than one block; the keys are reset.
+//
+// Radix select, most significant 8-bit digit first: a pass counts the digits of the keys that still match the
+// decided high bits, and every warp finds on its own (one barrier per pass) the digit holding the KB-th key. It
+// stops once that digit's keys all win. The winners are then the keys below the decided prefix plus the first
+// `need` keys equal to it in branch order, which one prefix sum over the threads' consecutive branch ranges
+// places. (The bitonic sort this replaces took 45 barrier passes at KB = 256.)
+__device__ bool select_branches(SearchSmem& sm) {
+    constexpr int PER = ceil_div(NCAND, S_THREADS);  // consecutive branch ids per thread
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int b0 = tid * PER;
+    u32 v[PER];
+#pragma unroll
+    for (int j = 0; j < PER; ++j) v[j] = b0 + j < NCAND ? sm.score[b0 + j] : 0u;
+
+    u32 mask = 0, prefix = 0;  // decided high bits of the KB-th key, and their value
+    int need = KB;             // winners still to take among the keys whose decided bits equal prefix
+#pragma unroll
+    for (int pass = 0; pass < S_RADIX_PASSES; ++pass) {
+        const int shift = 24 - 8 * pass;
+        int* h = sm.hist[pass];
+#pragma unroll
+        for (int j = 0; j < PER; ++j) {
+            const bool act = b0 + j < NCAND && (v[j] & mask) == prefix;
+            const u32 dig = (v[j] >> shift) & 255u;
+            // Scores cluster in a few digits (the top byte is sign and exponent): one atomic per distinct digit
+            // of the warp instead of a queue of same-address atomics.
+            const u32 grp = __match_any_sync(0xffffffffu, act ? dig : 256u);
+            if (act && lane == __ffs(grp) - 1) atomicAdd(&h[dig], __popc(grp));
+        }
+        __syncthreads();
+        int c[8];
+        const int4 lo = *(const int4*)&h[8 * lane], hi = *(const int4*)&h[8 * lane + 4];
+        c[0] = lo.x; c[1] = lo.y; c[2] = lo.z; c[3] = lo.w; c[4] = hi.x; c[5] = hi.y; c[6] = hi.z; c[7] = hi.w;
+        int sum = 0;
+#pragma unroll
+        for (int x = 0; x < 8; ++x) sum += c[x];
+        int incl = sum;
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {
+            const int t = __shfl_up_sync(0xffffffffu, incl, off);
+            if (lane >= off) incl += t;
+        }
+        const int excl = incl - sum;
+        // The lane whose 8 digits hold the need-th matching key (one exists: at least `need` keys match).
+        const int src = __ffs(__ballot_sync(0xffffffffu, excl < need && incl >= need)) - 1;
+        int digit = 0, below = 0, cnt = 0;
+        if (lane == src) {
+            int acc = excl;
+            bool found = false;  // the lowest digit whose running count reaches need
+#pragma unroll
+            for (int x = 0; x < 8; ++x) {
+                if (!found && acc + c[x] >= need) {
+                    digit = 8 * lane + x;
+                    below = acc;
+                    cnt = c[x];
+                    found = true;
+                }
+                acc += c[x];
+            }
+        }
+        digit = __shfl_sync(0xffffffffu, digit, src);
+        below = __shfl_sync(0xffffffffu, below, src);
+        cnt = __shfl_sync(0xffffffffu, cnt, src);
+        need -= below;
+        prefix |= (u32)digit << shift;
+        mask |= 255u << shift;
+        if (cnt == need) break;  // (uniform: every warp read the same counts) all of this digit's keys win
+    }
+
+    // Prefix sum over the threads of (keys below prefix, keys equal to it), packed in one int (each < 2^16).
+    int lt = 0, eq = 0;
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+        if (b0 + j < NCAND) {
+            const u32 m = v[j] & mask;
+            lt += m < prefix;
+            eq += m == prefix;
+        }
+    }
+    const int packed = (eq << 16) | lt;
+    int incl = packed;
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+        const int t = __shfl_up_sync(0xffffffffu, incl, off);
+        if (lane >= off) incl += t;
+    }
+    if (lane == 31) sm.scan[warp] = incl;
+    __syncthreads();  // also: every key is in registers, so sm.score may take the staged chunks
+    int excl = incl - packed;
+    for (int w = 0; w < warp; ++w) excl += sm.scan[w];
+    int eq_seen = excl >> 16;                      // equal keys in lower branch ids
+    int pos = (excl & 0xffff) + cmin(eq_seen, need);  // winners in lower branch ids
+    int2* staged = (int2*)sm.score;  // new chunk i may come from old chunk j != i, so stage them first
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+        if (b0 + j < NCAND) {
+            const u32 m = v[j] & mask;
+            bool win = m < prefix;
+            if (m == prefix) win = eq_seen++ < need;
+            if (win) staged[pos++] = branch_range(sm.chunks, b0 + j);
+        }
+    }
+    __syncthreads();
+    bool longer = false;
+    for (int i = tid; i < KB; i += S_THREADS) {
+        const int2 r = staged[i];
+        sm.chunks[i] = r;
+        longer |= (r.y - r.x) > 1;
+    }
+    const bool more = __syncthreads_or(longer);
+    reset_scores(sm);
+    return more;
+}
+
+// The tree search for one query block (CL == 1, rank 0) or one decode query spread over a cluster of CL CTAs
+// (rank = this CTA's rank; each scores NCAND / CL of the branches, the leader selects). On return (all threads,
+// every CTA of the cluster), sm.chunks[i].x for i < result are the selected block indices in ascending order;
+// result -1 means a key row could not be read (bad page).
+template <int RP, int CL, class QRow, class KRow>
+__device__ int tree_search(SearchSmem& sm, int rank, int nrows, const QRow& qrow, const KRow& krow, int sink, int e,
                            const elem_t* gdummy) {
+    static_assert(CL == 1 || CL == S_DCL, "search: cluster size");
     const int tid = threadIdx.x;
     if (KB == 0) return 0;
     const int NB = num_search_blocks(sink, e);
@@ -238,54 +363,50 @@ __device__ int tree_search(SearchSmem& sm, int nrows, const QRow& qrow, const KR
     }
     for (int c = tid; c < KB; c += S_THREADS)
         sm.chunks[c] = make_int2((int)((long long)c * NB / KB), (int)((long long)(c + 1) * NB / KB));
-    __syncthreads();
+    reset_scores(sm);
+    if (tid == 0) sm.abort = 0;
+    // (score_branches starts with a barrier; a cluster also needs every CTA started and its leader's keys reset
+    // before the first remote store)
+    if (CL > 1) cluster_sync();
+    const int br0 = rank * NCAND / CL, br1 = (rank + 1) * NCAND / CL;
 
     bool more = true;  // some chunk is longer than one block (NB > KB guarantees it initially)
     while (more) {
-        for (int i = tid; i < SORT_N; i += S_THREADS) sm.keys[i] = i < NCAND ? (0xffffffffull << 32) | (u64)i : ~0ull;
-        // (score_branches starts with a barrier)
-        if (!score_branches<RP>(sm, nrows, qrow, krow, sink, e, gdummy)) return -1;
-        bitonic_sort(sm.keys, SORT_N);
-
-        // The first KB keys are the winners. Their new chunks go out in ascending branch order (so chunks stay in
-        // block order) by flagging the winning branch ids and compacting with a prefix sum: three barriers where
-        // a second bitonic sort of the winners took log2(KB) * (log2(KB) + 1) / 2.
-        int* won = (int*)(sm.keys + KB);  // NCAND flags in the losers' half of the keys, free after the sort
-        for (int i = tid; i < NCAND; i += S_THREADS) won[i] = 0;
-        __syncthreads();
-        for (int i = tid; i < KB; i += S_THREADS) won[(u32)sm.keys[i]] = 1;
-        __syncthreads();  // every winner read; from here sm.keys[0, KB) is staging for the new chunks
-        constexpr int PER = ceil_div(NCAND, S_THREADS);  // consecutive branch ids per thread
-        const int b0 = cmin(tid * PER, NCAND), b1 = cmin(b0 + PER, NCAND);
-        int cnt = 0;
-        for (int i = b0; i < b1; ++i) cnt += won[i];
-        int incl = cnt;  // inclusive scan over the warp
-#pragma unroll
-        for (int off = 1; off < 32; off <<= 1) {
-            const int v = __shfl_up_sync(0xffffffffu, incl, off);
-            if ((tid & 31) >= off) incl += v;
+        const bool ok = score_branches<RP>(sm, br0 * NSK, br1 * NSK, nrows, qrow, krow, sink, e, gdummy);
+        if (CL == 1) {
+            if (!ok) return -1;
+            more = select_branches(sm);
+            continue;
         }
-        int* warp_sum = &sm.colbr[0][0];  // idle between scoring passes
-        if ((tid & 31) == 31) warp_sum[tid >> 5] = incl;
-        __syncthreads();
-        int pos = incl - cnt;
-        for (int w = 0; w < (tid >> 5); ++w) pos += warp_sum[w];
-        // New chunks, staged because chunk i may come from an old chunk j != i.
-        for (int i = b0; i < b1; ++i) {
-            if (won[i]) {
-                const int2 r = branch_range(sm.chunks, i);
-                sm.keys[pos++] = ((u64)(u32)r.x << 32) | (u32)r.y;
+#if HIP_DSEARCH_CL > 1
+        // The CTAs hand their branches' keys (and a bad page) to the leader, rank 0, which selects and hands the
+        // new chunks back: two cluster barriers per iteration. Nothing else is written remotely, so the keys a
+        // CTA scores into and the chunks it reads are its own between the barriers.
+        if (rank != 0) {
+            const u32 dst = cluster_map(smem_addr(&sm.score[0]), 0);
+            for (int i = br0 + tid; i < br1; i += S_THREADS) st_cluster(dst + 4 * i, sm.score[i]);
+            if (!ok && tid == 0) st_cluster(cluster_map(smem_addr(&sm.abort), 0), 1u);
+        } else if (!ok && tid == 0) {
+            sm.abort = 1;
+        }
+        cluster_sync();
+        if (rank == 0) {
+            const int abort = sm.abort;
+            if (!abort) select_branches(sm);  // (also resets the leader's keys before the next remote store)
+            for (int i = tid; i < (CL - 1) * KB; i += S_THREADS) {
+                const int r = 1 + i / KB, c = i - (r - 1) * KB;
+                st_cluster(cluster_map(smem_addr(&sm.chunks[c]), r), sm.chunks[c]);
             }
+            if (tid > 0 && tid < CL) st_cluster(cluster_map(smem_addr(&sm.abort), tid), (u32)abort);
+        } else {
+            reset_scores(sm);
         }
-        __syncthreads();
+        cluster_sync();
+        if (sm.abort) return -1;
         bool longer = false;
-        for (int i = tid; i < KB; i += S_THREADS) {
-            const u64 v = sm.keys[i];
-            const int2 r = make_int2((int)(v >> 32), (int)(u32)v);
-            sm.chunks[i] = r;
-            longer |= (r.y - r.x) > 1;
-        }
+        for (int i = tid; i < KB; i += S_THREADS) longer |= (sm.chunks[i].y - sm.chunks[i].x) > 1;
         more = __syncthreads_or(longer);
+#endif
     }
     return KB;
 }
@@ -331,7 +452,7 @@ __device__ __forceinline__ void prefill_search(const hip_prefill_params& p) {
     auto krow = [&](int t, bool&) -> const elem_t* {
         return kbase + (long long)(s.k0 + t) * p.k_tok_stride + (long long)kvh * p.k_head_stride;
     };
-    const int count = tree_search<S_RP>(sm, nrows, qrow, krow, p.sink, e, kbase);
+    const int count = tree_search<S_RP, 1>(sm, 0, nrows, qrow, krow, p.sink, e, kbase);
 
     if (KB > 0) {
         int* idx_out = (int*)p.mask_idx + (slot * p.mask_heads + mh) * KB;
@@ -387,10 +508,16 @@ __device__ __forceinline__ bool record_header_ok(int e, int count, int sink, int
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// hip_decode_search: grid (mask_heads, batch)
+// hip_decode_search (CL 1) and hip_decode_search_wide (CL S_DCL): grid (mask_heads * CL, batch), CL CTAs (one
+// cluster) per (sequence, mask head). The search is latency-bound (one query, 8 dependent iterations at 128k,
+// each gathering 1024 key rows from HBM): a cluster spreads each iteration's gathers over CL SMs. Every CTA
+// validates the record itself (same reads, same verdict, so the cluster stays in step); rank 0 writes it.
+template <int CL>
 __device__ __forceinline__ void decode_search(const hip_decode_params& p) {
     __shared__ SearchSmem sm;
-    const int mh = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
+    const int mh = blockIdx.x / CL, rank = blockIdx.x % CL, b = blockIdx.y, tid = threadIdx.x;
+    const bool writer = rank == 0 && tid == 0;
+    pdl_trigger();  // decode attention may launch now; it waits for this kernel before reading the record
     const int Tk = ((const int*)p.seqlens_k)[b];
     if (!decode_seq_ok(p, Tk)) {
         if (tid == 0)
@@ -420,10 +547,11 @@ __device__ __forceinline__ void decode_search(const hip_decode_params& p) {
         // (also the barrier that orders every thread's header reads before the write below)
         good = !__syncthreads_or(!good || bad_blk);
         if (good) {
-            if (tid == 0) rec[HIP_ATTN_STATE_STEP_IDX] = step + 1;
+            if (CL > 1) cluster_sync();  // every CTA of the cluster has read the step before it changes
+            if (writer) rec[HIP_ATTN_STATE_STEP_IDX] = step + 1;
             return;
         }
-        if (tid == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
+        if (writer) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
     }
 
     const int pos = Tk - 1;
@@ -441,8 +569,12 @@ __device__ __forceinline__ void decode_search(const hip_decode_params& p) {
         const long long off = decode_kv_offset(p, b, kvh, t, bad);
         return off >= 0 ? kbase + off : nullptr;
     };
-    const int count = tree_search<S_RP_DECODE>(sm, nrows, qrow, krow, p.sink, e, kbase);
-    __syncthreads();  // every thread has read the old header before it is rewritten
+    const int count = tree_search<S_RP_DECODE, CL>(sm, rank, nrows, qrow, krow, p.sink, e, kbase);
+    // Every thread of the cluster has read the old header before it is rewritten (and, in a cluster, no CTA
+    // leaves while another may still store into its shared memory).
+    if (CL > 1) cluster_sync();
+    else __syncthreads();
+    if (rank != 0) return;
     if (count < 0) {
         if (tid == 0) {
             set_error(p.error_flag, HIP_ATTN_DEVERR_PAGE_TABLE);

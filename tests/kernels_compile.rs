@@ -46,7 +46,7 @@ fn every_kernel_variant_compiles() {
                 // SAFETY: no cache-dir pointer.
                 let (c, _) = unsafe { validate(&cfg) }.unwrap();
                 check_supported(&c).unwrap_or_else(|e| panic!("variant {i} is outside the CUDA limits: {e}"));
-                let opts = compile_options(&c);
+                let opts = compile_options(&c, arch);
                 let t = std::time::Instant::now();
                 match compile_cubin(sources()[0].0, sources(), &opts, arch) {
                     Ok(cubin) => eprintln!("{arch} {opts:?}: {} bytes in {:.2} s", cubin.len(), t.elapsed().as_secs_f64()),

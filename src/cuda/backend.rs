@@ -4,7 +4,7 @@
 //! they can be captured in a CUDA graph.
 
 use super::{
-    ensure_libraries, launch, CacheConfig, CacheOutcome, CudaDevice, CudaError, DecodeParams, KernelModule, LogLevel,
+    ensure_libraries, launch, launch_dependent, CacheConfig, CacheOutcome, CudaDevice, CudaError, DecodeParams, KernelModule, LogLevel,
     MappedFlag, MergeParams, PrefillParams,
 };
 use crate::args::{Buffer, DecodeArgs, MergeArgs, PrefillArgs};
@@ -26,7 +26,7 @@ const SOURCES: [(&str, &str); 6] = [
 ];
 
 /// Kernel entry points, in the order `KernelModule` resolves them (indices below).
-pub const KERNELS: [&str; 7] = [
+pub const KERNELS: [&str; 8] = [
     "hip_prefill_search",
     "hip_prefill_attn",
     "hip_decode_search",
@@ -34,6 +34,7 @@ pub const KERNELS: [&str; 7] = [
     "hip_decode_combine",
     "hip_merge_states",
     "hip_params_layout",
+    "hip_decode_search_wide",
 ];
 const PREFILL_SEARCH: usize = 0;
 const PREFILL_ATTN: usize = 1;
@@ -42,6 +43,7 @@ const DECODE_ATTN: usize = 3;
 const DECODE_COMBINE: usize = 4;
 const MERGE: usize = 5;
 pub const PARAMS_LAYOUT: usize = 6;
+const DECODE_SEARCH_WIDE: usize = 7;
 
 // Launch geometry and limits, mirroring the section of cuda/hip_params.h that defines them.
 const SEARCH_THREADS: u32 = 128;
@@ -115,8 +117,19 @@ pub fn check_supported(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-/// The -D options that specialise the kernels for one configuration.
-pub fn compile_options(cfg: &Config) -> Vec<String> {
+/// CTAs per decode mask search when compiling for `arch` ("sm_90a", "sm_80", ...): a cluster of 8 (the portable
+/// size) where thread-block clusters exist (sm_90 and newer), else 1. The grid of hip_decode_search scales by it.
+pub fn decode_search_cluster(arch: &str) -> u32 {
+    let digits: String = arch.trim_start_matches("sm_").chars().take_while(|c| c.is_ascii_digit()).collect();
+    if digits.parse::<u32>().is_ok_and(|n| n >= 90) {
+        8
+    } else {
+        1
+    }
+}
+
+/// The -D options that specialise the kernels for one configuration and architecture.
+pub fn compile_options(cfg: &Config, arch: &str) -> Vec<String> {
     let dtype = match cfg.dtype {
         DType::Bf16 => 0,
         _ => 1,
@@ -132,6 +145,7 @@ pub fn compile_options(cfg: &Config) -> Vec<String> {
         format!("-DHIP_GROUP={}", cfg.group()),
         format!("-DHIP_SHARE_KV={}", (cfg.sharing == MaskSharing::PerKvHead) as i32),
         format!("-DHIP_CAUSAL={}", cfg.causal as i32),
+        format!("-DHIP_DSEARCH_CL={}", decode_search_cluster(arch)),
         "-std=c++17".into(),
     ]
 }
@@ -146,6 +160,10 @@ pub struct CudaBackend {
     module: KernelModule,
     flag: MappedFlag,
     dev: CudaDevice,
+    /// CTAs per decode search (HIP_DSEARCH_CL of the module).
+    dsearch_cl: u32,
+    /// Decode attention and combine go out as programmatic dependent launches (sm_90+).
+    pdl: bool,
 }
 
 fn batch_limit(batch: usize) -> Result<()> {
@@ -170,14 +188,16 @@ impl CudaBackend {
         let cache = CacheConfig { enabled: true, dir: opts.kernel_cache_dir.clone() };
         let started = std::time::Instant::now();
         let (module, outcome) =
-            KernelModule::build(&dev, &cache, SOURCES[0].0, &SOURCES, &compile_options(cfg), &KERNELS, &log)?;
+            KernelModule::build(&dev, &cache, SOURCES[0].0, &SOURCES, &compile_options(cfg, &info.arch), &KERNELS, &log)?;
         let how = match outcome {
             CacheOutcome::Hit => "loaded from the kernel cache",
             _ => "compiled with NVRTC",
         };
         log(LogLevel::Info, &format!("kernels {how} in {:.3} s", started.elapsed().as_secs_f64()));
         let flag = MappedFlag::new(&dev)?;
-        Ok(CudaBackend { module, flag, dev })
+        let dsearch_cl = decode_search_cluster(&info.arch);
+        let pdl = info.cc_major >= 9;
+        Ok(CudaBackend { module, flag, dev, dsearch_cl, pdl })
     }
 
     fn func(&self, i: usize) -> Result<cudarc::driver::sys::CUfunction> {
@@ -289,6 +309,21 @@ impl CudaBackend {
         want.clamp(1, DECODE_MAX_SPLITS).min(most_keys.min(a.max_seqlen_k).div_ceil(64).max(1))
     }
 
+    /// The decode search kernel for `searches` (sequence, mask head) pairs, and its CTAs per search. A search is
+    /// a chain of dependent gathers: spread over a cluster it finishes ~6x sooner (H200, 128k), which pays while
+    /// the clusters fit on the GPU at once; beyond that the one-CTA kernel keeps every SM busy without the
+    /// cluster's extra CTAs (each holds ~43 KB of shared memory even on steps that reuse the mask). Both compute
+    /// bit-identical masks (each branch's score is the same dot products and max), so the choice never changes
+    /// results.
+    fn decode_search_kernel(&self, searches: usize) -> (usize, u32) {
+        let resident = 4 * self.dev.info().sm_count.max(1) as usize;
+        if self.dsearch_cl > 1 && searches * self.dsearch_cl as usize <= resident {
+            (DECODE_SEARCH_WIDE, self.dsearch_cl)
+        } else {
+            (DECODE_SEARCH, 1)
+        }
+    }
+
     /// # Safety
     /// As for `prefill`.
     pub unsafe fn decode(&self, cfg: &Config, a: &DecodeArgs, ws: Buffer, stream: usize) -> Result<()> {
@@ -340,9 +375,19 @@ impl CudaBackend {
         let s = stream as CUstream;
         // SAFETY: as in prefill, for hip_decode_params; the workspace holds DECODE_MAX_SPLITS >= splits partials.
         unsafe {
-            launch(self.func(DECODE_SEARCH)?, (mh, b, 1), (SEARCH_THREADS, 1, 1), 0, s, &p)?;
-            launch(self.func(DECODE_ATTN)?, (splits as u32, hq, b), (DECODE_THREADS, 1, 1), 0, s, &p)?;
-            launch(self.func(DECODE_COMBINE)?, (hq, b, 1), (COMBINE_THREADS, 1, 1), 0, s, &p)?;
+            let (search, cl) = self.decode_search_kernel(a.batch * cfg.mask_heads());
+            launch(self.func(search)?, (mh * cl, b, 1), (SEARCH_THREADS, 1, 1), 0, s, &p)?;
+            // The search kernel does not wait on the caller's previous work programmatically (an ordinary launch);
+            // the two after it do, and call pdl_wait() before touching what the kernel before them writes.
+            let attn = (self.func(DECODE_ATTN)?, (splits as u32, hq, b), (DECODE_THREADS, 1, 1));
+            let combine = (self.func(DECODE_COMBINE)?, (hq, b, 1), (COMBINE_THREADS, 1, 1));
+            for (f, grid, block) in [attn, combine] {
+                if self.pdl {
+                    launch_dependent(f, grid, block, s, &p)?;
+                } else {
+                    launch(f, grid, block, 0, s, &p)?;
+                }
+            }
         }
         Ok(())
     }
@@ -382,5 +427,18 @@ impl CudaBackend {
         // SAFETY: hip_params_layout takes one u64 pointer argument.
         unsafe { launch(self.func(PARAMS_LAYOUT)?, (1, 1, 1), (1, 1, 1), 0, stream as CUstream, &out) }?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_search_cluster;
+
+    #[test]
+    fn decode_search_uses_clusters_from_sm_90() {
+        for (arch, cl) in [("sm_80", 1), ("sm_86", 1), ("sm_89", 1), ("sm_90", 8), ("sm_90a", 8), ("sm_100a", 8), ("sm_120", 8)] {
+            assert_eq!(decode_search_cluster(arch), cl, "{arch}");
+        }
+        assert_eq!(decode_search_cluster("compute_90"), 1, "not a real architecture: no cluster");
     }
 }

@@ -1,8 +1,9 @@
-//! Kernel launch on the caller's stream: one parameter block passed by value, no allocation, no synchronization.
+//! Kernel launch on the caller's stream: one parameter block passed by value, no allocation, no synchronization;
+//! optionally as a programmatic dependent launch (sm_90+).
 
 use std::ffi::c_void;
 
-use cudarc::driver::sys::{self, CUfunction, CUstream};
+use cudarc::driver::sys::{self, CUfunction, CUlaunchAttribute, CUlaunchAttributeID, CUlaunchConfig, CUstream};
 
 use super::error::{drv, CudaError};
 
@@ -70,22 +71,67 @@ pub unsafe fn launch_args(
     stream: CUstream,
     args: &mut [*mut c_void],
 ) -> Result<(), CudaError> {
-    // SAFETY: forwarded contract (see above); `args` outlives the call and the driver only reads through it.
-    unsafe {
-        sys::cuLaunchKernel(
-            func,
-            grid.0,
-            grid.1,
-            grid.2,
-            block.0,
-            block.1,
-            block.2,
-            smem_bytes,
-            target_stream(stream),
-            args.as_mut_ptr(),
-            std::ptr::null_mut(),
-        )
-    }
-    .result()
-    .map_err(|e| drv("cuLaunchKernel", e))
+    // SAFETY: forwarded contract (see above).
+    unsafe { launch_ex(func, grid, block, smem_bytes, stream, args, false) }
+}
+
+/// As [`launch`], as a programmatic dependent launch (sm_90 and newer): the kernel may start while the previous
+/// kernel on `stream` is still running, once every CTA of that kernel has executed
+/// `griddepcontrol.launch_dependents` (or exited). Saves most of the gap between short dependent kernels, in
+/// streams and in captured graphs.
+///
+/// # Safety
+/// As for [`launch`]; additionally the device is sm_90 or newer, and the kernel executes `griddepcontrol.wait`
+/// (`pdl_wait()` in cuda/common.cuh) before it reads anything the previous kernel on the stream writes or writes
+/// anything that kernel reads.
+#[inline]
+pub unsafe fn launch_dependent<P: Copy>(
+    func: CUfunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    stream: CUstream,
+    params: &P,
+) -> Result<(), CudaError> {
+    let mut args: [*mut c_void; 1] = [params as *const P as *mut c_void];
+    // SAFETY: as in `launch`, plus this function's own contract for the dependent launch.
+    unsafe { launch_ex(func, grid, block, 0, stream, &mut args, true) }
+}
+
+/// The one driver launch call (cuLaunchKernelEx, the launch that takes attributes).
+///
+/// # Safety
+/// As for [`launch_args`]; with `dependent`, as for [`launch_dependent`].
+#[inline]
+unsafe fn launch_ex(
+    func: CUfunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    smem_bytes: u32,
+    stream: CUstream,
+    args: &mut [*mut c_void],
+    dependent: bool,
+) -> Result<(), CudaError> {
+    // SAFETY: an all-zero CUlaunchAttribute is a valid value (an id enum whose 0 is CU_LAUNCH_ATTRIBUTE_IGNORE and
+    // a union of plain integers); id and value are set right after.
+    let mut attr: CUlaunchAttribute = unsafe { std::mem::zeroed() };
+    attr.id = CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    let config = CUlaunchConfig {
+        gridDimX: grid.0,
+        gridDimY: grid.1,
+        gridDimZ: grid.2,
+        blockDimX: block.0,
+        blockDimY: block.1,
+        blockDimZ: block.2,
+        sharedMemBytes: smem_bytes,
+        hStream: target_stream(stream),
+        attrs: &mut attr,
+        numAttrs: dependent as u32,
+    };
+    // SAFETY: forwarded contract: the context is current, `func` is live, `args` matches the kernel's parameters.
+    // `config` and `attr` live on this frame for the whole call and the driver only reads them (with numAttrs 0
+    // it never looks at `attrs`); the argument values are copied during the call.
+    unsafe { sys::cuLaunchKernelEx(&config, func, args.as_mut_ptr(), std::ptr::null_mut()) }
+        .result()
+        .map_err(|e| drv("cuLaunchKernelEx", e))
 }

@@ -40,7 +40,7 @@ pub use compile::{compile_cubin, compile_cubin_with_log, nvrtc_supported_archs, 
 pub use device::{select_arch, CtxGuard, CtxHandle, CudaDevice, DeviceInfo};
 pub use error::CudaError;
 pub use flag::MappedFlag;
-pub use launch::{launch, launch_args};
+pub use launch::{launch, launch_args, launch_dependent};
 pub use loader::{ensure_driver, ensure_libraries, ensure_nvrtc};
 pub use module::KernelModule;
 pub use params::{DecodeParams, MergeParams, PrefillParams};
