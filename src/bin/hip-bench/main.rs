@@ -17,6 +17,7 @@
 //!   empty. HIP-SPEC's other exact route, k >= T, needs Kb = 16384 key blocks, above the CUDA backend's limit
 //!   (1024 for head_dim 128), so `exact-k/MHA-32/32k` takes it with bk = 64 (k = T = 32768, Kb = 512, NB <= Kb:
 //!   every block selected, no search iteration): the selected-block path rather than the window path.
+//!   `exact-window-bq128/MHA-32/32k`: the window route with bq = 128 (each gathered key tile serves 128 queries).
 //! - `decode-cached/<shape>/<T>`: one decode step against a paged KV cache (page size 64, pages shuffled in the
 //!   pool as an engine's allocator leaves them) whose mask state was filled by a searching step; refresh = 2^30,
 //!   so no timed step searches. `decode-cached-b16/...`: the same with 16 sequences per step.
@@ -63,6 +64,8 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
+
+mod quality;
 
 /// eprintln! that never panics (a closed stderr must not abort a run whose results still go to the JSON file).
 macro_rules! elog {
@@ -131,7 +134,7 @@ const TAG_DECODE_Q: u64 = 1000; // + input set index
 const USAGE: &str = "\
 usage: hip-bench [--quick] [--only PATTERN[,PATTERN...]] [--json PATH] [--with-512k]
                  [--seed N] [--device ORDINAL] [--gqa-mask-per-q-head] [--budget SECONDS]
-                 [--plan] [--self-test]
+                 [--plan] [--self-test] [--quality]
 
   --quick                 reduced set for smoke tests: context creation, prefill 8k, decode 32k
   --only PATTERN          run only configurations whose id contains PATTERN (case-insensitive; comma = or),
@@ -144,6 +147,9 @@ usage: hip-bench [--quick] [--only PATTERN[,PATTERN...]] [--json PATH] [--with-5
   --budget SECONDS        skip configurations that would start after this much time [480]
   --plan                  print the configurations with their counted FLOPs, bytes and floors; no GPU needed
   --self-test             run the correctness harness with the CPU backend standing in for the GPU; no GPU needed
+  --quality               quality beside speed (BENCH.md): attention-mass recall and output error against dense
+                          attention on random, drifting and rotary inputs at 8k, 32k, 128k (--quick: 8k); computed
+                          on the host from HIP-SPEC's functions, no GPU needed; JSON to hip-quality.json
 
 Progress goes to stderr, the Markdown table to stdout. Exit status: 0 all configurations ran and matched the CPU
 reference (missed speed targets do not change it), 1 a configuration failed its check or hit an error,
@@ -1444,7 +1450,8 @@ fn fmt_bytes(b: f64) -> String {
 struct Args {
     quick: bool,
     only: Vec<String>,
-    json: std::path::PathBuf,
+    /// --json PATH; each mode has its own default file name.
+    json: Option<std::path::PathBuf>,
     with_512k: bool,
     seed: u64,
     device: i32,
@@ -1452,6 +1459,7 @@ struct Args {
     budget_s: f64,
     plan: bool,
     self_test: bool,
+    quality: bool,
     command_line: String,
 }
 
@@ -1462,7 +1470,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut a = Args {
         quick: false,
         only: Vec::new(),
-        json: "hip-bench.json".into(),
+        json: None,
         with_512k: false,
         seed: seed_default,
         device: 0,
@@ -1470,6 +1478,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         budget_s: DEFAULT_BUDGET_S,
         plan: false,
         self_test: false,
+        quality: false,
         command_line: argv.join(" "),
     };
     let mut it = argv.iter().skip(1);
@@ -1487,8 +1496,9 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--gqa-mask-per-q-head" => a.gqa_per_q_head = true,
             "--plan" => a.plan = true,
             "--self-test" => a.self_test = true,
+            "--quality" => a.quality = true,
             "--only" => a.only.extend(value("--only")?.split(',').filter(|s| !s.is_empty()).map(|s| s.to_lowercase())),
-            "--json" => a.json = value("--json")?.into(),
+            "--json" => a.json = Some(value("--json")?.into()),
             "--seed" => a.seed = value("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--device" => a.device = value("--device")?.parse().map_err(|e| format!("--device: {e}"))?,
             "--budget" => a.budget_s = value("--budget")?.parse().map_err(|e| format!("--budget: {e}"))?,
@@ -2113,6 +2123,17 @@ fn prefill_jobs(args: &Args, shapes: &[Shape]) -> Vec<PrefillJob> {
                 units: 4,
             });
         }
+        // The same exact attention with 128-query blocks (a compile-time option like any other): each gathered
+        // K/V tile then serves 4x the queries, which is what dense kernels do with their 128-row tiles.
+        jobs.push(PrefillJob {
+            id: format!("exact-window-bq128/MHA-32/{}", len_label(t)),
+            work: "prefill, exact (window >= T, bq 128)".into(),
+            shape: MHA32,
+            hip: Hip { window: t, bq: 128, ..HEADLINE },
+            t,
+            target: Some(Target::MinTflops(300.0)),
+            units: 4,
+        });
         jobs.push(PrefillJob {
             id: format!("exact-k/MHA-32/{}", len_label(t)),
             work: "prefill, exact (k = T, bk 64)".into(),
@@ -2401,11 +2422,35 @@ fn json(h: &Header, rows: &[Row]) -> String {
     s
 }
 
-fn write_json(args: &Args, text: &str) -> bool {
-    let mut paths = vec![args.json.clone()];
+/// `--quality`: the quality table on stdout, JSON to --json PATH or hip-quality.json (and $OUT/hip-quality.json).
+fn run_quality(args: &Args) -> i32 {
+    let k = 1024;
+    let lengths: &[usize] = if args.quick { &[8 * k] } else { &[8 * k, 32 * k, 128 * k] };
+    let start = Instant::now();
+    let rows = quality::run(lengths, args.seed, |id| elog!("[{:6.1} s] {id}", start.elapsed().as_secs_f64()));
+    let text = format!(
+        "## hip-bench quality\n\n- {}; seed {}; command `{}`\n\n{}",
+        quality::SETTINGS,
+        args.seed,
+        args.command_line,
+        quality::markdown(&rows)
+    );
+    let shown = emit(&text);
+    let path = args.json.clone().unwrap_or_else(|| "hip-quality.json".into());
+    let written = write_json(&path, "hip-quality.json", &quality::json(&rows, args.seed));
+    if shown && written {
+        0
+    } else {
+        1
+    }
+}
+
+/// Writes `text` to `path` and, when $OUT is set, to $OUT/`name` as well.
+fn write_json(path: &std::path::Path, name: &str, text: &str) -> bool {
+    let mut paths = vec![path.to_path_buf()];
     if let Some(out) = std::env::var_os("OUT").filter(|o| !o.is_empty()) {
-        let p = std::path::Path::new(&out).join("hip-bench.json");
-        if p != args.json {
+        let p = std::path::Path::new(&out).join(name);
+        if p != path {
             paths.push(p);
         }
     }
@@ -2675,6 +2720,9 @@ fn real_main() -> i32 {
     if args.self_test {
         return self_test(&args);
     }
+    if args.quality {
+        return run_quality(&args);
+    }
     let dev = match open_device(args.device) {
         Ok(d) => d,
         Err(OpenError::NoDevice(msg)) => {
@@ -2750,7 +2798,8 @@ fn real_main() -> i32 {
         ],
     };
     let printed = emit(&markdown(&header, &rows));
-    let json_ok = write_json(&b.args, &json(&header, &rows));
+    let path = b.args.json.clone().unwrap_or_else(|| "hip-bench.json".into());
+    let json_ok = write_json(&path, "hip-bench.json", &json(&header, &rows));
     let failed = rows.iter().filter(|r| r.failed()).count();
     if failed > 0 {
         elog!("hip-bench: {failed} row(s) failed (check or error)");
