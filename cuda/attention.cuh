@@ -23,6 +23,8 @@ constexpr int RG = BQP / 16;
 constexpr int PF_TK = D == 64 ? 64 : D == 128 ? 32 : 16;  // keys per stage
 constexpr int KS = PF_WARPS / RG;                          // key splits inside a tile
 constexpr int KW = PF_TK / KS;                             // keys per warp per tile
+// Threads per gathered key row: the largest power of two with every thread busy, at most one per 16-byte chunk.
+constexpr int PF_SUBS = cmin(D / 8, prev_pow2(cmax(1, PF_THREADS / PF_TK)));
 static_assert(PF_WARPS == RG * HIP_ATTN_PREFILL_KSPLIT_FOR(BQ, D), "prefill thread macro disagrees with the tiling");
 static_assert(KW % 16 == 0, "each warp needs whole 16-key k-steps for P.V");
 static_assert(BQP * ROW <= 4 * PF_TK * ROW, "Q staging must fit in the K/V stage buffers");
@@ -125,19 +127,25 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
     const u32 v_lane_off = ((lane & 15) * ROW + (lane >> 4) * 8) * 2;
 
     // Gather tile t (K and V rows of key-list slots t*PF_TK ..) into stage t&1; always commits a group so that
-    // the wait counts stay uniform.
+    // the wait counts stay uniform. PF_SUBS threads share a key row: they look its position up and form its
+    // addresses once, then copy interleaved 16-byte chunks (per-chunk address arithmetic outweighed the MMAs).
     auto issue = [&](int t) {
         if (t < ntiles) {
             const int st = t & 1;
-            for (int c = tid; c < PF_TK * CPR; c += PF_THREADS) {
-                const int row = c / CPR, part = c - row * CPR;
+            for (int w = tid; w < PF_TK * PF_SUBS; w += PF_THREADS) {
+                const int row = w / PF_SUBS, sub = w - row * PF_SUBS;
                 const int pos = kl.pos(t * PF_TK + row);
                 const bool v = pos != INVALID_POS;
-                if (part == 0) sm.kpos[st][row] = pos;
-                const long long pk = v ? (long long)pos * p.k_tok_stride : 0;
-                const long long pv = v ? (long long)pos * p.v_tok_stride : 0;
-                cp_async16(smem_addr(&sm.kv[st][0][row * ROW + part * 8]), kg + pk + part * 8, v);
-                cp_async16(smem_addr(&sm.kv[st][1][row * ROW + part * 8]), vg + pv + part * 8, v);
+                if (sub == 0) sm.kpos[st][row] = pos;
+                const elem_t* ks_src = kg + (v ? (long long)pos * p.k_tok_stride : 0);
+                const elem_t* vs_src = vg + (v ? (long long)pos * p.v_tok_stride : 0);
+                const u32 kd = smem_addr(&sm.kv[st][0][row * ROW]), vd = smem_addr(&sm.kv[st][1][row * ROW]);
+#pragma unroll
+                for (int j = 0; j < CPR / PF_SUBS; ++j) {
+                    const int part = sub + j * PF_SUBS;
+                    cp_async16(kd + part * 16, ks_src + part * 8, v);
+                    cp_async16(vd + part * 16, vs_src + part * 8, v);
+                }
             }
         }
         cp_async_commit();

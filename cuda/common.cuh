@@ -56,6 +56,7 @@ __host__ __device__ constexpr int cmin(int a, int b) { return a < b ? a : b; }
 __host__ __device__ constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
 __host__ __device__ constexpr int round_up(int a, int b) { return ceil_div(a, b) * b; }
 __host__ __device__ constexpr int next_pow2(int a) { int p = 1; while (p < a) p <<= 1; return p; }
+__host__ __device__ constexpr int prev_pow2(int a) { int p = 1; while (2 * p <= a) p <<= 1; return p; }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Conversions
