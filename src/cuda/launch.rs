@@ -49,11 +49,8 @@ pub unsafe fn launch<P: Copy>(
     stream: CUstream,
     params: &P,
 ) -> Result<(), CudaError> {
-    let mut args: [*mut c_void; 1] = [params as *const P as *mut c_void];
-    // SAFETY: per this function's contract the context is current, `func` is live and `P` matches the kernel's
-    // single parameter; `args` holds one pointer to size_of::<P>() readable bytes, which the driver copies during
-    // the call (it never writes through it).
-    unsafe { launch_args(func, grid, block, smem_bytes, stream, &mut args) }
+    // SAFETY: forwarded contract.
+    unsafe { launch_one(func, grid, block, smem_bytes, stream, params, false) }
 }
 
 /// Launch with an explicit argument array, for kernels with several parameters (each entry points to one
@@ -92,9 +89,29 @@ pub unsafe fn launch_dependent<P: Copy>(
     stream: CUstream,
     params: &P,
 ) -> Result<(), CudaError> {
+    // SAFETY: forwarded contract.
+    unsafe { launch_one(func, grid, block, 0, stream, params, true) }
+}
+
+/// [`launch`] and [`launch_dependent`]: a single by-value parameter block.
+///
+/// # Safety
+/// As for [`launch`]; with `dependent`, as for [`launch_dependent`].
+#[inline]
+unsafe fn launch_one<P: Copy>(
+    func: CUfunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    smem_bytes: u32,
+    stream: CUstream,
+    params: &P,
+    dependent: bool,
+) -> Result<(), CudaError> {
     let mut args: [*mut c_void; 1] = [params as *const P as *mut c_void];
-    // SAFETY: as in `launch`, plus this function's own contract for the dependent launch.
-    unsafe { launch_ex(func, grid, block, 0, stream, &mut args, true) }
+    // SAFETY: per the callers' contract the context is current, `func` is live and `P` matches the kernel's
+    // single parameter; `args` holds one pointer to size_of::<P>() readable bytes, which the driver copies during
+    // the call (it never writes through it).
+    unsafe { launch_ex(func, grid, block, smem_bytes, stream, &mut args, dependent) }
 }
 
 /// The one driver launch call (cuLaunchKernelEx, the launch that takes attributes).

@@ -2111,38 +2111,26 @@ fn prefill_jobs(args: &Args, shapes: &[Shape]) -> Vec<PrefillJob> {
     }
     if !args.quick {
         let t = 32 * K;
+        let exact = |id: &str, work: &str, shape: Shape, hip: Hip, target: Option<Target>| PrefillJob {
+            id: format!("{id}/{}/{}", shape.name, len_label(t)),
+            work: work.into(),
+            shape,
+            hip,
+            t,
+            target,
+            units: 4,
+        };
         for shape in shapes {
             let target = (shape.name == "MHA-32").then_some(Target::MinTflops(300.0));
-            jobs.push(PrefillJob {
-                id: format!("exact-window/{}/{}", shape.name, len_label(t)),
-                work: "prefill, exact (window >= T)".into(),
-                shape: *shape,
-                hip: Hip { window: t, ..HEADLINE },
-                t,
-                target,
-                units: 4,
-            });
+            jobs.push(exact("exact-window", "prefill, exact (window >= T)", *shape, Hip { window: t, ..HEADLINE }, target));
         }
+        let target = Some(Target::MinTflops(300.0));
         // The same exact attention with 128-query blocks (a compile-time option like any other): each gathered
         // K/V tile then serves 4x the queries, which is what dense kernels do with their 128-row tiles.
-        jobs.push(PrefillJob {
-            id: format!("exact-window-bq128/MHA-32/{}", len_label(t)),
-            work: "prefill, exact (window >= T, bq 128)".into(),
-            shape: MHA32,
-            hip: Hip { window: t, bq: 128, ..HEADLINE },
-            t,
-            target: Some(Target::MinTflops(300.0)),
-            units: 4,
-        });
-        jobs.push(PrefillJob {
-            id: format!("exact-k/MHA-32/{}", len_label(t)),
-            work: "prefill, exact (k = T, bk 64)".into(),
-            shape: MHA32,
-            hip: Hip { k: t, bk: 64, ..HEADLINE },
-            t,
-            target: Some(Target::MinTflops(300.0)),
-            units: 4,
-        });
+        let bq128 = Hip { window: t, bq: 128, ..HEADLINE };
+        jobs.push(exact("exact-window-bq128", "prefill, exact (window >= T, bq 128)", MHA32, bq128, target));
+        let k_eq_t = Hip { k: t, bk: 64, ..HEADLINE };
+        jobs.push(exact("exact-k", "prefill, exact (k = T, bk 64)", MHA32, k_eq_t, target));
     }
     jobs
 }
