@@ -23,7 +23,8 @@ constexpr int RG = BQP / 16;
 constexpr int PF_TK = D == 64 ? 64 : D == 128 ? 32 : 16;  // keys per stage
 constexpr int KS = PF_WARPS / RG;                          // key splits inside a tile
 constexpr int KW = PF_TK / KS;                             // keys per warp per tile
-// Threads per gathered key row: the largest power of two with every thread busy, at most one per 16-byte chunk.
+// Threads per gathered key row: the largest power of two that PF_THREADS / PF_TK allows, at most one per 16-byte
+// chunk (where that ratio is not a power of two, e.g. 96 threads for 32 keys, some threads sit the copies out).
 constexpr int PF_SUBS = cmin(D / 8, prev_pow2(cmax(1, PF_THREADS / PF_TK)));
 static_assert(PF_WARPS == RG * HIP_ATTN_PREFILL_KSPLIT_FOR(BQ, D), "prefill thread macro disagrees with the tiling");
 static_assert(KW % 16 == 0, "each warp needs whole 16-key k-steps for P.V");

@@ -118,7 +118,8 @@ pub fn check_supported(cfg: &Config) -> Result<()> {
 }
 
 /// CTAs per decode mask search when compiling for `arch` ("sm_90a", "sm_80", ...): a cluster of 8 (the portable
-/// size) where thread-block clusters exist (sm_90 and newer), else 1. The grid of hip_decode_search scales by it.
+/// size) where thread-block clusters exist (sm_90 and newer), else 1. The grid of hip_decode_search_wide scales
+/// by it.
 pub fn decode_search_cluster(arch: &str) -> u32 {
     let digits: String = arch.trim_start_matches("sm_").chars().take_while(|c| c.is_ascii_digit()).collect();
     if digits.parse::<u32>().is_ok_and(|n| n >= 90) {
@@ -195,9 +196,14 @@ impl CudaBackend {
         };
         log(LogLevel::Info, &format!("kernels {how} in {:.3} s", started.elapsed().as_secs_f64()));
         let flag = MappedFlag::new(&dev)?;
-        let dsearch_cl = decode_search_cluster(&info.arch);
-        let pdl = info.cc_major >= 9;
-        Ok(CudaBackend { module, flag, dev, dsearch_cl, pdl })
+        let (pdl, dsearch_cl) = (info.cc_major >= 9, decode_search_cluster(&info.arch));
+        let mut backend = CudaBackend { module, flag, dev, dsearch_cl, pdl };
+        if backend.dsearch_cl > 1 && !backend.clusters_fit()? {
+            // (e.g. an MPS client limited to a few SMs): the one-CTA search works everywhere.
+            log(LogLevel::Warn, "no cluster of the decode search fits on this device: using the one-CTA search");
+            backend.dsearch_cl = 1;
+        }
+        Ok(backend)
     }
 
     fn func(&self, i: usize) -> Result<cudarc::driver::sys::CUfunction> {
@@ -313,15 +319,34 @@ impl CudaBackend {
     /// a chain of dependent gathers: spread over a cluster it finishes ~6x sooner (H200, 128k), which pays while
     /// the clusters fit on the GPU at once; beyond that the one-CTA kernel keeps every SM busy without the
     /// cluster's extra CTAs (each holds ~43 KB of shared memory even on steps that reuse the mask). Both compute
-    /// bit-identical masks (each branch's score is the same dot products and max), so the choice never changes
-    /// results.
-    fn decode_search_kernel(&self, searches: usize) -> (usize, u32) {
+    /// the same masks (a branch is scored by one CTA either way: the same dot products and max, then the
+    /// same selection), so the choice does not change results.
+    /// With HIP_ATTN_FLAG_BATCH_INVARIANT the choice looks at one sequence's searches only, so that batch
+    /// invariance never rests on that equality.
+    fn decode_search_kernel(&self, cfg: &Config, batch: usize) -> (usize, u32) {
         let resident = 4 * self.dev.info().sm_count.max(1) as usize;
+        let searches = if cfg.batch_invariant { 1 } else { batch } * cfg.mask_heads();
         if self.dsearch_cl > 1 && searches * self.dsearch_cl as usize <= resident {
             (DECODE_SEARCH_WIDE, self.dsearch_cl)
         } else {
             (DECODE_SEARCH, 1)
         }
+    }
+
+    /// Whether at least one cluster of the wide decode search can be resident (the driver's occupancy query).
+    fn clusters_fit(&self) -> Result<bool> {
+        let _bound = self.dev.bind()?;
+        let func = self.func(DECODE_SEARCH_WIDE)?;
+        // SAFETY: an all-zero CUlaunchConfig is valid plain data (null stream and attributes, no attributes);
+        // the grid and block are set below.
+        let mut config: cudarc::driver::sys::CUlaunchConfig = unsafe { std::mem::zeroed() };
+        (config.gridDimX, config.gridDimY, config.gridDimZ) = (self.dsearch_cl, 1, 1);
+        (config.blockDimX, config.blockDimY, config.blockDimZ) = (SEARCH_THREADS, 1, 1);
+        let mut n: std::ffi::c_int = 0;
+        // SAFETY: the context is bound, `func` belongs to the loaded module (its cluster shape is compiled in),
+        // `config` and `n` live across the call; the driver only reads `config` and writes `n`.
+        let r = unsafe { cudarc::driver::sys::cuOccupancyMaxActiveClusters(&mut n, func, &config) };
+        Ok(r == CUresult::CUDA_SUCCESS && n >= 1)
     }
 
     /// # Safety
@@ -375,7 +400,7 @@ impl CudaBackend {
         let s = stream as CUstream;
         // SAFETY: as in prefill, for hip_decode_params; the workspace holds DECODE_MAX_SPLITS >= splits partials.
         unsafe {
-            let (search, cl) = self.decode_search_kernel(a.batch * cfg.mask_heads());
+            let (search, cl) = self.decode_search_kernel(cfg, a.batch);
             launch(self.func(search)?, (mh * cl, b, 1), (SEARCH_THREADS, 1, 1), 0, s, &p)?;
             // The search kernel does not wait on the caller's previous work programmatically (an ordinary launch);
             // the two after it do, and call pdl_wait() before touching what the kernel before them writes.

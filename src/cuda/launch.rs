@@ -25,7 +25,7 @@ fn target_stream(stream: CUstream) -> CUstream {
 /// Launches `func` with a single by-value kernel argument `params` (the kernel is declared
 /// `extern "C" __global__ void k(P p)`) on `stream`, and returns at once.
 ///
-/// Zero allocation on success: the argument array is a one-element array on the stack. cuLaunchKernel copies
+/// Zero allocation on success: the argument array is a one-element array on the stack. The driver copies
 /// the parameter bytes before returning, so `params` may be dropped or reused right after the call, and the
 /// launch is safe to record into a CUDA graph being captured on `stream`.
 ///
@@ -114,7 +114,7 @@ unsafe fn launch_one<P: Copy>(
     unsafe { launch_ex(func, grid, block, smem_bytes, stream, &mut args, dependent) }
 }
 
-/// The one driver launch call (cuLaunchKernelEx, the launch that takes attributes).
+/// The driver launch calls: cuLaunchKernel, or cuLaunchKernelEx for the launch attribute of a dependent launch.
 ///
 /// # Safety
 /// As for [`launch_args`]; with `dependent`, as for [`launch_dependent`].
@@ -145,9 +145,31 @@ unsafe fn launch_ex(
         attrs: &mut attr,
         numAttrs: dependent as u32,
     };
+    if !dependent {
+        // Plain launches keep to cuLaunchKernel, which every driver has (cuLaunchKernelEx needs CUDA 12).
+        // SAFETY: forwarded contract: the context is current, `func` is live, `args` matches the kernel's
+        // parameters and outlives the call; the driver copies the argument values and only reads `args`.
+        return unsafe {
+            sys::cuLaunchKernel(
+                func,
+                grid.0,
+                grid.1,
+                grid.2,
+                block.0,
+                block.1,
+                block.2,
+                smem_bytes,
+                config.hStream,
+                args.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        }
+        .result()
+        .map_err(|e| drv("cuLaunchKernel", e));
+    }
     // SAFETY: forwarded contract: the context is current, `func` is live, `args` matches the kernel's parameters.
-    // `config` and `attr` live on this frame for the whole call and the driver only reads them (with numAttrs 0
-    // it never looks at `attrs`); the argument values are copied during the call.
+    // `config` and `attr` live on this frame for the whole call and the driver only reads them; the argument
+    // values are copied during the call.
     unsafe { sys::cuLaunchKernelEx(&config, func, args.as_mut_ptr(), std::ptr::null_mut()) }
         .result()
         .map_err(|e| drv("cuLaunchKernelEx", e))
