@@ -32,7 +32,7 @@ constexpr int S_ROWS_MAX = ceil_div(BQ, SQ) * (SHARE ? GROUP : 1);  // scored ro
 
 // Tiles: rows of a pass in smem, key columns gathered TC at a time into S_NST pipeline stages, all within the
 // 48 KB static-smem budget left after the branch keys, histograms and chunks (the first layout that fits wins).
-constexpr int S_FIXED_BYTES = NCAND * 4 + S_RADIX_PASSES * 256 * 4 + KBX * 8 + 128;
+constexpr int S_FIXED_BYTES = NCAND * 4 + S_RADIX_PASSES * 256 * 4 + KBX * 12 + 128;
 constexpr int S_BUDGET = 48 * 1024 - 256;
 // Rows per pass: a power of two (16, 32 or 64), so that the pass's m-tiles divide the warps evenly.
 __host__ __device__ constexpr int s_rp(int cap) { return cmin(next_pow2(round_up(S_ROWS_MAX, 16)), cap); }
@@ -46,6 +46,7 @@ constexpr int S_RP = s_pick_rp();  // rows per pass
 constexpr int S_TC = s_fits(S_RP, 64, 3) ? 64 : s_fits(S_RP, 64, 2) && !s_fits(S_RP, 32, 3) ? 64 : 32;
 constexpr int S_NST = s_fits(S_RP, S_TC, 3) ? 3 : s_fits(S_RP, S_TC, 2) ? 2 : 1;
 static_assert(s_fits(S_RP, S_TC, S_NST), "search tiles do not fit in 48 KB of static shared memory");
+static_assert(NCAND <= S_RADIX_PASSES * 512, "search: the branch list must fit in the histogram space");
 static_assert(S_THREADS % S_TC == 0 && (D / 8) % (S_THREADS / S_TC) == 0,
               "search: a key column's 16-byte chunks must split evenly over the threads that gather it");
 // Rows per pass of the decode search: its rows are one query (times the GQA group when masks are shared), so it
@@ -55,14 +56,19 @@ constexpr int S_RP_DECODE = cmin(next_pow2(round_up(SHARE ? GROUP : 1, 16)), S_R
 struct SearchSmem {
     alignas(16) elem_t q[S_RP * ROW];          // rows of the current pass
     alignas(16) elem_t k[S_NST][S_TC * ROW];   // gathered key columns, one tile per pipeline stage
-    alignas(16) u32 score[NCAND];              // per branch ~ord(best score), smaller = better; after the
+    alignas(16) u32 score[NCAND];              // per branch ~ord(best score), smaller = better; late in the
                                                // selection, staging for the new chunks (NCAND * 4 == KB * 8 bytes)
-    alignas(16) int hist[S_RADIX_PASSES][256]; // radix-select digit counts, one array per pass (zeroed up front,
-                                               // so a pass needs one barrier)
+    union {
+        alignas(16) int hist[S_RADIX_PASSES][256];  // selection: radix digit counts, one array per pass (zeroed
+                                                    // up front, so a pass needs one barrier)
+        unsigned short todo[S_RADIX_PASSES * 512];  // scoring: ids of the branches to score (NCAND <= 2048)
+    };
     int colbr[S_NST][S_TC];                    // branch of each column, -1 = no key
     int2 chunks[KBX];                          // current chunks [x, y) of block indices, ascending
-    int scan[S_WARPS];                         // per-warp totals of the compaction's prefix sum
-    int abort;                                 // decode cluster: some CTA met a bad page (set on the leader)
+    u32 won[KBX];                              // key of the branch each chunk was in the previous iteration
+    int scan[S_WARPS];                         // per-warp totals of a prefix sum
+    int abort;                                 // decode cluster: some CTA met a bad page (gathered on the
+                                               // leader, which forwards its verdict to the others)
 };
 
 // CTAs per SM for the prefill search's register budget (__launch_bounds__): as many as shared memory allows on
@@ -84,7 +90,8 @@ __device__ __forceinline__ int2 branch_range(const int2* chunks, int id) {
 }
 
 // Max over the pass's rows and over each branch's sampled keys of q.k, folded into sm.score[branch], for the
-// branches whose columns lie in [col0, col1) (a decode cluster splits the columns over its CTAs).
+// branches listed in sm.todo: column c is sampled key c % NSK of branch todo[c / NSK], and this CTA scores the
+// columns [col0, col1) (a decode cluster splits them over its CTAs).
 // qrow(r): pointer to row r's D elements (global). krow(t, bad): pointer to the key row at position t, or nullptr
 // (and bad = true) when it cannot be read. Returns false, uniformly over the CTA, when some key could not be read
 // (the search is then abandoned). gdummy: any valid global address, the source operand of zero-filling copies.
@@ -111,7 +118,8 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
 
     // Gather key-column tile i into stage i % S_NST. TPR threads share one column: they derive its branch and
     // key row once (the address arithmetic was two thirds of the scoring loop's instructions when every 16-byte
-    // chunk derived it again) and copy CPT interleaved chunks each, so a warp's copies cover whole 64-byte runs.
+    // chunk derived it again) and copy CPT interleaved chunks each, so a warp's copies cover whole runs of
+    // TPR * 16 bytes per row.
     constexpr int TPR = S_THREADS / S_TC;  // threads per key column
     constexpr int CPT = CPR / TPR;         // 16-byte chunks per thread
     const int my_row = tid / TPR, my_sub = tid - my_row * TPR;
@@ -122,7 +130,8 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
             int br = -1;
             const elem_t* ptr = nullptr;
             if (col < col1) {
-                const int id = col / NSK, smp = col - id * NSK;
+                const int t = col / NSK, smp = col - t * NSK;
+                const int id = sm.todo[t];
                 const int2 r = branch_range(sm.chunks, id);
                 if (r.y > r.x) {
                     const int rep = (int)(((long long)r.x + r.y - 1) >> 1);
@@ -222,15 +231,64 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
     return !__syncthreads_or(bad);
 }
 
-// Branch keys back to "not scored" and the radix histograms to zero, ready for the next iteration. No barrier:
-// score_branches starts with one.
-__device__ __forceinline__ void reset_scores(SearchSmem& sm) {
-    for (int i = threadIdx.x; i < NCAND; i += S_THREADS) sm.score[i] = 0xffffffffu;
-    for (int i = threadIdx.x; i < S_RADIX_PASSES * 256; i += S_THREADS) (&sm.hist[0][0])[i] = 0;
+// Exclusive prefix sum of x over the CTA's threads, in thread order; `total` gets the sum over all threads. All
+// threads take part; one barrier (sm.scan must not be in use by an earlier scan that some thread still reads).
+__device__ __forceinline__ int block_scan(SearchSmem& sm, int x, int& total) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int incl = x;
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+        const int t = __shfl_up_sync(0xffffffffu, incl, off);
+        if (lane >= off) incl += t;
+    }
+    if (lane == 31) sm.scan[warp] = incl;
+    __syncthreads();
+    int excl = incl - x;
+    total = 0;
+#pragma unroll
+    for (int w = 0; w < S_WARPS; ++w) {
+        if (w < warp) excl += sm.scan[w];
+        total += sm.scan[w];
+    }
+    return excl;
+}
+
+// Prepares an iteration: every branch key back to "not scored", and the branches to score listed in sm.todo
+// (returns how many, uniformly). With `reuse` (every
+// iteration after the first, where each chunk is a branch the previous iteration scored), the left branch of a
+// 2-block chunk and the only branch of a 1-block chunk have the chunk's own representative, so their key is the
+// chunk's key from the previous iteration, which the leader (`lead`) copies instead of gathering the rows again
+// (about 9% of all scoring at 128k). The empty twin of a 1-block chunk is never scored and keeps "not scored".
+__device__ int plan_scoring(SearchSmem& sm, bool reuse, bool lead) {
+    constexpr int PER = ceil_div(NCAND, S_THREADS);
+    const int b0 = threadIdx.x * PER;
+    unsigned need = 0;  // bit j: branch b0 + j is scored
+    int cnt = 0;
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+        const int id = b0 + j;
+        if (id >= NCAND) break;
+        const int2 c = sm.chunks[id >> 1];
+        const int L = c.y - c.x;
+        const bool left = (id & 1) == 0;
+        const bool reused = reuse && left && L <= 2;
+        sm.score[id] = reused && lead ? sm.won[id >> 1] : 0xffffffffu;
+        if (!reused && (left || L >= 2)) {
+            need |= 1u << j;
+            ++cnt;
+        }
+    }
+    int total;
+    int pos = block_scan(sm, cnt, total);
+#pragma unroll
+    for (int j = 0; j < PER; ++j)
+        if (need >> j & 1) sm.todo[pos++] = (unsigned short)(b0 + j);
+    return total;
 }
 
 // Keep the KB best of the NCAND branch keys in sm.score (smaller key = better, ties: lower branch id) as the new
-// chunks, in branch order. Returns, uniformly, whether some new chunk is longer than one block; the keys are reset.
+// chunks, in branch order, and their keys in sm.won. Returns, uniformly, whether some new chunk is longer than one
+// block. sm.score is left holding staging data (plan_scoring rewrites it).
 //
 // Radix select, most significant 8-bit digit first: a pass counts the digits of the keys that still match the
 // decided high bits, and every warp finds on its own (one barrier per pass) the digit holding the KB-th key. It
@@ -239,11 +297,14 @@ __device__ __forceinline__ void reset_scores(SearchSmem& sm) {
 // places. (The bitonic sort this replaces took 45 barrier passes at KB = 256.)
 __device__ bool select_branches(SearchSmem& sm) {
     constexpr int PER = ceil_div(NCAND, S_THREADS);  // consecutive branch ids per thread
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int tid = threadIdx.x, lane = tid & 31;
     const int b0 = tid * PER;
     u32 v[PER];
 #pragma unroll
     for (int j = 0; j < PER; ++j) v[j] = b0 + j < NCAND ? sm.score[b0 + j] : 0u;
+    // The histograms share their space with the branch list of the scoring that just ended.
+    for (int i = tid; i < S_RADIX_PASSES * 256; i += S_THREADS) (&sm.hist[0][0])[i] = 0;
+    __syncthreads();
 
     u32 mask = 0, prefix = 0;  // decided high bits of the KB-th key, and their value
     int need = KB;             // winners still to take among the keys whose decided bits equal prefix
@@ -310,17 +371,9 @@ __device__ bool select_branches(SearchSmem& sm) {
             eq += m == prefix;
         }
     }
-    const int packed = (eq << 16) | lt;
-    int incl = packed;
-#pragma unroll
-    for (int off = 1; off < 32; off <<= 1) {
-        const int t = __shfl_up_sync(0xffffffffu, incl, off);
-        if (lane >= off) incl += t;
-    }
-    if (lane == 31) sm.scan[warp] = incl;
-    __syncthreads();  // also: every key is in registers, so sm.score may take the staged chunks
-    int excl = incl - packed;
-    for (int w = 0; w < warp; ++w) excl += sm.scan[w];
+    int total;
+    // (its barrier also means every key is in registers, so sm.score may take the staged chunks)
+    const int excl = block_scan(sm, (eq << 16) | lt, total);
     int eq_seen = excl >> 16;                      // equal keys in lower branch ids
     int pos = (excl & 0xffff) + cmin(eq_seen, need);  // winners in lower branch ids
     int2* staged = (int2*)sm.score;  // new chunk i may come from old chunk j != i, so stage them first
@@ -330,7 +383,10 @@ __device__ bool select_branches(SearchSmem& sm) {
             const u32 m = v[j] & mask;
             bool win = m < prefix;
             if (m == prefix) win = eq_seen++ < need;
-            if (win) staged[pos++] = branch_range(sm.chunks, b0 + j);
+            if (win) {
+                sm.won[pos] = v[j];  // (read only by the next iteration's plan_scoring, after barriers)
+                staged[pos++] = branch_range(sm.chunks, b0 + j);
+            }
         }
     }
     __syncthreads();
@@ -340,9 +396,7 @@ __device__ bool select_branches(SearchSmem& sm) {
         sm.chunks[i] = r;
         longer |= (r.y - r.x) > 1;
     }
-    const bool more = __syncthreads_or(longer);
-    reset_scores(sm);
-    return more;
+    return __syncthreads_or(longer);
 }
 
 // The tree search for one query block (CL == 1, rank 0) or one decode query spread over a cluster of CL CTAs
@@ -363,49 +417,54 @@ __device__ int tree_search(SearchSmem& sm, int rank, int nrows, const QRow& qrow
     }
     for (int c = tid; c < KB; c += S_THREADS)
         sm.chunks[c] = make_int2((int)((long long)c * NB / KB), (int)((long long)(c + 1) * NB / KB));
-    reset_scores(sm);
     if (tid == 0) sm.abort = 0;
-    // (score_branches starts with a barrier; a cluster also needs every CTA started and its leader's keys reset
-    // before the first remote store)
+    __syncthreads();
+    int ntodo = plan_scoring(sm, false, rank == 0);
+    // A cluster also needs every CTA started and its leader's keys reset before the first remote store.
     if (CL > 1) cluster_sync();
-    const int br0 = rank * NCAND / CL, br1 = (rank + 1) * NCAND / CL;
-
     bool more = true;  // some chunk is longer than one block (NB > KB guarantees it initially)
     while (more) {
-        const bool ok = score_branches<RP>(sm, br0 * NSK, br1 * NSK, nrows, qrow, krow, sink, e, gdummy);
+        const int t0 = rank * ntodo / CL, t1 = (rank + 1) * ntodo / CL;  // this CTA's share of the list
+        const bool ok = score_branches<RP>(sm, t0 * NSK, t1 * NSK, nrows, qrow, krow, sink, e, gdummy);
         if (CL == 1) {
             if (!ok) return -1;
             more = select_branches(sm);
+            if (more) ntodo = plan_scoring(sm, true, true);
             continue;
         }
 #if HIP_DSEARCH_CL > 1
         // The CTAs hand their branches' keys (and a bad page) to the leader, rank 0, which selects and hands the
         // new chunks back: two cluster barriers per iteration. Nothing else is written remotely, so the keys a
-        // CTA scores into and the chunks it reads are its own between the barriers.
+        // CTA scores into and the chunks it reads are its own between the barriers. The leader prepares its keys
+        // for the next iteration before the second barrier, after which the others may store into them.
         if (rank != 0) {
             const u32 dst = cluster_map(smem_addr(&sm.score[0]), 0);
-            for (int i = br0 + tid; i < br1; i += S_THREADS) st_cluster(dst + 4 * i, sm.score[i]);
+            for (int t = t0 + tid; t < t1; t += S_THREADS) {
+                const int id = sm.todo[t];
+                st_cluster(dst + 4 * id, sm.score[id]);
+            }
             if (!ok && tid == 0) st_cluster(cluster_map(smem_addr(&sm.abort), 0), 1u);
         } else if (!ok && tid == 0) {
             sm.abort = 1;
         }
         cluster_sync();
+        // The leader keeps the verdict it reads here: after the next barrier a CTA already in the next iteration
+        // may store into its sm.abort. (The others' copies are written only by the leader, before that barrier.)
+        const int abort = rank == 0 ? sm.abort : 0;
         if (rank == 0) {
-            const int abort = sm.abort;
-            if (!abort) select_branches(sm);  // (also resets the leader's keys before the next remote store)
+            if (!abort && select_branches(sm)) ntodo = plan_scoring(sm, true, true);
             for (int i = tid; i < (CL - 1) * KB; i += S_THREADS) {
                 const int r = 1 + i / KB, c = i - (r - 1) * KB;
                 st_cluster(cluster_map(smem_addr(&sm.chunks[c]), r), sm.chunks[c]);
             }
             if (tid > 0 && tid < CL) st_cluster(cluster_map(smem_addr(&sm.abort), tid), (u32)abort);
-        } else {
-            reset_scores(sm);
         }
         cluster_sync();
-        if (sm.abort) return -1;
+        if (rank == 0 ? abort : sm.abort) return -1;
         bool longer = false;
         for (int i = tid; i < KB; i += S_THREADS) longer |= (sm.chunks[i].y - sm.chunks[i].x) > 1;
         more = __syncthreads_or(longer);
+        if (rank != 0 && more) ntodo = plan_scoring(sm, true, false);
 #endif
     }
     return KB;
