@@ -156,6 +156,16 @@ pub fn sources() -> &'static [(&'static str, &'static str)] {
     &SOURCES
 }
 
+/// The rule of `CudaBackend::decode_search_kernel`: the cluster kernel (with `cluster` CTAs per search) while all
+/// `searches` clusters fit at about 4 CTAs per SM, else the one-CTA kernel.
+fn pick_decode_search(cluster: u32, sm_count: usize, searches: usize) -> (usize, u32) {
+    if cluster > 1 && searches.saturating_mul(cluster as usize) <= 4 * sm_count {
+        (DECODE_SEARCH_WIDE, cluster)
+    } else {
+        (DECODE_SEARCH, 1)
+    }
+}
+
 pub struct CudaBackend {
     // Field order is drop order: module and flag go before the device's context reference.
     module: KernelModule,
@@ -324,13 +334,8 @@ impl CudaBackend {
     /// With HIP_ATTN_FLAG_BATCH_INVARIANT the choice looks at one sequence's searches only, so that batch
     /// invariance never rests on that equality.
     fn decode_search_kernel(&self, cfg: &Config, batch: usize) -> (usize, u32) {
-        let resident = 4 * self.dev.info().sm_count.max(1) as usize;
         let searches = if cfg.batch_invariant { 1 } else { batch } * cfg.mask_heads();
-        if self.dsearch_cl > 1 && searches * self.dsearch_cl as usize <= resident {
-            (DECODE_SEARCH_WIDE, self.dsearch_cl)
-        } else {
-            (DECODE_SEARCH, 1)
-        }
+        pick_decode_search(self.dsearch_cl, self.dev.info().sm_count.max(1) as usize, searches)
     }
 
     /// Whether at least one cluster of the wide decode search can be resident (the driver's occupancy query).
@@ -457,7 +462,20 @@ impl CudaBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::decode_search_cluster;
+    use super::{decode_search_cluster, pick_decode_search, DECODE_SEARCH, DECODE_SEARCH_WIDE};
+
+    #[test]
+    fn decode_search_spreads_over_clusters_only_while_they_fit() {
+        // H200: 132 SMs, clusters of 8. MHA-32 batch 1 (32 searches) and GQA-8 up to batch 8 fit; MHA-32 batch 16
+        // (512 searches) does not.
+        assert_eq!(pick_decode_search(8, 132, 32), (DECODE_SEARCH_WIDE, 8));
+        assert_eq!(pick_decode_search(8, 132, 66), (DECODE_SEARCH_WIDE, 8));
+        assert_eq!(pick_decode_search(8, 132, 67), (DECODE_SEARCH, 1));
+        assert_eq!(pick_decode_search(8, 132, 512), (DECODE_SEARCH, 1));
+        assert_eq!(pick_decode_search(8, 132, usize::MAX), (DECODE_SEARCH, 1), "no overflow");
+        // No clusters (sm_80, or none fits): always the one-CTA kernel.
+        assert_eq!(pick_decode_search(1, 132, 1), (DECODE_SEARCH, 1));
+    }
 
     #[test]
     fn decode_search_uses_clusters_from_sm_90() {
