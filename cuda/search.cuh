@@ -1,7 +1,8 @@
 // HiP mask search (HIP-SPEC "Mask search for one query block"): the hierarchical tree search shared by prefill
 // (one CTA per query block and mask head) and decode (one CTA, or a cluster of S_DCL, per sequence and mask head).
 //
-// One iteration scores the 2*KB branches of the current KB chunks by their representative blocks. The scores are
+// One iteration scores the 2*KB branches of the current KB chunks by their representative blocks (except those
+// whose key the previous iteration already computed: plan_scoring). The scores are
 // a GEMM: rows = sampled queries (times the GQA group when masks are shared), columns = the sampled keys of the
 // representative blocks, computed with mma.sync (f32 accumulate) from smem tiles: the rows of a pass sit in smem,
 // key columns are gathered TC at a time with cp.async. The max over rows and over a branch's sampled keys is
@@ -72,7 +73,7 @@ struct SearchSmem {
 };
 
 // CTAs per SM for the prefill search's register budget (__launch_bounds__): as many as shared memory allows on
-// Hopper (228 KB per SM, 1 KB reserved per CTA), at most 5 (the ~96 registers the kernel needs), so that
+// Hopper (228 KB per SM, 1 KB reserved per CTA), at most 5 (the ~90-96 registers the kernel needs), so that
 // ptxas never trades occupancy that shared memory would allow for registers. Elsewhere no hint.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 constexpr int S_MIN_CTAS = cmin(233472 / ((int)sizeof(SearchSmem) + 1024), 5);
