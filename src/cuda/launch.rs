@@ -128,23 +128,7 @@ unsafe fn launch_ex(
     args: &mut [*mut c_void],
     dependent: bool,
 ) -> Result<(), CudaError> {
-    // SAFETY: an all-zero CUlaunchAttribute is a valid value (an id enum whose 0 is CU_LAUNCH_ATTRIBUTE_IGNORE and
-    // a union of plain integers); id and value are set right after.
-    let mut attr: CUlaunchAttribute = unsafe { std::mem::zeroed() };
-    attr.id = CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-    attr.value.programmaticStreamSerializationAllowed = 1;
-    let config = CUlaunchConfig {
-        gridDimX: grid.0,
-        gridDimY: grid.1,
-        gridDimZ: grid.2,
-        blockDimX: block.0,
-        blockDimY: block.1,
-        blockDimZ: block.2,
-        sharedMemBytes: smem_bytes,
-        hStream: target_stream(stream),
-        attrs: &mut attr,
-        numAttrs: dependent as u32,
-    };
+    let stream = target_stream(stream);
     if !dependent {
         // Plain launches keep to cuLaunchKernel, which every driver has (cuLaunchKernelEx needs CUDA 12).
         // SAFETY: forwarded contract: the context is current, `func` is live, `args` matches the kernel's
@@ -159,7 +143,7 @@ unsafe fn launch_ex(
                 block.1,
                 block.2,
                 smem_bytes,
-                config.hStream,
+                stream,
                 args.as_mut_ptr(),
                 std::ptr::null_mut(),
             )
@@ -167,6 +151,23 @@ unsafe fn launch_ex(
         .result()
         .map_err(|e| drv("cuLaunchKernel", e));
     }
+    // SAFETY: an all-zero CUlaunchAttribute is a valid value (an id enum whose 0 is CU_LAUNCH_ATTRIBUTE_IGNORE and
+    // a union of plain integers); id and value are set right after.
+    let mut attr: CUlaunchAttribute = unsafe { std::mem::zeroed() };
+    attr.id = CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    let config = CUlaunchConfig {
+        gridDimX: grid.0,
+        gridDimY: grid.1,
+        gridDimZ: grid.2,
+        blockDimX: block.0,
+        blockDimY: block.1,
+        blockDimZ: block.2,
+        sharedMemBytes: smem_bytes,
+        hStream: stream,
+        attrs: &mut attr,
+        numAttrs: 1,
+    };
     // SAFETY: forwarded contract: the context is current, `func` is live, `args` matches the kernel's parameters.
     // `config` and `attr` live on this frame for the whole call and the driver only reads them; the argument
     // values are copied during the call.
