@@ -60,6 +60,18 @@ impl BlockKeys {
     }
 }
 
+/// q.k in f32, summed in index order: the one order the CPU reference uses for scores and logits.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// One query's part of a branch score (HIP-SPEC "Mask search"): the max of q.k over the keys of `block` (a
+/// [start, end) range from `BlockKeys::block_range`) taken with stride `sk`; `key(t)` is key t's row. The branch
+/// score is the max of this over the block's sampled queries.
+pub fn query_block_score<'a>(q: &[f32], block: (usize, usize), sk: usize, key: impl Fn(usize) -> &'a [f32]) -> f32 {
+    (block.0..block.1).step_by(sk).map(|t| dot(q, key(t))).fold(f32::NEG_INFINITY, f32::max)
+}
+
 /// Orders branch candidates: higher score first, ties to the lower block index. NaN sorts as -inf so garbage
 /// input cannot make the order depend on the sort algorithm.
 fn better(a: (f32, usize), b: (f32, usize)) -> std::cmp::Ordering {

@@ -15,6 +15,7 @@ pub use decode::decode;
 pub use merge::merge;
 pub use prefill::prefill;
 
+use crate::spec::dot;
 use crate::tensor::{LseView, TensorView};
 
 /// Reads row (row, head) of a view into `out` (f32).
@@ -59,10 +60,6 @@ unsafe fn write_lse(lse: &Option<LseView>, row: usize, head: usize, value: f32) 
 unsafe fn read_i32s(addr: usize, n: usize) -> Vec<i32> {
     // SAFETY: forwarded from the caller's contract; read element-wise through a raw pointer.
     (0..n).map(|i| unsafe { (addr as *const i32).add(i).read() }).collect()
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Softmax attention of one query over the keys that `for_each_key` yields. `key`/`value` give a key's row.

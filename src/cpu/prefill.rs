@@ -1,10 +1,10 @@
 //! Prefill on the CPU: for each sequence, mask head and query block, the tree search, then exact attention.
 
-use super::{attend, dot, read_i32s, read_row, write_lse, write_row, Rows};
+use super::{attend, read_i32s, read_row, write_lse, write_row, Rows};
 use crate::args::{Buffer, PrefillArgs};
 use crate::config::Config;
 use crate::plan::{self, PrefillWorkspace};
-use crate::spec::{tree_search, BlockKeys};
+use crate::spec::{query_block_score, tree_search, BlockKeys};
 use crate::status::{Error, Result};
 use crate::tensor::TensorView;
 
@@ -81,15 +81,9 @@ pub(crate) unsafe fn load_rows(view: &TensorView, k0: usize, tk: usize, g: usize
 
 /// Branch score of HIP-SPEC: max over the sampled queries and the sampled keys of representative block `rep`.
 pub(crate) fn block_score(cfg: &Config, keys: &BlockKeys, queries: &[Vec<f32>], krows: &[&Rows], rep: usize) -> f32 {
-    let (a, b) = keys.block_range(rep);
-    let mut best = f32::NEG_INFINITY;
-    for (qi, q) in queries.iter().enumerate() {
-        let kr = krows[qi];
-        for t in (a..b).step_by(cfg.sk) {
-            best = best.max(dot(q, kr.row(t)));
-        }
-    }
-    best
+    let block = keys.block_range(rep);
+    let per_query = queries.iter().zip(krows).map(|(q, kr)| query_block_score(q, block, cfg.sk, |t| kr.row(t)));
+    per_query.fold(f32::NEG_INFINITY, f32::max)
 }
 
 /// Runs a prefill. `ws` holds the masks afterwards, in the layout the CUDA kernels use.

@@ -19,7 +19,7 @@
 //!   applied: nearby keys score higher, with the long-range oscillations RoPE brings.
 
 use super::{mix64, Noise, HEADLINE};
-use hip_attn::spec::{tree_search, BlockKeys};
+use hip_attn::spec::{query_block_score, tree_search, BlockKeys};
 
 const D: usize = super::D;
 /// Heads (independent inputs) and rows sampled per head, per (kind, length).
@@ -126,10 +126,6 @@ fn make_head(kind: Kind, t: usize, seed: u64) -> Head {
     Head { q, k, v }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 /// Recall and output error of query row `p` (causal, Tq = Tk = t).
 fn row_quality(h: &Head, t: usize, p: usize) -> (f64, f64, usize) {
     let hip = HEADLINE;
@@ -138,14 +134,12 @@ fn row_quality(h: &Head, t: usize, p: usize) -> (f64, f64, usize) {
     let keys = BlockKeys::new(p0, t, hip.sink, hip.window, bk, true);
     let rows = p0..(p0 + bq).min(t);
     let score = |rep: usize| {
-        let (a, b) = keys.block_range(rep);
-        let mut best = f32::NEG_INFINITY;
-        for qi in rows.clone().step_by(hip.sq) {
-            for kj in (a..b).step_by(hip.sk) {
-                best = best.max(dot(&h.q[qi * D..(qi + 1) * D], &h.k[kj * D..(kj + 1) * D]));
-            }
-        }
-        best
+        let block = keys.block_range(rep);
+        let key = |t: usize| &h.k[t * D..(t + 1) * D];
+        rows.clone()
+            .step_by(hip.sq)
+            .map(|qi| query_block_score(&h.q[qi * D..(qi + 1) * D], block, hip.sk, key))
+            .fold(f32::NEG_INFINITY, f32::max)
     };
     let selected = tree_search(keys.nb, hip.kb(), score);
     let mut attended = vec![false; p + 1];
