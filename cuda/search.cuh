@@ -33,7 +33,10 @@ constexpr int S_ROWS_MAX = ceil_div(BQ, SQ) * (SHARE ? GROUP : 1);  // scored ro
 
 // Tiles: rows of a pass in smem, key columns gathered TC at a time into S_NST pipeline stages, all within the
 // 48 KB static-smem budget left after the branch keys, histograms and chunks (the first layout that fits wins).
-constexpr int S_FIXED_BYTES = NCAND * 4 + S_RADIX_PASSES * 256 * 4 + KBX * 12 + 128;
+// The scoring's branch list (id and representative block of each branch to score) shares its space with the
+// selection's histograms.
+constexpr int S_LIST_BYTES = cmax(S_RADIX_PASSES * 256 * 4, NCAND * 6);
+constexpr int S_FIXED_BYTES = NCAND * 4 + S_LIST_BYTES + KBX * 12 + 128;
 constexpr int S_BUDGET = 48 * 1024 - 256;
 // Rows per pass: a power of two (16, 32 or 64), so that the pass's m-tiles divide the warps evenly.
 __host__ __device__ constexpr int s_rp(int cap) { return cmin(next_pow2(round_up(S_ROWS_MAX, 16)), cap); }
@@ -47,12 +50,18 @@ constexpr int S_RP = s_pick_rp();  // rows per pass
 constexpr int S_TC = s_fits(S_RP, 64, 3) ? 64 : s_fits(S_RP, 64, 2) && !s_fits(S_RP, 32, 3) ? 64 : 32;
 constexpr int S_NST = s_fits(S_RP, S_TC, 3) ? 3 : s_fits(S_RP, S_TC, 2) ? 2 : 1;
 static_assert(s_fits(S_RP, S_TC, S_NST), "search tiles do not fit in 48 KB of static shared memory");
-static_assert(NCAND <= S_RADIX_PASSES * 512, "search: the branch list must fit in the histogram space");
 static_assert(S_THREADS % S_TC == 0 && (D / 8) % (S_THREADS / S_TC) == 0,
               "search: a key column's 16-byte chunks must split evenly over the threads that gather it");
 // Rows per pass of the decode search: its rows are one query (times the GQA group when masks are shared), so it
 // uses fewer m-tiles than a prefill block and keeps every warp busy.
 constexpr int S_RP_DECODE = cmin(next_pow2(round_up(SHARE ? GROUP : 1, 16)), S_RP);
+
+// Branches to score in one iteration, in branch order: the id (for the key) and the representative block (for
+// the gather), so that gathering a column costs one lookup instead of re-deriving the branch's bounds.
+struct ScoreList {
+    int rep[NCAND];
+    unsigned short id[NCAND];
+};
 
 struct SearchSmem {
     alignas(16) elem_t q[S_RP * ROW];          // rows of the current pass
@@ -62,7 +71,7 @@ struct SearchSmem {
     union {
         alignas(16) int hist[S_RADIX_PASSES][256];  // selection: radix digit counts, one array per pass (zeroed
                                                     // up front, so a pass needs one barrier)
-        unsigned short todo[S_RADIX_PASSES * 512];  // scoring: ids of the branches to score (NCAND <= 2048)
+        ScoreList todo;                             // scoring: the branches to score
     };
     int colbr[S_NST][S_TC];                    // branch of each column, -1 = no key
     int2 chunks[KBX];                          // current chunks [x, y) of block indices, ascending
@@ -91,10 +100,10 @@ __device__ __forceinline__ int2 branch_range(const int2* chunks, int id) {
 }
 
 // Max over the pass's rows and over each branch's sampled keys of q.k, folded into sm.score[branch], for the
-// branches listed in sm.todo: column c is sampled key c % NSK of branch todo[c / NSK], and this CTA scores the
+// branches listed in sm.todo: column c is sampled key c % NSK of branch todo.id[c / NSK], and this CTA scores the
 // columns [col0, col1) (a decode cluster splits them over its CTAs).
-// qrow(r): pointer to row r's D elements (global). krow(t, bad): pointer to the key row at position t, or nullptr
-// (and bad = true) when it cannot be read. Returns false, uniformly over the CTA, when some key could not be read
+// qrow(r): pointer to row r's D elements (global). krow(t, ptr): sets ptr to the key row at position t and returns
+// true, or returns false when it cannot be read. Returns false, uniformly over the CTA, when some key could not be read
 // (the search is then abandoned). gdummy: any valid global address, the source operand of zero-filling copies.
 //
 // Warps form an S_MT x S_WN grid over a tile: each owns one 16-row m-tile of the RP rows of a pass, whose Q
@@ -124,32 +133,27 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
     constexpr int TPR = S_THREADS / S_TC;  // threads per key column
     constexpr int CPT = CPR / TPR;         // 16-byte chunks per thread
     const int my_row = tid / TPR, my_sub = tid - my_row * TPR;
+    constexpr u32 K_STAGE_BYTES = S_TC * ROW * 2;
+    const u32 dst0 = smem_addr(&sm.k[0][my_row * ROW]) + my_sub * 16;
     auto issue = [&](int i) {
         if (i < ntile) {
             const int st = i % S_NST;
-            const int col = col0 + i * S_TC + my_row;
+            const unsigned col = col0 + i * S_TC + my_row;  // (unsigned: the divisions below become shifts)
             int br = -1;
-            const elem_t* ptr = nullptr;
-            if (col < col1) {
-                const int t = col / NSK, smp = col - t * NSK;
-                const int id = sm.todo[t];
-                const int2 r = branch_range(sm.chunks, id);
-                if (r.y > r.x) {
-                    const int rep = (int)(((long long)r.x + r.y - 1) >> 1);
-                    const int t = sink + rep * BK + smp * SK;
-                    if (smp * SK < BK && t < e) {
-                        ptr = krow(t, bad);
-                        if (ptr) br = id;
-                    }
+            const elem_t* ptr = gdummy;
+            if (col < (unsigned)col1) {
+                const unsigned t = col / NSK, smp = col - t * NSK;
+                const int key = sink + sm.todo.rep[t] * BK + (int)smp * SK;
+                if ((int)smp * SK < BK && key < e) {
+                    if (krow(key, ptr)) br = sm.todo.id[t];
+                    else bad = true;
                 }
             }
             if (my_sub == 0) sm.colbr[st][my_row] = br;
-            const u32 dst = smem_addr(&sm.k[st][my_row * ROW]);
+            const u32 dst = dst0 + st * K_STAGE_BYTES;
+            const elem_t* src = (br >= 0 ? ptr : gdummy) + my_sub * 8;
 #pragma unroll
-            for (int j = 0; j < CPT; ++j) {
-                const int part = my_sub + j * TPR;
-                cp_async16(dst + part * 16, ptr ? ptr + part * 8 : gdummy, ptr);
-            }
+            for (int j = 0; j < CPT; ++j) cp_async16(dst + j * TPR * 16, src + j * TPR * 8, br >= 0);
         }
         cp_async_commit();
     };
@@ -158,11 +162,11 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
     const u32 q_lane = smem_addr(&sm.q[0]) + ((wm * 16 + (lane & 15)) * ROW + (lane >> 4) * 8) * 2;
     const u32 k_lane = smem_addr(&sm.k[0][0]) + ((wn * S_CW + (lane & 7) + ((lane >> 4) << 3)) * ROW +
                                                   ((lane >> 3) & 1) * 8) * 2;
-    constexpr u32 K_STAGE_BYTES = S_TC * ROW * 2;
 
     for (int rbase = 0; rbase < nrows; rbase += RP) {
         const int rows_here = cmin(RP, nrows - rbase);
         const bool active = wm * 16 < rows_here;  // (warp-uniform) this warp's m-tile holds rows
+        const bool row_ok[2] = {wm * 16 + g < rows_here, wm * 16 + g + 8 < rows_here};
         u32 qf[D / 16][4];
         __syncthreads();  // the previous pass is done with sm.q and every stage
         for (int c = tid; c < RP * CPR; c += S_THREADS) {
@@ -205,23 +209,50 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
                     for (int nt = 0; nt < S_NT; ++nt) mma16816(acc[nt], qf[kk], bf[nt][0], bf[nt][1]);
                 }
 
-                // Column max over the m-tile's valid rows (padded rows hold zeros, which must not win), then
-                // across the 8 row groups of the warp; lanes 0..3 own columns 2*tq, 2*tq+1 of each n-tile. The
-                // other m-tiles' warps fold their rows into the same key through the atomicMin.
+                // Fold each branch's values into one float per lane, then reduce over the warp's 8 row groups
+                // (lanes differing in g): with several values per lane, each shuffle level trades half of them
+                // with the partner lane (a transposing reduction), so NV values cost log2(8) + NV - 1 shuffles
+                // instead of 3 * NV. Padded rows hold zeros and invalid columns zero-filled keys: neither may win.
+                // The other m-tiles' warps fold their rows into the same key through the atomicMin.
+                constexpr bool PAIR = NSK % 2 == 0;  // a lane's columns 2tq, 2tq+1 are keys of one branch
+                constexpr int NV = S_NT * (PAIR ? 1 : 2);
+                constexpr int LV = NV >= 8 ? 3 : NV >= 4 ? 2 : NV >= 2 ? 1 : 0;  // transposing levels
+                const int* cb = &sm.colbr[st][wn * S_CW + 2 * tq];
+                float x[NV];
 #pragma unroll
                 for (int nt = 0; nt < S_NT; ++nt) {
+                    const float m0 = fmaxf(row_ok[0] ? acc[nt][0] : HIP_NEG_INF, row_ok[1] ? acc[nt][2] : HIP_NEG_INF);
+                    const float m1 = fmaxf(row_ok[0] ? acc[nt][1] : HIP_NEG_INF, row_ok[1] ? acc[nt][3] : HIP_NEG_INF);
+                    if (PAIR) {
+                        // (the even column is valid whenever the odd one is: it is the earlier key of the branch)
+                        x[nt] = fmaxf(m0, cb[nt * 8 + 1] >= 0 ? m1 : HIP_NEG_INF);
+                    } else {
+                        x[2 * nt] = m0;
+                        x[2 * nt + 1] = m1;
+                    }
+                }
 #pragma unroll
-                    for (int c = 0; c < 2; ++c) {
-                        float v = HIP_NEG_INF;
-                        if (wm * 16 + g < rows_here) v = fmaxf(v, acc[nt][c]);
-                        if (wm * 16 + g + 8 < rows_here) v = fmaxf(v, acc[nt][2 + c]);
-                        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 4));
-                        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 8));
-                        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 16));
-                        if (lane < 4) {
-                            const int br = sm.colbr[st][wn * S_CW + nt * 8 + 2 * tq + c];
-                            if (br >= 0) atomicMin(&sm.score[br], ~float_ord(v));
-                        }
+                for (int l = 0; l < LV; ++l) {
+                    const bool up = (g >> l) & 1;
+#pragma unroll
+                    for (int i = 0; i < (NV >> l) / 2; ++i) {
+                        const float keep = up ? x[2 * i + 1] : x[2 * i];
+                        const float send = up ? x[2 * i] : x[2 * i + 1];
+                        x[i] = fmaxf(keep, __shfl_xor_sync(0xffffffffu, send, 4 << l));
+                    }
+                }
+                constexpr int NR = NV >> LV;  // values left per lane: value i is original index i * 2^LV + g % 2^LV
+#pragma unroll
+                for (int l = LV; l < 3; ++l)
+#pragma unroll
+                    for (int i = 0; i < NR; ++i) x[i] = fmaxf(x[i], __shfl_xor_sync(0xffffffffu, x[i], 4 << l));
+                if ((g >> LV) == 0) {
+#pragma unroll
+                    for (int i = 0; i < NR; ++i) {
+                        const int v = i * (1 << LV) + g;
+                        const int col = PAIR ? v * 8 : (v >> 1) * 8 + (v & 1);
+                        const int br = cb[col];
+                        if (br >= 0) atomicMin(&sm.score[br], ~float_ord(x[i]));
                     }
                 }
             }
@@ -282,8 +313,13 @@ __device__ int plan_scoring(SearchSmem& sm, bool reuse, bool lead) {
     int total;
     int pos = block_scan(sm, cnt, total);
 #pragma unroll
-    for (int j = 0; j < PER; ++j)
-        if (need >> j & 1) sm.todo[pos++] = (unsigned short)(b0 + j);
+    for (int j = 0; j < PER; ++j) {
+        if (need >> j & 1) {
+            const int2 r = branch_range(sm.chunks, b0 + j);  // never empty: the empty twin is not listed
+            sm.todo.rep[pos] = (int)(((long long)r.x + r.y - 1) >> 1);
+            sm.todo.id[pos++] = (unsigned short)(b0 + j);
+        }
+    }
     return total;
 }
 
@@ -441,7 +477,7 @@ __device__ int tree_search(SearchSmem& sm, int rank, int nrows, const QRow& qrow
         if (rank != 0) {
             const u32 dst = cluster_map(smem_addr(&sm.score[0]), 0);
             for (int t = t0 + tid; t < t1; t += S_THREADS) {
-                const int id = sm.todo[t];
+                const int id = sm.todo.id[t];
                 st_cluster(dst + 4 * id, sm.score[id]);
             }
             if (!ok && tid == 0) st_cluster(cluster_map(smem_addr(&sm.abort), 0), 1u);
@@ -509,8 +545,10 @@ __device__ __forceinline__ void prefill_search(const hip_prefill_params& p) {
         if (head >= p.num_q_heads) return nullptr;
         return qbase + (long long)(s.q0 + first + qi * SQ) * p.q_tok_stride + (long long)head * p.q_head_stride;
     };
-    auto krow = [&](int t, bool&) -> const elem_t* {
-        return kbase + (long long)(s.k0 + t) * p.k_tok_stride + (long long)kvh * p.k_head_stride;
+    const elem_t* khead = kbase + (long long)s.k0 * p.k_tok_stride + (long long)kvh * p.k_head_stride;
+    auto krow = [&](int t, const elem_t*& ptr) {
+        ptr = khead + (long long)t * p.k_tok_stride;
+        return true;
     };
     const int count = tree_search<S_RP, 1>(sm, 0, nrows, qrow, krow, p.sink, e, kbase);
 
@@ -625,9 +663,12 @@ __device__ __forceinline__ void decode_search(const hip_decode_params& p) {
         if (head >= p.num_q_heads) return nullptr;
         return qbase + (long long)b * p.q_seq_stride + (long long)head * p.q_head_stride;
     };
-    auto krow = [&](int t, bool& bad) -> const elem_t* {
+    auto krow = [&](int t, const elem_t*& ptr) {
+        bool bad = false;
         const long long off = decode_kv_offset(p, b, kvh, t, bad);
-        return off >= 0 ? kbase + off : nullptr;
+        if (bad) return false;
+        ptr = kbase + off;
+        return true;
     };
     const int count = tree_search<S_RP_DECODE, CL>(sm, rank, nrows, qrow, krow, p.sink, e, kbase);
     // Every thread of the cluster has read the old header before it is rewritten (and, in a cluster, no CTA
