@@ -31,25 +31,35 @@ constexpr int NCAND = 2 * KBX;                     // branches per iteration
 constexpr int S_RADIX_PASSES = 4;                 // 8-bit digits of the 32-bit branch keys
 constexpr int S_ROWS_MAX = ceil_div(BQ, SQ) * (SHARE ? GROUP : 1);  // scored rows of a prefill query block
 
-// Tiles: rows of a pass in smem, key columns gathered TC at a time into S_NST pipeline stages, all within the
-// 48 KB static-smem budget left after the branch keys, histograms and chunks (the first layout that fits wins).
+// Tiles: key columns gathered S_TC at a time into S_NST pipeline stages, within the 48 KB static-smem budget left
+// after the branch keys, list/histograms and chunks. The rows of a pass (Q, staged once per pass and then held in
+// registers) borrow the last QS stages where at least one stage is left for the first tiles ("aliased"; the gather
+// into those stages starts once Q is in registers), else they get space of their own after the stages. More stages keep more
+// gathers in flight: 4 stages of 32 columns (aliased) beat 3 stages plus a separate Q buffer.
 // The scoring's branch list (id and representative block of each branch to score) shares its space with the
 // selection's histograms.
 constexpr int S_LIST_BYTES = cmax(S_RADIX_PASSES * 256 * 4, NCAND * 6);
 constexpr int S_FIXED_BYTES = NCAND * 4 + S_LIST_BYTES + KBX * 12 + 128;
 constexpr int S_BUDGET = 48 * 1024 - 256;
+constexpr int S_TC = 32;  // key columns per tile
+__host__ __device__ constexpr int s_qs(int rp) { return ceil_div(rp, S_TC); }
+__host__ __device__ constexpr bool s_alias(int rp, int nst) { return nst > s_qs(rp); }
+// Rows of the stage area: the stages, plus Q's own rows when it cannot borrow stages.
+__host__ __device__ constexpr int s_rows(int rp, int nst) { return nst * S_TC + (s_alias(rp, nst) ? 0 : rp); }
+__host__ __device__ constexpr bool s_fits(int rp, int nst) {
+    return s_rows(rp, nst) * ROW * 2 + nst * S_TC * 4 + S_FIXED_BYTES <= S_BUDGET;
+}
 // Rows per pass: a power of two (16, 32 or 64), so that the pass's m-tiles divide the warps evenly.
 __host__ __device__ constexpr int s_rp(int cap) { return cmin(next_pow2(round_up(S_ROWS_MAX, 16)), cap); }
-__host__ __device__ constexpr bool s_fits(int rp, int tc, int nst) {
-    return rp * ROW * 2 + nst * tc * (ROW * 2 + 4) + S_FIXED_BYTES <= S_BUDGET;
-}
 __host__ __device__ constexpr int s_pick_rp() {
-    return s_fits(s_rp(64), 32, 2) ? s_rp(64) : s_fits(s_rp(32), 32, 2) ? s_rp(32) : 16;
+    return s_fits(s_rp(64), 2) ? s_rp(64) : s_fits(s_rp(32), 2) ? s_rp(32) : 16;
 }
 constexpr int S_RP = s_pick_rp();  // rows per pass
-constexpr int S_TC = s_fits(S_RP, 64, 3) ? 64 : s_fits(S_RP, 64, 2) && !s_fits(S_RP, 32, 3) ? 64 : 32;
-constexpr int S_NST = s_fits(S_RP, S_TC, 3) ? 3 : s_fits(S_RP, S_TC, 2) ? 2 : 1;
-static_assert(s_fits(S_RP, S_TC, S_NST), "search tiles do not fit in 48 KB of static shared memory");
+constexpr int S_NST = s_fits(S_RP, 4) ? 4 : s_fits(S_RP, 3) ? 3 : s_fits(S_RP, 2) ? 2 : 1;
+constexpr int S_QS = s_qs(S_RP);  // stages that Q spans when aliased
+constexpr bool S_QALIAS = s_alias(S_RP, S_NST);
+constexpr int S_QROW = S_QALIAS ? (S_NST - S_QS) * S_TC : S_NST * S_TC;  // first row of Q in the stage area
+static_assert(s_fits(S_RP, S_NST), "search tiles do not fit in 48 KB of static shared memory");
 static_assert(S_THREADS % S_TC == 0 && (D / 8) % (S_THREADS / S_TC) == 0,
               "search: a key column's 16-byte chunks must split evenly over the threads that gather it");
 // Rows per pass of the decode search: its rows are one query (times the GQA group when masks are shared), so it
@@ -64,8 +74,8 @@ struct ScoreList {
 };
 
 struct SearchSmem {
-    alignas(16) elem_t q[S_RP * ROW];          // rows of the current pass
-    alignas(16) elem_t k[S_NST][S_TC * ROW];   // gathered key columns, one tile per pipeline stage
+    alignas(16) elem_t k[s_rows(S_RP, S_NST) * ROW];  // gathered key columns, S_TC rows per pipeline stage;
+                                                      // Q from row S_QROW on
     alignas(16) u32 score[NCAND];              // per branch ~ord(best score), smaller = better; late in the
                                                // selection, staging for the new chunks (NCAND * 4 == KB * 8 bytes)
     union {
@@ -126,15 +136,16 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
     const int ntile = ceil_div(col1 - col0, S_TC);
     bool bad = false;
 
-    // Gather key-column tile i into stage i % S_NST. TPR threads share one column: they derive its branch and
-    // key row once (the address arithmetic was two thirds of the scoring loop's instructions when every 16-byte
-    // chunk derived it again) and copy CPT interleaved chunks each, so a warp's copies cover whole runs of
-    // TPR * 16 bytes per row.
+    // Gather key-column tile i into stage i % S_NST. TPR threads share one column: they derive its branch and key
+    // row once (the address arithmetic was two thirds of the scoring loop's instructions when every 16-byte chunk
+    // derived it again) and copy interleaved 16-byte chunks, so each warp-wide copy covers whole runs of TPR * 16
+    // bytes per row. (Fewer issuing threads per tile, taking turns, made the issuing warps the ones every barrier
+    // waited for: prefill 128k +20%.)
     constexpr int TPR = S_THREADS / S_TC;  // threads per key column
     constexpr int CPT = CPR / TPR;         // 16-byte chunks per thread
     const int my_row = tid / TPR, my_sub = tid - my_row * TPR;
     constexpr u32 K_STAGE_BYTES = S_TC * ROW * 2;
-    const u32 dst0 = smem_addr(&sm.k[0][my_row * ROW]) + my_sub * 16;
+    const u32 dst0 = smem_addr(&sm.k[my_row * ROW]) + my_sub * 16;
     auto issue = [&](int i) {
         if (i < ntile) {
             const int st = i % S_NST;
@@ -155,12 +166,13 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
 #pragma unroll
             for (int j = 0; j < CPT; ++j) cp_async16(dst + j * TPR * 16, src + j * TPR * 8, br >= 0);
         }
-        cp_async_commit();
+        cp_async_commit();  // (every thread, so that the wait counts stay uniform)
     };
 
     const int wm = warp % S_MT, wn = warp / S_MT;  // this warp's m-tile and column group
-    const u32 q_lane = smem_addr(&sm.q[0]) + ((wm * 16 + (lane & 15)) * ROW + (lane >> 4) * 8) * 2;
-    const u32 k_lane = smem_addr(&sm.k[0][0]) + ((wn * S_CW + (lane & 7) + ((lane >> 4) << 3)) * ROW +
+    elem_t* const qs = &sm.k[S_QROW * ROW];
+    const u32 q_lane = smem_addr(qs) + ((wm * 16 + (lane & 15)) * ROW + (lane >> 4) * 8) * 2;
+    const u32 k_lane = smem_addr(&sm.k[0]) + ((wn * S_CW + (lane & 7) + ((lane >> 4) << 3)) * ROW +
                                                   ((lane >> 3) & 1) * 8) * 2;
 
     for (int rbase = 0; rbase < nrows; rbase += RP) {
@@ -168,27 +180,41 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
         const bool active = wm * 16 < rows_here;  // (warp-uniform) this warp's m-tile holds rows
         const bool row_ok[2] = {wm * 16 + g < rows_here, wm * 16 + g + 8 < rows_here};
         u32 qf[D / 16][4];
-        __syncthreads();  // the previous pass is done with sm.q and every stage
+        __syncthreads();  // the previous pass is done with Q and every stage
         for (int c = tid; c < RP * CPR; c += S_THREADS) {
             const int r = c / CPR, part = c - r * CPR;
             const elem_t* src = r < rows_here ? qrow(rbase + r) : nullptr;
-            cp_async16(smem_addr(&sm.q[r * ROW + part * 8]), src ? src + part * 8 : gdummy, src);
+            cp_async16(smem_addr(&qs[r * ROW + part * 8]), src ? src + part * 8 : gdummy, src);
         }
         cp_async_commit();
+        // Tiles before the first one whose stage Q borrows (all of the first S_NST - 1 when Q has its own slots).
+        constexpr int PRE = S_QALIAS ? S_NST - S_QS : S_NST - 1;
 #pragma unroll
-        for (int i = 0; i < S_NST - 1; ++i) issue(i);
+        for (int i = 0; i < PRE; ++i) issue(i);
 
         for (int i = 0; i < ntile; ++i) {
-            issue(i + S_NST - 1);  // its stage held tile i-1, released by the barrier that ended that tile
-            cp_async_wait<S_NST - 1>();  // Q and tile i landed
+            // With two or more stages one barrier per tile suffices: tile i + S_NST - 1 goes into the stage of
+            // tile i-1, which every warp finished before reaching this tile's barrier.
+            if (S_NST == 1) issue(i);
+            if (i == 0) cp_async_wait<S_NST == 1 ? 0 : PRE - 1>();  // Q and tile 0 landed
+            else cp_async_wait<S_NST == 1 ? 0 : S_NST - 2>();       // tile i landed
             __syncthreads();
             const int st = i % S_NST;
 
-            // This warp's Q fragments, once per pass (Q landed with tile 0).
-            if (i == 0 && active) {
+            // This warp's Q fragments, once per pass (Q landed with tile 0). Aliased, Q's stages are released for
+            // the tiles after PRE once every warp holds its fragments.
+            if (i == 0) {
+                if (active) {
 #pragma unroll
-                for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(q_lane + kk * 32, qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+                    for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(q_lane + kk * 32, qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+                }
+                if (S_QALIAS) {
+                    __syncthreads();
+#pragma unroll
+                    for (int t = PRE; t < S_NST - 1; ++t) issue(t);
+                }
             }
+            if (S_NST > 1) issue(i + S_NST - 1);
             if (active) {
                 float acc[S_NT][4];
 #pragma unroll
@@ -256,7 +282,7 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
                     }
                 }
             }
-            __syncthreads();  // stage st is refilled by the next iteration's issue
+            if (S_NST == 1) __syncthreads();  // the single stage is refilled by the next iteration's issue
         }
         cp_async_wait<0>();  // only empty groups can remain; keeps the group count bounded across passes
     }
