@@ -12,52 +12,78 @@
 namespace hip {
 
 // ---------------------------------------------------------------------------------------------------------------
-// Prefill geometry. Warps are (row group r, key split s): a row group is 16 query rows (BQ padded to 16). With
-// one or two row groups, two warps share each row group and split every key tile in halves (merging their softmax
-// states at the end), so the default BQ = 32 still runs 4 warps per CTA. K and V tiles are double-buffered: tile
-// t+1 is in flight (cp.async) while tile t is computed.
-constexpr int PF_THREADS = HIP_ATTN_PREFILL_THREADS;
-constexpr int PF_WARPS = PF_THREADS / 32;
-constexpr int BQP = round_up(BQ, 16);
-constexpr int RG = BQP / 16;
-constexpr int PF_TK = D == 64 ? 64 : D == 128 ? 32 : 16;  // keys per stage
-constexpr int KS = PF_WARPS / RG;                          // key splits inside a tile
-constexpr int KW = PF_TK / KS;                             // keys per warp per tile
-// Threads per gathered key row: the largest power of two that PF_THREADS / PF_TK allows, at most one per 16-byte
-// chunk (where that ratio is not a power of two, e.g. 96 threads for 32 keys, some threads sit the copies out).
-constexpr int PF_SUBS = cmin(D / 8, prev_pow2(cmax(1, PF_THREADS / PF_TK)));
-static_assert(PF_WARPS == RG * HIP_ATTN_PREFILL_KSPLIT_FOR(BQ, D), "prefill thread macro disagrees with the tiling");
-static_assert(KW % 16 == 0, "each warp needs whole 16-key k-steps for P.V");
-static_assert(BQP * ROW <= 4 * PF_TK * ROW, "Q staging must fit in the K/V stage buffers");
-static_assert((KS - 1) * RG * 16 * (D + 2) * 4 <= 4 * PF_TK * ROW * 2, "split merge scratch must fit in K/V stages");
-
-struct PrefillSmem {
-    alignas(16) elem_t kv[2][2][PF_TK * ROW];  // [stage][K, V] (first: Q staging; last: split-merge scratch)
-    int kpos[2][PF_TK];                        // key position of each row of a stage
-    int blocks[KBX];                           // selected blocks of this query block
+// Prefill geometry for a CTA of QT query rows: QT = BQ for the block-sparse kernel (one CTA per query block), or
+// the dense kernel's larger tile (HIP_ATTN_DENSE_ROWS) when every query block attends every key it may see, so
+// that one gathered K/V tile serves four times the rows. Warps are (row group r, key split s): a row group is 16
+// query rows (QT padded to 16). With one or two row groups, two warps share each row group and split every key
+// tile in halves (merging their softmax states at the end), so the default BQ = 32 still runs 4 warps per CTA.
+// K and V tiles are double-buffered: tile t+1 is in flight (cp.async) while tile t is computed.
+template <int QT>
+struct PfGeo {
+    static constexpr int THREADS = HIP_ATTN_PREFILL_THREADS_FOR(QT, D);
+    static constexpr int WARPS = THREADS / 32;
+    static constexpr int BQP = round_up(QT, 16);
+    static constexpr int RG = BQP / 16;
+    static constexpr int TK = D == 64 ? 64 : D == 128 ? 32 : 16;  // keys per stage
+    static constexpr int KS = WARPS / RG;                          // key splits inside a tile
+    static constexpr int KW = TK / KS;                             // keys per warp per tile
+    // Threads per gathered key row: the largest power of two that THREADS / TK allows, at most one per 16-byte
+    // chunk (where that ratio is not a power of two, e.g. 96 threads for 32 keys, some threads sit the copies out).
+    static constexpr int SUBS = cmin(D / 8, prev_pow2(cmax(1, THREADS / TK)));
+    // CTAs per SM the register budget is sized for: with 4 warps up to head_dim 128, 128 registers per thread (no
+    // spills on sm_90 at BQ = 32: 4 CTAs instead of the 3 that ~157 registers allowed); else the compiler's
+    // choice (8-warp CTAs capped at 128 spilled and ran 6% slower than one CTA of ~168 registers per SM).
+    static constexpr int MIN_CTAS = D <= 128 && THREADS <= 128 ? cmax(1, 65536 / (THREADS * 128)) : 1;
+    static_assert(WARPS == RG * HIP_ATTN_PREFILL_KSPLIT_FOR(QT, D), "prefill thread macro disagrees with the tiling");
+    static_assert(KW % 16 == 0, "each warp needs whole 16-key k-steps for P.V");
+    static_assert(BQP * ROW <= 4 * TK * ROW, "Q staging must fit in the K/V stage buffers");
+    static_assert((KS - 1) * RG * 16 * (D + 2) * 4 <= 4 * TK * ROW * 2, "split merge scratch must fit in K/V stages");
 };
-static_assert(sizeof(PrefillSmem) <= 48 * 1024, "prefill attention exceeds 48 KB static smem");
 
+template <int QT, bool DENSE>
+struct PrefillSmem {
+    alignas(16) elem_t kv[2][2][PfGeo<QT>::TK * ROW];  // [stage][K, V] (first: Q staging; last: split-merge scratch)
+    int kpos[2][PfGeo<QT>::TK];                        // key position of each row of a stage
+    int blocks[DENSE ? 1 : KBX];                       // selected blocks of this query block
+};
+
+// A sequence whose every query block has a search domain of at most KB blocks: the search selects all of them, so
+// each query attends every key up to its own position (causal) or every key (non-causal). It depends on the
+// sequence alone, so the kernel that takes a sequence never depends on the rest of the batch.
+__device__ __forceinline__ bool prefill_seq_dense(const hip_prefill_params& p, const PrefillSeq& s) {
+    const int p0 = s.Tk - s.Tq + (s.Tq > 0 ? (s.Tq - 1) / BQ * BQ : 0);  // first query of the last block
+    return num_search_blocks(p.sink, local_start(p.sink, p.window, p0, s.Tk)) <= KB;
+}
+
+// One CTA: QT query rows of one q head. The block-sparse kernel (DENSE false) takes the sequences that
+// prefill_seq_dense rejects and reports bad sequence bounds; the dense one takes the others, reads no mask and
+// starts the longest tiles first.
+template <int QT, bool DENSE>
 __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
-    __shared__ PrefillSmem sm;
-    const int j = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    using G = PfGeo<QT>;
+    constexpr int PF_THREADS = G::THREADS, BQP = G::BQP, RG = G::RG, PF_TK = G::TK, KS = G::KS, KW = G::KW;
+    constexpr int PF_SUBS = G::SUBS;
+    static_assert(sizeof(PrefillSmem<QT, DENSE>) <= 48 * 1024, "prefill attention exceeds 48 KB static smem");
+    __shared__ PrefillSmem<QT, DENSE> sm;
+    const int j = DENSE && CAUSAL ? gridDim.x - 1 - blockIdx.x : blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, tq = lane & 3;
     constexpr int CPR = D / 8;
 
     PrefillSeq s;
     const bool ok = prefill_seq(p, b, s);
+    if (DENSE ? !ok || !prefill_seq_dense(p, s) : ok && prefill_seq_dense(p, s)) return;  // the other kernel's
     const long long slot = s.q_range_ok ? (long long)s.q0 / BQ + b + j : -1;
-    const bool slot_ok = slot >= 0 && slot < p.slots;
+    const bool slot_ok = DENSE || (slot >= 0 && slot < p.slots);
     elem_t* obase = (elem_t*)p.o;
     float* lse_out = (float*)p.lse;
 
     if (!ok || !slot_ok) {
-        if (tid == 0 && (!ok || (long long)j * BQ < s.Tq)) set_error(p.error_flag, HIP_ATTN_DEVERR_SEQLENS);
+        if (tid == 0 && (!ok || (long long)j * QT < s.Tq)) set_error(p.error_flag, HIP_ATTN_DEVERR_SEQLENS);
         if (!s.q_range_ok) return;
         // Zero this block's rows so that a skipped sequence never leaves stale output behind.
-        const int first = j * BQ;
-        const int len = cmin(BQ, s.Tq - first);
+        const int first = j * QT;
+        const int len = cmin(QT, s.Tq - first);
         for (int c = tid; c < len * CPR; c += PF_THREADS) {
             const int r = c / CPR, part = c - r * CPR;
             *(uint4*)(obase + (long long)(s.q0 + first + r) * p.o_tok_stride + (long long)h * p.o_head_stride +
@@ -68,10 +94,10 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
                 lse_out[(long long)(s.q0 + first + r) * p.num_q_heads + h] = HIP_NEG_INF;
         return;
     }
-    if ((long long)j * BQ >= s.Tq) return;
+    if ((long long)j * QT >= s.Tq) return;
 
-    const int first = j * BQ;
-    const int len = cmin(BQ, s.Tq - first);
+    const int first = j * QT;
+    const int len = cmin(QT, s.Tq - first);
     const int p0 = s.Tk - s.Tq + first;  // position of the first query
     const int plast = p0 + len - 1;
     const int e = local_start(p.sink, p.window, p0, s.Tk);
@@ -79,19 +105,25 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
     const int kvh = h / GROUP;
 
     int count = 0;
-    if (KB > 0) {
+    if (!DENSE && KB > 0) {
         const long long m = slot * p.mask_heads + mh;
         count = cmin(cmax(((const int*)p.mask_cnt)[m], 0), KB);
         const int* src = (const int*)p.mask_idx + m * KB;
         for (int i = tid; i < count; i += PF_THREADS) sm.blocks[i] = src[i];
     }
     KeyList kl;
-    kl.nS = cmin(p.sink, s.Tk);
-    kl.nM = count * BK;
-    kl.nL = CAUSAL ? cmax(0, plast + 1 - e) : 0;
-    kl.sink = p.sink;
-    kl.e = e;
-    kl.NB = num_search_blocks(p.sink, e);
+    if (DENSE) {  // one local range from key 0: [0, plast] (causal) or [0, Tk)
+        kl.nS = kl.nM = 0;
+        kl.nL = CAUSAL ? plast + 1 : s.Tk;
+        kl.sink = kl.e = kl.NB = 0;
+    } else {
+        kl.nS = cmin(p.sink, s.Tk);
+        kl.nM = count * BK;
+        kl.nL = CAUSAL ? cmax(0, plast + 1 - e) : 0;
+        kl.sink = p.sink;
+        kl.e = e;
+        kl.NB = num_search_blocks(p.sink, e);
+    }
     kl.blocks = sm.blocks;
     const int nkeys = kl.size();
     const int ntiles = ceil_div(nkeys, PF_TK);

@@ -94,6 +94,11 @@ typedef struct {
 //   kernel               grid                                               block (threads)
 //   hip_prefill_search   (ceil(max_seqlen_q / HIP_BQ), mask_heads, batch)     HIP_ATTN_SEARCH_THREADS
 //   hip_prefill_attn     (ceil(max_seqlen_q / HIP_BQ), num_q_heads, batch)    HIP_ATTN_PREFILL_THREADS_FOR(HIP_BQ, HIP_HEAD_DIM)
+//   hip_prefill_attn_dense  (ceil(max_seqlen_q / HIP_ATTN_DENSE_ROWS_FOR(HIP_HEAD_DIM)), num_q_heads, batch)
+//                        HIP_ATTN_PREFILL_THREADS_FOR(HIP_ATTN_DENSE_ROWS_FOR(HIP_HEAD_DIM), HIP_HEAD_DIM); after
+//                        hip_prefill_search, beside hip_prefill_attn: each takes the sequences the other leaves
+//                        (attention.cuh, prefill_seq_dense); the host may skip hip_prefill_attn when no sequence
+//                        can need it
 //   hip_decode_search    (mask_heads, batch)                                  HIP_ATTN_SEARCH_THREADS
 //   hip_decode_search_wide  (mask_heads * HIP_DSEARCH_CL, batch), in clusters  HIP_ATTN_SEARCH_THREADS
 //                        of (HIP_DSEARCH_CL, 1, 1) set by the kernel; the host picks one of the two searches
@@ -117,8 +122,11 @@ typedef struct {
 #define HIP_ATTN_COMBINE_THREADS 128
 #define HIP_ATTN_MERGE_THREADS 128
 #define HIP_ATTN_MERGE_HEADS_PER_CTA 4   // one warp per (token, head)
+#define HIP_ATTN_DENSE_ROWS_FOR(d) HIP_ATTN_CUDA_MAX_BQ_FOR(d)   // query rows per CTA of hip_prefill_attn_dense
 #if defined(HIP_BQ) && defined(HIP_HEAD_DIM)
 #define HIP_ATTN_PREFILL_THREADS HIP_ATTN_PREFILL_THREADS_FOR(HIP_BQ, HIP_HEAD_DIM)
+#define HIP_ATTN_DENSE_ROWS HIP_ATTN_DENSE_ROWS_FOR(HIP_HEAD_DIM)
+#define HIP_ATTN_DENSE_THREADS HIP_ATTN_PREFILL_THREADS_FOR(HIP_ATTN_DENSE_ROWS, HIP_HEAD_DIM)
 #endif
 
 // hip_params_layout(unsigned long long* out) writes HIP_ATTN_LAYOUT_ENTRIES values: for each struct in the order

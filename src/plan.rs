@@ -65,6 +65,15 @@ impl PrefillWorkspace {
     }
 }
 
+/// True when every sequence of a prefill with at most `max_seqlen_k` keys has the search select every block of
+/// every query block (cuda/attention.cuh, prefill_seq_dense, decides per sequence; this bound implies it): the
+/// block-sparse attention kernel then has nothing to do and the CUDA backend runs only the dense one.
+pub fn prefill_all_dense(cfg: &Config, max_seqlen_k: usize) -> bool {
+    // The largest e of any query block: its first query sits before Tk, so e <= max(sink, Tk - window).
+    let e = if cfg.causal { max_seqlen_k.saturating_sub(cfg.window) } else { max_seqlen_k };
+    e.max(cfg.sink).saturating_sub(cfg.sink).div_ceil(cfg.bk) <= cfg.kb()
+}
+
 /// Decode workspace: split-K partial outputs (f32 [batch][Hq][DECODE_MAX_SPLITS][D]) and their LSEs
 /// (f32 [batch][Hq][DECODE_MAX_SPLITS]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,5 +90,38 @@ impl DecodeWorkspace {
         let part_lse_offset = align_up(o_bytes)?;
         let bytes = align_up(checked_add(part_lse_offset, checked_mul(rows, 4, "decode workspace")?, "decode workspace")?)?;
         Ok(DecodeWorkspace { part_o_offset: 0, part_lse_offset, bytes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefill_all_dense;
+    use crate::config::{default_config, validate};
+    use crate::spec::BlockKeys;
+
+    /// The host's bound never claims a sequence dense that HIP-SPEC's key sets say is not: for every length up
+    /// to the bound and every query block, the search domain holds at most Kb blocks. And it is tight: one more
+    /// key of max_seqlen_k makes the longest prefill sparse.
+    #[test]
+    fn all_dense_bound_implies_every_block_is_dense() {
+        for (k, bk, sink, window, causal) in
+            [(512, 2, 4, 128, 1), (64, 3, 0, 0, 1), (0, 2, 4, 32, 1), (40, 4, 4, 8, 0), (16, 1, 5, 7, 0)]
+        {
+            let mut raw = default_config();
+            (raw.k, raw.bk, raw.sink, raw.window, raw.causal, raw.bq) = (k, bk, sink, window, causal, 16);
+            (raw.num_q_heads, raw.num_kv_heads) = (1, 1);
+            let (c, _) = unsafe { validate(&raw) }.unwrap();
+            let dense_to = (0..4000).take_while(|&t| prefill_all_dense(&c, t)).last().unwrap();
+            for tk in 1..=dense_to {
+                for tq in [1, tk / 2 + 1, tk] {
+                    for first in (0..tq).step_by(c.bq) {
+                        let keys = BlockKeys::new(tk - tq + first, tk, c.sink, c.window, c.bk, c.causal);
+                        assert!(keys.nb <= c.kb(), "k {k} bk {bk} tk {tk} tq {tq}: {} blocks", keys.nb);
+                    }
+                }
+            }
+            let tk = dense_to + 1;
+            assert!(BlockKeys::new(tk - 1, tk, c.sink, c.window, c.bk, c.causal).nb > c.kb(), "k {k}: bound not tight");
+        }
     }
 }

@@ -229,6 +229,10 @@ fn prefill_cases() -> Vec<PrefillCase> {
         c(F16, 128, 4, 2, 2, 1, 32, 2, 0, 1, 1, &[400], &[400]),
         c(Bf16, 256, 2, 2, 1, 1, 32, 8, 96, 1, 4, &[260], &[260]),
         c(F16, 64, 8, 1, 2, 1, 1, 2, 16, 1, 1, &[40], &[90]),
+        // Every block selected, so the dense attention kernel takes these (non-causal at head_dim 256; causal at
+        // 64, where its tiles are 128 rows); case 0 mixes a dense sequence (Tk 40) with sparse ones.
+        c(F16, 256, 4, 2, 1, 0, 16, 2, 1024, 1, 1, &[100, 37], &[300, 37]),
+        c(Bf16, 64, 4, 4, 1, 1, 32, 2, 2048, 1, 1, &[1000], &[1000]),
     ]
 }
 

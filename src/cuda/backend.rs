@@ -26,7 +26,7 @@ const SOURCES: [(&str, &str); 6] = [
 ];
 
 /// Kernel entry points, in the order `KernelModule` resolves them (indices below).
-pub const KERNELS: [&str; 8] = [
+pub const KERNELS: [&str; 9] = [
     "hip_prefill_search",
     "hip_prefill_attn",
     "hip_decode_search",
@@ -35,6 +35,7 @@ pub const KERNELS: [&str; 8] = [
     "hip_merge_states",
     "hip_params_layout",
     "hip_decode_search_wide",
+    "hip_prefill_attn_dense",
 ];
 const PREFILL_SEARCH: usize = 0;
 const PREFILL_ATTN: usize = 1;
@@ -44,6 +45,7 @@ const DECODE_COMBINE: usize = 4;
 const MERGE: usize = 5;
 pub const PARAMS_LAYOUT: usize = 6;
 const DECODE_SEARCH_WIDE: usize = 7;
+const PREFILL_ATTN_DENSE: usize = 8;
 
 // Launch geometry and limits, mirroring the section of cuda/hip_params.h that defines them.
 const SEARCH_THREADS: u32 = 128;
@@ -52,6 +54,11 @@ const COMBINE_THREADS: u32 = 128;
 const MERGE_THREADS: u32 = 128;
 const MERGE_HEADS_PER_CTA: usize = 4;
 const MAX_GRID_YZ: usize = 65535;
+
+/// Query rows per CTA of hip_prefill_attn_dense (HIP_ATTN_DENSE_ROWS_FOR).
+fn dense_rows(d: usize) -> usize {
+    if d <= 128 { 128 } else { 64 }
+}
 
 fn prefill_threads(bq: usize, d: usize) -> u32 {
     let groups = bq.div_ceil(16);
@@ -294,19 +301,20 @@ impl CudaBackend {
             reserved: 0,
         };
         let blocks = a.max_seqlen_q.div_ceil(cfg.bq) as u32;
+        let (heads, batch) = (cfg.num_q_heads as u32, a.batch as u32);
+        let rows = dense_rows(cfg.head_dim);
         let s = stream as CUstream;
         // SAFETY: the parameter block matches hip_prefill_params (layout checked by a GPU test) and addresses
-        // memory the caller promised; the context is bound; the grid follows cuda/hip_params.h.
+        // memory the caller promised; the context is bound; the grids follow cuda/hip_params.h. The two attention
+        // kernels write the rows of disjoint sets of sequences.
         unsafe {
-            launch(self.func(PREFILL_SEARCH)?, (blocks, cfg.mask_heads() as u32, a.batch as u32), (SEARCH_THREADS, 1, 1), 0, s, &p)?;
-            launch(
-                self.func(PREFILL_ATTN)?,
-                (blocks, cfg.num_q_heads as u32, a.batch as u32),
-                (prefill_threads(cfg.bq, cfg.head_dim), 1, 1),
-                0,
-                s,
-                &p,
-            )?;
+            launch(self.func(PREFILL_SEARCH)?, (blocks, cfg.mask_heads() as u32, batch), (SEARCH_THREADS, 1, 1), 0, s, &p)?;
+            let dense_grid = (a.max_seqlen_q.div_ceil(rows) as u32, heads, batch);
+            launch(self.func(PREFILL_ATTN_DENSE)?, dense_grid, (prefill_threads(rows, cfg.head_dim), 1, 1), 0, s, &p)?;
+            if !plan::prefill_all_dense(cfg, a.max_seqlen_k) {
+                let threads = prefill_threads(cfg.bq, cfg.head_dim);
+                launch(self.func(PREFILL_ATTN)?, (blocks, heads, batch), (threads, 1, 1), 0, s, &p)?;
+            }
         }
         Ok(())
     }
