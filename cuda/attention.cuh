@@ -231,14 +231,27 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
         {
             const int* kp = &sm.kpos[st][ks * KW];
             float mx[2] = {HIP_NEG_INF, HIP_NEG_INF};
+            // Dense: a slice of keys that all exist and lie at or before this warp's first row needs no mask (all
+            // but the diagonal tiles; the slots are the key positions).
+            const int slice_end = t * PF_TK + (ks + 1) * KW;
+            if (DENSE && slice_end <= nkeys && (!CAUSAL || slice_end - 1 <= p0 + cmin(r * 16, len - 1))) {
 #pragma unroll
-            for (int n = 0; n < KW / 8; ++n) {
+                for (int n = 0; n < KW / 8; ++n)
 #pragma unroll
-                for (int i = 0; i < 4; ++i) {
-                    const int pos = kp[n * 8 + 2 * tq + (i & 1)];
-                    const float v = pos <= lim[i >> 1] ? sc[n][i] * sl2 : HIP_NEG_INF;
-                    sc[n][i] = v;
-                    mx[i >> 1] = fmaxf(mx[i >> 1], v);
+                    for (int i = 0; i < 4; ++i) {
+                        sc[n][i] *= sl2;
+                        mx[i >> 1] = fmaxf(mx[i >> 1], sc[n][i]);
+                    }
+            } else {
+#pragma unroll
+                for (int n = 0; n < KW / 8; ++n) {
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        const int pos = kp[n * 8 + 2 * tq + (i & 1)];
+                        const float v = pos <= lim[i >> 1] ? sc[n][i] * sl2 : HIP_NEG_INF;
+                        sc[n][i] = v;
+                        mx[i >> 1] = fmaxf(mx[i >> 1], v);
+                    }
                 }
             }
             float alpha[2], mu[2];
