@@ -30,10 +30,11 @@ struct PfGeo {
     // Threads per gathered key row: the largest power of two that THREADS / TK allows, at most one per 16-byte
     // chunk (where that ratio is not a power of two, e.g. 96 threads for 32 keys, some threads sit the copies out).
     static constexpr int SUBS = cmin(D / 8, prev_pow2(cmax(1, THREADS / TK)));
-    // CTAs per SM the register budget is sized for: with 4 warps up to head_dim 128, 128 registers per thread (no
-    // spills on sm_90 at BQ = 32: 4 CTAs instead of the 3 that ~157 registers allowed); else the compiler's
-    // choice (8-warp CTAs capped at 128 spilled and ran 6% slower than one CTA of ~168 registers per SM).
-    static constexpr int MIN_CTAS = D <= 128 && THREADS <= 128 ? cmax(1, 65536 / (THREADS * 128)) : 1;
+    // CTAs per SM the register budget is sized for: with a key split (half the score tile per warp) up to
+    // head_dim 128, 128 registers per thread (no spills on sm_90 at BQ <= 32: 4 CTAs instead of the 3 that ~157
+    // registers allowed); else the compiler's choice (without the split, a 128 cap spills 40-100 bytes; 8-warp
+    // CTAs capped so ran 6% slower than one CTA of ~168 registers per SM).
+    static constexpr int MIN_CTAS = D <= 128 && KS == 2 ? cmax(1, 65536 / (THREADS * 128)) : 1;
     static_assert(WARPS == RG * HIP_ATTN_PREFILL_KSPLIT_FOR(QT, D), "prefill thread macro disagrees with the tiling");
     static_assert(KW % 16 == 0, "each warp needs whole 16-key k-steps for P.V");
     static_assert(BQP * ROW <= 4 * TK * ROW, "Q staging must fit in the K/V stage buffers");
@@ -55,8 +56,8 @@ __device__ __forceinline__ bool prefill_seq_dense(const hip_prefill_params& p, c
     return num_search_blocks(p.sink, local_start(p.sink, p.window, p0, s.Tk)) <= KB;
 }
 
-// One CTA: QT query rows of one q head. The block-sparse kernel (DENSE false) takes the sequences that
-// prefill_seq_dense rejects and reports bad sequence bounds; the dense one takes the others, reads no mask and
+// One CTA: QT query rows of one q head. The block-sparse kernel (DENSE false) takes the valid sequences that
+// prefill_seq_dense rejects; the dense one takes the others (and reports bad sequence bounds), reads no mask and
 // starts the longest tiles first.
 template <int QT, bool DENSE>
 __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
@@ -72,7 +73,9 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
 
     PrefillSeq s;
     const bool ok = prefill_seq(p, b, s);
-    if (DENSE ? !ok || !prefill_seq_dense(p, s) : ok && prefill_seq_dense(p, s)) return;  // the other kernel's
+    // The dense kernel is always launched (the host may skip the block-sparse one), so it also takes the sequences
+    // with bad bounds: their rows are zeroed and the error reported whichever route they would have taken.
+    if (DENSE ? ok && !prefill_seq_dense(p, s) : !ok || prefill_seq_dense(p, s)) return;  // the other kernel's
     const long long slot = s.q_range_ok ? (long long)s.q0 / BQ + b + j : -1;
     const bool slot_ok = DENSE || (slot >= 0 && slot < p.slots);
     elem_t* obase = (elem_t*)p.o;

@@ -97,8 +97,8 @@ typedef struct {
 //   hip_prefill_attn_dense  (ceil(max_seqlen_q / HIP_ATTN_DENSE_ROWS_FOR(HIP_HEAD_DIM)), num_q_heads, batch)
 //                        HIP_ATTN_PREFILL_THREADS_FOR(HIP_ATTN_DENSE_ROWS_FOR(HIP_HEAD_DIM), HIP_HEAD_DIM); after
 //                        hip_prefill_search, beside hip_prefill_attn: each takes the sequences the other leaves
-//                        (attention.cuh, prefill_seq_dense); the host may skip hip_prefill_attn when no sequence
-//                        can need it
+//                        (attention.cuh, prefill_seq_dense; bad sequence bounds go to this one, which is always
+//                        launched); the host may skip hip_prefill_attn when no valid sequence can need it
 //   hip_decode_search    (mask_heads, batch)                                  HIP_ATTN_SEARCH_THREADS
 //   hip_decode_search_wide  (mask_heads * HIP_DSEARCH_CL, batch), in clusters  HIP_ATTN_SEARCH_THREADS
 //                        of (HIP_DSEARCH_CL, 1, 1) set by the kernel; the host picks one of the two searches

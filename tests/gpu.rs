@@ -525,6 +525,31 @@ fn merge_matches_cpu_reference() {
 }
 
 #[test]
+fn prefill_bad_cu_seqlens_zero_rows_when_every_sequence_looks_dense() {
+    let name = "prefill_bad_cu_seqlens_zero_rows_when_every_sequence_looks_dense";
+    let Some(dev) = device(name) else { return };
+    if dev.backend() != hip_backend::HIP_ATTN_BACKEND_CUDA as u32 {
+        skip(name, "the CPU backend reports at once");
+        return;
+    }
+    let mut rng = Rng::fresh("gpu-prefill-index");
+    let dt = DType::Bf16;
+    let ctx = on(dev.as_ref(), config(dt, 64, 2, 2));
+    // Sequence 1 has 24 keys but max_seqlen_k claims 16: with the default k every sequence of at most 16 keys is
+    // dense, so the host launches only the dense attention kernel, which must still zero the bad sequence's rows.
+    let p = Problem::new(&mut rng, dt, 64, 2, 2, &[16, 16], &[16, 24], 0);
+    let out = run_prefill_claiming(dev.as_ref(), &ctx, &p, false, 16).unwrap();
+    let row = 2 * 64;
+    assert!(out.o[16 * row..].iter().all(|&x| x == 0.0), "the bad sequence's output is zeroed");
+    assert!(out.lse[16 * 2..].iter().all(|&x| x == f32::NEG_INFINITY), "the bad sequence's LSE is -inf");
+    assert!(out.o[..16 * row].iter().all(|x| x.is_finite()), "the good sequence still computed");
+    let Err(err) = run_prefill(dev.as_ref(), &ctx, &p, false) else { panic!("the device fault was not reported") };
+    assert_eq!(err.0, hip_status::HIP_ATTN_STATUS_BAD_INDEX, "{}", err.1);
+    assert!(err.1.contains("cu_seqlens"), "{}", err.1);
+    run_prefill(dev.as_ref(), &ctx, &p, false).expect("the fault is gone");
+}
+
+#[test]
 fn device_index_errors_are_reported_by_the_next_call() {
     let Some(dev) = device("device_index_errors_are_reported_by_the_next_call") else { return };
     if dev.backend() != hip_backend::HIP_ATTN_BACKEND_CUDA as u32 {
