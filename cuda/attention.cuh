@@ -413,8 +413,9 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
     const long long part = ((long long)b * p.num_q_heads + h) * p.num_splits + split;
     const float poison = __int_as_float(0x7fc00000);
     pdl_trigger();  // the combine may launch; it waits for this kernel
-    pdl_wait();     // the search kernel has written the mask record
 
+    // Inputs first, while the search kernel may still run: the query and the sequence length are the caller's
+    // (the previous step's combine, the last reader of the partials, finished before the search started).
     const int Tk = ((const int*)p.seqlens_k)[b];
     if (!decode_seq_ok(p, Tk)) {
         if (tid == 0 && split == 0)
@@ -422,6 +423,15 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
         decode_write_partial(p, part, tid, poison);
         return;
     }
+    float q[8];
+    {
+        const elem_t* qp = (const elem_t*)p.q + (long long)b * p.q_seq_stride + (long long)h * p.q_head_stride + gl * 8;
+        unpack8(ldg16(qp), q);
+        const float sl2 = p.scale * LOG2E;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) q[i] *= sl2;
+    }
+    pdl_wait();  // the search kernel has written the mask record
     const int mh = SHARE ? h / GROUP : h;
     const int kvh = h / GROUP;
     const int* rec = (const int*)p.mask_state + ((long long)b * p.mask_heads + mh) * p.state_ints;
@@ -446,14 +456,6 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
     const int lo = (int)(n * split / p.num_splits);
     const int hi = (int)(n * (split + 1) / p.num_splits);
 
-    float q[8];
-    {
-        const elem_t* qp = (const elem_t*)p.q + (long long)b * p.q_seq_stride + (long long)h * p.q_head_stride + gl * 8;
-        unpack8(ldg16(qp), q);
-        const float sl2 = p.scale * LOG2E;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) q[i] *= sl2;
-    }
     const elem_t* kc = (const elem_t*)p.k_cache;
     const elem_t* vc = (const elem_t*)p.v_cache;
 
