@@ -33,9 +33,10 @@ constexpr int S_ROWS_MAX = ceil_div(BQ, SQ) * (SHARE ? GROUP : 1);  // scored ro
 
 // Tiles: key columns gathered S_TC at a time into S_NST pipeline stages, within the 48 KB static-smem budget left
 // after the branch keys, list/histograms and chunks. The rows of a pass (Q, staged once per pass and then held in
-// registers) borrow the last QS stages where at least one stage is left for the first tiles ("aliased"; the gather
-// into those stages starts once Q is in registers), else they get space of their own after the stages. More stages keep more
-// gathers in flight: 4 stages of 32 columns (aliased) beat 3 stages plus a separate Q buffer.
+// registers) borrow the last QS stages where at least one stage is left for the first tiles ("aliased"; the
+// gather into those stages starts once Q is in registers), else they get space of their own after the stages.
+// More stages keep more gathers in flight: 4 stages of 32 columns (aliased) beat 3 stages plus a separate Q
+// buffer (prefill 128k 60.5 vs 61.8 ms), and 2 stages of 64 columns (73.5 ms).
 // The scoring's branch list (id and representative block of each branch to score) shares its space with the
 // selection's histograms.
 constexpr int S_LIST_BYTES = cmax(S_RADIX_PASSES * 256 * 4, NCAND * 6);
@@ -237,9 +238,9 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
 
                 // Fold each branch's values into one float per lane, then reduce over the warp's 8 row groups
                 // (lanes differing in g): with several values per lane, each shuffle level trades half of them
-                // with the partner lane (a transposing reduction), so NV values cost log2(8) + NV - 1 shuffles
-                // instead of 3 * NV. Padded rows hold zeros and invalid columns zero-filled keys: neither may win.
-                // The other m-tiles' warps fold their rows into the same key through the atomicMin.
+                // with the partner lane (a transposing reduction), so NV <= 8 values cost NV - 1 + 3 - log2(NV)
+                // shuffles instead of 3 * NV. Padded rows hold zeros and invalid columns zero-filled keys:
+                // neither may win. The other m-tiles' warps fold their rows into the same key via the atomicMin.
                 constexpr bool PAIR = NSK % 2 == 0;  // a lane's columns 2tq, 2tq+1 are keys of one branch
                 constexpr int NV = S_NT * (PAIR ? 1 : 2);
                 constexpr int LV = NV >= 8 ? 3 : NV >= 4 ? 2 : NV >= 2 ? 1 : 0;  // transposing levels
