@@ -110,6 +110,7 @@ mod tests {
             let mut raw = default_config();
             (raw.k, raw.bk, raw.sink, raw.window, raw.causal, raw.bq) = (k, bk, sink, window, causal, 16);
             (raw.num_q_heads, raw.num_kv_heads) = (1, 1);
+            // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.
             let (c, _) = unsafe { validate(&raw) }.unwrap();
             let dense_to = (0..4000).take_while(|&t| prefill_all_dense(&c, t)).last().unwrap();
             for tk in 1..=dense_to {
