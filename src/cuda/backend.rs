@@ -4,7 +4,8 @@
 //! they can be captured in a CUDA graph.
 
 use super::{
-    ensure_libraries, launch, launch_dependent, CacheConfig, CacheOutcome, CudaDevice, CudaError, DecodeParams, KernelModule, LogLevel,
+    ensure_libraries, launch, launch_dependent, CacheConfig, CacheOutcome, CudaDevice, CudaError, DecodeParams, DeviceInfo,
+    KernelModule, LogLevel,
     MappedFlag, MergeParams, PrefillParams,
 };
 use crate::args::{Buffer, DecodeArgs, MergeArgs, PrefillArgs};
@@ -13,7 +14,7 @@ use crate::ffi::types::hip_log_level;
 use crate::plan::{self, DecodeWorkspace, PrefillWorkspace, DECODE_MAX_SPLITS};
 use crate::status::{hip_status::*, Error, Result};
 use crate::tensor::DType;
-use cudarc::driver::sys::{CUresult, CUstream};
+use cudarc::driver::sys::{CUfunction_attribute, CUresult, CUstream};
 
 /// Kernel sources, embedded: NVRTC compiles hip_attn.cu with the others as named headers.
 const SOURCES: [(&str, &str); 6] = [
@@ -163,6 +164,26 @@ pub fn sources() -> &'static [(&'static str, &'static str)] {
     &SOURCES
 }
 
+/// At most this many decode search CTAs share an SM.
+const DSEARCH_CTAS_PER_SM: i32 = 4;
+
+/// Dynamic shared memory, unused by the kernel, that keeps the decode search at DSEARCH_CTAS_PER_SM CTAs per SM
+/// (`static_smem`: the kernel's own). Most decode steps reuse the mask, and each search CTA then only checks its
+/// record, while the attention CTAs (a programmatic dependent launch) take the room the search CTAs leave. At 96
+/// registers the search fits 5 CTAs per SM on Hopper, and with 5 the batch-16 cached step (512 search CTAs) ran
+/// 4 us slower than with 4 (H200, A/B in one run: 61.8 vs 57.7 us; BENCHMARKS.md). The price: a step that does
+/// search, with between 4 and 5 searches per SM, takes two waves instead of one. 0 where no pad is needed or
+/// the pad would need more than the 48 KiB a CTA gets without opting in.
+fn dsearch_smem_pad(info: &DeviceInfo, static_smem: i32) -> u32 {
+    // A CTA takes static + dynamic + reserved bytes; CAP + 1 of them must not fit.
+    let need = info.smem_per_sm / (DSEARCH_CTAS_PER_SM + 1) + 1 - info.smem_reserved_per_block;
+    let pad = ((need - static_smem).max(0) as u32).next_multiple_of(128) as i32;
+    if pad == 0 || static_smem + pad > info.max_smem_per_block {
+        return 0;
+    }
+    pad as u32
+}
+
 /// The rule of `CudaBackend::decode_search_kernel`: the cluster kernel (with `cluster` CTAs per search) while all
 /// `searches` clusters fit at about 4 CTAs per SM, else the one-CTA kernel.
 fn pick_decode_search(cluster: u32, sm_count: usize, searches: usize) -> (usize, u32) {
@@ -180,6 +201,8 @@ pub struct CudaBackend {
     dev: CudaDevice,
     /// CTAs per decode search (HIP_DSEARCH_CL of the module).
     dsearch_cl: u32,
+    /// Dynamic shared memory of every decode search launch (see `dsearch_smem_pad`).
+    dsearch_pad: u32,
     /// Decode attention and combine go out as programmatic dependent launches (sm_90+).
     pdl: bool,
 }
@@ -214,7 +237,9 @@ impl CudaBackend {
         log(LogLevel::Info, &format!("kernels {how} in {:.3} s", started.elapsed().as_secs_f64()));
         let flag = MappedFlag::new(&dev)?;
         let (pdl, dsearch_cl) = (info.cc_major >= 9, decode_search_cluster(&info.arch));
-        let mut backend = CudaBackend { module, flag, dev, dsearch_cl, pdl };
+        let static_smem = module.attribute(DECODE_SEARCH, CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)?;
+        let dsearch_pad = dsearch_smem_pad(info, static_smem);
+        let mut backend = CudaBackend { module, flag, dev, dsearch_cl, dsearch_pad, pdl };
         if backend.dsearch_cl > 1 && !backend.clusters_fit()? {
             // (e.g. an MPS client limited to a few SMs): the one-CTA search works everywhere.
             log(LogLevel::Warn, "no cluster of the decode search fits on this device: using the one-CTA search");
@@ -414,7 +439,7 @@ impl CudaBackend {
         // SAFETY: as in prefill, for hip_decode_params; the workspace holds DECODE_MAX_SPLITS >= splits partials.
         unsafe {
             let (search, cl) = self.decode_search_kernel(cfg, a.batch);
-            launch(self.func(search)?, (mh * cl, b, 1), (SEARCH_THREADS, 1, 1), 0, s, &p)?;
+            launch(self.func(search)?, (mh * cl, b, 1), (SEARCH_THREADS, 1, 1), self.dsearch_pad, s, &p)?;
             // The search kernel does not wait on the caller's previous work programmatically (an ordinary launch);
             // the two after it do, and call pdl_wait() before touching what the kernel before them writes.
             let attn = (self.func(DECODE_ATTN)?, (splits as u32, hq, b), (DECODE_THREADS, 1, 1));
@@ -470,7 +495,41 @@ impl CudaBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_search_cluster, pick_decode_search, DECODE_SEARCH, DECODE_SEARCH_WIDE};
+    use super::{decode_search_cluster, dsearch_smem_pad, pick_decode_search, DECODE_SEARCH, DECODE_SEARCH_WIDE};
+    use crate::cuda::DeviceInfo;
+
+    fn device(smem_per_sm: i32) -> DeviceInfo {
+        DeviceInfo {
+            ordinal: 0,
+            name: "test".into(),
+            cc_major: 9,
+            cc_minor: 0,
+            sm_count: 132,
+            max_smem_per_block: 48 << 10,
+            max_smem_per_block_optin: 227 << 10,
+            l2_bytes: 50 << 20,
+            smem_per_sm,
+            smem_reserved_per_block: 1024,
+            can_map_host_memory: true,
+            arch: "sm_90a".into(),
+        }
+    }
+
+    #[test]
+    fn decode_search_pad_leaves_room_for_four_ctas_not_five() {
+        let hopper = device(228 << 10);
+        for static_smem in [40_000, 44_576, 45_000] {
+            let pad = dsearch_smem_pad(&hopper, static_smem) as i32;
+            let per_cta = static_smem + pad + 1024;
+            assert_eq!(hopper.smem_per_sm / per_cta, 4, "static {static_smem}: pad {pad}");
+            assert_eq!(pad % 128, 0);
+        }
+        assert_eq!(dsearch_smem_pad(&hopper, 46_000), 0, "already at most 4 per SM");
+        // Ampere (A100: 164 KiB per SM): 3 CTAs of ~45 KB fit anyway.
+        assert_eq!(dsearch_smem_pad(&device(164 << 10), 44_576), 0);
+        // A pad past the 48 KiB a CTA gets without opting in is not taken.
+        assert_eq!(dsearch_smem_pad(&device(400 << 10), 30_000), 0);
+    }
 
     #[test]
     fn decode_search_spreads_over_clusters_only_while_they_fit() {

@@ -124,6 +124,9 @@ pub struct DeviceInfo {
     /// Shared memory per block with opt-in (cuFuncSetAttribute MAX_DYNAMIC_SHARED_SIZE_BYTES), e.g. 227 KiB.
     pub max_smem_per_block_optin: i32,
     pub l2_bytes: i32,
+    /// Shared memory per SM (228 KiB on Hopper), and what the driver reserves of it for every resident CTA.
+    pub smem_per_sm: i32,
+    pub smem_reserved_per_block: i32,
     pub can_map_host_memory: bool,
     /// Cubin target: "sm_90a", "sm_80", ...
     pub arch: String,
@@ -209,6 +212,8 @@ impl CudaDevice {
             max_smem_per_block: attr(CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK)?,
             max_smem_per_block_optin: attr(CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?,
             l2_bytes: attr(CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)?,
+            smem_per_sm: attr(CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR)?,
+            smem_reserved_per_block: attr(CU_DEVICE_ATTRIBUTE_RESERVED_SHARED_MEMORY_PER_BLOCK)?,
             can_map_host_memory: attr(CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY)? != 0,
             arch,
         })
