@@ -2,7 +2,8 @@
 //  - prefill: FlashAttention-2 style, one CTA per query block and q head, key tiles gathered from the key list
 //    (sinks, selected blocks ascending, local range) with cp.async, S = QK^T and O += PV with mma.sync, online
 //    softmax in f32 in the log2 domain;
-//  - decode: split-K over the key list of the single query, one CTA per (split, q head, sequence), then a combine.
+//  - decode: split-K over the key list of the single query, one CTA per (split, q head, sequence), then a combine;
+//    with one split the CTA writes the output row itself (hip_decode_attn_direct) and no combine runs.
 #ifndef HIP_ATTN_ATTENTION_CUH
 #define HIP_ATTN_ATTENTION_CUH
 
@@ -398,12 +399,25 @@ constexpr int DCH = 1024;                 // keys whose offsets are resolved per
 static_assert(DG <= 32 && DC_THREADS % DG == 0, "decode grouping");
 static_assert(DCH % DC_THREADS == 0 && DCH % (NGRP * UNR) == 0, "decode chunking");
 
-__device__ __forceinline__ void decode_write_partial(const hip_decode_params& p, long long part, int tid, float lse) {
+// A split that attends nothing (lse -inf) or met bad index data (lse NaN, "poisoned") writes o = 0. DIRECT (one
+// split, no combine): the output row itself, o = 0 and lse -inf either way, which is what the combine makes of it.
+template <bool DIRECT>
+__device__ __forceinline__ void decode_write_empty(const hip_decode_params& p, long long part, int b, int h, int tid,
+                                                   float lse) {
+    if (DIRECT) {
+        elem_t* o = (elem_t*)p.o + (long long)b * p.o_seq_stride + (long long)h * p.o_head_stride;
+        for (int d = tid; d < D; d += DC_THREADS) o[d] = from_f32(0.f);
+        if (p.lse && tid == 0) ((float*)p.lse)[(long long)b * p.num_q_heads + h] = HIP_NEG_INF;
+        return;
+    }
     float* po = (float*)p.part_o + part * D;
     for (int d = tid; d < D; d += DC_THREADS) po[d] = 0.f;
     if (tid == 0) ((float*)p.part_lse)[part] = lse;
 }
 
+// DIRECT (num_splits == 1): the CTA holds the whole key list and writes the output row and lse as the combine
+// would (with one split it multiplies by exp(0) = 1 and divides by 1: the same bits), so no combine runs.
+template <bool DIRECT>
 __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
     __shared__ float s_o[NGRP][D];
     __shared__ float s_m[NGRP], s_l[NGRP];
@@ -420,7 +434,7 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
     if (!decode_seq_ok(p, Tk)) {
         if (tid == 0 && split == 0)
             set_error(p.error_flag, Tk >= 1 && Tk <= p.max_seqlen_k ? HIP_ATTN_DEVERR_PAGE_TABLE : HIP_ATTN_DEVERR_SEQLENS);
-        decode_write_partial(p, part, tid, poison);
+        decode_write_empty<DIRECT>(p, part, b, h, tid, poison);
         return;
     }
     float q[8];
@@ -441,7 +455,7 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
     if (magic != HIP_ATTN_STATE_MAGIC || p.state_ints < HIP_ATTN_STATE_HEADER + KB ||
         !record_header_ok(e, cnt, p.sink, Tk)) {
         if (tid == 0 && split == 0 && magic == HIP_ATTN_STATE_MAGIC) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
-        decode_write_partial(p, part, tid, poison);
+        decode_write_empty<DIRECT>(p, part, b, h, tid, poison);
         return;
     }
     KeyList kl;
@@ -527,7 +541,7 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
 
     if (__syncthreads_or(bad)) {
         if (tid == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_PAGE_TABLE);
-        decode_write_partial(p, part, tid, poison);
+        decode_write_empty<DIRECT>(p, part, b, h, tid, poison);
         return;
     }
     if (gl == 0) {
@@ -542,13 +556,20 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
     float L = 0.f;
     for (int k = 0; k < NGRP; ++k) L += s_m[k] == HIP_NEG_INF ? 0.f : s_l[k] * exp2f(s_m[k] - M);
     float* po = (float*)p.part_o + part * D;
+    elem_t* o = (elem_t*)p.o + (long long)b * p.o_seq_stride + (long long)h * p.o_head_stride;
     for (int d = tid; d < D; d += DC_THREADS) {
         float v = 0.f;
         for (int k = 0; k < NGRP; ++k)
             if (s_m[k] != HIP_NEG_INF) v += s_o[k][d] * exp2f(s_m[k] - M);
-        po[d] = L > 0.f ? v / L : 0.f;
+        v = L > 0.f ? v / L : 0.f;
+        if (DIRECT) o[d] = from_f32(v);
+        else po[d] = v;
     }
-    if (tid == 0) ((float*)p.part_lse)[part] = L > 0.f ? (M + log2f(L)) * LN2 : HIP_NEG_INF;
+    if (tid == 0) {
+        const float lse = L > 0.f ? (M + log2f(L)) * LN2 : HIP_NEG_INF;
+        if (!DIRECT) ((float*)p.part_lse)[part] = lse;
+        else if (p.lse) ((float*)p.lse)[(long long)b * p.num_q_heads + h] = lse;
+    }
 }
 
 // hip_decode_combine: grid (num_q_heads, batch)

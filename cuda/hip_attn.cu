@@ -38,7 +38,11 @@ extern "C" __global__ void HIP_DSEARCH_CLUSTER __launch_bounds__(HIP_ATTN_SEARCH
 }
 
 extern "C" __global__ void __launch_bounds__(HIP_ATTN_DECODE_THREADS) hip_decode_attn(hip_decode_params p) {
-    hip::decode_attn(p);
+    hip::decode_attn<false>(p);
+}
+
+extern "C" __global__ void __launch_bounds__(HIP_ATTN_DECODE_THREADS) hip_decode_attn_direct(hip_decode_params p) {
+    hip::decode_attn<true>(p);
 }
 
 extern "C" __global__ void __launch_bounds__(HIP_ATTN_COMBINE_THREADS) hip_decode_combine(hip_decode_params p) {

@@ -53,7 +53,8 @@ typedef struct {
     int reserved;
 } hip_prefill_params;
 
-// Decode: kernels hip_decode_search (or hip_decode_search_wide), hip_decode_attn, hip_decode_combine.
+// Decode: kernels hip_decode_search (or hip_decode_search_wide), then hip_decode_attn and hip_decode_combine, or
+// with num_splits == 1 hip_decode_attn_direct alone.
 typedef struct {
     unsigned long long q, o;                  // [batch][num_q_heads][D] with the strides below
     unsigned long long lse;                   // float [batch][num_q_heads], 0 = none
@@ -104,6 +105,8 @@ typedef struct {
 //                        of (HIP_DSEARCH_CL, 1, 1) set by the kernel; the host picks one of the two searches
 //   hip_decode_attn      (num_splits, num_q_heads, batch)                     HIP_ATTN_DECODE_THREADS
 //   hip_decode_combine   (num_q_heads, batch)                                 HIP_ATTN_COMBINE_THREADS
+//   hip_decode_attn_direct  (1, num_q_heads, batch)                           HIP_ATTN_DECODE_THREADS
+//                        (num_splits == 1: writes o and lse as hip_decode_combine would, bit for bit)
 //   hip_merge_states     (num_tokens, ceil(num_heads / HIP_ATTN_MERGE_HEADS_PER_CTA))   HIP_ATTN_MERGE_THREADS
 //   hip_params_layout    (1)                                                  1   (argument: u64* out, 85 entries)
 // (hip_merge_states uses HIP_HEAD_DIM and HIP_DTYPE of the module it is compiled in.)
@@ -155,7 +158,7 @@ typedef struct {
 // Decode split-K partials: part_o[b][h][s][0..D) holds the split's NORMALIZED output (f32, sum_j p_j v_j / sum_j
 // p_j over the split's keys) and part_lse[b][h][s] its natural-log LSE (scale applied). An empty split writes
 // o = 0, lse = -inf. A split that met bad index data writes o = 0, lse = NaN ("poisoned"); hip_decode_combine
-// then writes o = 0, lse = -inf for that (sequence, head).
+// then writes o = 0, lse = -inf for that (sequence, head), as hip_decode_attn_direct does at once.
 //
 // Bad device data (error bits above): prefill CTAs of a sequence whose cu_seqlens fail validation write O = 0 and
 // LSE = -inf for their rows when those rows are in bounds, and mask_cnt = 0 for their slot when it is in bounds.

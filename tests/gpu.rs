@@ -398,6 +398,22 @@ fn decode_matches_cpu_reference() {
     }
 }
 
+/// Decode steps with one split per (sequence, head): the attention kernel writes the output rows itself and no
+/// combine runs. Many rows (batch x heads above twice the SM count of any current GPU) or, with
+/// HIP_ATTN_FLAG_BATCH_INVARIANT, a key budget of at most 128 keys give one split.
+#[test]
+fn decode_with_one_split_matches_cpu_reference() {
+    let Some(dev) = device("decode_with_one_split_matches_cpu_reference") else { return };
+    let mut rng = Rng::fresh("gpu-decode-one-split");
+    let mut cfg = config(DType::Bf16, 128, 32, 8);
+    (cfg.refresh, cfg.k) = (3, 128);
+    let lens: Vec<usize> = (0..12).map(|i| [1, 700, 5000, 3, 64, 129][i % 6] + 11 * i).collect();
+    decode_lockstep(dev.as_ref(), cfg, &lens, 4, Some(16), &mut rng, "decode one split, 12 x 32 rows");
+    let mut cfg = config(DType::F16, 64, 4, 2);
+    (cfg.refresh, cfg.k, cfg.window, cfg.flags) = (2, 32, 16, HIP_ATTN_FLAG_BATCH_INVARIANT);
+    decode_lockstep(dev.as_ref(), cfg, &[1, 700, 5000], 5, None, &mut rng, "decode one split, batch-invariant");
+}
+
 #[test]
 fn decode_128k_cache() {
     let Some(dev) = device("decode_128k_cache") else { return };
@@ -558,21 +574,26 @@ fn device_index_errors_are_reported_by_the_next_call() {
     }
     let mut rng = Rng::fresh("gpu-index");
     let dt = DType::Bf16;
-    let cfg = config(dt, 64, 4, 4);
-    let ctx = on(dev.as_ref(), cfg);
-    let cap = 64;
-    let k: Vec<Tensor> = (0..2).map(|_| Tensor::random(&mut rng, dt, cap, 4, 64, 0, 1.0)).collect();
-    let cache = Cache { k: k.clone(), v: k.clone(), page_size: Some(8), capacity: cap }.upload(dev.as_ref(), dt, &mut rng);
-    let q = Tensor::random(&mut rng, dt, 2, 4, 64, 0, 1.0);
-    let state = dev.zeroed(ctx.state_size(2));
-    // seqlens_k[1] = 999 > max_seqlen_k: only the device can see it.
-    let out = run_decode(dev.as_ref(), &ctx, dt, &q, &cache, &[10, 999], cap, &state).unwrap();
-    assert!(out.o[4 * 64..].iter().all(|&x| x == 0.0), "the bad sequence's output is zeroed");
-    assert!(out.o[..4 * 64].iter().all(|x| x.is_finite()), "the good sequence still computed");
-    let err = run_decode(dev.as_ref(), &ctx, dt, &q, &cache, &[10, 20], cap, &state).unwrap_err();
-    assert_eq!(err.0, hip_status::HIP_ATTN_STATUS_BAD_INDEX, "{}", err.1);
-    assert!(err.1.contains("seqlens_k"), "{}", err.1);
-    run_decode(dev.as_ref(), &ctx, dt, &q, &cache, &[10, 20], cap, &state).expect("the fault is gone");
+    // Several splits per head, then one (a small key budget with HIP_ATTN_FLAG_BATCH_INVARIANT: no combine).
+    for (k, window, flags) in [(512, 128, 0), (32, 16, HIP_ATTN_FLAG_BATCH_INVARIANT)] {
+        let mut cfg = config(dt, 64, 4, 4);
+        (cfg.k, cfg.window, cfg.flags) = (k, window, flags);
+        let ctx = on(dev.as_ref(), cfg);
+        let cap = 64;
+        let k: Vec<Tensor> = (0..2).map(|_| Tensor::random(&mut rng, dt, cap, 4, 64, 0, 1.0)).collect();
+        let cache = Cache { k: k.clone(), v: k.clone(), page_size: Some(8), capacity: cap }.upload(dev.as_ref(), dt, &mut rng);
+        let q = Tensor::random(&mut rng, dt, 2, 4, 64, 0, 1.0);
+        let state = dev.zeroed(ctx.state_size(2));
+        // seqlens_k[1] = 999 > max_seqlen_k: only the device can see it.
+        let out = run_decode(dev.as_ref(), &ctx, dt, &q, &cache, &[10, 999], cap, &state).unwrap();
+        assert!(out.o[4 * 64..].iter().all(|&x| x == 0.0), "the bad sequence's output is zeroed");
+        assert!(out.lse[4..].iter().all(|&x| x == f32::NEG_INFINITY), "the bad sequence's LSE is -inf");
+        assert!(out.o[..4 * 64].iter().all(|x| x.is_finite()), "the good sequence still computed");
+        let err = run_decode(dev.as_ref(), &ctx, dt, &q, &cache, &[10, 20], cap, &state).unwrap_err();
+        assert_eq!(err.0, hip_status::HIP_ATTN_STATUS_BAD_INDEX, "{}", err.1);
+        assert!(err.1.contains("seqlens_k"), "{}", err.1);
+        run_decode(dev.as_ref(), &ctx, dt, &q, &cache, &[10, 20], cap, &state).expect("the fault is gone");
+    }
 }
 
 #[test]

@@ -27,7 +27,7 @@ const SOURCES: [(&str, &str); 6] = [
 ];
 
 /// Kernel entry points, in the order `KernelModule` resolves them (indices below).
-pub const KERNELS: [&str; 9] = [
+pub const KERNELS: [&str; 10] = [
     "hip_prefill_search",
     "hip_prefill_attn",
     "hip_decode_search",
@@ -37,6 +37,7 @@ pub const KERNELS: [&str; 9] = [
     "hip_params_layout",
     "hip_decode_search_wide",
     "hip_prefill_attn_dense",
+    "hip_decode_attn_direct",
 ];
 const PREFILL_SEARCH: usize = 0;
 const PREFILL_ATTN: usize = 1;
@@ -47,6 +48,7 @@ const MERGE: usize = 5;
 pub const PARAMS_LAYOUT: usize = 6;
 const DECODE_SEARCH_WIDE: usize = 7;
 const PREFILL_ATTN_DENSE: usize = 8;
+const DECODE_ATTN_DIRECT: usize = 9;
 
 // Launch geometry and limits, mirroring the section of cuda/hip_params.h that defines them.
 const SEARCH_THREADS: u32 = 128;
@@ -441,10 +443,13 @@ impl CudaBackend {
             let (search, cl) = self.decode_search_kernel(cfg, a.batch);
             launch(self.func(search)?, (mh * cl, b, 1), (SEARCH_THREADS, 1, 1), self.dsearch_pad, s, &p)?;
             // The search kernel does not wait on the caller's previous work programmatically (an ordinary launch);
-            // the two after it do, and call pdl_wait() before touching what the kernel before them writes.
-            let attn = (self.func(DECODE_ATTN)?, (splits as u32, hq, b), (DECODE_THREADS, 1, 1));
+            // the kernels after it do, and call pdl_wait() before touching what the kernel before them writes.
+            // With one split the attention writes the output rows itself, as the combine would (the same bits).
+            let direct = splits == 1;
+            let attn_kernel = if direct { DECODE_ATTN_DIRECT } else { DECODE_ATTN };
+            let attn = (self.func(attn_kernel)?, (splits as u32, hq, b), (DECODE_THREADS, 1, 1));
             let combine = (self.func(DECODE_COMBINE)?, (hq, b, 1), (COMBINE_THREADS, 1, 1));
-            for (f, grid, block) in [attn, combine] {
+            for (f, grid, block) in std::iter::once(attn).chain((!direct).then_some(combine)) {
                 if self.pdl {
                     launch_dependent(f, grid, block, s, &p)?;
                 } else {

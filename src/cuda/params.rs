@@ -51,7 +51,7 @@ mirror! {
 }
 
 mirror! {
-    /// hip_decode_params: kernels hip_decode_search, hip_decode_attn, hip_decode_combine.
+    /// hip_decode_params: kernels hip_decode_search(_wide), hip_decode_attn(_direct), hip_decode_combine.
     DecodeParams = "hip_decode_params", size 216 {
         q: u64, o: u64,
         lse: u64,
