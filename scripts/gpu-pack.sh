@@ -31,4 +31,5 @@ c++ -std=c++17 -Wall -Wextra -Werror -O2 -Iinclude -Iexamples/cpp examples/cpp/e
 # Debug info is most of each binary's size; the device tool carries at most 64 MiB.
 strip --strip-debug "$DIST"/bin/*
 cp scripts/gpu-run.sh "$DIST/run.sh"
+cp scripts/gpu-ab.sh "$DIST/ab.sh"
 du -sh "$DIST"
