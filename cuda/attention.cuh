@@ -19,13 +19,18 @@ namespace hip {
 // query rows (QT padded to 16). With one or two row groups, two warps share each row group and split every key
 // tile in halves (merging their softmax states at the end), so the default BQ = 32 still runs 4 warps per CTA.
 // K and V tiles are double-buffered: tile t+1 is in flight (cp.async) while tile t is computed.
-template <int QT>
+// The dense kernel (head_dim <= 128) gives each warp MT = 2 m-tiles (32 rows), as FlashAttention-2 does: every K
+// and V fragment read from shared memory then feeds two MMAs, which halves the shared-memory traffic per FLOP
+// that one 16-row m-tile per warp spends (the kernel's limit at 8 warps of 16 rows); Q then stays in shared memory
+// (its fragments no longer fit in registers beside two m-tiles of O) and 4-warp CTAs run two per SM.
+template <int QT, bool DENSE>
 struct PfGeo {
-    static constexpr int THREADS = HIP_ATTN_PREFILL_THREADS_FOR(QT, D);
+    static constexpr int MT = DENSE && D <= 128 ? 2 : 1;  // 16-row m-tiles per warp
+    static constexpr int THREADS = DENSE ? HIP_ATTN_DENSE_THREADS_FOR(D) : HIP_ATTN_PREFILL_THREADS_FOR(QT, D);
     static constexpr int WARPS = THREADS / 32;
-    static constexpr int BQP = round_up(QT, 16);
-    static constexpr int RG = BQP / 16;
-    static constexpr int TK = D == 64 ? 64 : D == 128 ? 32 : 16;  // keys per stage
+    static constexpr int BQP = round_up(QT, 16 * MT);
+    static constexpr int RG = BQP / (16 * MT);                     // row groups (of 16 * MT rows)
+    static constexpr int TK = HIP_ATTN_PREFILL_KEYS_FOR(D);        // keys per stage
     static constexpr int KS = WARPS / RG;                          // key splits inside a tile
     static constexpr int KW = TK / KS;                             // keys per warp per tile
     // Threads per gathered key row: the largest power of two that THREADS / TK allows, at most one per 16-byte
@@ -35,18 +40,23 @@ struct PfGeo {
     // head_dim 128, 128 registers per thread (no spills on sm_90 at BQ <= 32: 4 CTAs instead of the 3 that ~157
     // registers allowed); else the compiler's choice (without the split, a 128 cap spills 40-100 bytes; 8-warp
     // CTAs capped so ran 6% slower than one CTA of ~168 registers per SM).
-    static constexpr int MIN_CTAS = D <= 128 && KS == 2 ? cmax(1, 65536 / (THREADS * 128)) : 1;
-    static_assert(WARPS == RG * HIP_ATTN_PREFILL_KSPLIT_FOR(QT, D), "prefill thread macro disagrees with the tiling");
+    // (Two m-tiles per warp: two CTAs of up to 255 registers.)
+    static constexpr int MIN_CTAS = MT == 2 ? 2 : D <= 128 && KS == 2 ? cmax(1, 65536 / (THREADS * 128)) : 1;
+    static_assert(WARPS == RG * (DENSE ? 1 : HIP_ATTN_PREFILL_KSPLIT_FOR(QT, D)), "thread macros disagree with the tiling");
+    static_assert(MT == 1 || KS == 1, "two m-tiles per warp only without a key split");
     static_assert(KW % 16 == 0, "each warp needs whole 16-key k-steps for P.V");
-    static_assert(BQP * ROW <= 4 * TK * ROW, "Q staging must fit in the K/V stage buffers");
+    static_assert(MT > 1 || BQP * ROW <= 4 * TK * ROW, "Q staging must fit in the K/V stage buffers");
     static_assert((KS - 1) * RG * 16 * (D + 2) * 4 <= 4 * TK * ROW * 2, "split merge scratch must fit in K/V stages");
 };
 
 template <int QT, bool DENSE>
 struct PrefillSmem {
-    alignas(16) elem_t kv[2][2][PfGeo<QT>::TK * ROW];  // [stage][K, V] (first: Q staging; last: split-merge scratch)
-    int kpos[2][PfGeo<QT>::TK];                        // key position of each row of a stage
-    int blocks[DENSE ? 1 : KBX];                       // selected blocks of this query block
+    using G = PfGeo<QT, DENSE>;
+    alignas(16) elem_t kv[2][2][G::TK * ROW];      // [stage][K, V] (first: Q staging when MT == 1; last:
+                                                   // split-merge scratch)
+    alignas(16) elem_t q[G::MT > 1 ? G::BQP * ROW : 8];  // MT > 1: Q, read at every tile
+    int kpos[2][G::TK];                            // key position of each row of a stage
+    int blocks[DENSE ? 1 : KBX];                   // selected blocks of this query block
 };
 
 // A sequence whose every query block has a search domain of at most KB blocks: the search selects all of them, so
@@ -62,11 +72,13 @@ __device__ __forceinline__ bool prefill_seq_dense(const hip_prefill_params& p, c
 // starts the longest tiles first.
 template <int QT, bool DENSE>
 __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
-    using G = PfGeo<QT>;
+    using G = PfGeo<QT, DENSE>;
     constexpr int PF_THREADS = G::THREADS, BQP = G::BQP, RG = G::RG, PF_TK = G::TK, KS = G::KS, KW = G::KW;
-    constexpr int PF_SUBS = G::SUBS;
-    static_assert(sizeof(PrefillSmem<QT, DENSE>) <= 48 * 1024, "prefill attention exceeds 48 KB static smem");
-    __shared__ PrefillSmem<QT, DENSE> sm;
+    constexpr int PF_SUBS = G::SUBS, MT = G::MT;
+    static_assert(DENSE || sizeof(PrefillSmem<QT, DENSE>) <= 48 * 1024, "prefill attention exceeds 48 KB static smem");
+    static_assert(!DENSE || sizeof(PrefillSmem<QT, DENSE>) <= HIP_ATTN_DENSE_SMEM_FOR(D),
+                  "dense prefill attention needs more shared memory than the host launches it with");
+    PrefillSmem<QT, DENSE>& sm = cta_smem<PrefillSmem<QT, DENSE>, DENSE>();
     const int j = DENSE && CAUSAL ? gridDim.x - 1 - blockIdx.x : blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, tq = lane & 3;
@@ -136,8 +148,9 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
     const elem_t* kg = (const elem_t*)p.k + (long long)s.k0 * p.k_tok_stride + (long long)kvh * p.k_head_stride;
     const elem_t* vg = (const elem_t*)p.v + (long long)s.k0 * p.v_tok_stride + (long long)kvh * p.v_head_stride;
 
-    // Stage Q (zero rows past the block) through the K/V buffers and keep it in registers as A fragments.
-    elem_t* qs = &sm.kv[0][0][0];
+    // Stage Q (zero rows past the block): MT == 1 through the K/V buffers, into registers as A fragments; MT > 1
+    // into its own buffer, where the A fragments are read at every tile.
+    elem_t* qs = MT > 1 ? &sm.q[0] : &sm.kv[0][0][0];
     for (int c = tid; c < BQP * CPR; c += PF_THREADS) {
         const int r = c / CPR, part = c - r * CPR;
         cp_async16(smem_addr(&qs[r * ROW + part * 8]), qg + (long long)r * p.q_tok_stride + part * 8, r < len);
@@ -148,13 +161,14 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
 
     const int r = warp % RG;   // row group
     const int ks = warp / RG;  // key split
-    u32 qf[D / 16][4];
-    {
-        const u32 qa = smem_addr(qs) + ((r * 16 + (lane & 15)) * ROW + (lane >> 4) * 8) * 2;
+    const int row0 = r * 16 * MT;  // the warp's first query row
+    const u32 q_lane = smem_addr(qs) + ((row0 + (lane & 15)) * ROW + (lane >> 4) * 8) * 2;
+    u32 qf[MT == 1 ? D / 16 : 1][4];
+    if (MT == 1) {
 #pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(qa + kk * 32, qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+        for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(q_lane + kk * 32, qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+        __syncthreads();  // Q staging area becomes the K/V stages
     }
-    __syncthreads();  // Q staging area becomes the K/V stages
 
     // ldmatrix addresses: one smem base plus compile-time offsets, so they fold into the instruction's immediate.
     constexpr u32 V_BYTES = PF_TK * ROW * 2;
@@ -188,21 +202,28 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
         cp_async_commit();
     };
 
-    // Query rows of this lane: g and g + 8 of the row group. Padded rows borrow the last query's position.
-    int lim[2];
+    // Query rows of this lane: g and g + 8 of each m-tile. Padded rows borrow the last query's position.
+    int lim[MT][2];
 #pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-        const int qi = cmin(r * 16 + g + hh * 8, len - 1);
-        lim[hh] = CAUSAL ? p0 + qi : INVALID_POS - 1;
-    }
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+            const int qi = cmin(row0 + m * 16 + g + hh * 8, len - 1);
+            lim[m][hh] = CAUSAL ? p0 + qi : INVALID_POS - 1;
+        }
     const float sl2 = p.scale * LOG2E;
 
-    float o[D / 8][4];
+    float o[MT][D / 8][4];
+    float mrow[MT][2], lrow[MT][2];
 #pragma unroll
-    for (int n = 0; n < D / 8; ++n)
+    for (int m = 0; m < MT; ++m) {
 #pragma unroll
-        for (int i = 0; i < 4; ++i) o[n][i] = 0.f;
-    float mrow[2] = {HIP_NEG_INF, HIP_NEG_INF}, lrow[2] = {0.f, 0.f};
+        for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) o[m][n][i] = 0.f;
+        mrow[m][0] = mrow[m][1] = HIP_NEG_INF;
+        lrow[m][0] = lrow[m][1] = 0.f;
+    }
 
     issue(0);
     for (int t = 0; t < ntiles; ++t) {
@@ -211,40 +232,58 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
         __syncthreads();
         const int st = t & 1;
 
-        float sc[KW / 8][4];
+        float sc[MT][KW / 8][4];
 #pragma unroll
-        for (int n = 0; n < KW / 8; ++n)
+        for (int m = 0; m < MT; ++m)
 #pragma unroll
-            for (int i = 0; i < 4; ++i) sc[n][i] = 0.f;
+            for (int n = 0; n < KW / 8; ++n)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) sc[m][n][i] = 0.f;
         {
             const u32 kt = kv_lane + st * STAGE_BYTES + k_lane_off;
 #pragma unroll
             for (int kk = 0; kk < D / 16; ++kk) {
+                u32 qa[MT][4];
+#pragma unroll
+                for (int m = 0; m < MT; ++m) {
+                    if (MT == 1) {
+#pragma unroll
+                        for (int i = 0; i < 4; ++i) qa[m][i] = qf[kk][i];
+                    } else {
+                        ldsm_x4(q_lane + (m * 16 * ROW + kk * 16) * 2, qa[m][0], qa[m][1], qa[m][2], qa[m][3]);
+                    }
+                }
 #pragma unroll
                 for (int n = 0; n < KW / 8; n += 2) {
                     u32 b0, b1, b2, b3;
                     ldsm_x4(kt + (n * 8 * ROW + kk * 16) * 2, b0, b1, b2, b3);
-                    mma16816(sc[n], qf[kk], b0, b1);
-                    mma16816(sc[n + 1], qf[kk], b2, b3);
+#pragma unroll
+                    for (int m = 0; m < MT; ++m) {
+                        mma16816(sc[m][n], qa[m], b0, b1);
+                        mma16816(sc[m][n + 1], qa[m], b2, b3);
+                    }
                 }
             }
         }
 
-        // Mask, then online softmax (log2 domain). Each lane holds rows g (sc[][0..1]) and g+8 (sc[][2..3]).
-        u32 pf[KW / 16][4];
-        {
-            const int* kp = &sm.kpos[st][ks * KW];
+        // Mask, then online softmax (log2 domain). Each lane holds rows g (sc[m][][0..1]) and g+8 (sc[m][][2..3]) of
+        // each m-tile.
+        u32 pf[MT][KW / 16][4];
+        const int* kp = &sm.kpos[st][ks * KW];
+        // Dense: a slice of keys that all exist and lie at or before this warp's first row needs no mask (all but
+        // the diagonal tiles; the slots are the key positions).
+        const int slice_end = t * PF_TK + (ks + 1) * KW;
+        const bool unmasked = DENSE && slice_end <= nkeys && (!CAUSAL || slice_end - 1 <= p0 + cmin(row0, len - 1));
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
             float mx[2] = {HIP_NEG_INF, HIP_NEG_INF};
-            // Dense: a slice of keys that all exist and lie at or before this warp's first row needs no mask (all
-            // but the diagonal tiles; the slots are the key positions).
-            const int slice_end = t * PF_TK + (ks + 1) * KW;
-            if (DENSE && slice_end <= nkeys && (!CAUSAL || slice_end - 1 <= p0 + cmin(r * 16, len - 1))) {
+            if (unmasked) {
 #pragma unroll
                 for (int n = 0; n < KW / 8; ++n)
 #pragma unroll
                     for (int i = 0; i < 4; ++i) {
-                        sc[n][i] *= sl2;
-                        mx[i >> 1] = fmaxf(mx[i >> 1], sc[n][i]);
+                        sc[m][n][i] *= sl2;
+                        mx[i >> 1] = fmaxf(mx[i >> 1], sc[m][n][i]);
                     }
             } else {
 #pragma unroll
@@ -252,8 +291,8 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
 #pragma unroll
                     for (int i = 0; i < 4; ++i) {
                         const int pos = kp[n * 8 + 2 * tq + (i & 1)];
-                        const float v = pos <= lim[i >> 1] ? sc[n][i] * sl2 : HIP_NEG_INF;
-                        sc[n][i] = v;
+                        const float v = pos <= lim[m][i >> 1] ? sc[m][n][i] * sl2 : HIP_NEG_INF;
+                        sc[m][n][i] = v;
                         mx[i >> 1] = fmaxf(mx[i >> 1], v);
                     }
                 }
@@ -261,37 +300,37 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
             float alpha[2], mu[2];
 #pragma unroll
             for (int hh = 0; hh < 2; ++hh) {
-                const float mnew = fmaxf(mrow[hh], quad_max(mx[hh]));
+                const float mnew = fmaxf(mrow[m][hh], quad_max(mx[hh]));
                 mu[hh] = mnew == HIP_NEG_INF ? 0.f : mnew;  // a row with no key yet: exp2(-inf - 0) = 0, no NaN
-                alpha[hh] = exp2f(mrow[hh] - mu[hh]);
-                mrow[hh] = mnew;
+                alpha[hh] = exp2f(mrow[m][hh] - mu[hh]);
+                mrow[m][hh] = mnew;
             }
             float rs[2] = {0.f, 0.f};
 #pragma unroll
             for (int n = 0; n < KW / 8; ++n) {
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
-                    const float e2 = exp2f(sc[n][i] - mu[i >> 1]);
-                    sc[n][i] = e2;
+                    const float e2 = exp2f(sc[m][n][i] - mu[i >> 1]);
+                    sc[m][n][i] = e2;
                     rs[i >> 1] += e2;
                 }
             }
 #pragma unroll
-            for (int hh = 0; hh < 2; ++hh) lrow[hh] = lrow[hh] * alpha[hh] + rs[hh];
+            for (int hh = 0; hh < 2; ++hh) lrow[m][hh] = lrow[m][hh] * alpha[hh] + rs[hh];
 #pragma unroll
             for (int n = 0; n < D / 8; ++n) {
-                o[n][0] *= alpha[0];
-                o[n][1] *= alpha[0];
-                o[n][2] *= alpha[1];
-                o[n][3] *= alpha[1];
+                o[m][n][0] *= alpha[0];
+                o[m][n][1] *= alpha[0];
+                o[m][n][2] *= alpha[1];
+                o[m][n][3] *= alpha[1];
             }
             // C fragments of S become A fragments of P (16 keys per k-step).
 #pragma unroll
             for (int kk = 0; kk < KW / 16; ++kk) {
-                pf[kk][0] = pack2(sc[2 * kk][0], sc[2 * kk][1]);
-                pf[kk][1] = pack2(sc[2 * kk][2], sc[2 * kk][3]);
-                pf[kk][2] = pack2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
-                pf[kk][3] = pack2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+                pf[m][kk][0] = pack2(sc[m][2 * kk][0], sc[m][2 * kk][1]);
+                pf[m][kk][1] = pack2(sc[m][2 * kk][2], sc[m][2 * kk][3]);
+                pf[m][kk][2] = pack2(sc[m][2 * kk + 1][0], sc[m][2 * kk + 1][1]);
+                pf[m][kk][3] = pack2(sc[m][2 * kk + 1][2], sc[m][2 * kk + 1][3]);
             }
         }
 
@@ -303,8 +342,11 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
                 for (int n = 0; n < D / 8; n += 2) {
                     u32 b0, b1, b2, b3;
                     ldsm_x4_t(vt + (kk * 16 * ROW + n * 8) * 2, b0, b1, b2, b3);
-                    mma16816(o[n], pf[kk], b0, b1);
-                    mma16816(o[n + 1], pf[kk], b2, b3);
+#pragma unroll
+                    for (int m = 0; m < MT; ++m) {
+                        mma16816(o[m][n], pf[m][kk], b0, b1);
+                        mma16816(o[m][n + 1], pf[m][kk], b2, b3);
+                    }
                 }
             }
         }
@@ -313,9 +355,12 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
     cp_async_wait<0>();
 
 #pragma unroll
-    for (int hh = 0; hh < 2; ++hh) lrow[hh] = quad_sum(lrow[hh]);
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) lrow[m][hh] = quad_sum(lrow[m][hh]);
 
-    // Merge the key splits of each row group: splits 1..KS-1 park (m, l, o) in smem, split 0 folds them in.
+    // Merge the key splits of each row group: splits 1..KS-1 park (m, l, o) in smem, split 0 folds them in (a key
+    // split implies one m-tile per warp).
     if (KS > 1) {
         float* scratch = (float*)&sm.kv[0][0][0];
         constexpr int RS = D + 2;  // one row: o[D], m, l
@@ -327,12 +372,12 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
                 float* row = base + (g + 8 * hh) * RS;
 #pragma unroll
                 for (int n = 0; n < D / 8; ++n) {
-                    row[n * 8 + 2 * tq] = o[n][2 * hh];
-                    row[n * 8 + 2 * tq + 1] = o[n][2 * hh + 1];
+                    row[n * 8 + 2 * tq] = o[0][n][2 * hh];
+                    row[n * 8 + 2 * tq + 1] = o[0][n][2 * hh + 1];
                 }
                 if (tq == 0) {
-                    row[D] = mrow[hh];
-                    row[D + 1] = lrow[hh];
+                    row[D] = mrow[0][hh];
+                    row[D + 1] = lrow[0][hh];
                 }
             }
         }
@@ -340,16 +385,16 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
         if (ks == 0) {
 #pragma unroll
             for (int hh = 0; hh < 2; ++hh) {
-                float mm = mrow[hh];
+                float mm = mrow[0][hh];
                 for (int s2 = 1; s2 < KS; ++s2)
                     mm = fmaxf(mm, scratch[(((s2 - 1) * RG + r) * 16 + g + 8 * hh) * RS + D]);
                 const float mref = mm == HIP_NEG_INF ? 0.f : mm;
-                const float a0 = exp2f(mrow[hh] - mref);
-                float l = lrow[hh] * a0;
+                const float a0 = exp2f(mrow[0][hh] - mref);
+                float l = lrow[0][hh] * a0;
 #pragma unroll
                 for (int n = 0; n < D / 8; ++n) {
-                    o[n][2 * hh] *= a0;
-                    o[n][2 * hh + 1] *= a0;
+                    o[0][n][2 * hh] *= a0;
+                    o[0][n][2 * hh + 1] *= a0;
                 }
                 for (int s2 = 1; s2 < KS; ++s2) {
                     const float* row = scratch + (((s2 - 1) * RG + r) * 16 + g + 8 * hh) * RS;
@@ -357,32 +402,35 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
                     l += row[D + 1] * a;
 #pragma unroll
                     for (int n = 0; n < D / 8; ++n) {
-                        o[n][2 * hh] += row[n * 8 + 2 * tq] * a;
-                        o[n][2 * hh + 1] += row[n * 8 + 2 * tq + 1] * a;
+                        o[0][n][2 * hh] += row[n * 8 + 2 * tq] * a;
+                        o[0][n][2 * hh + 1] += row[n * 8 + 2 * tq + 1] * a;
                     }
                 }
-                mrow[hh] = mm;
-                lrow[hh] = l;
+                mrow[0][hh] = mm;
+                lrow[0][hh] = l;
             }
         }
     }
 
     if (ks == 0) {
 #pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-            const int qi = r * 16 + g + 8 * hh;
-            if (qi < len) {
-                const float l = lrow[hh];
-                const float inv = l > 0.f ? 1.f / l : 0.f;  // a row that attends nothing writes zeros
-                elem_t* orow = obase + (long long)(s.q0 + first + qi) * p.o_tok_stride + (long long)h * p.o_head_stride;
+        for (int m = 0; m < MT; ++m)
 #pragma unroll
-                for (int n = 0; n < D / 8; ++n)
-                    *(u32*)(orow + n * 8 + 2 * tq) = pack2(o[n][2 * hh] * inv, o[n][2 * hh + 1] * inv);
-                if (lse_out && tq == 0)
-                    lse_out[(long long)(s.q0 + first + qi) * p.num_q_heads + h] =
-                        l > 0.f ? (mrow[hh] + log2f(l)) * LN2 : HIP_NEG_INF;
+            for (int hh = 0; hh < 2; ++hh) {
+                const int qi = row0 + m * 16 + g + 8 * hh;
+                if (qi < len) {
+                    const float l = lrow[m][hh];
+                    const float inv = l > 0.f ? 1.f / l : 0.f;  // a row that attends nothing writes zeros
+                    elem_t* orow =
+                        obase + (long long)(s.q0 + first + qi) * p.o_tok_stride + (long long)h * p.o_head_stride;
+#pragma unroll
+                    for (int n = 0; n < D / 8; ++n)
+                        *(u32*)(orow + n * 8 + 2 * tq) = pack2(o[m][n][2 * hh] * inv, o[m][n][2 * hh + 1] * inv);
+                    if (lse_out && tq == 0)
+                        lse_out[(long long)(s.q0 + first + qi) * p.num_q_heads + h] =
+                            l > 0.f ? (mrow[m][hh] + log2f(l)) * LN2 : HIP_NEG_INF;
+                }
             }
-        }
     }
 }
 

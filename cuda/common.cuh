@@ -115,6 +115,20 @@ __device__ __forceinline__ u32 float_ord(float f) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// The CTA's shared-memory struct: static, or (DYN) placed at the start of the launch's dynamic shared memory, for
+// layouts above the 48 KiB a static declaration may take. The host passes at least sizeof(S) bytes.
+template <class S, bool DYN>
+__device__ __forceinline__ S& cta_smem() {
+    if constexpr (DYN) {
+        extern __shared__ __align__(16) unsigned char hip_dyn_smem[];
+        return *reinterpret_cast<S*>(hip_dyn_smem);
+    } else {
+        __shared__ S s;
+        return s;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Shared-memory address, ldmatrix, mma.sync, cp.async
 __device__ __forceinline__ u32 smem_addr(const void* p) {
     u32 r;

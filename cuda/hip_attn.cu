@@ -11,13 +11,13 @@ extern "C" __global__ void __launch_bounds__(HIP_ATTN_SEARCH_THREADS, hip::S_MIN
     hip::prefill_search(p);
 }
 
-extern "C" __global__ void __launch_bounds__(HIP_ATTN_PREFILL_THREADS, hip::PfGeo<HIP_BQ>::MIN_CTAS)
+extern "C" __global__ void __launch_bounds__(HIP_ATTN_PREFILL_THREADS, hip::PfGeo<HIP_BQ, false>::MIN_CTAS)
     hip_prefill_attn(hip_prefill_params p) {
     hip::prefill_attn<HIP_BQ, false>(p);
 }
 
 // The same attention in tiles of HIP_ATTN_DENSE_ROWS query rows, for prefills where every block is selected.
-extern "C" __global__ void __launch_bounds__(HIP_ATTN_DENSE_THREADS, hip::PfGeo<HIP_ATTN_DENSE_ROWS>::MIN_CTAS)
+extern "C" __global__ void __launch_bounds__(HIP_ATTN_DENSE_THREADS, hip::PfGeo<HIP_ATTN_DENSE_ROWS, true>::MIN_CTAS)
     hip_prefill_attn_dense(hip_prefill_params p) {
     hip::prefill_attn<HIP_ATTN_DENSE_ROWS, true>(p);
 }

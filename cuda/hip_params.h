@@ -126,10 +126,20 @@ typedef struct {
 #define HIP_ATTN_MERGE_THREADS 128
 #define HIP_ATTN_MERGE_HEADS_PER_CTA 4   // one warp per (token, head)
 #define HIP_ATTN_DENSE_ROWS_FOR(d) HIP_ATTN_CUDA_MAX_BQ_FOR(d)   // query rows per CTA of hip_prefill_attn_dense
+// hip_prefill_attn_dense: head_dim <= 128, 4 warps of 32 rows; 256, 4 warps of 16 rows (as the block-sparse
+// kernel's tiling). Keys per pipeline stage of both prefill attention kernels.
+#define HIP_ATTN_DENSE_THREADS_FOR(d) ((d) <= 128 ? 128 : HIP_ATTN_PREFILL_THREADS_FOR(HIP_ATTN_DENSE_ROWS_FOR(d), d))
+#define HIP_ATTN_PREFILL_KEYS_FOR(d) ((d) == 64 ? 64 : (d) == 128 ? 32 : 16)
+// Dynamic shared memory (bytes) the host launches hip_prefill_attn_dense with, opting in above 48 KiB: two stages
+// of K and V tiles in rows of d + 8 16-bit elements, Q (head_dim <= 128), the stages' key positions, slack for
+// alignment. The kernel asserts that its layout fits.
+#define HIP_ATTN_DENSE_SMEM_FOR(d)                                                                                  \
+    (2 * 2 * HIP_ATTN_PREFILL_KEYS_FOR(d) * ((d) + 8) * 2 + ((d) <= 128 ? HIP_ATTN_DENSE_ROWS_FOR(d) : 8) * ((d) + 8) * 2 + \
+     2 * HIP_ATTN_PREFILL_KEYS_FOR(d) * 4 + 64)
 #if defined(HIP_BQ) && defined(HIP_HEAD_DIM)
 #define HIP_ATTN_PREFILL_THREADS HIP_ATTN_PREFILL_THREADS_FOR(HIP_BQ, HIP_HEAD_DIM)
 #define HIP_ATTN_DENSE_ROWS HIP_ATTN_DENSE_ROWS_FOR(HIP_HEAD_DIM)
-#define HIP_ATTN_DENSE_THREADS HIP_ATTN_PREFILL_THREADS_FOR(HIP_ATTN_DENSE_ROWS, HIP_HEAD_DIM)
+#define HIP_ATTN_DENSE_THREADS HIP_ATTN_DENSE_THREADS_FOR(HIP_HEAD_DIM)
 #endif
 
 // hip_params_layout(unsigned long long* out) writes HIP_ATTN_LAYOUT_ENTRIES values: for each struct in the order

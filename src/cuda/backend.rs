@@ -63,6 +63,26 @@ fn dense_rows(d: usize) -> usize {
     if d <= 128 { 128 } else { 64 }
 }
 
+/// Keys per pipeline stage of the prefill attention kernels (HIP_ATTN_PREFILL_KEYS_FOR).
+fn prefill_keys(d: usize) -> usize {
+    match d {
+        64 => 64,
+        128 => 32,
+        _ => 16,
+    }
+}
+
+/// Threads of hip_prefill_attn_dense (HIP_ATTN_DENSE_THREADS_FOR).
+fn dense_threads(d: usize) -> u32 {
+    if d <= 128 { 128 } else { prefill_threads(dense_rows(d), d) }
+}
+
+/// Dynamic shared memory of hip_prefill_attn_dense (HIP_ATTN_DENSE_SMEM_FOR; the kernel asserts its layout fits).
+fn dense_smem(d: usize) -> u32 {
+    let q_rows = if d <= 128 { dense_rows(d) } else { 8 };
+    (2 * 2 * prefill_keys(d) * (d + 8) * 2 + q_rows * (d + 8) * 2 + 2 * prefill_keys(d) * 4 + 64) as u32
+}
+
 fn prefill_threads(bq: usize, d: usize) -> u32 {
     let groups = bq.div_ceil(16);
     let ksplit = if d <= 128 && groups <= 2 { 2 } else { 1 };
@@ -239,6 +259,10 @@ impl CudaBackend {
         log(LogLevel::Info, &format!("kernels {how} in {:.3} s", started.elapsed().as_secs_f64()));
         let flag = MappedFlag::new(&dev)?;
         let (pdl, dsearch_cl) = (info.cc_major >= 9, decode_search_cluster(&info.arch));
+        let dense = dense_smem(cfg.head_dim);
+        if dense > info.max_smem_per_block as u32 {
+            module.set_max_dynamic_smem(PREFILL_ATTN_DENSE, dense)?;
+        }
         let static_smem = module.attribute(DECODE_SEARCH, CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)?;
         let dsearch_pad = dsearch_smem_pad(info, static_smem);
         let mut backend = CudaBackend { module, flag, dev, dsearch_cl, dsearch_pad, pdl };
@@ -337,7 +361,8 @@ impl CudaBackend {
         unsafe {
             launch(self.func(PREFILL_SEARCH)?, (blocks, cfg.mask_heads() as u32, batch), (SEARCH_THREADS, 1, 1), 0, s, &p)?;
             let dense_grid = (a.max_seqlen_q.div_ceil(rows) as u32, heads, batch);
-            launch(self.func(PREFILL_ATTN_DENSE)?, dense_grid, (prefill_threads(rows, cfg.head_dim), 1, 1), 0, s, &p)?;
+            let (dense_block, smem) = ((dense_threads(cfg.head_dim), 1, 1), dense_smem(cfg.head_dim));
+            launch(self.func(PREFILL_ATTN_DENSE)?, dense_grid, dense_block, smem, s, &p)?;
             if !plan::prefill_all_dense(cfg, a.max_seqlen_k) {
                 let threads = prefill_threads(cfg.bq, cfg.head_dim);
                 launch(self.func(PREFILL_ATTN)?, (blocks, heads, batch), (threads, 1, 1), 0, s, &p)?;
