@@ -298,11 +298,13 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
                 }
             }
             float alpha[2], mu[2];
+            bool settled = true;  // neither row's maximum moved
 #pragma unroll
             for (int hh = 0; hh < 2; ++hh) {
                 const float mnew = fmaxf(mrow[m][hh], quad_max(mx[hh]));
                 mu[hh] = mnew == HIP_NEG_INF ? 0.f : mnew;  // a row with no key yet: exp2(-inf - 0) = 0, no NaN
-                alpha[hh] = exp2f(mrow[m][hh] - mu[hh]);
+                alpha[hh] = exp2_ftz(mrow[m][hh] - mu[hh]);
+                settled &= mnew == mrow[m][hh];
                 mrow[m][hh] = mnew;
             }
             float rs[2] = {0.f, 0.f};
@@ -310,19 +312,23 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
             for (int n = 0; n < KW / 8; ++n) {
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
-                    const float e2 = exp2f(sc[m][n][i] - mu[i >> 1]);
+                    const float e2 = exp2_ftz(sc[m][n][i] - mu[i >> 1]);
                     sc[m][n][i] = e2;
                     rs[i >> 1] += e2;
                 }
             }
 #pragma unroll
             for (int hh = 0; hh < 2; ++hh) lrow[m][hh] = lrow[m][hh] * alpha[hh] + rs[hh];
+            // Once the rows' maxima settle most tiles move none of the warp's 32 rows, and the 64 multiplies per
+            // lane would all be by 1 (or, for rows without keys yet, of zeros): skipped, warp-uniformly.
+            if (!__all_sync(0xffffffffu, settled)) {
 #pragma unroll
-            for (int n = 0; n < D / 8; ++n) {
-                o[m][n][0] *= alpha[0];
-                o[m][n][1] *= alpha[0];
-                o[m][n][2] *= alpha[1];
-                o[m][n][3] *= alpha[1];
+                for (int n = 0; n < D / 8; ++n) {
+                    o[m][n][0] *= alpha[0];
+                    o[m][n][1] *= alpha[0];
+                    o[m][n][2] *= alpha[1];
+                    o[m][n][3] *= alpha[1];
+                }
             }
             // C fragments of S become A fragments of P (16 keys per k-step).
 #pragma unroll

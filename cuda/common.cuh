@@ -219,6 +219,15 @@ __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
+// 2^x on the MUFU alone, without exp2f's fix-up for results in the denormal range (flushed to 0 here). The
+// online softmax takes x <= 0: a weight below 2^-126 next to a row maximum of weight 1 changes no bit of an f32
+// row sum or a 16-bit output.
+__device__ __forceinline__ float exp2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Warp reductions
 __device__ __forceinline__ float warp_max(float v) {
