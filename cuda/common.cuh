@@ -171,6 +171,25 @@ __device__ __forceinline__ void cp_async16(u32 dst, const void* src, bool valid)
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0)
                  : "memory");
 }
+// The same at compile-time byte offsets from the two addresses: they fold into the instruction, so the chunks of
+// one row share one pair of address registers instead of computing a 64-bit address each.
+template <int DST_OFF, int SRC_OFF>
+__device__ __forceinline__ void cp_async16_at(u32 dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0+%3], [%1+%4], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0),
+                 "n"(DST_OFF), "n"(SRC_OFF)
+                 : "memory");
+}
+// Chunks J..N-1 of one row: 16 bytes each, STEP bytes apart in shared and in global memory, at compile-time
+// offsets from one pair of address registers. With V_OFF >= 0, interleaved with the same chunks of a second row
+// (src2, V_OFF bytes further in shared memory): a K row and its V row.
+template <int N, int STEP, int V_OFF = -1, int J = 0>
+__device__ __forceinline__ void cp_chunks(u32 dst, const void* src, const void* src2, bool valid) {
+    if constexpr (J < N) {
+        cp_async16_at<J * STEP, J * STEP>(dst, src, valid);
+        if constexpr (V_OFF >= 0) cp_async16_at<V_OFF + J * STEP, J * STEP>(dst, src2, valid);
+        cp_chunks<N, STEP, V_OFF, J + 1>(dst, src, src2, valid);
+    }
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }

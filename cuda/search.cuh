@@ -163,9 +163,8 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
             }
             if (my_sub == 0) sm.colbr[st][my_row] = br;
             const u32 dst = dst0 + st * K_STAGE_BYTES;
-            const elem_t* src = (br >= 0 ? ptr : gdummy) + my_sub * 8;
-#pragma unroll
-            for (int j = 0; j < CPT; ++j) cp_async16(dst + j * TPR * 16, src + j * TPR * 8, br >= 0);
+            // (ptr stays gdummy, a valid address for the zero-filling copies, unless br names a key)
+            cp_chunks<CPT, TPR * 16>(dst, ptr + my_sub * 8, nullptr, br >= 0);
         }
         cp_async_commit();  // (every thread, so that the wait counts stay uniform)
     };
