@@ -28,6 +28,21 @@ cc -std=c11 -Wall -Wextra -Werror -O2 -Iinclude examples/c/example.c -Ltarget/re
 # The C++ example picks the backend from HIP_ATTN_BACKEND, so it also runs the CUDA backend end to end.
 c++ -std=c++17 -Wall -Wextra -Werror -O2 -Iinclude -Iexamples/cpp examples/cpp/example.cpp -Ltarget/release -lhip_attn -ldl \
     -o "$DIST/bin/example_cpp"
+# The Go and Zig examples also take the backend from HIP_ATTN_BACKEND; built where their toolchains are found (Zig:
+# on PATH or as $ZIG, e.g. the one .ci/run installs; its first build takes a few minutes).
+SCRATCH=target/gpu-pack
+if command -v go >/dev/null; then
+    (cd examples/go && CGO_CFLAGS="-I$PWD/../../include" CGO_LDFLAGS="-L$PWD/../../target/release" \
+        GOCACHE="$PWD/../../$SCRATCH/go-cache" GOPATH="$PWD/../../$SCRATCH/go-path" go test -c -o "../../$DIST/bin/example_go_test" .)
+fi
+ZIG=${ZIG:-$(command -v zig || true)}
+if [ -n "$ZIG" ]; then
+    rm -rf "$SCRATCH/prefix"
+    make --no-print-directory install-only LIBDIR="$PWD/target/release" PREFIX="$PWD/$SCRATCH/prefix" >/dev/null
+    (cd examples/zig && "$ZIG" build install -Dlibdir="$PWD/../../$SCRATCH/prefix/lib" --cache-dir "../../$SCRATCH/zig-cache" \
+        --prefix "../../$SCRATCH/zig-out")
+    cp "$SCRATCH/zig-out/bin/hip_attn_example" "$DIST/bin/example_zig"
+fi
 # Debug info is most of each binary's size; the device tool carries at most 64 MiB.
 strip --strip-debug "$DIST"/bin/*
 cp scripts/gpu-run.sh "$DIST/run.sh"
