@@ -97,13 +97,13 @@ fn make_head(kind: Kind, t: usize, seed: u64) -> Head {
             let step = (1.0 - alpha * alpha).sqrt();
             let mut w: Vec<f32> = (0..D).map(|d| normal(&nk, d)).collect();
             for p in 0..t {
-                for d in 0..D {
+                for (d, wd) in w.iter_mut().enumerate() {
                     let i = p * D + d;
                     if p > 0 {
-                        w[d] = alpha * w[d] + step * normal(&nk, D + i);
+                        *wd = alpha * *wd + step * normal(&nk, D + i);
                     }
-                    k[i] = w[d];
-                    q[i] = w[d] + 0.5 * normal(&nq, i);
+                    k[i] = *wd;
+                    q[i] = *wd + 0.5 * normal(&nq, i);
                 }
             }
         }
