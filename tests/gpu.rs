@@ -574,12 +574,12 @@ fn device_index_errors_are_reported_by_the_next_call() {
     }
     let mut rng = Rng::fresh("gpu-index");
     let dt = DType::Bf16;
-    // Several splits per head, then one (a small key budget with HIP_ATTN_FLAG_BATCH_INVARIANT: no combine).
-    for (k, window, flags) in [(512, 128, 0), (32, 16, HIP_ATTN_FLAG_BATCH_INVARIANT)] {
+    // Several splits per head (the split rule also caps them at max_seqlen_k / 64, here the capacity 256: 4), then
+    // one (a small key budget with HIP_ATTN_FLAG_BATCH_INVARIANT: no combine).
+    for (k, window, flags, cap) in [(512, 128, 0, 256), (32, 16, HIP_ATTN_FLAG_BATCH_INVARIANT, 64)] {
         let mut cfg = config(dt, 64, 4, 4);
         (cfg.k, cfg.window, cfg.flags) = (k, window, flags);
         let ctx = on(dev.as_ref(), cfg);
-        let cap = 64;
         let k: Vec<Tensor> = (0..2).map(|_| Tensor::random(&mut rng, dt, cap, 4, 64, 0, 1.0)).collect();
         let cache = Cache { k: k.clone(), v: k.clone(), page_size: Some(8), capacity: cap }.upload(dev.as_ref(), dt, &mut rng);
         let q = Tensor::random(&mut rng, dt, 2, 4, 64, 0, 1.0);
