@@ -15,13 +15,14 @@ namespace hip {
 // ---------------------------------------------------------------------------------------------------------------
 // Prefill geometry for a CTA of QT query rows: QT = BQ for the block-sparse kernel (one CTA per query block), or
 // the dense kernel's larger tile (HIP_ATTN_DENSE_ROWS) when every query block attends every key it may see, so
-// that one gathered K/V tile serves four times the rows. Warps are (row group r, key split s): a row group is 16
-// query rows (QT padded to 16). With one or two row groups, two warps share each row group and split every key
-// tile in halves (merging their softmax states at the end), so the default BQ = 32 still runs 4 warps per CTA.
+// that one gathered K/V tile serves four times the rows. Warps are (row group r, key split s): a row group is
+// 16 * MT query rows (QT padded to that; MT below). With one or two row groups, two warps share each row group
+// and split every key tile in halves (merging their softmax states at the end), so the default BQ = 32 still
+// runs 4 warps per CTA.
 // K and V tiles are double-buffered: tile t+1 is in flight (cp.async) while tile t is computed.
 // The dense kernel (head_dim <= 128) gives each warp MT = 2 m-tiles (32 rows), as FlashAttention-2 does: every K
 // and V fragment read from shared memory then feeds two MMAs, which halves the shared-memory traffic per FLOP
-// that one 16-row m-tile per warp spends (the kernel's limit at 8 warps of 16 rows); Q then stays in shared memory
+// that one 16-row m-tile per warp spends (the kernel's limit at 8 warps of 16 rows). Q then stays in shared memory
 // (its fragments no longer fit in registers beside two m-tiles of O) and 4-warp CTAs run two per SM.
 template <int QT, bool DENSE>
 struct PfGeo {
@@ -339,7 +340,7 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
             }
 #pragma unroll
             for (int hh = 0; hh < 2; ++hh) lrow[m][hh] = lrow[m][hh] * alpha[hh] + rs[hh];
-            // Once the rows' maxima settle most tiles move none of the warp's 32 rows, and the 64 multiplies per
+            // Once the rows' maxima settle most tiles move none of the m-tile's 16 rows, and the 64 multiplies per
             // lane would all be by 1 (or, for rows without keys yet, of zeros): skipped, warp-uniformly.
             if (!__all_sync(0xffffffffu, settled)) {
 #pragma unroll
@@ -490,7 +491,8 @@ __device__ __forceinline__ void decode_write_empty(const hip_decode_params& p, l
 }
 
 // DIRECT (num_splits == 1): the CTA holds the whole key list and writes the output row and lse as the combine
-// would (with one split it multiplies by exp(0) = 1 and divides by 1: the same bits), so no combine runs.
+// would (with one split it multiplies by exp(0) = 1 and divides by 1: the same values; only a -0 element, which
+// the combine's sum turns into +0, keeps its sign), so no combine runs.
 template <bool DIRECT>
 __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
     __shared__ float s_o[NGRP][D];

@@ -96,7 +96,8 @@ typedef struct {
 //   hip_prefill_search   (ceil(max_seqlen_q / HIP_BQ), mask_heads, batch)     HIP_ATTN_SEARCH_THREADS
 //   hip_prefill_attn     (ceil(max_seqlen_q / HIP_BQ), num_q_heads, batch)    HIP_ATTN_PREFILL_THREADS_FOR(HIP_BQ, HIP_HEAD_DIM)
 //   hip_prefill_attn_dense  (ceil(max_seqlen_q / HIP_ATTN_DENSE_ROWS_FOR(HIP_HEAD_DIM)), num_q_heads, batch)
-//                        HIP_ATTN_PREFILL_THREADS_FOR(HIP_ATTN_DENSE_ROWS_FOR(HIP_HEAD_DIM), HIP_HEAD_DIM); after
+//                        HIP_ATTN_DENSE_THREADS_FOR(HIP_HEAD_DIM), dynamic shared memory
+//                        HIP_ATTN_DENSE_SMEM_FOR(HIP_HEAD_DIM) (opted in above 48 KiB); after
 //                        hip_prefill_search, beside hip_prefill_attn: each takes the sequences the other leaves
 //                        (attention.cuh, prefill_seq_dense; bad sequence bounds go to this one, which is always
 //                        launched); the host may skip hip_prefill_attn when no valid sequence can need it
@@ -106,7 +107,8 @@ typedef struct {
 //   hip_decode_attn      (num_splits, num_q_heads, batch)                     HIP_ATTN_DECODE_THREADS
 //   hip_decode_combine   (num_q_heads, batch)                                 HIP_ATTN_COMBINE_THREADS
 //   hip_decode_attn_direct  (1, num_q_heads, batch)                           HIP_ATTN_DECODE_THREADS
-//                        (num_splits == 1: writes o and lse as hip_decode_combine would, bit for bit)
+//                        (num_splits == 1: writes o and lse as hip_decode_combine would; the values are
+//                        the same, though a -0 output element stays -0 where the combine's sum makes it +0)
 //   hip_merge_states     (num_tokens, ceil(num_heads / HIP_ATTN_MERGE_HEADS_PER_CTA))   HIP_ATTN_MERGE_THREADS
 //   hip_params_layout    (1)                                                  1   (argument: u64* out, 85 entries)
 // (hip_merge_states uses HIP_HEAD_DIM and HIP_DTYPE of the module it is compiled in.)
@@ -134,7 +136,7 @@ typedef struct {
 // of K and V tiles in rows of d + 8 16-bit elements, Q (head_dim <= 128), the stages' key positions, slack for
 // alignment. The kernel asserts that its layout fits.
 #define HIP_ATTN_DENSE_SMEM_FOR(d)                                                                                  \
-    (2 * 2 * HIP_ATTN_PREFILL_KEYS_FOR(d) * ((d) + 8) * 2 + ((d) <= 128 ? HIP_ATTN_DENSE_ROWS_FOR(d) : 8) * ((d) + 8) * 2 + \
+    (2 * 2 * HIP_ATTN_PREFILL_KEYS_FOR(d) * ((d) + 8) * 2 + ((d) <= 128 ? HIP_ATTN_DENSE_ROWS_FOR(d) * ((d) + 8) : 8) * 2 + \
      2 * HIP_ATTN_PREFILL_KEYS_FOR(d) * 4 + 64)
 #if defined(HIP_BQ) && defined(HIP_HEAD_DIM)
 #define HIP_ATTN_PREFILL_THREADS HIP_ATTN_PREFILL_THREADS_FOR(HIP_BQ, HIP_HEAD_DIM)

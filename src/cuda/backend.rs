@@ -79,8 +79,8 @@ fn dense_threads(d: usize) -> u32 {
 
 /// Dynamic shared memory of hip_prefill_attn_dense (HIP_ATTN_DENSE_SMEM_FOR; the kernel asserts its layout fits).
 fn dense_smem(d: usize) -> u32 {
-    let q_rows = if d <= 128 { dense_rows(d) } else { 8 };
-    (2 * 2 * prefill_keys(d) * (d + 8) * 2 + q_rows * (d + 8) * 2 + 2 * prefill_keys(d) * 4 + 64) as u32
+    let q_elems = if d <= 128 { dense_rows(d) * (d + 8) } else { 8 };
+    (2 * 2 * prefill_keys(d) * (d + 8) * 2 + q_elems * 2 + 2 * prefill_keys(d) * 4 + 64) as u32
 }
 
 fn prefill_threads(bq: usize, d: usize) -> u32 {
@@ -223,8 +223,8 @@ pub struct CudaBackend {
     dev: CudaDevice,
     /// CTAs per decode search (HIP_DSEARCH_CL of the module).
     dsearch_cl: u32,
-    /// Dynamic shared memory of every decode search launch (see `dsearch_smem_pad`).
-    dsearch_pad: u32,
+    /// Dynamic shared memory of each decode search launch (see `dsearch_smem_pad`): one-CTA search, cluster search.
+    dsearch_pad: [u32; 2],
     /// Decode attention and combine go out as programmatic dependent launches (sm_90+).
     pdl: bool,
 }
@@ -263,8 +263,11 @@ impl CudaBackend {
         if dense > info.max_smem_per_block as u32 {
             module.set_max_dynamic_smem(PREFILL_ATTN_DENSE, dense)?;
         }
-        let static_smem = module.attribute(DECODE_SEARCH, CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)?;
-        let dsearch_pad = dsearch_smem_pad(info, static_smem);
+        let mut dsearch_pad = [0; 2];
+        for (pad, kernel) in dsearch_pad.iter_mut().zip([DECODE_SEARCH, DECODE_SEARCH_WIDE]) {
+            let static_smem = module.attribute(kernel, CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)?;
+            *pad = dsearch_smem_pad(info, static_smem);
+        }
         let mut backend = CudaBackend { module, flag, dev, dsearch_cl, dsearch_pad, pdl };
         if backend.dsearch_cl > 1 && !backend.clusters_fit()? {
             // (e.g. an MPS client limited to a few SMs): the one-CTA search works everywhere.
@@ -407,6 +410,7 @@ impl CudaBackend {
         let mut config: cudarc::driver::sys::CUlaunchConfig = unsafe { std::mem::zeroed() };
         (config.gridDimX, config.gridDimY, config.gridDimZ) = (self.dsearch_cl, 1, 1);
         (config.blockDimX, config.blockDimY, config.blockDimZ) = (SEARCH_THREADS, 1, 1);
+        config.sharedMemBytes = self.dsearch_pad[1];  // as launched
         let mut n: std::ffi::c_int = 0;
         // SAFETY: the context is bound, `func` belongs to the loaded module (its cluster shape is compiled in),
         // `config` and `n` live across the call; the driver only reads `config` and writes `n`.
@@ -466,10 +470,11 @@ impl CudaBackend {
         // SAFETY: as in prefill, for hip_decode_params; the workspace holds DECODE_MAX_SPLITS >= splits partials.
         unsafe {
             let (search, cl) = self.decode_search_kernel(cfg, a.batch);
-            launch(self.func(search)?, (mh * cl, b, 1), (SEARCH_THREADS, 1, 1), self.dsearch_pad, s, &p)?;
+            let pad = self.dsearch_pad[(search == DECODE_SEARCH_WIDE) as usize];
+            launch(self.func(search)?, (mh * cl, b, 1), (SEARCH_THREADS, 1, 1), pad, s, &p)?;
             // The search kernel does not wait on the caller's previous work programmatically (an ordinary launch);
             // the kernels after it do, and call pdl_wait() before touching what the kernel before them writes.
-            // With one split the attention writes the output rows itself, as the combine would (the same bits).
+            // With one split the attention writes the output rows itself, as the combine would (the same values).
             let direct = splits == 1;
             let attn_kernel = if direct { DECODE_ATTN_DIRECT } else { DECODE_ATTN };
             let attn = (self.func(attn_kernel)?, (splits as u32, hq, b), (DECODE_THREADS, 1, 1));
@@ -525,7 +530,10 @@ impl CudaBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_search_cluster, dsearch_smem_pad, pick_decode_search, DECODE_SEARCH, DECODE_SEARCH_WIDE};
+    use super::{
+        decode_search_cluster, dense_rows, dense_smem, dense_threads, dsearch_smem_pad, pick_decode_search, prefill_keys,
+        prefill_threads, DECODE_SEARCH, DECODE_SEARCH_WIDE,
+    };
     use crate::cuda::DeviceInfo;
 
     fn device(smem_per_sm: i32) -> DeviceInfo {
@@ -542,6 +550,33 @@ mod tests {
             smem_reserved_per_block: 1024,
             can_map_host_memory: true,
             arch: "sm_90a".into(),
+        }
+    }
+
+    /// The host's mirrors of the launch geometry in cuda/hip_params.h (threads, rows, keys per stage, the dense
+    /// kernel's dynamic shared memory, which the kernel only checks from below) equal the header's macros.
+    #[test]
+    fn launch_geometry_mirrors_the_header() {
+        let dims = [64usize, 128, 256];
+        let mut body = String::new();
+        let mut want = Vec::new();
+        for d in dims {
+            for (mac, v) in [
+                ("HIP_ATTN_DENSE_ROWS_FOR", dense_rows(d) as u64),
+                ("HIP_ATTN_DENSE_THREADS_FOR", dense_threads(d) as u64),
+                ("HIP_ATTN_PREFILL_KEYS_FOR", prefill_keys(d) as u64),
+                ("HIP_ATTN_DENSE_SMEM_FOR", dense_smem(d) as u64),
+            ] {
+                body.push_str(&format!("printf(\"%d\\n\", (int)({mac}({d})));\n"));
+                want.push(v);
+            }
+            for bq in 1..=dense_rows(d) {
+                body.push_str(&format!("printf(\"%d\\n\", (int)HIP_ATTN_PREFILL_THREADS_FOR({bq}, {d}));\n"));
+                want.push(prefill_threads(bq, d) as u64);
+            }
+        }
+        if let Some(got) = crate::cuda::params::tests::host_c_numbers("geometry", &body) {
+            assert_eq!(got, want);
         }
     }
 

@@ -129,7 +129,7 @@ pub fn layout_kernel_source() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
 
@@ -187,42 +187,48 @@ mod tests {
         }
     }
 
+    /// The numbers a C program prints, one per line, whose `main` body is `body` and which includes
+    /// cuda/hip_params.h (and stdio.h, stddef.h): compiled and run with the host's `cc`. None (with a printed
+    /// reason) without the header or a working compiler.
+    pub(crate) fn host_c_numbers(tag: &str, body: &str) -> Option<Vec<u64>> {
+        let Some(p) = header_path() else {
+            eprintln!("skipped: cuda/hip_params.h not found");
+            return None;
+        };
+        let dir = std::env::temp_dir().join(format!("hipattn-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = format!(
+            "#include <stdio.h>\n#include <stddef.h>\n#include \"{}\"\nint main(void) {{\n{body}return 0; }}\n",
+            p.display()
+        );
+        let src = dir.join(format!("{tag}.c"));
+        let exe = dir.join(tag);
+        std::fs::write(&src, c).unwrap();
+        let built = std::process::Command::new("cc").arg("-o").arg(&exe).arg(&src).status();
+        if !matches!(built, Ok(s) if s.success()) {
+            eprintln!("skipped: no working host C compiler");
+            let _ = std::fs::remove_dir_all(&dir);
+            return None;
+        }
+        let out = std::process::Command::new(&exe).output().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        Some(String::from_utf8(out.stdout).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect())
+    }
+
     /// Host C compiler check of the header's layout (the CUDA ABI lays out these plain structs exactly as the
     /// x86_64/aarch64 host ABI does): compiles and runs a C program printing the layout. Skipped without `cc`.
     #[test]
     fn layout_matches_header_via_host_cc() {
-        let Some(p) = header_path() else {
-            eprintln!("skipped: cuda/hip_params.h not found");
-            return;
-        };
-        let dir = std::env::temp_dir().join(format!("hipattn-layout-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut c = String::from("#include <stdio.h>\n#include <stddef.h>\n");
-        c.push_str(&format!("#include \"{}\"\nint main(void) {{\n", p.display()));
+        let mut body = String::new();
         for (cname, fields, _) in MIRRORS {
-            c.push_str(&format!("printf(\"%zu\\n\", sizeof({cname}));\n"));
+            body.push_str(&format!("printf(\"%zu\\n\", sizeof({cname}));\n"));
             for f in fields {
-                c.push_str(&format!("printf(\"%zu\\n\", offsetof({cname}, {f}));\n"));
+                body.push_str(&format!("printf(\"%zu\\n\", offsetof({cname}, {f}));\n"));
             }
         }
-        c.push_str("return 0; }\n");
-        let src = dir.join("layout.c");
-        let exe = dir.join("layout");
-        std::fs::write(&src, c).unwrap();
-        let built = std::process::Command::new("cc").arg("-o").arg(&exe).arg(&src).status();
-        match built {
-            Ok(s) if s.success() => {}
-            _ => {
-                eprintln!("skipped: no working host C compiler");
-                let _ = std::fs::remove_dir_all(&dir);
-                return;
-            }
+        if let Some(got) = host_c_numbers("layout", &body) {
+            assert_eq!(got, expected_layout());
         }
-        let out = std::process::Command::new(&exe).output().unwrap();
-        let got: Vec<u64> =
-            String::from_utf8(out.stdout).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
-        let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(got, expected_layout());
     }
 
     /// The layout kernel compiles with NVRTC against the real header (the GPU test launches it).
