@@ -5,8 +5,7 @@
 
 use super::{
     ensure_libraries, launch, launch_dependent, CacheConfig, CacheOutcome, CudaDevice, CudaError, DecodeParams, DeviceInfo,
-    KernelModule, LogLevel,
-    MappedFlag, MergeParams, PrefillParams,
+    KernelModule, LogLevel, MappedFlag, MergeParams, PrefillParams,
 };
 use crate::args::{Buffer, DecodeArgs, MergeArgs, PrefillArgs};
 use crate::config::{Config, CreateOptions, MaskSharing};
