@@ -166,18 +166,18 @@ __device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1)
 #endif
 }
 
-// 16-byte global->shared copy that bypasses L1; src_bytes = 0 zero-fills the destination without reading.
-__device__ __forceinline__ void cp_async16(u32 dst, const void* src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0)
-                 : "memory");
-}
-// The same at compile-time byte offsets from the two addresses: they fold into the instruction, so the chunks of
-// one row share one pair of address registers instead of computing a 64-bit address each.
+// 16-byte global->shared copy that bypasses L1; !valid (src_bytes = 0) zero-fills the destination without reading,
+// though src must still be a valid address. DST_OFF / SRC_OFF: compile-time byte offsets from the two addresses,
+// which fold into the instruction, so the chunks of one row share one pair of address registers instead of
+// computing a 64-bit address each. cp_async16 is the copy at the addresses themselves.
 template <int DST_OFF, int SRC_OFF>
 __device__ __forceinline__ void cp_async16_at(u32 dst, const void* src, bool valid) {
     asm volatile("cp.async.cg.shared.global [%0+%3], [%1+%4], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0),
                  "n"(DST_OFF), "n"(SRC_OFF)
                  : "memory");
+}
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src, bool valid) {
+    cp_async16_at<0, 0>(dst, src, valid);
 }
 // Chunks J..N-1 of one row: 16 bytes each, STEP bytes apart in shared and in global memory, at compile-time
 // offsets from one pair of address registers. With V_OFF >= 0, interleaved with the same chunks of a second row
