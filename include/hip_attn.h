@@ -192,6 +192,34 @@ typedef uint32_t hip_mask_sharing;
 #endif // __cplusplus
 
 /**
+ * How a mask search selects key blocks (values for `hip_config.decode_selection`; see docs/ALGORITHM.md,
+ * "Selection modes").
+ */
+enum hip_selection
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * The tree search: O(Kb log(NB / Kb)) representative scores per search; may miss a salient key that is not
+   * its branch's representative. The default (0, so a caller built before this field existed gets it).
+   */
+  HIP_ATTN_SELECT_TREE = 0,
+  /**
+   * Exact block top-Kb: every key block of the search domain is scored. Reads every key of the domain once per
+   * search.
+   */
+  HIP_ATTN_SELECT_SCAN = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum hip_selection hip_selection;
+#else
+typedef uint32_t hip_selection;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Layout of the decode KV cache (values for `hip_kv_cache.layout`).
  */
 enum hip_kv_layout
@@ -350,9 +378,20 @@ typedef struct hip_config {
    */
   void *log_user_data;
   /**
+   * A `hip_selection` value: how a decode step that searches (every `refresh` steps) selects its key blocks
+   * [HIP_ATTN_SELECT_TREE]. (Takes space that was reserved, so 0 from an older caller means TREE.)
+   */
+  uint32_t decode_selection;
+  /**
+   * The query blocks of a prefill sequence that hold any of its last `prefill_scan_tail` queries select by
+   * SCAN instead of the tree search; their masks are what `mask_state_out` hands to decode. 0 = none [0];
+   * at most 2^31 - 1.
+   */
+  uint32_t prefill_scan_tail;
+  /**
    * Reserved for future fields; must be 0.
    */
-  uint64_t reserved[8];
+  uint64_t reserved[7];
 } hip_config;
 
 /**

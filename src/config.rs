@@ -22,6 +22,13 @@ pub enum MaskSharing {
     PerKvHead,
 }
 
+/// How a search selects key blocks (docs/ALGORITHM.md, "Selection modes").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selection {
+    Tree,
+    Scan,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
     Cpu,
@@ -50,6 +57,10 @@ pub struct Config {
     pub scale: f32,
     /// `HIP_ATTN_FLAG_BATCH_INVARIANT`: decode work is split by the configuration alone.
     pub batch_invariant: bool,
+    /// Selection of a decode step that searches.
+    pub decode_selection: Selection,
+    /// Prefill query blocks holding any of a sequence's last `prefill_scan_tail` queries select by SCAN.
+    pub prefill_scan_tail: usize,
 }
 
 impl Config {
@@ -85,6 +96,15 @@ impl Config {
     /// The kv head that q head `h` reads.
     pub fn kv_head_of(&self, h: usize) -> usize {
         h / self.group()
+    }
+    /// The selection of prefill query block [i0, i1) of a sequence of `tq` queries: SCAN when the block holds
+    /// any of the last `prefill_scan_tail` queries, TREE otherwise.
+    pub fn prefill_selection(&self, i1: usize, tq: usize) -> Selection {
+        if self.prefill_scan_tail > 0 && i1 + self.prefill_scan_tail > tq {
+            Selection::Scan
+        } else {
+            Selection::Tree
+        }
     }
 }
 
@@ -141,7 +161,9 @@ pub fn default_config() -> hip_config {
         kernel_cache_dir: std::ptr::null(),
         log_callback: None,
         log_user_data: std::ptr::null_mut(),
-        reserved: [0; 8],
+        decode_selection: hip_selection::HIP_ATTN_SELECT_TREE as u32,
+        prefill_scan_tail: 0,
+        reserved: [0; 7],
     }
 }
 
@@ -215,6 +237,12 @@ pub unsafe fn validate(raw: &hip_config) -> Result<(Config, CreateOptions)> {
             "k and sink are both 0 and a non-causal context has no local window: queries would attend no key"
         }));
     }
+    let decode_selection = match raw.decode_selection {
+        x if x == hip_selection::HIP_ATTN_SELECT_TREE as u32 => Selection::Tree,
+        x if x == hip_selection::HIP_ATTN_SELECT_SCAN as u32 => Selection::Scan,
+        v => return Err(Error::config(format!("decode_selection ({v}) is not a hip_selection value"))),
+    };
+    let prefill_scan_tail = bounded("prefill_scan_tail", raw.prefill_scan_tail, 0, i32::MAX as usize)?;
     let unknown = raw.flags & !HIP_ATTN_FLAG_BATCH_INVARIANT;
     if unknown != 0 {
         return Err(Error::config(format!("flags (0x{:x}) has unknown bits 0x{unknown:x}", raw.flags)));
@@ -253,6 +281,8 @@ pub unsafe fn validate(raw: &hip_config) -> Result<(Config, CreateOptions)> {
         backend,
         scale,
         batch_invariant: raw.flags & HIP_ATTN_FLAG_BATCH_INVARIANT != 0,
+        decode_selection,
+        prefill_scan_tail,
     };
     let log = Logger { callback: raw.log_callback, user_data: raw.log_user_data };
     Ok((cfg, CreateOptions { kernel_cache_dir, log }))

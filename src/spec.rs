@@ -118,8 +118,14 @@ pub fn tree_search(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f32) ->
     out
 }
 
+/// SCAN selection (docs/ALGORITHM.md, "Selection modes"): every block of the domain scored as a representative
+/// is, the `kb` best kept (ties: lower block index), sorted ascending. k = 0 selects nothing, NB <= Kb all.
+pub fn scan_select(nb: usize, kb: usize, score: impl FnMut(usize) -> f32) -> Vec<u32> {
+    brute_force_top(nb, kb, score)
+}
+
 /// The brute-force block top-`kb` (by the same scores and tie rule): what the tree search must equal when
-/// NB <= 2*Kb. Used by tests.
+/// NB <= 2*Kb, and the definition of SCAN.
 pub fn brute_force_top(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f32) -> Vec<u32> {
     let mut all: Vec<(f32, usize)> = (0..nb).map(|j| (score(j), j)).collect();
     all.sort_by(|x, y| better(*x, *y));

@@ -41,6 +41,8 @@ fn config_table() {
         ("flags", |c| c.flags = 4, HIP_ATTN_STATUS_INVALID_CONFIG, "flags"),
         ("reserved", |c| c.reserved[2] = 1, HIP_ATTN_STATUS_INVALID_CONFIG, "reserved[2]"),
         ("reserved_u32", |c| c.reserved_u32 = 1, HIP_ATTN_STATUS_INVALID_CONFIG, "reserved_u32"),
+        ("unknown selection", |c| c.decode_selection = 2, HIP_ATTN_STATUS_INVALID_CONFIG, "decode_selection (2)"),
+        ("huge scan tail", |c| c.prefill_scan_tail = u32::MAX, HIP_ATTN_STATUS_INVALID_CONFIG, "prefill_scan_tail (4294967295)"),
         ("small struct_size", |c| c.struct_size = 40, HIP_ATTN_STATUS_STRUCT_SIZE_MISMATCH, "hip_config.struct_size (40)"),
         ("zero struct_size", |c| c.struct_size = 0, HIP_ATTN_STATUS_STRUCT_SIZE_MISMATCH, "hip_config.struct_size (0)"),
         ("negative ordinal", |c| (c.backend, c.device_ordinal) = (2, -1), HIP_ATTN_STATUS_INVALID_CONFIG, "device_ordinal (-1)"),
@@ -61,6 +63,30 @@ fn config_table() {
     expect(unsafe { hip_ctx_create(std::ptr::null(), &mut out) }, HIP_ATTN_STATUS_NULL_POINTER, "hip_config is NULL", "NULL config");
     let cfg = config(DType::Bf16, 128, 32, 8);
     expect(unsafe { hip_ctx_create(&cfg, null_mut()) }, HIP_ATTN_STATUS_NULL_POINTER, "out is NULL", "NULL out");
+}
+
+#[test]
+fn config_from_the_header_before_selection_modes() {
+    // decode_selection and prefill_scan_tail took the first reserved u64; a caller built against the earlier
+    // header zeroes it, which must mean TREE with no prefill scan (the defaults), at the same struct size.
+    #[repr(C)]
+    struct Before {
+        head: [u8; std::mem::offset_of!(hip_config, decode_selection)],
+        reserved: [u64; 8],
+    }
+    assert_eq!(std::mem::size_of::<Before>(), std::mem::size_of::<hip_config>());
+    let cfg = config(DType::Bf16, 64, 4, 4);
+    assert_eq!(cfg.decode_selection, hip_selection::HIP_ATTN_SELECT_TREE as u32);
+    assert_eq!(cfg.prefill_scan_tail, 0);
+    let mut old = Before { head: [0; std::mem::offset_of!(hip_config, decode_selection)], reserved: [0; 8] };
+    // SAFETY: both are plain bytes; head is exactly the prefix of hip_config before the new fields.
+    unsafe { std::ptr::copy_nonoverlapping(&cfg as *const hip_config as *const u8, old.head.as_mut_ptr(), old.head.len()) };
+    let mut out = null_mut();
+    // SAFETY: Before has hip_config's size and alignment-compatible prefix; struct_size says so.
+    let st = unsafe { hip_ctx_create(&old as *const Before as *const hip_config, &mut out) };
+    assert_eq!(st, HIP_ATTN_STATUS_SUCCESS, "{}", last_error());
+    // SAFETY: out is a live context.
+    unsafe { hip_ctx_destroy(out) };
 }
 
 #[test]

@@ -35,7 +35,7 @@ fn rust_layouts() -> HashMap<String, usize> {
     layout!(m, hip_config {
         struct_size, dtype, head_dim, num_q_heads, num_kv_heads, k, bq, bk, sink, window, sq, sk, refresh, causal,
         mask_sharing, backend, device_ordinal, softmax_scale, flags, reserved_u32, kernel_cache_dir, log_callback,
-        log_user_data, reserved
+        log_user_data, decode_selection, prefill_scan_tail, reserved
     });
     layout!(m, hip_tensor { data, token_stride, head_stride });
     layout!(m, hip_tensor_mut { data, token_stride, head_stride });
@@ -63,6 +63,7 @@ fn rust_constants() -> HashMap<String, i64> {
     use hip_kv_layout::*;
     use hip_log_level::*;
     use hip_mask_sharing::*;
+    use hip_selection::*;
     for (name, v) in [
         ("HIP_ATTN_DTYPE_BF16", HIP_ATTN_DTYPE_BF16 as i64),
         ("HIP_ATTN_DTYPE_F16", HIP_ATTN_DTYPE_F16 as i64),
@@ -71,6 +72,8 @@ fn rust_constants() -> HashMap<String, i64> {
         ("HIP_ATTN_BACKEND_CUDA", HIP_ATTN_BACKEND_CUDA as i64),
         ("HIP_ATTN_MASK_PER_Q_HEAD", HIP_ATTN_MASK_PER_Q_HEAD as i64),
         ("HIP_ATTN_MASK_PER_KV_HEAD", HIP_ATTN_MASK_PER_KV_HEAD as i64),
+        ("HIP_ATTN_SELECT_TREE", HIP_ATTN_SELECT_TREE as i64),
+        ("HIP_ATTN_SELECT_SCAN", HIP_ATTN_SELECT_SCAN as i64),
         ("HIP_ATTN_KV_CONTIGUOUS", HIP_ATTN_KV_CONTIGUOUS as i64),
         ("HIP_ATTN_KV_PAGED", HIP_ATTN_KV_PAGED as i64),
         ("HIP_ATTN_LOG_ERROR", HIP_ATTN_LOG_ERROR as i64),

@@ -6,7 +6,8 @@ use super::{attend, read_i32s, read_row, write_lse, write_row, Rows};
 use crate::args::DecodeArgs;
 use crate::config::Config;
 use crate::plan;
-use crate::spec::{tree_search, BlockKeys};
+use crate::config::Selection;
+use crate::spec::{scan_select, tree_search, BlockKeys};
 use crate::status::{Error, Result};
 
 /// A validated mask-state record, or None when it holds no mask yet.
@@ -126,7 +127,11 @@ pub unsafe fn decode(cfg: &Config, a: &DecodeArgs) -> Result<()> {
                 }
                 _ => {
                     let keys = BlockKeys::new(p, tk, cfg.sink, cfg.window, cfg.bk, cfg.causal);
-                    let sel = tree_search(keys.nb, cfg.kb(), |rep| block_score(cfg, &keys, &queries, &krows, rep));
+                    let score = |rep| block_score(cfg, &keys, &queries, &krows, rep);
+                    let sel = match cfg.decode_selection {
+                        Selection::Tree => tree_search(keys.nb, cfg.kb(), score),
+                        Selection::Scan => scan_select(keys.nb, cfg.kb(), score),
+                    };
                     // SAFETY: as above.
                     unsafe { store_state(cfg, a.mask_state, b, mh, 1, keys.e, &sel) };
                     (keys, sel)

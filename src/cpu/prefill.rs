@@ -4,7 +4,8 @@ use super::{attend, read_i32s, read_row, write_lse, write_row, Rows};
 use crate::args::{Buffer, PrefillArgs};
 use crate::config::Config;
 use crate::plan::{self, PrefillWorkspace};
-use crate::spec::{query_block_score, tree_search, BlockKeys};
+use crate::config::Selection;
+use crate::spec::{query_block_score, scan_select, tree_search, BlockKeys};
 use crate::status::{Error, Result};
 use crate::tensor::TensorView;
 
@@ -121,7 +122,11 @@ pub unsafe fn prefill(cfg: &Config, a: &PrefillArgs, ws: Buffer) -> Result<()> {
                         krows.push(&kv[cfg.kv_head_of(h)].0);
                     }
                 }
-                let sel = tree_search(keys.nb, kb, |rep| block_score(cfg, &keys, &queries, &krows, rep));
+                let score = |rep| block_score(cfg, &keys, &queries, &krows, rep);
+                let sel = match cfg.prefill_selection(i1, s.tq) {
+                    Selection::Tree => tree_search(keys.nb, kb, score),
+                    Selection::Scan => scan_select(keys.nb, kb, score),
+                };
                 // SAFETY: the slot is below layout.slots and ws holds layout.bytes (checked by the context).
                 unsafe { store_mask(cfg, &layout, ws, PrefillWorkspace::slot(cfg, s.q0, b, j), mh, &sel) };
                 for h in heads.clone() {

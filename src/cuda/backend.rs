@@ -8,7 +8,7 @@ use super::{
     KernelModule, LogLevel, MappedFlag, MergeParams, PrefillParams,
 };
 use crate::args::{Buffer, DecodeArgs, MergeArgs, PrefillArgs};
-use crate::config::{Config, CreateOptions, MaskSharing};
+use crate::config::{Config, CreateOptions, MaskSharing, Selection};
 use crate::ffi::types::hip_log_level;
 use crate::plan::{self, DecodeWorkspace, PrefillWorkspace, DECODE_MAX_SPLITS};
 use crate::status::{hip_status::*, Error, Result};
@@ -142,6 +142,13 @@ pub fn check_supported(cfg: &Config) -> Result<()> {
     }
     if cfg.num_q_heads > MAX_GRID_YZ {
         return unsupported(format!("num_q_heads ({}) above {MAX_GRID_YZ} is not supported", cfg.num_q_heads));
+    }
+    // SCAN selection has no kernels yet (the CPU backend computes it).
+    if cfg.decode_selection == Selection::Scan {
+        return unsupported("decode_selection HIP_ATTN_SELECT_SCAN is not supported yet".into());
+    }
+    if cfg.prefill_scan_tail > 0 {
+        return unsupported(format!("prefill_scan_tail ({}) above 0 is not supported yet", cfg.prefill_scan_tail));
     }
     Ok(())
 }

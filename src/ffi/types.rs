@@ -50,6 +50,20 @@ pub enum hip_mask_sharing {
     HIP_ATTN_MASK_PER_KV_HEAD = 2,
 }
 
+/// How a mask search selects key blocks (values for `hip_config.decode_selection`; see docs/ALGORITHM.md,
+/// "Selection modes").
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum hip_selection {
+    /// The tree search: O(Kb log(NB / Kb)) representative scores per search; may miss a salient key that is not
+    /// its branch's representative. The default (0, so a caller built before this field existed gets it).
+    HIP_ATTN_SELECT_TREE = 0,
+    /// Exact block top-Kb: every key block of the search domain is scored. Reads every key of the domain once per
+    /// search.
+    HIP_ATTN_SELECT_SCAN = 1,
+}
+
 /// Layout of the decode KV cache (values for `hip_kv_cache.layout`).
 #[allow(non_camel_case_types)]
 #[repr(u32)]
@@ -133,8 +147,15 @@ pub struct hip_config {
     pub log_callback: hip_log_callback,
     /// Passed back to `log_callback` unchanged.
     pub log_user_data: *mut c_void,
+    /// A `hip_selection` value: how a decode step that searches (every `refresh` steps) selects its key blocks
+    /// [HIP_ATTN_SELECT_TREE]. (Takes space that was reserved, so 0 from an older caller means TREE.)
+    pub decode_selection: u32,
+    /// The query blocks of a prefill sequence that hold any of its last `prefill_scan_tail` queries select by
+    /// SCAN instead of the tree search; their masks are what `mask_state_out` hands to decode. 0 = none [0];
+    /// at most 2^31 - 1.
+    pub prefill_scan_tail: u32,
     /// Reserved for future fields; must be 0.
-    pub reserved: [u64; 8],
+    pub reserved: [u64; 7],
 }
 
 /// A read-only [tokens, heads, head_dim] view. Strides are in elements; the last dimension is contiguous.

@@ -778,7 +778,7 @@ fn gen_config(rng: &mut Rng, plan: &mut Plan, log: &mut Vec<String>) -> hip_conf
                 match rng.below(3) {
                     0 => c.flags = 2 << rng.below(31), // every bit but the known one
                     1 => c.reserved_u32 = rng.u32() | 1,
-                    _ => c.reserved[rng.below(8) as usize] = rng.next_u64() | 1,
+                    _ => c.reserved[rng.below(7) as usize] = rng.next_u64() | 1,
                 }
                 plan.fault("config_reserved", CONFIG);
             }
