@@ -127,6 +127,9 @@ impl Error {
     pub fn bad_index(message: impl Into<String>) -> Self {
         Self::new(HIP_ATTN_STATUS_BAD_INDEX, message)
     }
+    pub fn out_of_memory(message: impl Into<String>) -> Self {
+        Self::new(HIP_ATTN_STATUS_OUT_OF_MEMORY, message)
+    }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(HIP_ATTN_STATUS_INTERNAL, message)
     }
