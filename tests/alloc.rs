@@ -300,3 +300,79 @@ fn scratch_failure_is_out_of_memory_and_writes_nothing() {
     assert!(out.status.success(), "child failed ({}):\n{text}", out.status);
     assert!(text.contains("child: prefill OUT_OF_MEMORY") && text.contains("child: decode OUT_OF_MEMORY"), "{text}");
 }
+
+// ---------- index data read in place: an output that overlaps it cannot steer a read outside the tensors ----------
+
+/// cu_seqlens_k inside the output rows of sequence 0: valid when checked, overwritten by sequence 0's output
+/// before sequence 1 reads it again. The backend re-checks what it reads and stops with BAD_INDEX (without the
+/// re-check, the float bits read as offsets would address memory far outside K and V).
+#[test]
+fn cu_seqlens_changed_by_an_overlapping_output_is_reported() {
+    let mut rng = Rng::fresh("alloc-alias-cu");
+    let d = 64;
+    let cfg = config(DType::F32, d as u32, 1, 1);
+    let ctx = Ctx::new(&cfg).unwrap();
+    let p = Problem::new(&mut rng, DType::F32, d, 1, 1, &[1, 1], &[4, 4], 0);
+    let (qb, kb, vb) = (Host.upload(&p.q.bytes(DType::F32)), Host.upload(&p.k.bytes(DType::F32)), Host.upload(&p.v.bytes(DType::F32)));
+    let mut o_bytes = vec![0xFFu8; 2 * d * 4];
+    o_bytes[..12].copy_from_slice(&i32_bytes(&[0, 4, 8]));
+    let ob = Host.upload(&o_bytes);
+    let cuq = Host.upload(&i32_bytes(&[0, 1, 2]));
+    let ws_bytes = ctx.prefill_ws(2, 2, 1, 4);
+    let ws = Host.poisoned(ws_bytes);
+    let args = hip_prefill_args {
+        struct_size: std::mem::size_of::<hip_prefill_args>() as u32,
+        batch_size: 2,
+        total_q: 2,
+        total_k: 8,
+        max_seqlen_q: 1,
+        max_seqlen_k: 4,
+        q: p.q.view(&qb),
+        k: p.k.view(&kb),
+        v: p.v.view(&vb),
+        o: hip_tensor_mut { data: ob.addr as *mut c_void, token_stride: d as i64, head_stride: d as i64 },
+        cu_seqlens_q: cuq.addr as *const i32,
+        cu_seqlens_k: ob.addr as *const i32,
+        lse: std::ptr::null_mut(),
+        mask_state_out: std::ptr::null_mut(),
+        reserved: [0; 4],
+    };
+    // SAFETY: every buffer spans what the args describe; cu_seqlens_k aliases o on purpose.
+    let st = unsafe { hip_prefill(ctx.0, &args, ws.addr as *mut c_void, ws_bytes, std::ptr::null_mut()) };
+    let msg = last_error();
+    assert_eq!(st, hip_status::HIP_ATTN_STATUS_BAD_INDEX, "{msg}");
+    assert!(msg.contains("cu_seqlens of sequence 1 changed during the call"), "{msg}");
+}
+
+/// The page table inside the output row of sequence 0: sequence 1's page indices become float bits once
+/// sequence 0's output is written. Reported as BAD_INDEX, never read as page numbers.
+#[test]
+fn page_table_changed_by_an_overlapping_output_is_reported() {
+    let mut rng = Rng::fresh("alloc-alias-pages");
+    let d = 64;
+    let mut cfg = config(DType::F32, d as u32, 1, 1);
+    (cfg.k, cfg.sink, cfg.window) = (4, 1, 2);
+    let ctx = Ctx::new(&cfg).unwrap();
+    let len = 12;
+    let k: Vec<Tensor> = (0..2).map(|_| Tensor::random(&mut rng, DType::F32, len, 1, d, 0, 1.0)).collect();
+    let v: Vec<Tensor> = (0..2).map(|_| Tensor::random(&mut rng, DType::F32, len, 1, d, 0, 1.0)).collect();
+    let mut cache = Cache { k, v, page_size: Some(4), capacity: len }.upload(&Host, DType::F32, &mut rng);
+    let table = Host.download(cache.page_table.as_ref().unwrap());
+    let q = Tensor::random(&mut rng, DType::F32, 2, 1, d, 0, 1.0);
+    let qb = Host.upload(&q.bytes(DType::F32));
+    let mut o_bytes = vec![0xFFu8; 2 * d * 4];
+    o_bytes[..table.len()].copy_from_slice(&table);
+    let ob = Host.upload(&o_bytes);
+    cache.desc.page_table = ob.addr as *const i32;
+    let lseb = Host.poisoned(8);
+    let lens = Host.upload(&i32_bytes(&[len as i32, len as i32]));
+    let state = Host.zeroed(ctx.state_size(2));
+    let ws_bytes = ctx.decode_ws(2, len as u32);
+    let ws = Host.poisoned(ws_bytes);
+    let args = decode_args(&q, &qb, &cache, &lens, len, &state, &ob, &lseb);
+    // SAFETY: every buffer spans what the args describe; the page table aliases o on purpose.
+    let st = unsafe { hip_decode_step(ctx.0, &args, ws.addr as *mut c_void, ws_bytes, std::ptr::null_mut()) };
+    let msg = last_error();
+    assert_eq!(st, hip_status::HIP_ATTN_STATUS_BAD_INDEX, "{msg}");
+    assert!(msg.contains("page table of sequence 1 changed during the call"), "{msg}");
+}
