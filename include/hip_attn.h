@@ -5,7 +5,9 @@
  * Conventions: every function that can fail returns hip_status (0 = HIP_ATTN_STATUS_SUCCESS) and records a
  * message for hip_last_error_message() (per thread) and hip_ctx_last_error() (per context). Tensors are
  * [tokens, heads, head_dim] views with strides in elements; pointers are host pointers for the CPU backend and
- * device pointers for the CUDA backend. Run calls never allocate, never synchronize and keep no pointer.
+ * device pointers for the CUDA backend. Run calls never synchronize and keep no pointer; they allocate no device
+ * memory, and no host memory that grows with the work: the CPU backend's scratch is bounded by the configuration
+ * and, if the host cannot provide it, the call fails with HIP_ATTN_STATUS_OUT_OF_MEMORY (see hip_prefill).
  */
 
 #ifndef HIP_ATTN_H
@@ -95,7 +97,9 @@ enum hip_status
    */
   HIP_ATTN_STATUS_KERNEL_COMPILE_FAILED = 12,
   /**
-   * Host or device memory could not be allocated (context creation only: run calls never allocate).
+   * Host or device memory could not be allocated: at context creation, or the CPU backend's run-call scratch
+   * (bounded by the configuration, reserved before any output is written, so nothing was written). Run calls on
+   * the CUDA backend never allocate memory that could fail this way.
    */
   HIP_ATTN_STATUS_OUT_OF_MEMORY = 13,
   /**
@@ -724,8 +728,15 @@ hip_status hip_mask_state_size(const struct hip_ctx *ctx,
 /**
  * HiP attention over a batch of variable-length sequences (prefill, chunked prefill, append). Queues the work
  * on `stream` (CUDA: a `CUstream`, NULL = the calling thread's per-thread default stream, never the legacy one;
- * ignored by the CPU backend, which computes before returning) without allocating or synchronizing, and keeps
- * no pointer after it returns. On failure no output is written.
+ * ignored by the CPU backend, which computes before returning) without synchronizing, and keeps no pointer after
+ * it returns. On failure no output is written.
+ *
+ * Memory: on the CUDA backend the call allocates no device memory and host memory only in small fixed amounts
+ * (so it can be captured in a CUDA graph). The CPU backend reads keys, values and index data in place, so
+ * nothing it allocates grows with the sequence lengths, the batch or the KV cache; its one scratch buffer (the
+ * sampled queries of one query block: the q heads sharing a mask x ceil(min(bq, max_seqlen_q) / sq) rows of
+ * head_dim f32, plus search arrays of O(Kb) entries) is reserved before anything is written, and a host that cannot provide it
+ * gets `HIP_ATTN_STATUS_OUT_OF_MEMORY`, with nothing written, never an abort.
  *
  * # Safety
  * `ctx` is a live context; `args` points to a `hip_prefill_args` whose pointers address memory of the context's
@@ -741,7 +752,9 @@ hip_status hip_prefill(const struct hip_ctx *ctx,
 
 /**
  * One decode step for a batch: searches or reuses each sequence's mask as its step counter in `mask_state`
- * says, then attends. Same queuing rules as `hip_prefill`. On failure no output and no mask state is written.
+ * says, then attends. Same queuing and memory rules as `hip_prefill` (the CPU backend's scratch here: one row of
+ * head_dim f32 per q head of a mask head, plus O(Kb) search arrays). On failure no output and no mask state is
+ * written.
  *
  * # Safety
  * As for `hip_prefill`, with `hip_decode_args`.
@@ -755,7 +768,7 @@ hip_status hip_decode_step(const struct hip_ctx *ctx,
 
 /**
  * Merges two partial attention results over disjoint key sets by their LSEs, in the context's dtype and
- * head_dim. Needs no workspace.
+ * head_dim. Needs no workspace and no scratch on either backend (the CPU backend works row by row on the stack).
  *
  * # Safety
  * As for `hip_prefill`, with `hip_merge_args`.

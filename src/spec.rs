@@ -79,22 +79,93 @@ fn better(a: (f32, usize), b: (f32, usize)) -> std::cmp::Ordering {
     key(b.0).partial_cmp(&key(a.0)).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1))
 }
 
+/// A scored block in SCAN's bounded heap, ordered by `better`: the heap's greatest element is the worst kept.
+#[derive(Clone, Copy, Debug)]
+struct Candidate(f32, usize);
+
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        better((self.0, self.1), (other.0, other.1))
+    }
+}
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+impl Eq for Candidate {}
+
+/// The working arrays of one search, sized for `kb` once: `tree_search_in` and `scan_select_in` never grow
+/// them, so a caller that reserves them up front (fallibly) searches without allocating.
+#[derive(Debug)]
+pub struct SearchScratch {
+    kb: usize,
+    chunks: Vec<(usize, usize)>,
+    branches: Vec<(usize, usize)>,
+    scored: Vec<(f32, usize, (usize, usize))>,
+    heap: std::collections::BinaryHeap<Candidate>,
+    out: Vec<u32>,
+}
+
+impl SearchScratch {
+    /// Bytes `try_new(kb)` reserves (None on overflow).
+    pub fn bytes(kb: usize) -> Option<usize> {
+        let per = 3 * std::mem::size_of::<(usize, usize)>()
+            + 2 * std::mem::size_of::<(f32, usize, (usize, usize))>()
+            + std::mem::size_of::<Candidate>()
+            + std::mem::size_of::<u32>();
+        kb.checked_mul(per)
+    }
+
+    /// Reserves every array for searches of up to `kb` blocks, or says that the host could not provide it.
+    pub fn try_new(kb: usize) -> Result<SearchScratch, std::collections::TryReserveError> {
+        let mut s = SearchScratch {
+            kb,
+            chunks: Vec::new(),
+            branches: Vec::new(),
+            scored: Vec::new(),
+            heap: std::collections::BinaryHeap::new(),
+            out: Vec::new(),
+        };
+        s.chunks.try_reserve_exact(kb)?;
+        s.branches.try_reserve_exact(2 * kb)?;
+        s.scored.try_reserve_exact(2 * kb)?;
+        s.heap.try_reserve_exact(kb)?;
+        s.out.try_reserve_exact(kb)?;
+        Ok(s)
+    }
+}
+
 /// The tree search of HIP-SPEC: returns the selected block indices of a domain of `nb` blocks, `kb` at most,
 /// sorted ascending. `score(rep)` is the branch score of representative block `rep`.
-pub fn tree_search(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f32) -> Vec<u32> {
+pub fn tree_search(nb: usize, kb: usize, score: impl FnMut(usize) -> f32) -> Vec<u32> {
+    let mut s = SearchScratch::try_new(kb).expect("search scratch");
+    tree_search_in(nb, kb, score, &mut s).to_vec()
+}
+
+/// `tree_search` in the arrays of `s` (reserved for at least `kb`); the selection is valid until the next search.
+pub fn tree_search_in(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f32, s: &mut SearchScratch) -> &[u32] {
+    debug_assert!(kb <= s.kb, "search scratch reserved for {} blocks, not {kb}", s.kb);
+    s.out.clear();
     if kb == 0 {
-        return Vec::new();
+        return &s.out;
     }
     if nb <= kb {
-        return (0..nb as u32).collect();
+        s.out.extend(0..nb as u32);
+        return &s.out;
     }
     // Chunk c = [floor(c*NB/Kb), floor((c+1)*NB/Kb)); NB > Kb so none is empty.
-    let mut chunks: Vec<(usize, usize)> = (0..kb).map(|c| (c * nb / kb, (c + 1) * nb / kb)).collect();
-    let mut branches: Vec<(usize, usize)> = Vec::with_capacity(2 * kb);
-    let mut scored: Vec<(f32, usize, (usize, usize))> = Vec::with_capacity(2 * kb);
+    let (chunks, branches, scored) = (&mut s.chunks, &mut s.branches, &mut s.scored);
+    chunks.clear();
+    chunks.extend((0..kb).map(|c| (c * nb / kb, (c + 1) * nb / kb)));
     while chunks.iter().any(|&(f, l)| l - f > 1) {
         branches.clear();
-        for &(f, l) in &chunks {
+        for &(f, l) in chunks.iter() {
             if l - f >= 2 {
                 let mid = f + (l - f).div_ceil(2);
                 branches.push((f, mid));
@@ -108,24 +179,55 @@ pub fn tree_search(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f32) ->
             let rep = (a + b - 1) / 2;
             (score(rep), rep, (a, b))
         }));
-        scored.sort_by(|x, y| better((x.0, x.1), (y.0, y.1)));
+        // Representatives are distinct (branches are disjoint), so the unstable sort (which, unlike the stable
+        // one, needs no buffer) gives the one order `better` defines.
+        scored.sort_unstable_by(|x, y| better((x.0, x.1), (y.0, y.1)));
         scored.truncate(kb);
         chunks.clear();
         chunks.extend(scored.iter().map(|&(_, _, range)| range));
     }
-    let mut out: Vec<u32> = chunks.iter().map(|&(f, _)| f as u32).collect();
-    out.sort_unstable();
-    out
+    s.out.extend(s.chunks.iter().map(|&(f, _)| f as u32));
+    s.out.sort_unstable();
+    &s.out
 }
 
-/// SCAN selection (docs/ALGORITHM.md, "Selection modes"): every block of the domain scored as a representative
-/// is, the `kb` best kept (ties: lower block index), sorted ascending. k = 0 selects nothing, NB <= Kb all.
+/// SCAN selection (HIP-SPEC, "Selection modes: TREE and SCAN"): every block of the domain scored as a
+/// representative is, the `kb` best kept (ties: lower block index), sorted ascending. k = 0 selects nothing,
+/// NB <= Kb all. Equals `brute_force_top`, in O(Kb) memory.
 pub fn scan_select(nb: usize, kb: usize, score: impl FnMut(usize) -> f32) -> Vec<u32> {
-    brute_force_top(nb, kb, score)
+    let mut s = SearchScratch::try_new(kb).expect("search scratch");
+    scan_select_in(nb, kb, score, &mut s).to_vec()
+}
+
+/// `scan_select` in the arrays of `s`: a heap of the `kb` best blocks so far, whose top is the worst of them.
+pub fn scan_select_in(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f32, s: &mut SearchScratch) -> &[u32] {
+    debug_assert!(kb <= s.kb, "search scratch reserved for {} blocks, not {kb}", s.kb);
+    s.out.clear();
+    if kb == 0 {
+        return &s.out;
+    }
+    if nb <= kb {
+        s.out.extend(0..nb as u32);
+        return &s.out;
+    }
+    s.heap.clear();
+    for j in 0..nb {
+        let c = Candidate(score(j), j);
+        if s.heap.len() < kb {
+            s.heap.push(c);
+        } else if let Some(mut worst) = s.heap.peek_mut() {
+            if c < *worst {
+                *worst = c;
+            }
+        }
+    }
+    s.out.extend(s.heap.drain().map(|c| c.1 as u32));
+    s.out.sort_unstable();
+    &s.out
 }
 
 /// The brute-force block top-`kb` (by the same scores and tie rule): what the tree search must equal when
-/// NB <= 2*Kb, and the definition of SCAN.
+/// NB <= 2*Kb, and the definition of SCAN (the test oracle; it holds all NB scores at once).
 pub fn brute_force_top(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f32) -> Vec<u32> {
     let mut all: Vec<(f32, usize)> = (0..nb).map(|j| (score(j), j)).collect();
     all.sort_by(|x, y| better(*x, *y));
@@ -162,6 +264,68 @@ mod tests {
         assert_eq!(sel.len(), 2);
         let bf = brute_force_top(8, 2, |_| 1.0);
         assert_eq!(bf, vec![0, 1]);
+    }
+
+    /// Scores from a tiny alphabet (many ties, NaN, infinities) drawn by a fixed xorshift.
+    fn tied_scores(seed: u64, nb: usize) -> Vec<f32> {
+        let alphabet = [0.0, 1.0, 1.0, 2.0, -1.0, f32::NAN, f32::NEG_INFINITY, f32::INFINITY, -0.0, 2.0];
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..nb)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                alphabet[(x % alphabet.len() as u64) as usize]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scan_equals_brute_force_with_ties_and_nan() {
+        let mut s = SearchScratch::try_new(64).unwrap();
+        for seed in 0..300u64 {
+            let nb = (seed as usize * 7) % 200;
+            let kb = [0usize, 1, 2, 3, 5, 17, 64][seed as usize % 7];
+            let sc = tied_scores(seed, nb);
+            let want = brute_force_top(nb, kb, |j| sc[j]);
+            assert_eq!(scan_select_in(nb, kb, |j| sc[j], &mut s), &want[..], "seed {seed} nb {nb} kb {kb}");
+            assert_eq!(want.len(), kb.min(nb));
+        }
+        // NaN ranks as -inf: below every number, tied with -inf (lower index first).
+        let sc = [f32::NAN, f32::NEG_INFINITY, -5.0, f32::NAN];
+        assert_eq!(scan_select(4, 2, |j| sc[j]), vec![0, 2]);
+        assert_eq!(brute_force_top(4, 2, |j| sc[j]), vec![0, 2]);
+    }
+
+    #[test]
+    fn scan_equals_tree_when_nb_at_most_two_kb() {
+        for seed in 0..200u64 {
+            let kb = 1 + seed as usize % 40;
+            let nb = kb + 1 + (seed as usize * 13) % kb;
+            assert!(nb <= 2 * kb);
+            let sc = tied_scores(seed ^ 0xABCD, nb);
+            let tree = tree_search(nb, kb, |j| sc[j]);
+            assert_eq!(tree, scan_select(nb, kb, |j| sc[j]), "seed {seed} nb {nb} kb {kb}");
+        }
+    }
+
+    /// The searches run inside the arrays reserved up front: a run call that reserved them fallibly never
+    /// allocates again.
+    #[test]
+    fn searches_stay_inside_their_reserved_arrays() {
+        let kb = 37;
+        let mut s = SearchScratch::try_new(kb).unwrap();
+        let caps = |s: &SearchScratch| {
+            (s.chunks.capacity(), s.branches.capacity(), s.scored.capacity(), s.heap.capacity(), s.out.capacity())
+        };
+        let before = caps(&s);
+        for (nb, seed) in [(10_000usize, 1u64), (38, 2), (74, 3), (5, 4), (100_003, 5)] {
+            let sc = tied_scores(seed, nb);
+            tree_search_in(nb, kb, |j| sc[j], &mut s);
+            scan_select_in(nb, kb, |j| sc[j], &mut s);
+        }
+        assert_eq!(caps(&s), before);
+        assert_eq!(SearchScratch::bytes(kb), Some(kb * (3 * 16 + 2 * 32 + 16 + 4)));
     }
 
     #[test]

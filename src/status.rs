@@ -39,7 +39,9 @@ pub enum hip_status {
     HIP_ATTN_STATUS_CUDA_ERROR = 11,
     /// NVRTC failed to compile the kernels; the message carries the compiler log.
     HIP_ATTN_STATUS_KERNEL_COMPILE_FAILED = 12,
-    /// Host or device memory could not be allocated (context creation only: run calls never allocate).
+    /// Host or device memory could not be allocated: at context creation, or the CPU backend's run-call scratch
+    /// (bounded by the configuration, reserved before any output is written, so nothing was written). Run calls on
+    /// the CUDA backend never allocate memory that could fail this way.
     HIP_ATTN_STATUS_OUT_OF_MEMORY = 13,
     /// A bug in hip-attn (a caught panic or a broken invariant). Please report it with the message.
     HIP_ATTN_STATUS_INTERNAL = 14,
@@ -126,6 +128,9 @@ impl Error {
     }
     pub fn bad_index(message: impl Into<String>) -> Self {
         Self::new(HIP_ATTN_STATUS_BAD_INDEX, message)
+    }
+    pub fn out_of_memory(message: impl Into<String>) -> Self {
+        Self::new(HIP_ATTN_STATUS_OUT_OF_MEMORY, message)
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(HIP_ATTN_STATUS_INTERNAL, message)

@@ -1,23 +1,25 @@
 //! Merging two partial attention results by their LSEs (HIP-SPEC "Attention").
 
-use super::{read_row, write_lse, write_row};
+use super::{read_row, write_lse, write_row, MAX_HEAD_DIM};
 use crate::args::MergeArgs;
 
 /// Merges (o_a, lse_a) and (o_b, lse_b) row by row. Each output row is computed from fully read input rows, so
-/// an output that aliases an input exactly is fine.
+/// an output that aliases an input exactly is fine. The rows live on the stack: merging allocates nothing.
 ///
 /// # Safety
 /// Every pointer in `m` is host memory spanning its validated extent.
 pub unsafe fn merge(m: &MergeArgs) {
     let d = m.a.head_dim;
-    let (mut ra, mut rb, mut out) = (vec![0f32; d], vec![0f32; d], vec![0f32; d]);
+    let mut rows = [[0f32; MAX_HEAD_DIM]; 3];
+    let [ra, rb, out] = &mut rows;
+    let (ra, rb, out) = (&mut ra[..d], &mut rb[..d], &mut out[..d]);
     for t in 0..m.a.rows {
         for h in 0..m.a.heads {
             let at = t * m.a.heads + h;
             // SAFETY: t < rows, h < heads: inside every validated view.
             let (la, lb) = unsafe {
-                read_row(&m.a, t, h, &mut ra);
-                read_row(&m.b, t, h, &mut rb);
+                read_row(&m.a, t, h, ra);
+                read_row(&m.b, t, h, rb);
                 ((m.lse_a.addr as *const f32).add(at).read(), (m.lse_b.addr as *const f32).add(at).read())
             };
             let mx = la.max(lb);
@@ -33,7 +35,7 @@ pub unsafe fn merge(m: &MergeArgs) {
             };
             // SAFETY: as above.
             unsafe {
-                write_row(&m.out, t, h, &out);
+                write_row(&m.out, t, h, out);
                 write_lse(&m.lse_out, t, h, lse);
             }
         }

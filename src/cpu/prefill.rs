@@ -1,11 +1,12 @@
-//! Prefill on the CPU: for each sequence, mask head and query block, the tree search, then exact attention.
+//! Prefill on the CPU: for each sequence, mask head and query block, the tree search (or SCAN for the blocks
+//! of the prompt's tail), then exact attention.
 
-use super::{attend, read_i32s, read_row, write_lse, write_row, Rows};
+use super::{attend, block_score, read_i32, read_row, write_lse, write_row, KvRows, Scratch};
 use crate::args::{Buffer, PrefillArgs};
 use crate::config::Config;
-use crate::plan::{self, PrefillWorkspace};
 use crate::config::Selection;
-use crate::spec::{query_block_score, scan_select, tree_search, BlockKeys};
+use crate::plan::{self, PrefillWorkspace};
+use crate::spec::{scan_select_in, tree_search_in, BlockKeys};
 use crate::status::{Error, Result};
 use crate::tensor::TensorView;
 
@@ -19,72 +20,84 @@ pub(crate) struct Seq {
 }
 
 /// Reads and checks cu_seqlens: starts at 0, never decreases, stays inside the tensors and the max lengths,
-/// and Tq <= Tk for every sequence.
+/// and Tq <= Tk for every sequence. Nothing is kept: the compute pass reads each sequence again (`read_seq`).
 ///
 /// # Safety
 /// `a.cu_seqlens_q` and `a.cu_seqlens_k` point to `batch + 1` readable i32s in host memory.
-pub(crate) unsafe fn read_seqs(a: &PrefillArgs) -> Result<Vec<Seq>> {
-    // SAFETY: forwarded from the caller's contract.
-    let (cq, ck) = unsafe { (read_i32s(a.cu_seqlens_q, a.batch + 1), read_i32s(a.cu_seqlens_k, a.batch + 1)) };
-    for (name, cu, total, max) in
-        [("cu_seqlens_q", &cq, a.total_q, a.max_seqlen_q), ("cu_seqlens_k", &ck, a.total_k, a.max_seqlen_k)]
-    {
-        if cu[0] != 0 {
-            return Err(Error::bad_index(format!("{name}[0] ({}) must be 0", cu[0])));
+pub(crate) unsafe fn read_seqs(a: &PrefillArgs) -> Result<()> {
+    for (name, addr, total, max) in [
+        ("cu_seqlens_q", a.cu_seqlens_q, a.total_q, a.max_seqlen_q),
+        ("cu_seqlens_k", a.cu_seqlens_k, a.total_k, a.max_seqlen_k),
+    ] {
+        // SAFETY: every index read below is at most batch (caller's contract).
+        let cu = |i: usize| unsafe { read_i32(addr, i) };
+        if cu(0) != 0 {
+            return Err(Error::bad_index(format!("{name}[0] ({}) must be 0", cu(0))));
         }
         for b in 0..a.batch {
-            if cu[b + 1] < cu[b] {
+            let (lo, hi) = (cu(b), cu(b + 1));
+            if hi < lo {
                 return Err(Error::bad_index(format!(
-                    "{name} is not increasing: {name}[{}] ({}) < {name}[{b}] ({})",
-                    b + 1,
-                    cu[b + 1],
-                    cu[b]
+                    "{name} is not increasing: {name}[{}] ({hi}) < {name}[{b}] ({lo})",
+                    b + 1
                 )));
             }
-            let len = (cu[b + 1] - cu[b]) as usize;
+            // lo >= 0: every earlier entry passed these checks, starting from cu[0] = 0.
+            let len = (hi as i64 - lo as i64) as usize;
             if len > max {
                 return Err(Error::bad_index(format!(
                     "sequence {b} has {len} rows in {name}, more than its max_seqlen ({max})"
                 )));
             }
         }
-        if cu[a.batch] as usize > total {
-            return Err(Error::bad_index(format!("{name}[{}] ({}) exceeds its total ({total})", a.batch, cu[a.batch])));
+        if cu(a.batch) as usize > total {
+            return Err(Error::bad_index(format!("{name}[{}] ({}) exceeds its total ({total})", a.batch, cu(a.batch))));
         }
     }
-    let seqs: Vec<Seq> = (0..a.batch)
-        .map(|b| Seq {
-            q0: cq[b] as usize,
-            tq: (cq[b + 1] - cq[b]) as usize,
-            k0: ck[b] as usize,
-            tk: (ck[b + 1] - ck[b]) as usize,
-        })
-        .collect();
-    if let Some((b, s)) = seqs.iter().enumerate().find(|(_, s)| s.tq > s.tk) {
-        return Err(Error::bad_index(format!("sequence {b} has Tq ({}) > Tk ({})", s.tq, s.tk)));
+    for b in 0..a.batch {
+        // SAFETY: forwarded from the caller's contract.
+        let s = unsafe { read_seq(a, b)? };
+        if s.tq > s.tk {
+            return Err(Error::bad_index(format!("sequence {b} has Tq ({}) > Tk ({})", s.tq, s.tk)));
+        }
     }
-    Ok(seqs)
+    Ok(())
 }
 
-/// f32 copies of kv head `g`'s rows [k0, k0 + tk) of a key or value tensor.
+/// Sequence b as cu_seqlens says now. Checked again whenever it is read, because an output that overlaps
+/// cu_seqlens may have changed them since `read_seqs`: the geometry returned always lies inside the tensors.
+/// (Tq <= Tk is `read_seqs`'s check, with its own message.)
 ///
 /// # Safety
-/// The view was validated; rows are inside it.
-pub(crate) unsafe fn load_rows(view: &TensorView, k0: usize, tk: usize, g: usize) -> Rows {
-    let dim = view.head_dim;
-    let mut data = vec![0f32; tk * dim];
-    for t in 0..tk {
-        // SAFETY: k0 + t < total_k (read_seqs checked cu_seqlens_k[batch] <= total_k).
-        unsafe { read_row(view, k0 + t, g, &mut data[t * dim..(t + 1) * dim]) };
+/// As for `read_seqs`, and b < batch.
+unsafe fn read_seq(a: &PrefillArgs, b: usize) -> Result<Seq> {
+    // SAFETY: b + 1 <= batch (caller's contract).
+    let cu = |addr: usize, i: usize| unsafe { read_i32(addr, i) } as i64;
+    let (q0, q1, k0, k1) = (cu(a.cu_seqlens_q, b), cu(a.cu_seqlens_q, b + 1), cu(a.cu_seqlens_k, b), cu(a.cu_seqlens_k, b + 1));
+    let inside = |lo: i64, hi: i64, total: usize, max: usize| 0 <= lo && lo <= hi && hi as usize <= total && (hi - lo) as usize <= max;
+    if !inside(q0, q1, a.total_q, a.max_seqlen_q) || !inside(k0, k1, a.total_k, a.max_seqlen_k) {
+        return Err(Error::bad_index(format!(
+            "cu_seqlens of sequence {b} changed during the call (an output or the workspace overlaps them)"
+        )));
     }
-    Rows { dim, data }
+    Ok(Seq { q0: q0 as usize, tq: (q1 - q0) as usize, k0: k0 as usize, tk: (k1 - k0) as usize })
 }
 
-/// Branch score of HIP-SPEC: max over the sampled queries and the sampled keys of representative block `rep`.
-pub(crate) fn block_score(cfg: &Config, keys: &BlockKeys, queries: &[Vec<f32>], krows: &[&Rows], rep: usize) -> f32 {
-    let block = keys.block_range(rep);
-    let per_query = queries.iter().zip(krows).map(|(q, kr)| query_block_score(q, block, cfg.sk, |t| kr.row(t)));
-    per_query.fold(f32::NEG_INFINITY, f32::max)
+/// Keys and values of one sequence and kv head of a prefill: rows [k0, k0 + len) of the k and v views.
+struct SeqRows<'a> {
+    k: &'a TensorView,
+    v: &'a TensorView,
+    k0: usize,
+    len: usize,
+    g: usize,
+}
+
+impl KvRows for SeqRows<'_> {
+    unsafe fn read(&self, t: usize, value: bool, out: &mut [f32]) {
+        assert!(t < self.len, "key {t} read in a sequence of {} keys", self.len);
+        // SAFETY: k0 + t < k0 + len <= total_k (read_seq) and g < num_kv_heads: inside the validated view.
+        unsafe { read_row(if value { self.v } else { self.k }, self.k0 + t, self.g, out) };
+    }
 }
 
 /// Runs a prefill. `ws` holds the masks afterwards, in the layout the CUDA kernels use.
@@ -93,66 +106,56 @@ pub(crate) fn block_score(cfg: &Config, keys: &BlockKeys, queries: &[Vec<f32>], 
 /// Every pointer in `a` and `ws` is host memory spanning its validated extent.
 pub unsafe fn prefill(cfg: &Config, a: &PrefillArgs, ws: Buffer) -> Result<()> {
     // SAFETY: forwarded from the caller's contract.
-    let seqs = unsafe { read_seqs(a)? };
+    unsafe { read_seqs(a)? };
     let layout = PrefillWorkspace::new(cfg, a.batch, a.total_q)?;
     let (d, kb) = (cfg.head_dim, cfg.kb());
-    let mut qrow = vec![0f32; d];
-    let mut orow = vec![0f32; d];
-    for (b, s) in seqs.iter().enumerate() {
-        // SAFETY: rows of this sequence lie inside k and v (read_seqs).
-        let kv: Vec<(Rows, Rows)> = (0..cfg.num_kv_heads)
-            .map(|g| unsafe { (load_rows(&a.k, s.k0, s.tk, g), load_rows(&a.v, s.k0, s.tk, g)) })
-            .collect();
+    // A query block holds at most min(bq, max_seqlen_q) queries; the search samples every sq-th.
+    let per_head = cfg.bq.min(a.max_seqlen_q).div_ceil(cfg.sq);
+    let mut scratch = Scratch::try_new(cfg, cfg.mask_head_q_heads(0).len() * per_head)?;
+    let (mut qbuf, mut obuf) = ([0f32; super::MAX_HEAD_DIM], [0f32; super::MAX_HEAD_DIM]);
+    let (qrow, orow) = (&mut qbuf[..d], &mut obuf[..d]);
+    for b in 0..a.batch {
+        // SAFETY: b < batch.
+        let s = unsafe { read_seq(a, b)? };
         let nblocks = s.tq.div_ceil(cfg.bq);
         for mh in 0..cfg.mask_heads() {
             let heads = cfg.mask_head_q_heads(mh);
+            // Every q head of a mask head reads the same kv head.
+            let kv = SeqRows { k: &a.k, v: &a.v, k0: s.k0, len: s.tk, g: cfg.kv_head_of(heads.start) };
             for j in 0..nblocks {
                 let (i0, i1) = (j * cfg.bq, ((j + 1) * cfg.bq).min(s.tq));
                 let p0 = s.tk - s.tq + i0;
                 let keys = BlockKeys::new(p0, s.tk, cfg.sink, cfg.window, cfg.bk, cfg.causal);
-                // The sampled queries of every head that shares this mask, each with its kv head's keys.
-                let mut queries = Vec::new();
-                let mut krows = Vec::new();
-                for h in heads.clone() {
-                    for i in (i0..i1).step_by(cfg.sq) {
-                        let mut q = vec![0f32; d];
-                        // SAFETY: q0 + i < total_q (read_seqs).
-                        unsafe { read_row(&a.q, s.q0 + i, h, &mut q) };
-                        queries.push(q);
-                        krows.push(&kv[cfg.kv_head_of(h)].0);
-                    }
-                }
-                let score = |rep| block_score(cfg, &keys, &queries, &krows, rep);
+                // The sampled queries of every head that shares this mask.
+                let sampled = (i1 - i0).div_ceil(cfg.sq);
+                scratch.load_queries(d, heads.len() * sampled, |r, row| {
+                    let (h, i) = (heads.start + r / sampled, i0 + (r % sampled) * cfg.sq);
+                    // SAFETY: q0 + i < q0 + tq <= total_q (read_seq), h < Hq.
+                    unsafe { read_row(&a.q, s.q0 + i, h, row) };
+                });
+                let score = |rep| block_score(cfg, &keys, &scratch.queries, &kv, rep);
                 let sel = match cfg.prefill_selection(i1, s.tq) {
-                    Selection::Tree => tree_search(keys.nb, kb, score),
-                    Selection::Scan => scan_select(keys.nb, kb, score),
+                    Selection::Tree => tree_search_in(keys.nb, kb, score, &mut scratch.search),
+                    Selection::Scan => scan_select_in(keys.nb, kb, score, &mut scratch.search),
                 };
                 // SAFETY: the slot is below layout.slots and ws holds layout.bytes (checked by the context).
-                unsafe { store_mask(cfg, &layout, ws, PrefillWorkspace::slot(cfg, s.q0, b, j), mh, &sel) };
+                unsafe { store_mask(cfg, &layout, ws, PrefillWorkspace::slot(cfg, s.q0, b, j), mh, sel) };
                 for h in heads.clone() {
-                    let (kr, vr) = &kv[cfg.kv_head_of(h)];
                     for i in i0..i1 {
                         let p = s.tk - s.tq + i;
-                        // SAFETY: row inside q / o / lse (read_seqs).
-                        unsafe { read_row(&a.q, s.q0 + i, h, &mut qrow) };
-                        let lse = attend(
-                            &qrow,
-                            cfg.scale,
-                            |f| keys.for_each_key(p, cfg.causal, &sel, f),
-                            |t| kr.row(t),
-                            |t| vr.row(t),
-                            &mut orow,
-                        );
+                        // SAFETY: row inside q / o / lse (read_seq).
+                        unsafe { read_row(&a.q, s.q0 + i, h, qrow) };
+                        let lse = attend(qrow, cfg.scale, |f| keys.for_each_key(p, cfg.causal, sel, f), &kv, orow);
                         // SAFETY: as above.
                         unsafe {
-                            write_row(&a.o, s.q0 + i, h, &orow);
+                            write_row(&a.o, s.q0 + i, h, orow);
                             write_lse(&a.lse, s.q0 + i, h, lse);
                         }
                     }
                 }
                 if let (Some(state), true) = (a.mask_state_out, j + 1 == nblocks) {
                     // SAFETY: state spans mask_state_bytes(batch) (validated in args).
-                    unsafe { store_state(cfg, state, b, mh, 1, keys.e, &sel) };
+                    unsafe { store_state(cfg, state, b, mh, 1, keys.e, sel) };
                 }
             }
         }

@@ -254,8 +254,15 @@ pub unsafe extern "C" fn hip_mask_state_size(ctx: *const hip_ctx, batch_size: u3
 
 /// HiP attention over a batch of variable-length sequences (prefill, chunked prefill, append). Queues the work
 /// on `stream` (CUDA: a `CUstream`, NULL = the calling thread's per-thread default stream, never the legacy one;
-/// ignored by the CPU backend, which computes before returning) without allocating or synchronizing, and keeps
-/// no pointer after it returns. On failure no output is written.
+/// ignored by the CPU backend, which computes before returning) without synchronizing, and keeps no pointer after
+/// it returns. On failure no output is written.
+///
+/// Memory: on the CUDA backend the call allocates no device memory and host memory only in small fixed amounts
+/// (so it can be captured in a CUDA graph). The CPU backend reads keys, values and index data in place, so
+/// nothing it allocates grows with the sequence lengths, the batch or the KV cache; its one scratch buffer (the
+/// sampled queries of one query block: the q heads sharing a mask x ceil(min(bq, max_seqlen_q) / sq) rows of
+/// head_dim f32, plus search arrays of O(Kb) entries) is reserved before anything is written, and a host that cannot provide it
+/// gets `HIP_ATTN_STATUS_OUT_OF_MEMORY`, with nothing written, never an abort.
 ///
 /// # Safety
 /// `ctx` is a live context; `args` points to a `hip_prefill_args` whose pointers address memory of the context's
@@ -282,7 +289,9 @@ pub unsafe extern "C" fn hip_prefill(
 }
 
 /// One decode step for a batch: searches or reuses each sequence's mask as its step counter in `mask_state`
-/// says, then attends. Same queuing rules as `hip_prefill`. On failure no output and no mask state is written.
+/// says, then attends. Same queuing and memory rules as `hip_prefill` (the CPU backend's scratch here: one row of
+/// head_dim f32 per q head of a mask head, plus O(Kb) search arrays). On failure no output and no mask state is
+/// written.
 ///
 /// # Safety
 /// As for `hip_prefill`, with `hip_decode_args`.
@@ -307,7 +316,7 @@ pub unsafe extern "C" fn hip_decode_step(
 }
 
 /// Merges two partial attention results over disjoint key sets by their LSEs, in the context's dtype and
-/// head_dim. Needs no workspace.
+/// head_dim. Needs no workspace and no scratch on either backend (the CPU backend works row by row on the stack).
 ///
 /// # Safety
 /// As for `hip_prefill`, with `hip_merge_args`.
