@@ -231,7 +231,7 @@ fn index_data_table() {
     let cases: Vec<(&str, [i32; 3], [i32; 3], &str)> = vec![
         ("cu_q not starting at 0", [1, 5, 25], [0, 9, 29], "cu_seqlens_q[0] (1)"),
         ("cu_q decreasing", [0, 5, 4], [0, 9, 29], "cu_seqlens_q is not increasing"),
-        ("cu_k past total", [0, 5, 25], [0, 15, 30], "cu_seqlens_k[2] (30) exceeds"),
+        ("cu_k past total", [0, 5, 25], [0, 15, 30], "cu_seqlens_k[2] (30) must equal total_k (29)"),
         ("Tq > Tk", [0, 10, 25], [0, 9, 29], "Tq (10) > Tk (9)"),
     ];
     for (what, cq, ck, needle) in cases {

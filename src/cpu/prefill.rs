@@ -18,8 +18,8 @@ pub(crate) struct Seq {
     pub tk: usize,
 }
 
-/// Reads and checks cu_seqlens: starts at 0, never decreases, stays inside the tensors and the max lengths,
-/// and Tq <= Tk for every sequence.
+/// Reads and checks cu_seqlens: starts at 0, never decreases, ends at the declared totals (total_q, total_k),
+/// keeps every sequence within the max lengths, and Tq <= Tk for every sequence.
 ///
 /// # Safety
 /// `a.cu_seqlens_q` and `a.cu_seqlens_k` point to `batch + 1` readable i32s in host memory.
@@ -48,8 +48,14 @@ pub(crate) unsafe fn read_seqs(a: &PrefillArgs) -> Result<Vec<Seq>> {
                 )));
             }
         }
-        if cu[a.batch] as usize > total {
-            return Err(Error::bad_index(format!("{name}[{}] ({}) exceeds its total ({total})", a.batch, cu[a.batch])));
+        // Not just <= total: a total that disagrees with the sequences means one of them is wrong, and the CUDA
+        // kernels size the workspace and launch grid from the totals.
+        if cu[a.batch] as usize != total {
+            let tf = if name == "cu_seqlens_q" { "total_q" } else { "total_k" };
+            return Err(Error::bad_index(format!(
+                "{name}[{}] ({}) must equal {tf} ({total}): the sequences must cover the {tf} rows exactly",
+                a.batch, cu[a.batch]
+            )));
         }
     }
     let seqs: Vec<Seq> = (0..a.batch)
