@@ -138,6 +138,16 @@ fn reach(field: &str, name: &str, stride: usize, n: usize, what: &str) -> Result
     })
 }
 
+/// Bytes of `elems` elements of `dtype`, as a SIZE_OVERFLOW naming the layout when they do not fit in 64 bits.
+fn elem_bytes(field: &str, elems: usize, dtype: DType, layout: impl FnOnce() -> String) -> Result<usize> {
+    elems.checked_mul(dtype.size()).ok_or_else(|| {
+        Error::new(
+            crate::status::hip_status::HIP_ATTN_STATUS_SIZE_OVERFLOW,
+            format!("size of {field} overflows: {elems} elements of {} ({}) do not fit in 64 bits", dtype.name(), layout()),
+        )
+    })
+}
+
 /// Elements from the base to one past the last element of a view with these (stride, length, name)
 /// dimensions and a contiguous last dimension of `inner` elements; SIZE_OVERFLOW names what overflowed.
 fn extent(field: &str, dims: &[(usize, usize, &str, &str)], inner: usize) -> Result<usize> {
@@ -210,10 +220,9 @@ impl TensorView {
         }
         let view = TensorView { addr, rows, heads, head_dim, row_stride, head_stride, dtype };
         let dims = [(row_stride, rows, "token_stride", "rows"), (head_stride, heads, "head_stride", "heads")];
-        let bytes = checked_mul(extent(field, &dims, head_dim)?, dtype.size(), field)?;
-        check_span(field, addr, bytes, || {
-            format!("token_stride {row_stride}, {rows} rows; head_stride {head_stride}, {heads} heads")
-        })?;
+        let layout = || format!("token_stride {row_stride}, {rows} rows; head_stride {head_stride}, {heads} heads");
+        let bytes = elem_bytes(field, extent(field, &dims, head_dim)?, dtype, layout)?;
+        check_span(field, addr, bytes, layout)?;
         Ok(view)
     }
 
@@ -328,7 +337,6 @@ impl KvView {
             (view.token_stride, tokens, "kv.token_stride", "tokens"),
             (view.head_stride, heads, "kv.head_stride", "heads"),
         ];
-        let bytes = checked_mul(extent("kv", &dims, head_dim)?, dtype.size(), "kv")?;
         let layout = || {
             format!(
                 "seq_stride {}, {outer} {}; token_stride {}, {tokens} tokens; head_stride {}, {heads} heads",
@@ -338,6 +346,7 @@ impl KvView {
                 view.head_stride
             )
         };
+        let bytes = elem_bytes("kv", extent("kv", &dims, head_dim)?, dtype, layout)?;
         check_span("kv.k", k, bytes, layout)?;
         check_span("kv.v", v, bytes, layout)?;
         Ok(view)
