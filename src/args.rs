@@ -59,7 +59,9 @@ fn check_aliasing(spans: &[Span], allowed: &[(&str, &str)]) -> Result<()> {
             if !(a.written || b.written) || !a.overlaps(b) {
                 continue;
             }
-            let pair = allowed.iter().find(|(x, y)| (*x == a.field && *y == b.field) || (*x == b.field && *y == a.field));
+            let pair = allowed
+                .iter()
+                .find(|(x, y)| (*x == a.field && *y == b.field) || (*x == b.field && *y == a.field));
             if pair.is_some() && a.start == b.start && a.end == b.end && a.strides == b.strides {
                 continue;
             }
@@ -179,7 +181,9 @@ impl PrefillArgs {
 
     /// Every argument's byte range (the workspace aside).
     pub fn spans(&self) -> Vec<Span> {
-        let cu = |field, addr: usize| Span { field, start: addr, end: addr + 4 * (self.batch + 1), written: false, strides: (0, 0) };
+        let cu = |field, addr: usize| {
+            Span { field, start: addr, end: addr + 4 * (self.batch + 1), written: false, strides: (0, 0) }
+        };
         let mut spans = vec![
             Span::tensor("q", &self.q, false),
             Span::tensor("k", &self.k, false),
@@ -204,7 +208,8 @@ const PREFILL_ALIASES: &[(&str, &str)] = &[("o", "q")];
 const DECODE_ALIASES: &[(&str, &str)] = &[];
 /// `hip_merge_states`: an output may be either input of its kind itself; every output row is computed from fully
 /// read input rows of the same (token, head) on both backends.
-const MERGE_ALIASES: &[(&str, &str)] = &[("o_out", "o_a"), ("o_out", "o_b"), ("lse_out", "lse_a"), ("lse_out", "lse_b")];
+const MERGE_ALIASES: &[(&str, &str)] =
+    &[("o_out", "o_a"), ("o_out", "o_b"), ("lse_out", "lse_a"), ("lse_out", "lse_b")];
 
 #[derive(Clone, Copy, Debug)]
 pub struct Paging {
@@ -287,7 +292,8 @@ impl DecodeArgs {
         index_array("seqlens_k", a.seqlens_k as usize, batch, false)?;
         let mask_state = buffer("mask_state", a.mask_state as usize, crate::plan::mask_state_bytes(cfg, batch)?)?;
         let lse = LseView::new("lse", a.lse as usize, batch, hq)?;
-        let args = DecodeArgs { batch, max_seqlen_k, q, kv, paging, seqlens_k: a.seqlens_k as usize, mask_state, o, lse };
+        let seqlens_k = a.seqlens_k as usize;
+        let args = DecodeArgs { batch, max_seqlen_k, q, kv, paging, seqlens_k, mask_state, o, lse };
         check_aliasing(&args.spans(), DECODE_ALIASES)?;
         Ok(args)
     }
@@ -300,7 +306,7 @@ impl DecodeArgs {
             Span::tensor("q", &self.q, false),
             Span { field: "kv.k", start: self.kv.k, end: self.kv.k + kv_bytes, written: false, strides },
             Span { field: "kv.v", start: self.kv.v, end: self.kv.v + kv_bytes, written: false, strides },
-            Span { field: "seqlens_k", start: self.seqlens_k, end: self.seqlens_k + 4 * self.batch, written: false, strides: (0, 0) },
+            Span::buffer("seqlens_k", Buffer { addr: self.seqlens_k, bytes: 4 * self.batch }, false),
             Span::buffer("mask_state", self.mask_state, true),
             Span::tensor("o", &self.o, true),
         ];

@@ -143,7 +143,11 @@ fn elem_bytes(field: &str, elems: usize, dtype: DType, layout: impl FnOnce() -> 
     elems.checked_mul(dtype.size()).ok_or_else(|| {
         Error::new(
             crate::status::hip_status::HIP_ATTN_STATUS_SIZE_OVERFLOW,
-            format!("size of {field} overflows: {elems} elements of {} ({}) do not fit in 64 bits", dtype.name(), layout()),
+            format!(
+                "size of {field} overflows: {elems} elements of {} ({}) do not fit in 64 bits",
+                dtype.name(),
+                layout()
+            ),
         )
     })
 }

@@ -8,7 +8,7 @@ use hip_attn::tensor::DType;
 const D: usize = 64;
 const HQ: usize = 4;
 
-fn row<'a>(x: &'a [f32], r: usize, h: usize) -> &'a [f32] {
+fn row(x: &[f32], r: usize, h: usize) -> &[f32] {
     &x[(r * HQ + h) * D..(r * HQ + h + 1) * D]
 }
 
