@@ -314,7 +314,10 @@ struct KeyList {
 
 
 // ---------------------------------------------------------------------------------------------------------------
-// Prefill sequence bounds from cu_seqlens, validated so that no later index can leave the tensors.
+// Prefill sequence bounds from cu_seqlens, validated so that no later index can leave the tensors. The totals
+// check (cu_seqlens_q[batch] == total_q, cu_seqlens_k[batch] == total_k, as the CPU backend checks on the host)
+// fails every sequence of the call at once: each CTA sees the same two entries, so all rows whose range lies
+// inside the tensors are zeroed (lse -inf) and HIP_ATTN_DEVERR_SEQLENS is raised.
 struct PrefillSeq {
     int q0, k0, Tq, Tk;
     bool q_range_ok;  // [q0, q0 + Tq) lies inside [0, total_q): outputs of this sequence may be written
@@ -330,7 +333,7 @@ __device__ __forceinline__ bool prefill_seq(const hip_prefill_params& p, int b, 
     s.Tk = kb - ka;
     s.q_range_ok = qa >= 0 && qb >= qa && qb <= p.total_q;
     return s.q_range_ok && cq[0] == 0 && ck[0] == 0 && ka >= 0 && kb >= ka && kb <= p.total_k &&
-           cq[p.batch] <= p.total_q && ck[p.batch] <= p.total_k && s.Tq <= p.max_seqlen_q &&
+           cq[p.batch] == p.total_q && ck[p.batch] == p.total_k && s.Tq <= p.max_seqlen_q &&
            s.Tk <= p.max_seqlen_k && s.Tq <= s.Tk;
 }
 

@@ -27,7 +27,7 @@
 #define HIP_ATTN_STATE_HEADER 4
 
 // Device error bits, OR-ed into *error_flag by any kernel that meets bad index data and skips that work.
-#define HIP_ATTN_DEVERR_SEQLENS 1u        // cu_seqlens / seqlens_k out of range or not increasing
+#define HIP_ATTN_DEVERR_SEQLENS 1u        // cu_seqlens / seqlens_k out of range, not increasing or off the totals
 #define HIP_ATTN_DEVERR_PAGE_TABLE 2u     // page index outside [0, num_pages)
 #define HIP_ATTN_DEVERR_MASK_STATE 4u     // stored mask record inconsistent (re-searched instead)
 

@@ -77,11 +77,14 @@ enum hip_status
    */
   HIP_ATTN_STATUS_STRUCT_SIZE_MISMATCH = 7,
   /**
-   * A size computation (elements, bytes, extents) would overflow.
+   * A size computation (elements, bytes, extents) would overflow, or a buffer's extent (pointer plus the bytes
+   * its strides and lengths span) would pass the end of the user address space, 2^57. The message names the
+   * stride and length, or the span.
    */
   HIP_ATTN_STATUS_SIZE_OVERFLOW = 8,
   /**
-   * Index data in backend memory is out of range: cu_seqlens, seqlens_k, page table or mask state.
+   * Index data in backend memory is out of range: cu_seqlens (including an end other than total_q / total_k),
+   * seqlens_k, page table or mask state.
    */
   HIP_ATTN_STATUS_BAD_INDEX = 9,
   /**
@@ -300,44 +303,47 @@ typedef struct hip_config {
    */
   uint32_t head_dim;
   /**
-   * Query heads Hq (>= 1).
+   * Query heads Hq, 1 to 4096 (32x the most heads of any published model; keeps workspace sizes and the
+   * CUDA grids' heads dimension in range).
    */
   uint32_t num_q_heads;
   /**
-   * Key/value heads Hkv (>= 1, divides num_q_heads).
+   * Key/value heads Hkv, 1 to 4096 (as num_q_heads); divides num_q_heads.
    */
   uint32_t num_kv_heads;
   /**
    * Keys selected by the tree search per query block [512]; 0 = sink + window only. k >= the sequence length
-   * is valid and gives exact dense attention.
+   * is valid and gives exact dense attention. At most 1048576 (2^20: a mask record holds ceil(k / bk) int32
+   * per head, which must stay small).
    */
   uint32_t k;
   /**
-   * Queries that share one mask [32].
+   * Queries that share one mask [32], 1 to 4096 (a block's rows live in the kernels' shared memory).
    */
   uint32_t bq;
   /**
-   * Keys per key block, the unit the search selects [2].
+   * Keys per key block, the unit the search selects [2], 1 to 4096 (as bq).
    */
   uint32_t bk;
   /**
-   * Attention-sink tokens every query attends [4].
+   * Attention-sink tokens every query attends [4]; at most 1073741824 (2^30: longer than any context, and
+   * sink + window cannot overflow 32 bits).
    */
   uint32_t sink;
   /**
-   * Local window every query attends [128].
+   * Local window every query attends [128]; at most 1073741824 (2^30, as sink).
    */
   uint32_t window;
   /**
-   * Query sampling stride when scoring a representative [1].
+   * Query sampling stride when scoring a representative [1], 1 to 4096 (as bq).
    */
   uint32_t sq;
   /**
-   * Key sampling stride when scoring a representative [1].
+   * Key sampling stride when scoring a representative [1], 1 to 4096 (as bq).
    */
   uint32_t sk;
   /**
-   * Decode steps between mask searches [8]; 1 = search every step.
+   * Decode steps between mask searches [8]; 1 = search every step. Any value from 1 up.
    */
   uint32_t refresh;
   /**
@@ -357,7 +363,9 @@ typedef struct hip_config {
    */
   int32_t device_ordinal;
   /**
-   * Softmax scale; 0 means 1/sqrt(head_dim) [0].
+   * Softmax scale [0]: 0 (or -0) means 1/sqrt(head_dim); otherwise positive, finite and at most 65536 (a larger
+   * scale is a unit or sign mistake; up to it no logit of f16 inputs can overflow f32, nor can the scale times
+   * log2(e) that the CUDA kernels fold into the queries). Negative, NaN or infinite values are refused.
    */
   float softmax_scale;
   /**
@@ -389,7 +397,7 @@ typedef struct hip_config {
   /**
    * The query blocks of a prefill sequence that hold any of its last `prefill_scan_tail` queries select by
    * SCAN instead of the tree search; their masks are what `mask_state_out` hands to decode. 0 = none [0];
-   * at most 2^31 - 1.
+   * at most 2147483647 (2^31 - 1: positions are int32).
    */
   uint32_t prefill_scan_tail;
   /**
@@ -400,7 +408,10 @@ typedef struct hip_config {
 
 /**
  * A read-only [tokens, heads, head_dim] view. Strides are in elements; the last dimension is contiguous.
- * `data` must be 16-byte aligned and both strides multiples of 16 bytes' worth of elements.
+ * `data` must be 16-byte aligned and both strides multiples of 16 bytes' worth of elements. The view's bytes,
+ * from `data` to one past its last element, must end at or below 2^57 (the end of the user address space of
+ * x86-64 with 5-level paging): a larger extent is a wrong stride or length, refused as
+ * HIP_ATTN_STATUS_SIZE_OVERFLOW with the span and the strides and lengths that gave it.
  */
 typedef struct hip_tensor {
   const void *data;
@@ -409,7 +420,8 @@ typedef struct hip_tensor {
 } hip_tensor;
 
 /**
- * A writable [tokens, heads, head_dim] view; same rules as `hip_tensor`, and rows must not overlap.
+ * A writable [tokens, heads, head_dim] view; same rules as `hip_tensor`, and rows must not overlap. Nor may its
+ * bytes overlap any other argument of the call (see the aliasing rule of each entry point).
  */
 typedef struct hip_tensor_mut {
   void *data;
@@ -428,23 +440,25 @@ typedef struct hip_prefill_args {
    */
   uint32_t struct_size;
   /**
-   * Number of sequences (>= 1).
+   * Number of sequences, 1 to 2147483647 (2^31 - 1: index data is int32); the CUDA backend takes at most
+   * 65535 (its grids' batch dimension) and says HIP_ATTN_STATUS_UNSUPPORTED above.
    */
   uint32_t batch_size;
   /**
-   * Rows of q and o: cu_seqlens_q[batch_size].
+   * Rows of q and o, 1 to 2147483647 (int32 index data); must equal cu_seqlens_q[batch_size]
+   * (HIP_ATTN_STATUS_BAD_INDEX otherwise).
    */
   uint32_t total_q;
   /**
-   * Rows of k and v: cu_seqlens_k[batch_size].
+   * Rows of k and v, 1 to 2147483647; at least total_q; must equal cu_seqlens_k[batch_size].
    */
   uint32_t total_k;
   /**
-   * Upper bound of every sequence's Tq (sizes the launch grid).
+   * Upper bound of every sequence's Tq (sizes the launch grid), 1 to total_q.
    */
   uint32_t max_seqlen_q;
   /**
-   * Upper bound of every sequence's Tk.
+   * Upper bound of every sequence's Tk, 1 to total_k.
    */
   uint32_t max_seqlen_k;
   /**
@@ -464,11 +478,11 @@ typedef struct hip_prefill_args {
    */
   struct hip_tensor_mut o;
   /**
-   * int32 [batch_size + 1], in backend memory.
+   * int32 [batch_size + 1], in backend memory: 0, increasing, ending at total_q.
    */
   const int32_t *cu_seqlens_q;
   /**
-   * int32 [batch_size + 1], in backend memory.
+   * int32 [batch_size + 1], in backend memory: 0, increasing, ending at total_k.
    */
   const int32_t *cu_seqlens_k;
   /**
@@ -495,7 +509,7 @@ typedef struct hip_kv_cache {
    */
   uint32_t layout;
   /**
-   * Tokens per page (paged layout, >= 1); ignored when contiguous.
+   * Tokens per page (paged layout), 1 to 2147483647 (int32 positions); ignored when contiguous.
    */
   uint32_t page_size;
   const void *k;
@@ -517,11 +531,11 @@ typedef struct hip_kv_cache {
    */
   const int32_t *page_table;
   /**
-   * Paged: entries per page-table row (the most pages one sequence may use).
+   * Paged: entries per page-table row (the most pages one sequence may use), 1 to 2147483647.
    */
   uint32_t page_table_stride;
   /**
-   * Paged: pages in the pool; every page index must be below it.
+   * Paged: pages in the pool, 1 to 2147483647 (page indices are int32); every page index must be below it.
    */
   uint32_t num_pages;
 } hip_kv_cache;
@@ -536,11 +550,13 @@ typedef struct hip_decode_args {
    */
   uint32_t struct_size;
   /**
-   * Number of sequences (>= 1).
+   * Number of sequences, 1 to 2147483647 (int32 index data); the CUDA backend takes at most 65535 (its grids'
+   * batch dimension) and says HIP_ATTN_STATUS_UNSUPPORTED above.
    */
   uint32_t batch_size;
   /**
-   * Upper bound of every seqlens_k[b]; contiguous caches must hold this many tokens per sequence.
+   * Upper bound of every seqlens_k[b], 1 to 2147483647 (int32 positions); contiguous caches must hold this many
+   * tokens per sequence.
    */
   uint32_t max_seqlen_k;
   /**
@@ -579,7 +595,9 @@ typedef struct hip_decode_args {
 } hip_decode_args;
 
 /**
- * Arguments of `hip_merge_states`: out = merge((o_a, lse_a), (o_b, lse_b)). Outputs may alias inputs exactly.
+ * Arguments of `hip_merge_states`: out = merge((o_a, lse_a), (o_b, lse_b)). `o_out` may be `o_a` or `o_b` itself
+ * (the same data pointer and strides) and `lse_out` may be `lse_a` or `lse_b` itself; no other overlap of an
+ * output with anything is allowed (see `hip_merge_states`).
  */
 typedef struct hip_merge_args {
   /**
@@ -587,11 +605,11 @@ typedef struct hip_merge_args {
    */
   uint32_t struct_size;
   /**
-   * Rows to merge.
+   * Rows to merge, 1 to 2147483647 (2^31 - 1: the kernels index rows with int32).
    */
   uint32_t num_tokens;
   /**
-   * Heads per row.
+   * Heads per row, 1 to 2147483647 (as num_tokens).
    */
   uint32_t num_heads;
   /**
@@ -738,6 +756,22 @@ hip_status hip_mask_state_size(const struct hip_ctx *ctx,
  * head_dim f32, plus search arrays of O(Kb) entries) is reserved before anything is written, and a host that cannot provide it
  * gets `HIP_ATTN_STATUS_OUT_OF_MEMORY`, with nothing written, never an abort.
  *
+ * Aliasing: no output (`o`, `lse`, `mask_state_out`) and not the part of `workspace` the call uses (its first
+ * `hip_prefill_workspace_size` bytes) may share a byte with any other argument (`q`, `k`, `v`, `cu_seqlens_q`,
+ * `cu_seqlens_k`, another output), with one exception: `o` may be `q` itself (the same data pointer, token_stride
+ * and head_stride), which computes in place. Overlap is judged on byte ranges, from a view's first byte to one
+ * past its last, so two interleaved views that share no element still count as overlapping (conservative).
+ * A violation is HIP_ATTN_STATUS_INVALID_ARGUMENT naming both arguments and their ranges. Inputs may overlap
+ * each other freely.
+ *
+ * Non-finite inputs: the values of q, k and v are not checked; nothing crashes and the call succeeds. A NaN in a
+ * query row, or in a key row the query attends (sink, selected block or local window), makes that query's
+ * output row NaN; an infinity there gives logits of +-inf or NaN, where +inf or NaN makes the row NaN and -inf
+ * drops that key. A NaN or infinity in an attended value row makes the matching output elements non-finite.
+ * The lse of a NaN row is NaN on the CPU backend and NaN or -inf on CUDA. Rows that attend no such value are
+ * computed as usual, except that the mask search ranks a NaN score as -inf and +inf first, so a non-finite key
+ * in a query block's search domain can change that block's selection.
+ *
  * # Safety
  * `ctx` is a live context; `args` points to a `hip_prefill_args` whose pointers address memory of the context's
  * backend spanning the documented extents; `workspace` spans `workspace_bytes`; `stream` is NULL or a stream of
@@ -756,6 +790,17 @@ hip_status hip_prefill(const struct hip_ctx *ctx,
  * head_dim f32 per q head of a mask head, plus O(Kb) search arrays). On failure no output and no mask state is
  * written.
  *
+ * Aliasing: no output (`o`, `lse`, `mask_state`, which is read and written) and not the part of `workspace` the
+ * call uses may share a byte with any other argument (`q`, `kv.k`, `kv.v`, `kv.page_table`, `seqlens_k`, another
+ * output). Unlike prefill, `o` may not be `q`: on CUDA the attention kernel may write an output row while the
+ * search kernel still reads the queries of the row's whole GQA group. Byte ranges are compared, as for
+ * `hip_prefill`; a violation is HIP_ATTN_STATUS_INVALID_ARGUMENT naming both arguments.
+ *
+ * Non-finite inputs: as for `hip_prefill` on the CPU backend. On CUDA a query row whose logits include NaN (a
+ * NaN query, or a NaN or infinite attended key) is not yet reported as NaN: its key chunk's softmax sum becomes
+ * NaN and is treated as empty, so the row gets zeros (one split) or the other chunks' result. Do not rely on
+ * either; keep non-finite values out of q and the KV cache.
+ *
  * # Safety
  * As for `hip_prefill`, with `hip_decode_args`.
  */
@@ -769,6 +814,11 @@ hip_status hip_decode_step(const struct hip_ctx *ctx,
 /**
  * Merges two partial attention results over disjoint key sets by their LSEs, in the context's dtype and
  * head_dim. Needs no workspace and no scratch on either backend (the CPU backend works row by row on the stack).
+ *
+ * Aliasing: `o_out` may be `o_a` or `o_b` itself (the same data pointer, token_stride and head_stride), and
+ * `lse_out` may be `lse_a` or `lse_b` itself: every output row is computed from fully read input rows of the same
+ * (token, head). Any other overlap of an output with an input or with the other output (byte ranges, as for
+ * `hip_prefill`) is HIP_ATTN_STATUS_INVALID_ARGUMENT.
  *
  * # Safety
  * As for `hip_prefill`, with `hip_merge_args`.

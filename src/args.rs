@@ -6,20 +6,95 @@
 use crate::config::Config;
 use crate::ffi::types::*;
 use crate::status::{Error, Result};
-use crate::tensor::{check_ptr, KvView, LseView, TensorView, BUFFER_ALIGN};
+use crate::tensor::{check_ptr, check_span, KvView, LseView, TensorView, BUFFER_ALIGN};
 
-/// Upper bound of any token count, so that i32 index data and 64-bit offsets cannot overflow.
+/// Upper bound of every count of a run call (tokens, lengths, batch, pages, heads of a merge): the kernels index
+/// with int32 and cu_seqlens, seqlens_k and page tables are int32, so a larger count could not be addressed.
 pub const MAX_TOKENS: usize = i32::MAX as usize;
 
 fn count(field: &str, value: u32, min: usize) -> Result<usize> {
     let v = value as usize;
-    if v < min {
-        return Err(Error::arg(format!("{field} ({value}) must be at least {min}")));
-    }
-    if v > MAX_TOKENS {
-        return Err(Error::arg(format!("{field} ({value}) exceeds {MAX_TOKENS}")));
+    if v < min || v > MAX_TOKENS {
+        return Err(Error::arg(format!("{field} ({value}) must be between {min} and {MAX_TOKENS}")));
     }
     Ok(v)
+}
+
+/// The byte range of one argument of a run call, for the aliasing rule: an output (or the workspace) may share
+/// no byte with any other argument, except the exact aliases an entry point allows. Byte ranges are compared,
+/// not the elements a strided view touches, so two views that interleave without sharing an element still count
+/// as overlapping (a conservative test, documented in the header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub field: &'static str,
+    pub start: usize,
+    pub end: usize,
+    pub written: bool,
+    /// (token stride, head stride) of a tensor view; two views of the same shape are the same view when their
+    /// start and strides agree.
+    pub strides: (usize, usize),
+}
+
+impl Span {
+    fn tensor(field: &'static str, t: &TensorView, written: bool) -> Span {
+        let strides = (t.row_stride, t.head_stride);
+        Span { field, start: t.addr, end: t.addr + t.extent_bytes(), written, strides }
+    }
+    fn buffer(field: &'static str, b: Buffer, written: bool) -> Span {
+        Span { field, start: b.addr, end: b.addr + b.bytes, written, strides: (0, 0) }
+    }
+    fn lse(field: &'static str, l: &LseView, written: bool) -> Span {
+        Span { field, start: l.addr, end: l.addr + l.bytes(), written, strides: (0, 0) }
+    }
+    fn overlaps(&self, o: &Span) -> bool {
+        self.start < o.end && o.start < self.end
+    }
+}
+
+/// Rejects any overlap of a written span with another span, except the pairs in `allowed` when they are the
+/// same view exactly (same start, end and strides).
+fn check_aliasing(spans: &[Span], allowed: &[(&str, &str)]) -> Result<()> {
+    for (i, a) in spans.iter().enumerate() {
+        for b in &spans[i + 1..] {
+            if !(a.written || b.written) || !a.overlaps(b) {
+                continue;
+            }
+            let pair = allowed
+                .iter()
+                .find(|(x, y)| (*x == a.field && *y == b.field) || (*x == b.field && *y == a.field));
+            if pair.is_some() && a.start == b.start && a.end == b.end && a.strides == b.strides {
+                continue;
+            }
+            let (w, r) = if a.written { (a, b) } else { (b, a) };
+            let rule = match pair {
+                Some(_) => format!(
+                    "{} may be {} itself (the same data pointer and strides), but may not overlap it otherwise",
+                    w.field, r.field
+                ),
+                None => "an output may not share memory with an input, another output or the workspace".into(),
+            };
+            return Err(Error::arg(format!(
+                "{} (0x{:x} to 0x{:x}) overlaps {} (0x{:x} to 0x{:x}): {rule}",
+                w.field, w.start, w.end, r.field, r.start, r.end
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An int32 index array of `n` entries in backend memory: NULL, alignment and address-space checks.
+fn index_array(field: &'static str, addr: usize, n: usize, written: bool) -> Result<Span> {
+    check_ptr(field, addr, 4)?;
+    let bytes = crate::status::checked_mul(n, 4, field)?;
+    let end = check_span(field, addr, bytes, || format!("{n} int32"))?;
+    Ok(Span { field, start: addr, end, written, strides: (0, 0) })
+}
+
+/// A caller buffer of `bytes` (workspace, mask state): NULL, alignment and address-space checks.
+fn buffer(field: &'static str, addr: usize, bytes: usize) -> Result<Buffer> {
+    check_ptr(field, addr, BUFFER_ALIGN)?;
+    check_span(field, addr, bytes, || format!("{bytes} bytes"))?;
+    Ok(Buffer { addr, bytes })
 }
 
 fn reserved_zero(field: &str, reserved: &[u64]) -> Result<()> {
@@ -77,17 +152,15 @@ impl PrefillArgs {
         let k = TensorView::input("k", &a.k, total_k, hkv, d, dt)?;
         let v = TensorView::input("v", &a.v, total_k, hkv, d, dt)?;
         let o = TensorView::output("o", &a.o, total_q, hq, d, dt)?;
-        check_ptr("cu_seqlens_q", a.cu_seqlens_q as usize, 4)?;
-        check_ptr("cu_seqlens_k", a.cu_seqlens_k as usize, 4)?;
+        index_array("cu_seqlens_q", a.cu_seqlens_q as usize, batch + 1, false)?;
+        index_array("cu_seqlens_k", a.cu_seqlens_k as usize, batch + 1, false)?;
         let lse = LseView::new("lse", a.lse as usize, total_q, hq)?;
         let mask_state_out = if a.mask_state_out.is_null() {
             None
         } else {
-            check_ptr("mask_state_out", a.mask_state_out as usize, BUFFER_ALIGN)?;
-            let bytes = crate::plan::mask_state_bytes(cfg, batch)?;
-            Some(Buffer { addr: a.mask_state_out as usize, bytes })
+            Some(buffer("mask_state_out", a.mask_state_out as usize, crate::plan::mask_state_bytes(cfg, batch)?)?)
         };
-        Ok(PrefillArgs {
+        let args = PrefillArgs {
             batch,
             total_q,
             total_k,
@@ -101,9 +174,42 @@ impl PrefillArgs {
             cu_seqlens_k: a.cu_seqlens_k as usize,
             lse,
             mask_state_out,
-        })
+        };
+        check_aliasing(&args.spans(), PREFILL_ALIASES)?;
+        Ok(args)
+    }
+
+    /// Every argument's byte range (the workspace aside).
+    pub fn spans(&self) -> Vec<Span> {
+        let cu = |field, addr: usize| {
+            Span { field, start: addr, end: addr + 4 * (self.batch + 1), written: false, strides: (0, 0) }
+        };
+        let mut spans = vec![
+            Span::tensor("q", &self.q, false),
+            Span::tensor("k", &self.k, false),
+            Span::tensor("v", &self.v, false),
+            Span::tensor("o", &self.o, true),
+            cu("cu_seqlens_q", self.cu_seqlens_q),
+            cu("cu_seqlens_k", self.cu_seqlens_k),
+        ];
+        spans.extend(self.lse.map(|l| Span::lse("lse", &l, true)));
+        spans.extend(self.mask_state_out.map(|b| Span::buffer("mask_state_out", b, true)));
+        spans
     }
 }
+
+/// The exact aliases `hip_prefill` allows: o may be q itself. Safe on the CPU backend (a query row is read before
+/// its output row is written, and no later row reads it) and on CUDA (the search, the only kernel that reads
+/// queries of other rows, runs to completion before the attention kernels start; each attention CTA stages its
+/// own query rows before it writes the same rows).
+const PREFILL_ALIASES: &[(&str, &str)] = &[("o", "q")];
+/// `hip_decode_step` allows none: on CUDA the attention kernel (a programmatic dependent launch) may write an
+/// output row while the search kernel still reads the queries of the whole GQA group.
+const DECODE_ALIASES: &[(&str, &str)] = &[];
+/// `hip_merge_states`: an output may be either input of its kind itself; every output row is computed from fully
+/// read input rows of the same (token, head) on both backends.
+const MERGE_ALIASES: &[(&str, &str)] =
+    &[("o_out", "o_a"), ("o_out", "o_b"), ("lse_out", "lse_a"), ("lse_out", "lse_b")];
 
 #[derive(Clone, Copy, Debug)]
 pub struct Paging {
@@ -151,6 +257,7 @@ impl DecodeArgs {
                     c.head_stride,
                     d,
                     dt,
+                    false,
                 )?;
                 (kv, None)
             }
@@ -158,14 +265,13 @@ impl DecodeArgs {
                 let page_size = count("kv.page_size", c.page_size, 1)?;
                 let pt_stride = count("kv.page_table_stride", c.page_table_stride, 1)?;
                 let num_pages = count("kv.num_pages", c.num_pages, 1)?;
-                check_ptr("kv.page_table", c.page_table as usize, 4)?;
                 if max_seqlen_k.div_ceil(page_size) > pt_stride {
                     return Err(Error::arg(format!(
                         "kv.page_table_stride ({pt_stride}) cannot hold max_seqlen_k ({max_seqlen_k}) tokens in \
                          pages of {page_size}"
                     )));
                 }
-                crate::status::checked_mul(batch, pt_stride, "kv.page_table")?;
+                index_array("kv.page_table", c.page_table as usize, batch * pt_stride, false)?;
                 let kv = KvView::new(
                     c.k as usize,
                     c.v as usize,
@@ -177,16 +283,39 @@ impl DecodeArgs {
                     c.head_stride,
                     d,
                     dt,
+                    true,
                 )?;
                 (kv, Some(Paging { page_size, page_table: c.page_table as usize, pt_stride, num_pages }))
             }
             v => return Err(Error::arg(format!("kv.layout ({v}) is not a hip_kv_layout value"))),
         };
-        check_ptr("seqlens_k", a.seqlens_k as usize, 4)?;
-        check_ptr("mask_state", a.mask_state as usize, BUFFER_ALIGN)?;
-        let mask_state = Buffer { addr: a.mask_state as usize, bytes: crate::plan::mask_state_bytes(cfg, batch)? };
+        index_array("seqlens_k", a.seqlens_k as usize, batch, false)?;
+        let mask_state = buffer("mask_state", a.mask_state as usize, crate::plan::mask_state_bytes(cfg, batch)?)?;
         let lse = LseView::new("lse", a.lse as usize, batch, hq)?;
-        Ok(DecodeArgs { batch, max_seqlen_k, q, kv, paging, seqlens_k: a.seqlens_k as usize, mask_state, o, lse })
+        let seqlens_k = a.seqlens_k as usize;
+        let args = DecodeArgs { batch, max_seqlen_k, q, kv, paging, seqlens_k, mask_state, o, lse };
+        check_aliasing(&args.spans(), DECODE_ALIASES)?;
+        Ok(args)
+    }
+
+    /// Every argument's byte range (the workspace aside). The mask state is read and written.
+    pub fn spans(&self) -> Vec<Span> {
+        let kv_bytes = self.kv.extent_bytes();
+        let strides = (self.kv.token_stride, self.kv.head_stride);
+        let mut spans = vec![
+            Span::tensor("q", &self.q, false),
+            Span { field: "kv.k", start: self.kv.k, end: self.kv.k + kv_bytes, written: false, strides },
+            Span { field: "kv.v", start: self.kv.v, end: self.kv.v + kv_bytes, written: false, strides },
+            Span::buffer("seqlens_k", Buffer { addr: self.seqlens_k, bytes: 4 * self.batch }, false),
+            Span::buffer("mask_state", self.mask_state, true),
+            Span::tensor("o", &self.o, true),
+        ];
+        if let Some(p) = self.paging {
+            let end = p.page_table + 4 * self.batch * p.pt_stride;
+            spans.push(Span { field: "kv.page_table", start: p.page_table, end, written: false, strides: (0, 0) });
+        }
+        spans.extend(self.lse.map(|l| Span::lse("lse", &l, true)));
+        spans
     }
 }
 
@@ -213,19 +342,30 @@ impl MergeArgs {
             check_ptr(field, addr, 4)?;
             LseView::new(field, addr, n, h)?.ok_or_else(|| Error::null(field))
         };
-        Ok(MergeArgs {
+        let args = MergeArgs {
             a: TensorView::input("o_a", &m.o_a, n, h, d, dt)?,
             lse_a: required("lse_a", m.lse_a as usize)?,
             b: TensorView::input("o_b", &m.o_b, n, h, d, dt)?,
             lse_b: required("lse_b", m.lse_b as usize)?,
             out: TensorView::output("o_out", &m.o_out, n, h, d, dt)?,
             lse_out: LseView::new("lse_out", m.lse_out as usize, n, h)?,
-        })
+        };
+        let mut spans = vec![
+            Span::tensor("o_a", &args.a, false),
+            Span::lse("lse_a", &args.lse_a, false),
+            Span::tensor("o_b", &args.b, false),
+            Span::lse("lse_b", &args.lse_b, false),
+            Span::tensor("o_out", &args.out, true),
+        ];
+        spans.extend(args.lse_out.map(|l| Span::lse("lse_out", &l, true)));
+        check_aliasing(&spans, MERGE_ALIASES)?;
+        Ok(args)
     }
 }
 
-/// Checks a caller's workspace against the size a backend needs.
-pub fn check_workspace(addr: usize, bytes: usize, needed: usize) -> Result<Buffer> {
+/// Checks a caller's workspace against the size a backend needs, and that the part of it a call uses (its first
+/// `needed` bytes) overlaps none of the call's `spans`.
+pub fn check_workspace(addr: usize, bytes: usize, needed: usize, spans: &[Span]) -> Result<Buffer> {
     if bytes < needed {
         return Err(Error::new(
             crate::status::hip_status::HIP_ATTN_STATUS_WORKSPACE_TOO_SMALL,
@@ -233,7 +373,12 @@ pub fn check_workspace(addr: usize, bytes: usize, needed: usize) -> Result<Buffe
         ));
     }
     if needed > 0 {
-        check_ptr("workspace", addr, BUFFER_ALIGN)?;
+        buffer("workspace", addr, needed)?;
+        let used = Span { field: "workspace", start: addr, end: addr + needed, written: true, strides: (0, 0) };
+        for s in spans {
+            // The arguments were checked against each other by `validate`; only the workspace is new here.
+            check_aliasing(&[used, *s], &[])?;
+        }
     }
     Ok(Buffer { addr, bytes })
 }

@@ -10,11 +10,24 @@ use std::path::PathBuf;
 
 /// Head dimensions every backend supports.
 pub const SUPPORTED_HEAD_DIMS: [usize; 3] = [64, 128, 256];
-/// Upper bounds that keep every size computation far from overflow; not performance limits.
+/// Upper bounds that keep every size computation far from overflow; not performance limits. Each is written in
+/// the header next to its field (tests/caps.rs checks that), and a value above it is refused with a message that
+/// states it.
+/// num_q_heads, num_kv_heads: 32x the most heads of any published model; keeps batch x heads x Kb products of the
+/// workspace sizes, and the CUDA grids' heads dimension (at most 65535), in range.
 pub const MAX_HEADS: usize = 1 << 12;
+/// k: 2^20 keys; a mask record holds ceil(k / bk) int32 block indices per head, which must stay small.
 pub const MAX_K: usize = 1 << 20;
+/// bq, bk, sq, sk: block sizes and sampling strides; the kernels hold a block's rows in shared memory and index
+/// them with int32.
 pub const MAX_BLOCK: usize = 1 << 12;
+/// sink, window: 2^30 tokens: longer than any context a model runs with (either may exceed the sequence), and
+/// bounded so that sink + window cannot overflow 32 bits.
 pub const MAX_SINK_WINDOW: usize = 1 << 30;
+/// softmax_scale: a larger scale is a unit or sign mistake (the default 1/sqrt(head_dim) is at most 0.125, and
+/// temperature-scaled models stay below 100). Up to it, no logit of f16 inputs can overflow f32
+/// (|q.k| <= 256 * 65504^2 ~ 1.1e12), nor can scale * log2(e), which the CUDA kernels fold into the queries.
+pub const MAX_SOFTMAX_SCALE: f32 = 65536.0;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MaskSharing {
@@ -221,12 +234,16 @@ pub unsafe fn validate(raw: &hip_config) -> Result<(Config, CreateOptions)> {
         }
         v => return Err(Error::config(format!("backend ({v}) is not a hip_backend value"))),
     };
+    // -0.0 == 0.0: a computed zero of either sign asks for the default, as `scale == 0` would in C.
     let scale = match raw.softmax_scale {
-        s if !s.is_finite() => {
-            return Err(Error::config(format!("softmax_scale ({s}) must be finite")));
-        }
         0.0 => 1.0 / (head_dim as f32).sqrt(),
-        s => s,
+        s if s > 0.0 && s <= MAX_SOFTMAX_SCALE => s,
+        s => {
+            return Err(Error::config(format!(
+                "softmax_scale ({s}) must be 0 (the default, 1/sqrt(head_dim)) or a positive finite number at most \
+                 {MAX_SOFTMAX_SCALE}"
+            )));
+        }
     };
     // A query must attend at least one key, or its softmax is undefined.
     let attends_nothing = k == 0 && sink == 0 && (window == 0 || !causal);
@@ -286,4 +303,29 @@ pub unsafe fn validate(raw: &hip_config) -> Result<(Config, CreateOptions)> {
     };
     let log = Logger { callback: raw.log_callback, user_data: raw.log_user_data };
     Ok((cfg, CreateOptions { kernel_cache_dir, log }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scale_of(s: f32) -> Result<f32> {
+        let mut raw = default_config();
+        (raw.num_q_heads, raw.num_kv_heads, raw.head_dim, raw.softmax_scale) = (4, 4, 64, s);
+        // SAFETY: default_config leaves kernel_cache_dir NULL.
+        unsafe { validate(&raw) }.map(|(c, _)| c.scale)
+    }
+
+    #[test]
+    fn softmax_scale_zero_of_either_sign_is_the_default_and_the_cap_is_inclusive() {
+        assert_eq!(scale_of(0.0).unwrap(), 0.125);
+        assert_eq!(scale_of(-0.0).unwrap(), 0.125);
+        assert_eq!(scale_of(MAX_SOFTMAX_SCALE).unwrap(), MAX_SOFTMAX_SCALE);
+        assert_eq!(scale_of(f32::MIN_POSITIVE / 2.0).unwrap(), f32::MIN_POSITIVE / 2.0, "a subnormal scale is valid");
+        for bad in [-1.0, -f32::MIN_POSITIVE, f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 65536.01, 1e30] {
+            let e = scale_of(bad).unwrap_err();
+            assert_eq!(e.status, crate::status::hip_status::HIP_ATTN_STATUS_INVALID_CONFIG, "{bad}");
+            assert!(e.message.contains("softmax_scale") && e.message.contains("65536"), "{bad}: {}", e.message);
+        }
+    }
 }

@@ -74,7 +74,8 @@ impl Context {
     /// backend spanning the described extents, and a stream of the context's device (CUDA).
     pub unsafe fn prefill(&self, raw: &hip_prefill_args, ws: usize, ws_bytes: usize, stream: usize) -> Result<()> {
         let a = PrefillArgs::validate(&self.cfg, raw)?;
-        let ws = check_workspace(ws, ws_bytes, PrefillWorkspace::new(&self.cfg, a.batch, a.total_q)?.bytes)?;
+        let needed = PrefillWorkspace::new(&self.cfg, a.batch, a.total_q)?.bytes;
+        let ws = check_workspace(ws, ws_bytes, needed, &a.spans())?;
         match &self.backend {
             // SAFETY: forwarded from this function's contract.
             Backend::Cpu => unsafe { crate::cpu::prefill(&self.cfg, &a, ws) },
@@ -87,7 +88,7 @@ impl Context {
     /// As for `prefill`.
     pub unsafe fn decode(&self, raw: &hip_decode_args, ws: usize, ws_bytes: usize, stream: usize) -> Result<()> {
         let a = DecodeArgs::validate(&self.cfg, raw)?;
-        let ws = check_workspace(ws, ws_bytes, DecodeWorkspace::new(&self.cfg, a.batch)?.bytes)?;
+        let ws = check_workspace(ws, ws_bytes, DecodeWorkspace::new(&self.cfg, a.batch)?.bytes, &a.spans())?;
         match &self.backend {
             // SAFETY: forwarded from this function's contract.
             Backend::Cpu => unsafe { crate::cpu::decode(&self.cfg, &a) },

@@ -29,9 +29,12 @@ pub enum hip_status {
     HIP_ATTN_STATUS_WORKSPACE_TOO_SMALL = 6,
     /// A struct's `struct_size` does not match a layout this library understands.
     HIP_ATTN_STATUS_STRUCT_SIZE_MISMATCH = 7,
-    /// A size computation (elements, bytes, extents) would overflow.
+    /// A size computation (elements, bytes, extents) would overflow, or a buffer's extent (pointer plus the bytes
+    /// its strides and lengths span) would pass the end of the user address space, 2^57. The message names the
+    /// stride and length, or the span.
     HIP_ATTN_STATUS_SIZE_OVERFLOW = 8,
-    /// Index data in backend memory is out of range: cu_seqlens, seqlens_k, page table or mask state.
+    /// Index data in backend memory is out of range: cu_seqlens (including an end other than total_q / total_k),
+    /// seqlens_k, page table or mask state.
     HIP_ATTN_STATUS_BAD_INDEX = 9,
     /// The CUDA backend was requested but libcuda or libnvrtc could not be loaded, or no such device exists.
     HIP_ATTN_STATUS_CUDA_UNAVAILABLE = 10,

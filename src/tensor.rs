@@ -10,6 +10,10 @@ use half::{bf16, f16};
 pub const TENSOR_ALIGN: usize = 16;
 /// Alignment required of workspace and mask-state buffers.
 pub const BUFFER_ALIGN: usize = 16;
+/// One past the highest byte address a caller buffer may reach: the end of the user address space of x86-64
+/// with 5-level paging (4-level paging ends at 2^47, aarch64 at 2^52, CUDA unified addresses lie below both).
+/// A pointer plus extent beyond it is a wrong stride or length, not a buffer, whatever the arithmetic says.
+pub const ADDRESS_LIMIT: u64 = 1 << 57;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DType {
@@ -107,6 +111,63 @@ fn stride(field: &str, name: &str, value: i64, dtype: DType) -> Result<usize> {
     usize::try_from(value).map_err(|_| Error::overflow(field))
 }
 
+/// Checks that `bytes` from `addr` stay inside the user address space (below [`ADDRESS_LIMIT`]) and returns the
+/// end address. `layout` describes the strides and lengths that gave `bytes`, for the message.
+pub fn check_span(field: &str, addr: usize, bytes: usize, layout: impl FnOnce() -> String) -> Result<usize> {
+    let end = addr as u128 + bytes as u128;
+    if end > ADDRESS_LIMIT as u128 {
+        return Err(Error::new(
+            crate::status::hip_status::HIP_ATTN_STATUS_SIZE_OVERFLOW,
+            format!(
+                "{field} spans 0x{addr:x} to 0x{end:x} ({}): past the end of the user address space (2^57)",
+                layout()
+            ),
+        ));
+    }
+    Ok(end as usize)
+}
+
+/// `n - 1` steps of `stride` elements (the reach of one dimension), as a SIZE_OVERFLOW naming both when it
+/// does not fit in 64 bits.
+fn reach(field: &str, name: &str, stride: usize, n: usize, what: &str) -> Result<usize> {
+    stride.checked_mul(n.saturating_sub(1)).ok_or_else(|| {
+        Error::new(
+            crate::status::hip_status::HIP_ATTN_STATUS_SIZE_OVERFLOW,
+            format!("size of {field} overflows: {name} ({stride}) times {} {what} does not fit in 64 bits", n - 1),
+        )
+    })
+}
+
+/// Bytes of `elems` elements of `dtype`, as a SIZE_OVERFLOW naming the layout when they do not fit in 64 bits.
+fn elem_bytes(field: &str, elems: usize, dtype: DType, layout: impl FnOnce() -> String) -> Result<usize> {
+    elems.checked_mul(dtype.size()).ok_or_else(|| {
+        Error::new(
+            crate::status::hip_status::HIP_ATTN_STATUS_SIZE_OVERFLOW,
+            format!(
+                "size of {field} overflows: {elems} elements of {} ({}) do not fit in 64 bits",
+                dtype.name(),
+                layout()
+            ),
+        )
+    })
+}
+
+/// Elements from the base to one past the last element of a view with these (stride, length, name)
+/// dimensions and a contiguous last dimension of `inner` elements; SIZE_OVERFLOW names what overflowed.
+fn extent(field: &str, dims: &[(usize, usize, &str, &str)], inner: usize) -> Result<usize> {
+    let mut e = inner;
+    for &(stride, n, name, what) in dims {
+        let r = reach(field, name, stride, n, what)?;
+        e = e.checked_add(r).ok_or_else(|| {
+            Error::new(
+                crate::status::hip_status::HIP_ATTN_STATUS_SIZE_OVERFLOW,
+                format!("size of {field} overflows: adding {name} ({stride}) times {} {what} passes 64 bits", n - 1),
+            )
+        })?;
+    }
+    Ok(e)
+}
+
 /// Checks a base address for NULL and the required alignment.
 pub fn check_ptr(field: &str, addr: usize, align: usize) -> Result<()> {
     if addr == 0 {
@@ -162,11 +223,10 @@ impl TensorView {
             check_no_overlap(field, &[(row_stride, rows), (head_stride, heads)], head_dim)?;
         }
         let view = TensorView { addr, rows, heads, head_dim, row_stride, head_stride, dtype };
-        let bytes = checked_mul(view.extent_elems().map_err(|_| Error::overflow(field))?, dtype.size(), field)?;
-        checked_add(addr, bytes, field)?;
-        if bytes > isize::MAX as usize {
-            return Err(Error::overflow(field));
-        }
+        let dims = [(row_stride, rows, "token_stride", "rows"), (head_stride, heads, "head_stride", "heads")];
+        let layout = || format!("token_stride {row_stride}, {rows} rows; head_stride {head_stride}, {heads} heads");
+        let bytes = elem_bytes(field, extent(field, &dims, head_dim)?, dtype, layout)?;
+        check_span(field, addr, bytes, layout)?;
         Ok(view)
     }
 
@@ -195,6 +255,11 @@ impl TensorView {
         checked_add(checked_add(a, b, "tensor extent")?, self.head_dim, "tensor extent")
     }
 
+    /// Bytes from the base to one past the last byte the view touches (validated: cannot overflow).
+    pub fn extent_bytes(&self) -> usize {
+        self.extent_elems().map_or(usize::MAX, |e| e.saturating_mul(self.dtype.size()))
+    }
+
     /// Element offset of (row, head, 0).
     #[inline]
     pub fn offset(&self, row: usize, head: usize) -> usize {
@@ -217,8 +282,12 @@ impl LseView {
         }
         check_ptr(field, addr, 4)?;
         let bytes = checked_mul(checked_mul(rows, heads, field)?, 4, field)?;
-        checked_add(addr, bytes, field)?;
+        check_span(field, addr, bytes, || format!("{rows} rows of {heads} heads of f32"))?;
         Ok(Some(LseView { addr, rows, heads }))
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.rows * self.heads * 4
     }
 }
 
@@ -251,6 +320,7 @@ impl KvView {
         head_stride: i64,
         head_dim: usize,
         dtype: DType,
+        paged: bool,
     ) -> Result<KvView> {
         check_ptr("kv.k", k, TENSOR_ALIGN)?;
         check_ptr("kv.v", v, TENSOR_ALIGN)?;
@@ -266,13 +336,29 @@ impl KvView {
             head_dim,
             dtype,
         };
-        let bytes = checked_mul(view.extent_elems().map_err(|_| Error::overflow("kv"))?, dtype.size(), "kv")?;
-        if bytes > isize::MAX as usize {
-            return Err(Error::overflow("kv cache"));
-        }
-        checked_add(k, bytes, "kv.k")?;
-        checked_add(v, bytes, "kv.v")?;
+        let dims = [
+            (view.outer_stride, outer, "kv.seq_stride", if paged { "pages" } else { "sequences" }),
+            (view.token_stride, tokens, "kv.token_stride", "tokens"),
+            (view.head_stride, heads, "kv.head_stride", "heads"),
+        ];
+        let layout = || {
+            format!(
+                "seq_stride {}, {outer} {}; token_stride {}, {tokens} tokens; head_stride {}, {heads} heads",
+                view.outer_stride,
+                dims[0].3,
+                view.token_stride,
+                view.head_stride
+            )
+        };
+        let bytes = elem_bytes("kv", extent("kv", &dims, head_dim)?, dtype, layout)?;
+        check_span("kv.k", k, bytes, layout)?;
+        check_span("kv.v", v, bytes, layout)?;
         Ok(view)
+    }
+
+    /// Bytes of `k` (and of `v`) from the base to one past the last byte the cache touches.
+    pub fn extent_bytes(&self) -> usize {
+        self.extent_elems().map_or(usize::MAX, |e| e.saturating_mul(self.dtype.size()))
     }
 
     pub fn extent_elems(&self) -> Result<usize> {

@@ -36,6 +36,10 @@ fn config_table() {
         ("causal 2", |c| c.causal = 2, HIP_ATTN_STATUS_INVALID_CONFIG, "causal (2)"),
         ("NaN scale", |c| c.softmax_scale = f32::NAN, HIP_ATTN_STATUS_INVALID_CONFIG, "softmax_scale"),
         ("infinite scale", |c| c.softmax_scale = f32::INFINITY, HIP_ATTN_STATUS_INVALID_CONFIG, "softmax_scale"),
+        ("negative scale", |c| c.softmax_scale = -0.5, HIP_ATTN_STATUS_INVALID_CONFIG, "softmax_scale (-0.5) must be 0"),
+        ("-inf scale", |c| c.softmax_scale = f32::NEG_INFINITY, HIP_ATTN_STATUS_INVALID_CONFIG, "softmax_scale (-inf)"),
+        ("scale above the cap", |c| c.softmax_scale = 65537.0, HIP_ATTN_STATUS_INVALID_CONFIG, "softmax_scale (65537) must be 0 (the default, 1/sqrt(head_dim)) or a positive finite number at most 65536"),
+        ("huge scale", |c| c.softmax_scale = 1e30, HIP_ATTN_STATUS_INVALID_CONFIG, "at most 65536"),
         ("attends nothing", |c| (c.k, c.sink, c.window) = (0, 0, 0), HIP_ATTN_STATUS_INVALID_CONFIG, "k, sink and window"),
         ("non-causal attends nothing", |c| (c.k, c.sink, c.causal) = (0, 0, 0), HIP_ATTN_STATUS_INVALID_CONFIG, "k and sink"),
         ("flags", |c| c.flags = 4, HIP_ATTN_STATUS_INVALID_CONFIG, "flags"),
@@ -198,6 +202,22 @@ fn prefill_table() {
         ("negative stride", |a, _| a.v.head_stride = -64, HIP_ATTN_STATUS_INVALID_ARGUMENT, "v.head_stride (-64)"),
         ("overlapping output", |a, _| a.o.head_stride = 8, HIP_ATTN_STATUS_INVALID_ARGUMENT, "o.head_stride"),
         ("huge stride", |a, _| a.q.token_stride = i64::MAX / 2 / 8 * 8, HIP_ATTN_STATUS_SIZE_OVERFLOW, "size of q overflows"),
+        ("huge stride names stride and rows", |a, _| a.q.token_stride = i64::MAX / 2 / 8 * 8, HIP_ATTN_STATUS_SIZE_OVERFLOW, "size of q overflows: token_stride (4611686018427387896) times 24 rows does not fit in 64 bits"),
+        ("huge k stride", |a, _| a.k.token_stride = i64::MAX / 8 * 8, HIP_ATTN_STATUS_SIZE_OVERFLOW, "size of k overflows: token_stride (9223372036854775800) times 28 rows does not fit in 64 bits"),
+        ("k bytes overflow", |a, _| a.k.token_stride = i64::MAX / 8 / 28 * 8, HIP_ATTN_STATUS_SIZE_OVERFLOW, "elements of bf16 (token_stride 329406144173384848, 29 rows; head_stride 64, 2 heads) do not fit in 64 bits"),
+        ("q past 2^57", |a, _| a.q.token_stride = 1 << 52, HIP_ATTN_STATUS_SIZE_OVERFLOW, "(token_stride 4503599627370496, 25 rows; head_stride 64, 4 heads): past the end of the user address space (2^57)"),
+        ("k at the top", |a, _| a.k.data = ((1usize << 57) - 4096) as *const c_void, HIP_ATTN_STATUS_SIZE_OVERFLOW, "k spans 0x1fffffffffff000 to 0x200000000000d00"),
+        ("tagged o pointer", |a, _| a.o.data = (0xF100_0000_0000_1000usize) as *mut c_void, HIP_ATTN_STATUS_SIZE_OVERFLOW, "o spans 0xf100000000001000"),
+        ("lse at the top", |a, _| a.lse = ((1usize << 57) - 16) as *mut f32, HIP_ATTN_STATUS_SIZE_OVERFLOW, "lse spans 0x1fffffffffffff0 to 0x200000000000180 (25 rows of 4 heads of f32)"),
+        ("cu_seqlens_q at the top", |a, _| a.cu_seqlens_q = ((1usize << 57) - 8) as *const i32, HIP_ATTN_STATUS_SIZE_OVERFLOW, "cu_seqlens_q spans 0x1fffffffffffff8 to 0x200000000000004 (3 int32)"),
+        ("mask state at the top", |a, _| a.mask_state_out = ((1usize << 57) - 16) as *mut c_void, HIP_ATTN_STATUS_SIZE_OVERFLOW, "mask_state_out spans 0x1fffffffffffff0"),
+        ("o inside q", |a, _| a.o.data = (a.q.data as usize + 256) as *mut c_void, HIP_ATTN_STATUS_INVALID_ARGUMENT, "o may be q itself (the same data pointer and strides), but may not overlap it otherwise"),
+        ("o is q with other strides", |a, _| (a.o.data, a.o.token_stride) = (a.q.data as *mut c_void, 512), HIP_ATTN_STATUS_INVALID_ARGUMENT, "o may be q itself"),
+        ("o on k", |a, _| (a.o.data, a.o.token_stride, a.o.head_stride) = (a.k.data as *mut c_void, 64, 1600), HIP_ATTN_STATUS_INVALID_ARGUMENT, "an output may not share memory with an input"),
+        ("lse in o", |a, _| a.lse = a.o.data as *mut f32, HIP_ATTN_STATUS_INVALID_ARGUMENT, "an output may not share memory with an input, another output or the workspace"),
+        ("lse in v", |a, _| a.lse = a.v.data as *mut f32, HIP_ATTN_STATUS_INVALID_ARGUMENT, "overlaps v"),
+        ("mask state on cu_seqlens_k", |a, _| a.mask_state_out = a.cu_seqlens_k as *mut c_void, HIP_ATTN_STATUS_INVALID_ARGUMENT, "mask_state_out (0x"),
+        ("lse on cu_seqlens_q", |a, _| a.lse = a.cu_seqlens_q as *mut f32, HIP_ATTN_STATUS_INVALID_ARGUMENT, "overlaps cu_seqlens_q (0x"),
         ("batch 0", |a, _| a.batch_size = 0, HIP_ATTN_STATUS_INVALID_ARGUMENT, "batch_size (0)"),
         ("total_q 0", |a, _| a.total_q = 0, HIP_ATTN_STATUS_INVALID_ARGUMENT, "total_q (0)"),
         ("huge total_q", |a, _| a.total_q = u32::MAX, HIP_ATTN_STATUS_INVALID_ARGUMENT, "total_q (4294967295)"),
@@ -231,7 +251,9 @@ fn index_data_table() {
     let cases: Vec<(&str, [i32; 3], [i32; 3], &str)> = vec![
         ("cu_q not starting at 0", [1, 5, 25], [0, 9, 29], "cu_seqlens_q[0] (1)"),
         ("cu_q decreasing", [0, 5, 4], [0, 9, 29], "cu_seqlens_q is not increasing"),
-        ("cu_k past total", [0, 5, 25], [0, 15, 30], "cu_seqlens_k[2] (30) exceeds"),
+        ("cu_k past total", [0, 5, 25], [0, 15, 30], "cu_seqlens_k[2] (30) must equal total_k (29)"),
+        ("cu_k short of total", [0, 5, 25], [0, 9, 28], "cu_seqlens_k[2] (28) must equal total_k (29)"),
+        ("cu_q short of total", [0, 5, 24], [0, 9, 29], "cu_seqlens_q[2] (24) must equal total_q (25)"),
         ("Tq > Tk", [0, 10, 25], [0, 9, 29], "Tq (10) > Tk (9)"),
     ];
     for (what, cq, ck, needle) in cases {
@@ -376,4 +398,172 @@ fn status_strings_and_thread_local_messages() {
     assert_eq!(other, "");
     assert_eq!(unsafe { CStr::from_ptr(hip_version()) }.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
     assert_eq!(hip_abi_version(), HIP_ATTN_ABI_VERSION);
+}
+
+#[test]
+fn prefill_in_place_and_workspace_overlap() {
+    // o == q (same pointer and strides) is allowed and gives what a separate o gives.
+    let f = fixture();
+    // SAFETY: the fixture's buffers span what its args describe.
+    let st = unsafe { hip_prefill(f.ctx.0, &f.args, f.ws.addr as *mut c_void, f.ws_bytes, null_mut()) };
+    assert_eq!(st, HIP_ATTN_STATUS_SUCCESS, "{}", last_error());
+    // SAFETY: the fixture keeps o alive.
+    let separate = unsafe { std::slice::from_raw_parts(f.o as *const u8, f.o_bytes) }.to_vec();
+    let g = fixture();
+    let mut args = g.args;
+    args.o = hip_tensor_mut { data: args.q.data as *mut c_void, token_stride: args.q.token_stride, head_stride: args.q.head_stride };
+    // SAFETY: q is writable host memory of the o extent (the same shape).
+    let st = unsafe { hip_prefill(g.ctx.0, &args, g.ws.addr as *mut c_void, g.ws_bytes, null_mut()) };
+    assert_eq!(st, HIP_ATTN_STATUS_SUCCESS, "{}", last_error());
+    assert_eq!(Host.download(&g.bufs[0]), separate, "in-place prefill differs from a separate output");
+
+    // The workspace may overlap no argument: here it is the output buffer, then the mask state.
+    for (what, ws, needle) in [("o", 3, "workspace (0x"), ("mask state", 7, "workspace (0x")] {
+        let f = fixture();
+        let big = Host.poisoned(f.ws_bytes.max(f.o_bytes) + 64);
+        let mut args = f.args;
+        if ws == 3 {
+            args.o.data = big.addr as *mut c_void;
+        } else {
+            args.mask_state_out = big.addr as *mut c_void;
+        }
+        // SAFETY: `big` is larger than the workspace and every output view; nothing is written on failure.
+        let st = unsafe { hip_prefill(f.ctx.0, &args, big.addr as *mut c_void, f.ws_bytes, null_mut()) };
+        expect(st, HIP_ATTN_STATUS_INVALID_ARGUMENT, needle, what);
+        assert!(Host.download(&big).iter().all(|&x| x == 0xFF), "{what}: written on failure");
+        untouched(&f, what);
+    }
+    // Past the end of what this call uses, a workspace may hold other things (its first needed bytes count).
+    let f = fixture();
+    let big = Host.poisoned(f.ws_bytes + 1024);
+    let mut args = f.args;
+    args.lse = (big.addr + f.ws_bytes) as *mut f32;
+    // SAFETY: lse (400 bytes) lies inside `big` past the workspace's used bytes.
+    let st = unsafe { hip_prefill(f.ctx.0, &args, big.addr as *mut c_void, f.ws_bytes + 1024, null_mut()) };
+    assert_eq!(st, HIP_ATTN_STATUS_SUCCESS, "{}", last_error());
+}
+
+#[test]
+fn decode_aliasing_table() {
+    let mut rng = Rng::new(12);
+    let dt = DType::Bf16;
+    let mut cfg = config(dt, 64, 4, 2);
+    cfg.k = 8;
+    let ctx = Ctx::new(&cfg).unwrap();
+    let cap = 24;
+    let k: Vec<Tensor> = (0..2).map(|_| Tensor::random(&mut rng, dt, cap, 2, 64, 0, 1.0)).collect();
+    let paged = Cache { k: k.clone(), v: k.clone(), page_size: Some(8), capacity: cap }.upload(&Host, dt, &mut rng);
+    let q = Tensor::random(&mut rng, dt, 2, 4, 64, 0, 1.0);
+    type Mutate = fn(&mut hip_decode_args, &mut usize);
+    let rows: Vec<(&str, Mutate, &str)> = vec![
+        ("o is q", |a, _| a.o.data = a.q.data as *mut c_void, "o (0x"),
+        ("lse in q", |a, _| a.lse = a.q.data as *mut f32, "lse (0x"),
+        ("lse in the k cache", |a, _| a.lse = a.kv.k as *mut f32, "overlaps kv.k"),
+        ("o on the v cache", |a, _| a.o.data = a.kv.v as *mut c_void, "overlaps kv.v"),
+        ("mask state on seqlens_k", |a, _| a.mask_state = a.seqlens_k as *mut c_void, "mask_state (0x"),
+        ("lse on the page table", |a, _| a.lse = a.kv.page_table as *mut f32, "overlaps kv.page_table"),
+        ("lse in the mask state", |a, _| a.lse = a.mask_state as *mut f32, "mask_state (0x"),
+        ("workspace is o", |a, w| *w = a.o.data as usize, "workspace (0x"),
+        ("seqlens_k at the top", |a, _| a.seqlens_k = ((1usize << 57) - 4) as *const i32, "seqlens_k spans 0x1fffffffffffffc to 0x200000000000004 (2 int32)"),
+        ("page table at the top", |a, _| a.kv.page_table = ((1usize << 57) - 4) as *const i32, "kv.page_table spans 0x1fffffffffffffc"),
+        ("kv past 2^57", |a, _| a.kv.seq_stride = 1 << 55, "kv.k spans"),
+    ];
+    for (what, mutate, needle) in rows {
+        let qb = Host.upload(&q.bytes(dt));
+        let ob = Host.poisoned(2 * 4 * 64 * 2 + 4096);
+        let lseb = Host.poisoned(64);
+        let lens = Host.upload(&i32_bytes(&[20, 24]));
+        let state = Host.zeroed(ctx.state_size(2));
+        let ws_bytes = ctx.decode_ws(2, cap as u32);
+        let ws = Host.poisoned(ws_bytes);
+        let mut args = decode_args(&q, &qb, &paged, &lens, cap, &state, &ob, &lseb);
+        let mut ws_addr = ws.addr;
+        // Valid first.
+        // SAFETY: every buffer spans what the args describe.
+        let st = unsafe { hip_decode_step(ctx.0, &args, ws.addr as *mut c_void, ws_bytes, null_mut()) };
+        assert_eq!(st, HIP_ATTN_STATUS_SUCCESS, "{what}: {}", last_error());
+        let (q_before, o_before, state_before) = (Host.download(&qb), Host.download(&ob), Host.download(&state));
+        mutate(&mut args, &mut ws_addr);
+        let want = if needle.contains("spans") { HIP_ATTN_STATUS_SIZE_OVERFLOW } else { HIP_ATTN_STATUS_INVALID_ARGUMENT };
+        // SAFETY: the broken fields are refused before anything is read or written.
+        let st = unsafe { hip_decode_step(ctx.0, &args, ws_addr as *mut c_void, ws_bytes, null_mut()) };
+        expect(st, want, needle, what);
+        assert_eq!(Host.download(&qb), q_before, "{what}: q written");
+        assert_eq!(Host.download(&ob), o_before, "{what}: o written");
+        assert_eq!(Host.download(&state), state_before, "{what}: mask state written");
+    }
+}
+
+#[test]
+fn merge_aliasing_table() {
+    let mut rng = Rng::new(13);
+    let dt = DType::F16;
+    let ctx = Ctx::new(&config(dt, 64, 4, 4)).unwrap();
+    let (n, h, d) = (5usize, 4usize, 64usize);
+    let xa = Tensor::random(&mut rng, dt, n, h, d, 0, 1.0);
+    let xb = Tensor::random(&mut rng, dt, n, h, d, 0, 1.0);
+    let la: Vec<f32> = (0..n * h).map(|i| (i % 7) as f32 * 0.3).collect();
+    let lb: Vec<f32> = (0..n * h).map(|i| (i % 5) as f32 * 0.4).collect();
+    let t = |b: &Buf| hip_tensor { data: b.addr as *const c_void, token_stride: (h * d) as i64, head_stride: d as i64 };
+    let tm = |addr: usize| hip_tensor_mut { data: addr as *mut c_void, token_stride: (h * d) as i64, head_stride: d as i64 };
+    // The reference: separate outputs.
+    let run = |oa: &Buf, ob: &Buf, lsa: &Buf, lsb: &Buf, out: usize, lout: usize| {
+        let args = hip_merge_args {
+            struct_size: std::mem::size_of::<hip_merge_args>() as u32,
+            num_tokens: n as u32,
+            num_heads: h as u32,
+            reserved_u32: 0,
+            o_a: t(oa),
+            lse_a: lsa.addr as *const f32,
+            o_b: t(ob),
+            lse_b: lsb.addr as *const f32,
+            o_out: tm(out),
+            lse_out: lout as *mut f32,
+            reserved: [0; 2],
+        };
+        // SAFETY: every address is a live host buffer of the [n, h, d] (or [n, h] f32) extent, or a deliberate
+        // overlap that validation refuses before anything is read or written.
+        unsafe { hip_merge_states(ctx.0, &args, null_mut()) }
+    };
+    let fresh = || {
+        (
+            Host.upload(&xa.bytes(dt)),
+            Host.upload(&xb.bytes(dt)),
+            Host.upload(&encode(DType::F32, &la)),
+            Host.upload(&encode(DType::F32, &lb)),
+        )
+    };
+    let (oa, ob, lsa, lsb) = fresh();
+    let (out, lout) = (Host.poisoned(n * h * d * 2), Host.poisoned(n * h * 4));
+    assert_eq!(run(&oa, &ob, &lsa, &lsb, out.addr, lout.addr), HIP_ATTN_STATUS_SUCCESS, "{}", last_error());
+    let (want_o, want_l) = (Host.download(&out), Host.download(&lout));
+    // Allowed: o_out is o_a or o_b itself, lse_out is lse_a or lse_b itself; the results are the same.
+    for (into_a, lse_into_a) in [(true, true), (false, false), (true, false)] {
+        let (oa, ob, lsa, lsb) = fresh();
+        let out = if into_a { &oa } else { &ob };
+        let lout = if lse_into_a { &lsa } else { &lsb };
+        assert_eq!(run(&oa, &ob, &lsa, &lsb, out.addr, lout.addr), HIP_ATTN_STATUS_SUCCESS, "{}", last_error());
+        assert_eq!(Host.download(out), want_o, "in-place merge into {}", if into_a { "o_a" } else { "o_b" });
+        assert_eq!(Host.download(lout), want_l, "in-place lse");
+    }
+    // Refused: anything else.
+    let (oa, ob, lsa, lsb) = fresh();
+    let big = Host.poisoned(2 * n * h * d * 2);
+    let cases: Vec<(&str, usize, usize, &str)> = vec![
+        ("o_out shifted into o_a", oa.addr + 128, lout.addr, "o_out may be o_a itself (the same data pointer and strides), but may not overlap it otherwise"),
+        ("o_out on lse_a", lsa.addr, lout.addr, "overlaps lse_a"),
+        ("lse_out in o_b", out.addr, ob.addr, "lse_out (0x"),
+        ("lse_out shifted into lse_b", out.addr, lsb.addr + 16, "lse_out may be lse_b itself"),
+        ("lse_out in o_out", big.addr, big.addr + 64, "overlaps lse_out"),
+    ];
+    for (what, o_at, l_at, needle) in cases {
+        let before = [&oa, &ob, &lsa, &lsb, &big].map(|b| Host.download(b));
+        expect(run(&oa, &ob, &lsa, &lsb, o_at, l_at), HIP_ATTN_STATUS_INVALID_ARGUMENT, needle, what);
+        assert_eq!([&oa, &ob, &lsa, &lsb, &big].map(|b| Host.download(b)), before, "{what}: written on failure");
+    }
+    // o_out exactly o_a while o_b partly overlaps o_out: o_b's rows would be overwritten before they are read.
+    let shared = Host.upload(&[xa.bytes(dt), xb.bytes(dt)].concat());
+    let a2 = Buf::new(shared.addr, n * h * d * 2, Box::new(()));
+    let b2 = Buf::new(shared.addr + 256, n * h * d * 2, Box::new(()));
+    expect(run(&a2, &b2, &lsa, &lsb, a2.addr, lout.addr), HIP_ATTN_STATUS_INVALID_ARGUMENT, "overlaps o_b", "o_b inside o_out");
 }

@@ -804,3 +804,145 @@ fn out_of_memory_then_recovery() {
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!("out of memory ({held} allocations held): {msg}; recovered");
 }
+
+/// hip_prefill with cu_seqlens_q as given (the tensors and totals are the problem's): a fault only the device
+/// sees. Returns the call's status and the output rows.
+fn prefill_with_cu_q(dev: &dyn Mem, ctx: &Ctx, p: &Problem, cu_q: &[i32]) -> (hip_status, Vec<f32>, Vec<f32>) {
+    let (nq, nk, b) = (p.q.rows, p.k.rows, p.tq.len());
+    let (maxq, maxk) = (*p.tq.iter().max().unwrap(), *p.tk.iter().max().unwrap());
+    let (qb, kb, vb) = (dev.upload(&p.q.bytes(p.dt)), dev.upload(&p.k.bytes(p.dt)), dev.upload(&p.v.bytes(p.dt)));
+    let ob = dev.poisoned(nq * p.q.row_stride() * p.dt.size());
+    let lseb = dev.poisoned(nq * p.hq * 4);
+    let (cuq, cuk) = (dev.upload(&i32_bytes(cu_q)), dev.upload(&i32_bytes(&Problem::cu(&p.tk))));
+    let ws_bytes = ctx.prefill_ws(b as u32, nq as u32, maxq as u32, maxk as u32);
+    let ws = dev.poisoned(ws_bytes.max(16));
+    let args = hip_prefill_args {
+        struct_size: std::mem::size_of::<hip_prefill_args>() as u32,
+        batch_size: b as u32,
+        total_q: nq as u32,
+        total_k: nk as u32,
+        max_seqlen_q: maxq as u32,
+        max_seqlen_k: maxk as u32,
+        q: p.q.view(&qb),
+        k: p.k.view(&kb),
+        v: p.v.view(&vb),
+        o: hip_tensor_mut { data: ob.addr as *mut c_void, token_stride: p.q.row_stride() as i64, head_stride: p.d as i64 },
+        cu_seqlens_q: cuq.addr as *const i32,
+        cu_seqlens_k: cuk.addr as *const i32,
+        lse: lseb.addr as *mut f32,
+        mask_state_out: std::ptr::null_mut(),
+        reserved: [0; 4],
+    };
+    // SAFETY: every buffer spans what the args describe and lives until after sync.
+    let st = unsafe { hip_prefill(ctx.0, &args, ws.addr as *mut c_void, ws_bytes, dev.stream()) };
+    dev.sync();
+    (st, p.q.unpack(p.dt, &dev.download(&ob)), f32s(&dev.download(&lseb)))
+}
+
+#[test]
+fn prefill_cu_seqlens_short_of_total_fails_every_sequence_on_the_device() {
+    let name = "prefill_cu_seqlens_short_of_total_fails_every_sequence_on_the_device";
+    let Some(dev) = device(name) else { return };
+    if dev.backend() != hip_backend::HIP_ATTN_BACKEND_CUDA as u32 {
+        skip(name, "the CPU backend reports at once");
+        return;
+    }
+    let mut rng = Rng::fresh("gpu-prefill-totals");
+    let dt = DType::Bf16;
+    for k in [512, 8] {
+        // k 512: every sequence is dense (only the dense kernel runs); k 8: the block-sparse kernel runs too.
+        let mut cfg = config(dt, 64, 2, 2);
+        (cfg.k, cfg.window) = (k, 8);
+        let ctx = on(dev.as_ref(), cfg);
+        let p = Problem::new(&mut rng, dt, 64, 2, 2, &[16, 16], &[16, 40], 0);
+        // cu_seqlens_q ends at 30, total_q is 32: every sequence is individually fine, the call is not.
+        let (st, o, lse) = prefill_with_cu_q(dev.as_ref(), &ctx, &p, &[0, 16, 30]);
+        assert_eq!(st, hip_status::HIP_ATTN_STATUS_SUCCESS, "k {k}: the host cannot see it: {}", last_error());
+        let row = 2 * 64;
+        assert!(o[..30 * row].iter().all(|&x| x == 0.0), "k {k}: every sequence's rows are zeroed");
+        assert!(lse[..30 * 2].iter().all(|&x| x == f32::NEG_INFINITY), "k {k}: every sequence's LSE is -inf");
+        let Err(err) = run_prefill(dev.as_ref(), &ctx, &p, false) else { panic!("k {k}: the fault was not reported") };
+        assert_eq!(err.0, hip_status::HIP_ATTN_STATUS_BAD_INDEX, "{}", err.1);
+        assert!(err.1.contains("cu_seqlens_q[batch_size] != total_q"), "{}", err.1);
+        run_prefill(dev.as_ref(), &ctx, &p, false).expect("the fault is gone");
+    }
+}
+
+/// NaN and infinity in Q, K and V: the CUDA backend against the CPU reference (tests/nonfinite.rs has the
+/// CPU-side contract). k covers every sequence, so masks cannot differ by rounding. Prefill: rows the CPU makes
+/// NaN are non-finite on CUDA (their lse may be -inf there), every other row matches within tolerance. Decode:
+/// clean sequences match; for the poisoned rows the header documents a gap (a NaN logit's key chunk is treated
+/// as empty), so their CUDA values are printed, not asserted.
+#[test]
+fn nonfinite_inputs_match_cpu() {
+    let name = "nonfinite_inputs_match_cpu";
+    let Some(dev) = device(name) else { return };
+    let mut rng = Rng::fresh("gpu-nonfinite");
+    let dt = DType::Bf16;
+    let (d, hq) = (64usize, 4usize);
+    let mut cfg = config(dt, d as u32, hq as u32, 2);
+    (cfg.k, cfg.bq, cfg.bk, cfg.sink, cfg.window) = (4096, 16, 2, 2, 4);
+    let (cpu, gpu) = (on(&Host, cfg), on(dev.as_ref(), cfg));
+    let mut p = Problem::new(&mut rng, dt, d, hq, 2, &[40, 40], &[40, 64], 0);
+    let at = |t: &Tensor, r: usize, h: usize, i: usize| (r * t.heads + h) * t.d + i;
+    let i = at(&p.q, 10, 0, 3);
+    p.q.data[i] = f32::NAN;
+    let i = at(&p.q, 17, 1, 5);
+    p.q.data[i] = f32::INFINITY;
+    let i = at(&p.k, 40 + 30, 0, 0);
+    p.k.data[i] = f32::NAN;
+    let i = at(&p.v, 40 + 1, 1, 7);
+    p.v.data[i] = f32::INFINITY;
+    let want = run_prefill(&Host, &cpu, &p, false).unwrap();
+    let got = run_prefill(dev.as_ref(), &gpu, &p, false).unwrap_or_else(|(st, m)| panic!("{st:?}: {m}"));
+    let (mut nan_rows, mut close_rows) = (0, 0);
+    for r in 0..p.q.rows {
+        for h in 0..hq {
+            let (w, g) = (&want.o[(r * hq + h) * d..][..d], &got.o[(r * hq + h) * d..][..d]);
+            for e in 0..d {
+                if w[e].is_finite() {
+                    assert!(g[e].is_finite() && (g[e] - w[e]).abs() < 0.05, "row {r} head {h} element {e}: {} vs {}", g[e], w[e]);
+                } else {
+                    assert!(!g[e].is_finite(), "row {r} head {h} element {e}: {} on CUDA, {} on the CPU", g[e], w[e]);
+                }
+            }
+            if w.iter().all(|x| x.is_nan()) {
+                nan_rows += 1;
+            } else {
+                close_rows += 1;
+                let (lw, lg) = (want.lse[r * hq + h], got.lse[r * hq + h]);
+                assert!((lw - lg).abs() < 1e-2 * lw.abs().max(1.0), "lse of row {r} head {h}: {lg} vs {lw}");
+            }
+        }
+    }
+    assert!(nan_rows >= 2 + 10 * 2, "the poisoned rows are NaN on the CPU ({nan_rows})");
+    eprintln!("{name}: prefill {nan_rows} NaN rows, {close_rows} finite rows agree");
+
+    // Decode: sequence 0 has a NaN in its newest key (kv head 0), sequence 1 is clean.
+    let cap = 48;
+    let mut k: Vec<Tensor> = (0..2).map(|_| Tensor::random(&mut rng, dt, cap, 2, d, 0, 1.0)).collect();
+    let v: Vec<Tensor> = (0..2).map(|_| Tensor::random(&mut rng, dt, cap, 2, d, 0, 1.0)).collect();
+    k[0].data[(29 * 2) * d + 4] = f32::NAN;
+    let q = Tensor::random(&mut rng, dt, 2, hq, d, 0, 1.0);
+    let lens = [30, 48];
+    let run = |mem: &dyn Mem, ctx: &Ctx| {
+        let cache = Cache { k: k.clone(), v: v.clone(), page_size: None, capacity: cap }.upload(mem, dt, &mut Rng::new(1));
+        run_decode(mem, ctx, dt, &q, &cache, &lens, cap, &mem.zeroed(ctx.state_size(2))).unwrap()
+    };
+    let (want, got) = (run(&Host, &cpu), run(dev.as_ref(), &gpu));
+    for h in 0..hq {
+        let (w, g) = (&want.o[(hq + h) * d..][..d], &got.o[(hq + h) * d..][..d]);
+        assert!(w.iter().zip(g).all(|(a, b)| (a - b).abs() < 0.05), "clean decode sequence, head {h}");
+        let (w0, g0) = (&want.o[h * d..][..d], &got.o[h * d..][..d]);
+        if h < 2 {
+            assert!(w0.iter().all(|x| x.is_nan()), "the CPU makes head {h} of sequence 0 NaN");
+            eprintln!(
+                "{name}: decode head {h} attends a NaN key: CUDA gives {} (lse {}), the CPU NaN",
+                if g0.iter().all(|x| x.is_nan()) { "NaN" } else if g0.iter().all(|&x| x == 0.0) { "zeros" } else { "finite values" },
+                got.lse[h]
+            );
+        } else {
+            assert!(w0.iter().zip(g0).all(|(a, b)| (a - b).abs() < 0.05), "sequence 0, head {h} (kv head 1)");
+        }
+    }
+}

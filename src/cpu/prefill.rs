@@ -19,8 +19,9 @@ pub(crate) struct Seq {
     pub tk: usize,
 }
 
-/// Reads and checks cu_seqlens: starts at 0, never decreases, stays inside the tensors and the max lengths,
-/// and Tq <= Tk for every sequence. Nothing is kept: the compute pass reads each sequence again (`read_seq`).
+/// Reads and checks cu_seqlens: starts at 0, never decreases, ends at the declared totals (total_q, total_k),
+/// keeps every sequence within the max lengths, and Tq <= Tk for every sequence. Nothing is kept: the compute
+/// pass reads each sequence again (`read_seq`).
 ///
 /// # Safety
 /// `a.cu_seqlens_q` and `a.cu_seqlens_k` point to `batch + 1` readable i32s in host memory.
@@ -50,8 +51,15 @@ pub(crate) unsafe fn read_seqs(a: &PrefillArgs) -> Result<()> {
                 )));
             }
         }
-        if cu(a.batch) as usize > total {
-            return Err(Error::bad_index(format!("{name}[{}] ({}) exceeds its total ({total})", a.batch, cu(a.batch))));
+        // Not just <= total: a total that disagrees with the sequences means one of them is wrong, and the CUDA
+        // kernels size the workspace and launch grid from the totals.
+        if cu(a.batch) as usize != total {
+            let tf = if name == "cu_seqlens_q" { "total_q" } else { "total_k" };
+            return Err(Error::bad_index(format!(
+                "{name}[{}] ({}) must equal {tf} ({total}): the sequences must cover the {tf} rows exactly",
+                a.batch,
+                cu(a.batch)
+            )));
         }
     }
     for b in 0..a.batch {

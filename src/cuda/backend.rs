@@ -297,7 +297,12 @@ impl CudaBackend {
         self.flag.clear();
         let mut what = Vec::new();
         if bits & 1 != 0 {
-            what.push("cu_seqlens or seqlens_k out of range");
+            what.push(
+                "cu_seqlens or seqlens_k out of range (a prefill's cu_seqlens_q[0] or cu_seqlens_k[0] not 0, \
+                 cu_seqlens decreasing, a sequence longer than max_seqlen_q or max_seqlen_k or with Tq > Tk, or \
+                 cu_seqlens_q[batch_size] != total_q or cu_seqlens_k[batch_size] != total_k; a decode's \
+                 seqlens_k[b] outside [1, max_seqlen_k])",
+            );
         }
         if bits & 2 != 0 {
             what.push("a page index outside [0, num_pages)");

@@ -264,6 +264,22 @@ pub unsafe extern "C" fn hip_mask_state_size(ctx: *const hip_ctx, batch_size: u3
 /// head_dim f32, plus search arrays of O(Kb) entries) is reserved before anything is written, and a host that cannot provide it
 /// gets `HIP_ATTN_STATUS_OUT_OF_MEMORY`, with nothing written, never an abort.
 ///
+/// Aliasing: no output (`o`, `lse`, `mask_state_out`) and not the part of `workspace` the call uses (its first
+/// `hip_prefill_workspace_size` bytes) may share a byte with any other argument (`q`, `k`, `v`, `cu_seqlens_q`,
+/// `cu_seqlens_k`, another output), with one exception: `o` may be `q` itself (the same data pointer, token_stride
+/// and head_stride), which computes in place. Overlap is judged on byte ranges, from a view's first byte to one
+/// past its last, so two interleaved views that share no element still count as overlapping (conservative).
+/// A violation is HIP_ATTN_STATUS_INVALID_ARGUMENT naming both arguments and their ranges. Inputs may overlap
+/// each other freely.
+///
+/// Non-finite inputs: the values of q, k and v are not checked; nothing crashes and the call succeeds. A NaN in a
+/// query row, or in a key row the query attends (sink, selected block or local window), makes that query's
+/// output row NaN; an infinity there gives logits of +-inf or NaN, where +inf or NaN makes the row NaN and -inf
+/// drops that key. A NaN or infinity in an attended value row makes the matching output elements non-finite.
+/// The lse of a NaN row is NaN on the CPU backend and NaN or -inf on CUDA. Rows that attend no such value are
+/// computed as usual, except that the mask search ranks a NaN score as -inf and +inf first, so a non-finite key
+/// in a query block's search domain can change that block's selection.
+///
 /// # Safety
 /// `ctx` is a live context; `args` points to a `hip_prefill_args` whose pointers address memory of the context's
 /// backend spanning the documented extents; `workspace` spans `workspace_bytes`; `stream` is NULL or a stream of
@@ -293,6 +309,17 @@ pub unsafe extern "C" fn hip_prefill(
 /// head_dim f32 per q head of a mask head, plus O(Kb) search arrays). On failure no output and no mask state is
 /// written.
 ///
+/// Aliasing: no output (`o`, `lse`, `mask_state`, which is read and written) and not the part of `workspace` the
+/// call uses may share a byte with any other argument (`q`, `kv.k`, `kv.v`, `kv.page_table`, `seqlens_k`, another
+/// output). Unlike prefill, `o` may not be `q`: on CUDA the attention kernel may write an output row while the
+/// search kernel still reads the queries of the row's whole GQA group. Byte ranges are compared, as for
+/// `hip_prefill`; a violation is HIP_ATTN_STATUS_INVALID_ARGUMENT naming both arguments.
+///
+/// Non-finite inputs: as for `hip_prefill` on the CPU backend. On CUDA a query row whose logits include NaN (a
+/// NaN query, or a NaN or infinite attended key) is not yet reported as NaN: its key chunk's softmax sum becomes
+/// NaN and is treated as empty, so the row gets zeros (one split) or the other chunks' result. Do not rely on
+/// either; keep non-finite values out of q and the KV cache.
+///
 /// # Safety
 /// As for `hip_prefill`, with `hip_decode_args`.
 #[must_use]
@@ -317,6 +344,11 @@ pub unsafe extern "C" fn hip_decode_step(
 
 /// Merges two partial attention results over disjoint key sets by their LSEs, in the context's dtype and
 /// head_dim. Needs no workspace and no scratch on either backend (the CPU backend works row by row on the stack).
+///
+/// Aliasing: `o_out` may be `o_a` or `o_b` itself (the same data pointer, token_stride and head_stride), and
+/// `lse_out` may be `lse_a` or `lse_b` itself: every output row is computed from fully read input rows of the same
+/// (token, head). Any other overlap of an output with an input or with the other output (byte ranges, as for
+/// `hip_prefill`) is HIP_ATTN_STATUS_INVALID_ARGUMENT.
 ///
 /// # Safety
 /// As for `hip_prefill`, with `hip_merge_args`.

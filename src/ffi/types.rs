@@ -105,26 +105,29 @@ pub struct hip_config {
     pub dtype: u32,
     /// 64, 128 or 256.
     pub head_dim: u32,
-    /// Query heads Hq (>= 1).
+    /// Query heads Hq, 1 to 4096 (32x the most heads of any published model; keeps workspace sizes and the
+    /// CUDA grids' heads dimension in range).
     pub num_q_heads: u32,
-    /// Key/value heads Hkv (>= 1, divides num_q_heads).
+    /// Key/value heads Hkv, 1 to 4096 (as num_q_heads); divides num_q_heads.
     pub num_kv_heads: u32,
     /// Keys selected by the tree search per query block [512]; 0 = sink + window only. k >= the sequence length
-    /// is valid and gives exact dense attention.
+    /// is valid and gives exact dense attention. At most 1048576 (2^20: a mask record holds ceil(k / bk) int32
+    /// per head, which must stay small).
     pub k: u32,
-    /// Queries that share one mask [32].
+    /// Queries that share one mask [32], 1 to 4096 (a block's rows live in the kernels' shared memory).
     pub bq: u32,
-    /// Keys per key block, the unit the search selects [2].
+    /// Keys per key block, the unit the search selects [2], 1 to 4096 (as bq).
     pub bk: u32,
-    /// Attention-sink tokens every query attends [4].
+    /// Attention-sink tokens every query attends [4]; at most 1073741824 (2^30: longer than any context, and
+    /// sink + window cannot overflow 32 bits).
     pub sink: u32,
-    /// Local window every query attends [128].
+    /// Local window every query attends [128]; at most 1073741824 (2^30, as sink).
     pub window: u32,
-    /// Query sampling stride when scoring a representative [1].
+    /// Query sampling stride when scoring a representative [1], 1 to 4096 (as bq).
     pub sq: u32,
-    /// Key sampling stride when scoring a representative [1].
+    /// Key sampling stride when scoring a representative [1], 1 to 4096 (as bq).
     pub sk: u32,
-    /// Decode steps between mask searches [8]; 1 = search every step.
+    /// Decode steps between mask searches [8]; 1 = search every step. Any value from 1 up.
     pub refresh: u32,
     /// 1 = causal [1], 0 = every query sees every key.
     pub causal: u32,
@@ -134,7 +137,9 @@ pub struct hip_config {
     pub backend: u32,
     /// CUDA device ordinal (CUDA backend only) [0].
     pub device_ordinal: i32,
-    /// Softmax scale; 0 means 1/sqrt(head_dim) [0].
+    /// Softmax scale [0]: 0 (or -0) means 1/sqrt(head_dim); otherwise positive, finite and at most 65536 (a larger
+    /// scale is a unit or sign mistake; up to it no logit of f16 inputs can overflow f32, nor can the scale times
+    /// log2(e) that the CUDA kernels fold into the queries). Negative, NaN or infinite values are refused.
     pub softmax_scale: f32,
     /// Option bits: `HIP_ATTN_FLAG_*` [0]; other bits must be 0.
     pub flags: u32,
@@ -152,14 +157,17 @@ pub struct hip_config {
     pub decode_selection: u32,
     /// The query blocks of a prefill sequence that hold any of its last `prefill_scan_tail` queries select by
     /// SCAN instead of the tree search; their masks are what `mask_state_out` hands to decode. 0 = none [0];
-    /// at most 2^31 - 1.
+    /// at most 2147483647 (2^31 - 1: positions are int32).
     pub prefill_scan_tail: u32,
     /// Reserved for future fields; must be 0.
     pub reserved: [u64; 7],
 }
 
 /// A read-only [tokens, heads, head_dim] view. Strides are in elements; the last dimension is contiguous.
-/// `data` must be 16-byte aligned and both strides multiples of 16 bytes' worth of elements.
+/// `data` must be 16-byte aligned and both strides multiples of 16 bytes' worth of elements. The view's bytes,
+/// from `data` to one past its last element, must end at or below 2^57 (the end of the user address space of
+/// x86-64 with 5-level paging): a larger extent is a wrong stride or length, refused as
+/// HIP_ATTN_STATUS_SIZE_OVERFLOW with the span and the strides and lengths that gave it.
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -169,7 +177,8 @@ pub struct hip_tensor {
     pub head_stride: i64,
 }
 
-/// A writable [tokens, heads, head_dim] view; same rules as `hip_tensor`, and rows must not overlap.
+/// A writable [tokens, heads, head_dim] view; same rules as `hip_tensor`, and rows must not overlap. Nor may its
+/// bytes overlap any other argument of the call (see the aliasing rule of each entry point).
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -188,15 +197,17 @@ pub struct hip_tensor_mut {
 pub struct hip_prefill_args {
     /// Must be `sizeof(hip_prefill_args)`.
     pub struct_size: u32,
-    /// Number of sequences (>= 1).
+    /// Number of sequences, 1 to 2147483647 (2^31 - 1: index data is int32); the CUDA backend takes at most
+    /// 65535 (its grids' batch dimension) and says HIP_ATTN_STATUS_UNSUPPORTED above.
     pub batch_size: u32,
-    /// Rows of q and o: cu_seqlens_q[batch_size].
+    /// Rows of q and o, 1 to 2147483647 (int32 index data); must equal cu_seqlens_q[batch_size]
+    /// (HIP_ATTN_STATUS_BAD_INDEX otherwise).
     pub total_q: u32,
-    /// Rows of k and v: cu_seqlens_k[batch_size].
+    /// Rows of k and v, 1 to 2147483647; at least total_q; must equal cu_seqlens_k[batch_size].
     pub total_k: u32,
-    /// Upper bound of every sequence's Tq (sizes the launch grid).
+    /// Upper bound of every sequence's Tq (sizes the launch grid), 1 to total_q.
     pub max_seqlen_q: u32,
-    /// Upper bound of every sequence's Tk.
+    /// Upper bound of every sequence's Tk, 1 to total_k.
     pub max_seqlen_k: u32,
     /// Queries [total_q, num_q_heads, head_dim].
     pub q: hip_tensor,
@@ -206,9 +217,9 @@ pub struct hip_prefill_args {
     pub v: hip_tensor,
     /// Output [total_q, num_q_heads, head_dim], in the config's dtype.
     pub o: hip_tensor_mut,
-    /// int32 [batch_size + 1], in backend memory.
+    /// int32 [batch_size + 1], in backend memory: 0, increasing, ending at total_q.
     pub cu_seqlens_q: *const i32,
-    /// int32 [batch_size + 1], in backend memory.
+    /// int32 [batch_size + 1], in backend memory: 0, increasing, ending at total_k.
     pub cu_seqlens_k: *const i32,
     /// Optional f32 [total_q, num_q_heads]: natural-log sum of exp of the scaled logits. NULL = not wanted.
     pub lse: *mut f32,
@@ -226,7 +237,7 @@ pub struct hip_prefill_args {
 pub struct hip_kv_cache {
     /// A `hip_kv_layout` value.
     pub layout: u32,
-    /// Tokens per page (paged layout, >= 1); ignored when contiguous.
+    /// Tokens per page (paged layout), 1 to 2147483647 (int32 positions); ignored when contiguous.
     pub page_size: u32,
     pub k: *const c_void,
     pub v: *const c_void,
@@ -238,9 +249,9 @@ pub struct hip_kv_cache {
     pub head_stride: i64,
     /// Paged: int32 [batch_size, page_table_stride] page indices, in backend memory. NULL when contiguous.
     pub page_table: *const i32,
-    /// Paged: entries per page-table row (the most pages one sequence may use).
+    /// Paged: entries per page-table row (the most pages one sequence may use), 1 to 2147483647.
     pub page_table_stride: u32,
-    /// Paged: pages in the pool; every page index must be below it.
+    /// Paged: pages in the pool, 1 to 2147483647 (page indices are int32); every page index must be below it.
     pub num_pages: u32,
 }
 
@@ -252,9 +263,11 @@ pub struct hip_kv_cache {
 pub struct hip_decode_args {
     /// Must be `sizeof(hip_decode_args)`.
     pub struct_size: u32,
-    /// Number of sequences (>= 1).
+    /// Number of sequences, 1 to 2147483647 (int32 index data); the CUDA backend takes at most 65535 (its grids'
+    /// batch dimension) and says HIP_ATTN_STATUS_UNSUPPORTED above.
     pub batch_size: u32,
-    /// Upper bound of every seqlens_k[b]; contiguous caches must hold this many tokens per sequence.
+    /// Upper bound of every seqlens_k[b], 1 to 2147483647 (int32 positions); contiguous caches must hold this many
+    /// tokens per sequence.
     pub max_seqlen_k: u32,
     /// Reserved; must be 0.
     pub reserved_u32: u32,
@@ -275,16 +288,18 @@ pub struct hip_decode_args {
     pub reserved: [u64; 4],
 }
 
-/// Arguments of `hip_merge_states`: out = merge((o_a, lse_a), (o_b, lse_b)). Outputs may alias inputs exactly.
+/// Arguments of `hip_merge_states`: out = merge((o_a, lse_a), (o_b, lse_b)). `o_out` may be `o_a` or `o_b` itself
+/// (the same data pointer and strides) and `lse_out` may be `lse_a` or `lse_b` itself; no other overlap of an
+/// output with anything is allowed (see `hip_merge_states`).
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct hip_merge_args {
     /// Must be `sizeof(hip_merge_args)`.
     pub struct_size: u32,
-    /// Rows to merge.
+    /// Rows to merge, 1 to 2147483647 (2^31 - 1: the kernels index rows with int32).
     pub num_tokens: u32,
-    /// Heads per row.
+    /// Heads per row, 1 to 2147483647 (as num_tokens).
     pub num_heads: u32,
     /// Reserved; must be 0.
     pub reserved_u32: u32,

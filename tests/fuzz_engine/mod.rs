@@ -682,7 +682,8 @@ fn gen_config(rng: &mut Rng, plan: &mut Plan, log: &mut Vec<String>) -> hip_conf
     c.refresh = rng.pick(&[1, 1, 2, 3, 5, 8, u32::MAX]);
     c.causal = rng.pick(&[1, 1, 1, 0]);
     c.mask_sharing = rng.pick(&[1, 2]);
-    c.softmax_scale = rng.pick(&[0.0, 0.0, 0.0, 0.125, 1.0, -0.5]);
+    // -0.0 asks for the default as 0.0 does; 65536 is the largest scale accepted.
+    c.softmax_scale = rng.pick(&[0.0, 0.0, 0.0, 0.125, 1.0, -0.0, 65536.0]);
     if c.k == 0 && c.sink == 0 && (c.window == 0 || c.causal == 0) {
         c.sink = 1;
     }
@@ -763,7 +764,7 @@ fn gen_config(rng: &mut Rng, plan: &mut Plan, log: &mut Vec<String>) -> hip_conf
                 plan.fault("config_backend", CONFIG);
             }
             15 => {
-                c.softmax_scale = rng.pick(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY]);
+                c.softmax_scale = rng.pick(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.5, 65537.0, 1e30]);
                 plan.fault("config_scale", CONFIG);
             }
             16 => {
@@ -1108,9 +1109,8 @@ impl Case {
             }
         }
         let (sq, sk) = (tq.iter().sum::<usize>(), tk.iter().sum::<usize>());
-        let total_q = sq + if rng.chance(20) { rng.usize(1, 3) } else { 0 };
-        let mut total_k = sk + if rng.chance(20) { rng.usize(1, 3) } else { 0 };
-        total_k = total_k.max(total_q);
+        // The totals must be where cu_seqlens end (a larger one is the index fault "cu_seqlens_short_of_total").
+        let (total_q, total_k) = (sq, sk);
         let (mq, mk) = (*tq.iter().max().unwrap(), (*tk.iter().max().unwrap()).max(1));
         let max_q = (mq + if rng.chance(20) { rng.usize(1, 5) } else { 0 }).min(total_q);
         let max_k = (mk + if rng.chance(20) { rng.usize(1, 5) } else { 0 }).min(total_k);
@@ -1207,7 +1207,7 @@ impl Case {
             let q = rng.chance(50);
             let (cuv, total, which) = if q { (&mut cu_q, tqd as usize, "q") } else { (&mut cu_k, tkd as usize, "k") };
             let _ = which;
-            match rng.below(7) {
+            match rng.below(8) {
                 0 => {
                     cuv[0] = if rng.chance(50) { rng.usize(1, 100) as i32 } else { -(rng.usize(1, 100) as i32) };
                     plan.fault("cu_seqlens_first_not_zero", BAD);
@@ -1242,6 +1242,12 @@ impl Case {
                     let (tqb, tkb) = (cu_q[b + 1] - cu_q[b], cu_k[b + 1] - cu_k[b]);
                     cu_q[b + 1] += tkb - tqb + 1;
                     plan.fault("tq_above_tk", BAD);
+                }
+                6 => {
+                    // cu_seqlens ending short of the declared total (layouts and workspace stay those of the
+                    // total); if that makes the last entry decrease, it is still bad index data.
+                    cuv[batch] = total as i32 - rng.usize(1, 3) as i32;
+                    plan.fault("cu_seqlens_short_of_total", BAD);
                 }
                 _ => {
                     let b = rng.usize(0, batch);
