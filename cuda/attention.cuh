@@ -447,7 +447,8 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
                 const int qi = row0 + m * 16 + g + 8 * hh;
                 if (qi < len) {
                     const float l = lrow[m][hh];
-                    const float inv = l > 0.f ? 1.f / l : 0.f;  // a row that attends nothing writes zeros
+                    // A row that attends nothing (l == 0) writes zeros; a NaN logit made l NaN, and the row stays NaN.
+                    const float inv = l != 0.f ? 1.f / l : 0.f;
                     elem_t* orow =
                         obase + (long long)(s.q0 + first + qi) * p.o_tok_stride + (long long)h * p.o_head_stride;
 #pragma unroll
@@ -455,7 +456,7 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
                         *(u32*)(orow + n * 8 + 2 * tq) = pack2(o[m][n][2 * hh] * inv, o[m][n][2 * hh + 1] * inv);
                     if (lse_out && tq == 0)
                         lse_out[(long long)(s.q0 + first + qi) * p.num_q_heads + h] =
-                            l > 0.f ? (mrow[m][hh] + log2f(l)) * LN2 : HIP_NEG_INF;
+                            l != 0.f ? (mrow[m][hh] + log2f(l)) * LN2 : HIP_NEG_INF;
                 }
             }
     }
@@ -474,8 +475,12 @@ constexpr int DCH = 1024;                 // keys whose offsets are resolved per
 static_assert(DG <= 32 && DC_THREADS % DG == 0, "decode grouping");
 static_assert(DCH % DC_THREADS == 0 && DCH % (NGRP * UNR) == 0, "decode chunking");
 
-// A split that attends nothing (lse -inf) or met bad index data (lse NaN, "poisoned") writes o = 0. DIRECT (one
+// A split that attends nothing (lse -inf) or met bad index data (lse = the POISON NaN) writes o = 0. DIRECT (one
 // split, no combine): the output row itself, o = 0 and lse -inf either way, which is what the combine makes of it.
+// POISON is a NaN with a payload arithmetic never produces (the GPU's computed NaNs are 0x7fffffff), so the
+// combine tells bad index data (zeros) from a NaN that the inputs put into the row (NaN, as on the CPU backend).
+constexpr unsigned DECODE_POISON_BITS = 0x7fc00000u;
+constexpr unsigned DECODE_NAN_BITS = 0x7fffffffu;
 template <bool DIRECT>
 __device__ __forceinline__ void decode_write_empty(const hip_decode_params& p, long long part, int b, int h, int tid,
                                                    float lse) {
@@ -501,7 +506,7 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
     const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int tid = threadIdx.x, grp = tid / DG, gl = tid - grp * DG;
     const long long part = ((long long)b * p.num_q_heads + h) * p.num_splits + split;
-    const float poison = __int_as_float(0x7fc00000);
+    const float poison = __uint_as_float(DECODE_POISON_BITS);
     pdl_trigger();  // the combine may launch; it waits for this kernel
 
     // Inputs first, while the search kernel may still run: the query and the sequence length are the caller's
@@ -553,6 +558,7 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
 #pragma unroll
     for (int i = 0; i < 8; ++i) acc[i] = 0.f;
     bool bad = false;
+    bool nan = false;  // a NaN logit (NaN query or key, or inf * 0): the CPU backend's row is NaN, so is ours
 
     for (int c0 = lo; c0 < hi; c0 += DCH) {
         const int c1 = cmin(hi, c0 + DCH);
@@ -593,6 +599,7 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
 #pragma unroll
                 for (int off = DG / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
                 sv[u] = valid[u] ? d : HIP_NEG_INF;
+                nan |= valid[u] && d != d;
             }
             float mx = m;
 #pragma unroll
@@ -620,6 +627,21 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
         decode_write_empty<DIRECT>(p, part, b, h, tid, poison);
         return;
     }
+    if (__syncthreads_or(nan)) {
+        // (fmaxf skips NaN, so a NaN logit need not have reached l: write the NaN row explicitly.)
+        const float qnan = __uint_as_float(DECODE_NAN_BITS);
+        elem_t* o = (elem_t*)p.o + (long long)b * p.o_seq_stride + (long long)h * p.o_head_stride;
+        float* po = (float*)p.part_o + part * D;
+        for (int d = tid; d < D; d += DC_THREADS) {
+            if (DIRECT) o[d] = from_f32(qnan);
+            else po[d] = qnan;
+        }
+        if (tid == 0) {
+            if (!DIRECT) ((float*)p.part_lse)[part] = qnan;
+            else if (p.lse) ((float*)p.lse)[(long long)b * p.num_q_heads + h] = qnan;
+        }
+        return;
+    }
     if (gl == 0) {
         s_m[grp] = m;
         s_l[grp] = l;
@@ -637,12 +659,12 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
         float v = 0.f;
         for (int k = 0; k < NGRP; ++k)
             if (s_m[k] != HIP_NEG_INF) v += s_o[k][d] * exp2f(s_m[k] - M);
-        v = L > 0.f ? v / L : 0.f;
+        v = L != 0.f ? v / L : 0.f;  // (an infinite logit makes L NaN: the row is NaN, as on the CPU backend)
         if (DIRECT) o[d] = from_f32(v);
         else po[d] = v;
     }
     if (tid == 0) {
-        const float lse = L > 0.f ? (M + log2f(L)) * LN2 : HIP_NEG_INF;
+        const float lse = L != 0.f ? (M + log2f(L)) * LN2 : HIP_NEG_INF;
         if (!DIRECT) ((float*)p.part_lse)[part] = lse;
         else if (p.lse) ((float*)p.lse)[(long long)b * p.num_q_heads + h] = lse;
     }
@@ -657,12 +679,17 @@ __device__ __forceinline__ void decode_combine(const hip_decode_params& p) {
     const float* pl = (const float*)p.part_lse + base;
     const float* po = (const float*)p.part_o + base * D;
     float M = HIP_NEG_INF;
-    bool poisoned = false;
+    bool poisoned = false, nan = false;
     for (int s2 = 0; s2 < ns; ++s2) {
         const float v = pl[s2];
-        poisoned |= v != v;
+        const bool is_poison = __float_as_uint(v) == DECODE_POISON_BITS;
+        poisoned |= is_poison;
+        nan |= v != v && !is_poison;
         M = fmaxf(M, v);
     }
+    // Bad index data (a poisoned split) wins: zeros and -inf, as documented. Otherwise a split's NaN row makes the
+    // whole row NaN, as the CPU backend's single softmax does.
+    if (nan && !poisoned) M = __uint_as_float(DECODE_NAN_BITS);
     const bool empty = poisoned || M == HIP_NEG_INF;
     float W = 0.f;
     if (!empty)

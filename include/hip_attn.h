@@ -768,7 +768,7 @@ hip_status hip_mask_state_size(const struct hip_ctx *ctx,
  * query row, or in a key row the query attends (sink, selected block or local window), makes that query's
  * output row NaN; an infinity there gives logits of +-inf or NaN, where +inf or NaN makes the row NaN and -inf
  * drops that key. A NaN or infinity in an attended value row makes the matching output elements non-finite.
- * The lse of a NaN row is NaN on the CPU backend and NaN or -inf on CUDA. Rows that attend no such value are
+ * The lse of a NaN row is NaN (both backends). Rows that attend no such value are
  * computed as usual, except that the mask search ranks a NaN score as -inf and +inf first, so a non-finite key
  * in a query block's search domain can change that block's selection.
  *
@@ -796,10 +796,8 @@ hip_status hip_prefill(const struct hip_ctx *ctx,
  * search kernel still reads the queries of the row's whole GQA group. Byte ranges are compared, as for
  * `hip_prefill`; a violation is HIP_ATTN_STATUS_INVALID_ARGUMENT naming both arguments.
  *
- * Non-finite inputs: as for `hip_prefill` on the CPU backend. On CUDA a query row whose logits include NaN (a
- * NaN query, or a NaN or infinite attended key) is not yet reported as NaN: its key chunk's softmax sum becomes
- * NaN and is treated as empty, so the row gets zeros (one split) or the other chunks' result. Do not rely on
- * either; keep non-finite values out of q and the KV cache.
+ * Non-finite inputs: as for `hip_prefill`, on both backends: a row whose logits include NaN (a NaN query, or a
+ * NaN or infinite attended key) is NaN with lse NaN. (Bad index data still gives zeros and lse -inf.)
  *
  * # Safety
  * As for `hip_prefill`, with `hip_decode_args`.

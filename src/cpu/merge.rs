@@ -28,8 +28,11 @@ pub unsafe fn merge(m: &MergeArgs) {
                 f32::NEG_INFINITY
             } else {
                 let (wa, wb) = (((la - mx) as f64).exp(), ((lb - mx) as f64).exp());
+                // A side of weight 0 (lse -inf) contributes nothing, whatever its O holds (an empty partial's O
+                // is not read, on either backend); a NaN weight makes the row NaN.
+                let term = |w: f64, x: f32| if w == 0.0 { 0.0 } else { w * x as f64 };
                 for i in 0..d {
-                    out[i] = ((wa * ra[i] as f64 + wb * rb[i] as f64) / (wa + wb)) as f32;
+                    out[i] = ((term(wa, ra[i]) + term(wb, rb[i])) / (wa + wb)) as f32;
                 }
                 (mx as f64 + (wa + wb).ln()) as f32
             };
