@@ -533,9 +533,12 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
     const int magic = rec[HIP_ATTN_STATE_MAGIC_IDX];
     const int e = rec[HIP_ATTN_STATE_E_IDX];
     const int cnt = rec[HIP_ATTN_STATE_COUNT_IDX];
-    if (magic != HIP_ATTN_STATE_MAGIC || p.state_ints < HIP_ATTN_STATE_HEADER + KB ||
+    // (the search re-searched a foreign record; one left here means the search skipped this head)
+    const bool foreign = record_foreign(magic, rec[HIP_ATTN_STATE_FPRINT_IDX], p.state_fingerprint);
+    if (magic != HIP_ATTN_STATE_MAGIC || foreign || p.state_ints < HIP_ATTN_STATE_HEADER + KB ||
         !record_header_ok(e, cnt, p.sink, Tk)) {
-        if (tid == 0 && split == 0 && magic == HIP_ATTN_STATE_MAGIC) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
+        if (tid == 0 && split == 0 && magic == HIP_ATTN_STATE_MAGIC)
+            set_error(p.error_flag, foreign ? HIP_ATTN_DEVERR_MASK_CONFIG : HIP_ATTN_DEVERR_MASK_STATE);
         decode_write_empty<DIRECT>(p, part, b, h, tid, poison);
         return;
     }

@@ -323,18 +323,49 @@ struct PrefillSeq {
     bool q_range_ok;  // [q0, q0 + Tq) lies inside [0, total_q): outputs of this sequence may be written
 };
 
+// Every thread of the CTA calls it (a barrier): the whole of cu_seqlens_q and cu_seqlens_k must be non-decreasing
+// for any sequence to pass. A sequence whose own bounds look fine in arrays that are not would overlap another
+// sequence's rows and workspace slots, so such a batch is skipped whole (q_range_ok still says which rows a
+// skipped sequence may zero: they are its own claim, and every sequence of that batch is skipped).
 __device__ __forceinline__ bool prefill_seq(const hip_prefill_params& p, int b, PrefillSeq& s) {
     const int* cq = (const int*)p.cu_seqlens_q;
     const int* ck = (const int*)p.cu_seqlens_k;
+    bool ordered = true;
+    for (int i = threadIdx.x; i < p.batch; i += blockDim.x) ordered &= cq[i] <= cq[i + 1] && ck[i] <= ck[i + 1];
+    ordered = !__syncthreads_or(!ordered);
     const int qa = cq[b], qb = cq[b + 1], ka = ck[b], kb = ck[b + 1];
     s.q0 = qa;
     s.k0 = ka;
     s.Tq = qb - qa;
     s.Tk = kb - ka;
     s.q_range_ok = qa >= 0 && qb >= qa && qb <= p.total_q;
-    return s.q_range_ok && cq[0] == 0 && ck[0] == 0 && ka >= 0 && kb >= ka && kb <= p.total_k &&
+    return ordered && s.q_range_ok && cq[0] == 0 && ck[0] == 0 && ka >= 0 && kb >= ka && kb <= p.total_k &&
            cq[p.batch] == p.total_q && ck[p.batch] == p.total_k && s.Tq <= p.max_seqlen_q &&
            s.Tk <= p.max_seqlen_k && s.Tq <= s.Tk;
+}
+
+// Mask-state records (layout in hip_params.h). Every kernel that writes a record goes through store_record, so
+// that none leaves without the writer's fingerprint.
+
+// Writes a whole record: step, e, count, the fingerprint `fp` (the parameter block's state_fingerprint) and
+// block(i) for i < count. Every thread of the CTA calls it with the same arguments; the block indices are spread
+// over the threads and thread 0 writes the header. Readers are later kernels, so the order of the stores is free.
+template <class Block>
+__device__ __forceinline__ void store_record(int* rec, int step, int e, int count, int fp, const Block& block) {
+    for (int i = threadIdx.x; i < count; i += blockDim.x) rec[HIP_ATTN_STATE_HEADER + i] = block(i);
+    if (threadIdx.x == 0) {
+        rec[HIP_ATTN_STATE_STEP_IDX] = step;
+        rec[HIP_ATTN_STATE_E_IDX] = e;
+        rec[HIP_ATTN_STATE_COUNT_IDX] = count;
+        rec[HIP_ATTN_STATE_FPRINT_IDX] = fp;
+        rec[HIP_ATTN_STATE_MAGIC_IDX] = HIP_ATTN_STATE_MAGIC;
+    }
+}
+
+// A record whose magic says it holds a mask, written by a context of another configuration: its blocks and e mean
+// something else here, so it is never reused (HIP_ATTN_DEVERR_MASK_CONFIG).
+__device__ __forceinline__ bool record_foreign(int magic, int fp_stored, int fp) {
+    return magic == HIP_ATTN_STATE_MAGIC && fp_stored != fp;
 }
 
 // e_B of a query block whose first query sits at position p0 (HIP-SPEC "three disjoint key sets").

@@ -76,7 +76,7 @@ extern "C" __global__ void hip_params_layout(unsigned long long* out) {
     HIP_OFF(hip_prefill_params, num_q_heads); HIP_OFF(hip_prefill_params, num_kv_heads);
     HIP_OFF(hip_prefill_params, mask_heads); HIP_OFF(hip_prefill_params, sink); HIP_OFF(hip_prefill_params, window);
     HIP_OFF(hip_prefill_params, state_ints); HIP_OFF(hip_prefill_params, slots); HIP_OFF(hip_prefill_params, scale);
-    HIP_OFF(hip_prefill_params, reserved);
+    HIP_OFF(hip_prefill_params, state_fingerprint);
 
     out[i++] = sizeof(hip_decode_params);
     HIP_OFF(hip_decode_params, q); HIP_OFF(hip_decode_params, o); HIP_OFF(hip_decode_params, lse);
@@ -92,7 +92,8 @@ extern "C" __global__ void hip_params_layout(unsigned long long* out) {
     HIP_OFF(hip_decode_params, max_seqlen_k); HIP_OFF(hip_decode_params, num_q_heads);
     HIP_OFF(hip_decode_params, num_kv_heads); HIP_OFF(hip_decode_params, mask_heads); HIP_OFF(hip_decode_params, sink);
     HIP_OFF(hip_decode_params, window); HIP_OFF(hip_decode_params, refresh); HIP_OFF(hip_decode_params, state_ints);
-    HIP_OFF(hip_decode_params, num_splits); HIP_OFF(hip_decode_params, scale); HIP_OFF(hip_decode_params, reserved1);
+    HIP_OFF(hip_decode_params, num_splits); HIP_OFF(hip_decode_params, scale);
+    HIP_OFF(hip_decode_params, state_fingerprint);
 
     out[i++] = sizeof(hip_merge_params);
     HIP_OFF(hip_merge_params, o_a); HIP_OFF(hip_merge_params, lse_a); HIP_OFF(hip_merge_params, o_b);

@@ -24,12 +24,15 @@
 #define HIP_ATTN_STATE_STEP_IDX 1         // decode steps since the record was filled (the refresh counter)
 #define HIP_ATTN_STATE_E_IDX 2            // e (start of the local window) at the time of the search
 #define HIP_ATTN_STATE_COUNT_IDX 3        // number of valid block indices that follow
-#define HIP_ATTN_STATE_HEADER 4
+#define HIP_ATTN_STATE_FPRINT_IDX 4       // fingerprint of the writer's configuration (src/plan.rs, state_fingerprint;
+                                          // never 0): the state_fingerprint field of the parameter blocks
+#define HIP_ATTN_STATE_HEADER 5
 
 // Device error bits, OR-ed into *error_flag by any kernel that meets bad index data and skips that work.
 #define HIP_ATTN_DEVERR_SEQLENS 1u        // cu_seqlens / seqlens_k out of range, not increasing or off the totals
 #define HIP_ATTN_DEVERR_PAGE_TABLE 2u     // page index outside [0, num_pages)
 #define HIP_ATTN_DEVERR_MASK_STATE 4u     // stored mask record inconsistent (re-searched instead)
+#define HIP_ATTN_DEVERR_MASK_CONFIG 8u    // stored mask record written by another configuration (re-searched)
 
 // Prefill: kernels hip_prefill_search and hip_prefill_attn.
 // Query block j of sequence b owns workspace slot  cu_seqlens_q[b] / bq + b + j  (slots < total_q / bq + batch).
@@ -50,7 +53,7 @@ typedef struct {
     int max_seqlen_k, num_q_heads, num_kv_heads, mask_heads;
     int sink, window, state_ints, slots;
     float scale;                              // softmax scale (already resolved, never 0)
-    int reserved;
+    int state_fingerprint;                    // written into every mask-state record (HIP_ATTN_STATE_FPRINT_IDX)
 } hip_prefill_params;
 
 // Decode: kernels hip_decode_search (or hip_decode_search_wide), then hip_decode_attn and hip_decode_combine, or
@@ -75,7 +78,7 @@ typedef struct {
     int mask_heads, sink, window, refresh;
     int state_ints, num_splits;
     float scale;
-    int reserved1;
+    int state_fingerprint;                    // of this configuration: records carrying another one are not reused
 } hip_decode_params;
 
 // Merge of two partial attention results by their LSEs: kernel hip_merge_states.
@@ -173,9 +176,11 @@ typedef struct {
 // then writes o = 0, lse = -inf for that (sequence, head), as hip_decode_attn_direct does at once.
 //
 // Bad device data (error bits above): prefill CTAs of a sequence whose cu_seqlens fail validation write O = 0 and
-// LSE = -inf for their rows when those rows are in bounds, and mask_cnt = 0 for their slot when it is in bounds.
-// hip_decode_search leaves the record untouched on bad seqlens_k, re-searches an inconsistent record, and on a bad
-// page writes magic = 0 (no mask), so the following hip_decode_attn writes zeros for that head.
+// LSE = -inf for their rows when those rows are in bounds, and nothing into the workspace. cu_seqlens_q or
+// cu_seqlens_k that are not non-decreasing over the whole batch fail validation for every sequence of the batch.
+// hip_decode_search leaves the record untouched on bad seqlens_k, re-searches an inconsistent record or one whose
+// fingerprint is not state_fingerprint, and on a bad page writes magic = 0 (no mask), so the following
+// hip_decode_attn writes zeros for that head.
 // ================================================================================================================
 
 #endif

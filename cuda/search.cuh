@@ -543,10 +543,9 @@ __device__ __forceinline__ void prefill_search(const hip_prefill_params& p) {
     const long long slot = s.q_range_ok ? (long long)s.q0 / BQ + b + j : -1;
     int* cnt_out = (int*)p.mask_cnt;
     if (!ok) {
-        if (threadIdx.x == 0) {
-            set_error(p.error_flag, HIP_ATTN_DEVERR_SEQLENS);
-            if (cnt_out && slot >= 0 && slot < p.slots) cnt_out[slot * p.mask_heads + mh] = 0;
-        }
+        // (no workspace write: attention never reads a skipped sequence's slots, and a slot derived from bad
+        // bounds, at a block index past the sequence's own, can be a valid sequence's)
+        if (threadIdx.x == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_SEQLENS);
         return;
     }
     if ((long long)j * BQ >= s.Tq) return;
@@ -591,13 +590,7 @@ __device__ __forceinline__ void prefill_search(const hip_prefill_params& p) {
             return;
         }
         int* rec = (int*)p.mask_state + ((long long)b * p.mask_heads + mh) * p.state_ints;
-        for (int i = threadIdx.x; i < count; i += S_THREADS) rec[HIP_ATTN_STATE_HEADER + i] = sm.chunks[i].x;
-        if (threadIdx.x == 0) {
-            rec[HIP_ATTN_STATE_STEP_IDX] = 1;
-            rec[HIP_ATTN_STATE_E_IDX] = e;
-            rec[HIP_ATTN_STATE_COUNT_IDX] = count;
-            rec[HIP_ATTN_STATE_MAGIC_IDX] = HIP_ATTN_STATE_MAGIC;
-        }
+        store_record(rec, 1, e, count, p.state_fingerprint, [&](int i) { return sm.chunks[i].x; });
     }
 }
 
@@ -656,10 +649,15 @@ __device__ __forceinline__ void decode_search(const hip_decode_params& p) {
     const int refresh = p.refresh >= 1 ? p.refresh : 1;
     const int magic = rec[HIP_ATTN_STATE_MAGIC_IDX];
     const int step = rec[HIP_ATTN_STATE_STEP_IDX];
-    if (magic == HIP_ATTN_STATE_MAGIC && step % refresh != 0) {
+    // Another configuration's record is searched anew whatever its step says (and reported).
+    const bool foreign = record_foreign(magic, rec[HIP_ATTN_STATE_FPRINT_IDX], p.state_fingerprint);
+    if (foreign && writer) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_CONFIG);
+    // A record of this configuration is checked even when its step calls for a search (as the CPU backend does):
+    // one that does not fit the sequence is stale, and a stale record is reported whenever it is met.
+    if (magic == HIP_ATTN_STATE_MAGIC && !foreign) {
         const int e0 = rec[HIP_ATTN_STATE_E_IDX];
         const int cnt = rec[HIP_ATTN_STATE_COUNT_IDX];
-        bool good = step >= 1 && record_header_ok(e0, cnt, p.sink, Tk);
+        bool good = record_header_ok(e0, cnt, p.sink, Tk);
         bool bad_blk = false;
         if (good) {
             const int NBe = num_search_blocks(p.sink, e0);
@@ -670,12 +668,12 @@ __device__ __forceinline__ void decode_search(const hip_decode_params& p) {
         }
         // (also the barrier that orders every thread's header reads before the write below)
         good = !__syncthreads_or(!good || bad_blk);
-        if (good) {
+        if (good && step >= 1 && step % refresh != 0) {
             if (CL > 1) cluster_sync();  // every CTA of the cluster has read the step before it changes
             if (writer) rec[HIP_ATTN_STATE_STEP_IDX] = step + 1;
             return;
         }
-        if (writer) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
+        if (!good && writer) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
     }
 
     const int pos = Tk - 1;
@@ -709,13 +707,7 @@ __device__ __forceinline__ void decode_search(const hip_decode_params& p) {
         }
         return;
     }
-    for (int i = tid; i < count; i += S_THREADS) rec[HIP_ATTN_STATE_HEADER + i] = sm.chunks[i].x;
-    if (tid == 0) {
-        rec[HIP_ATTN_STATE_STEP_IDX] = 1;
-        rec[HIP_ATTN_STATE_E_IDX] = e;
-        rec[HIP_ATTN_STATE_COUNT_IDX] = count;
-        rec[HIP_ATTN_STATE_MAGIC_IDX] = HIP_ATTN_STATE_MAGIC;
-    }
+    store_record(rec, 1, e, count, p.state_fingerprint, [&](int i) { return sm.chunks[i].x; });
 }
 
 }  // namespace hip

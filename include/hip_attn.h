@@ -491,7 +491,9 @@ typedef struct hip_prefill_args {
   float *lse;
   /**
    * Optional mask state (`hip_mask_state_size(ctx, batch_size)` bytes): receives the mask of each sequence's
-   * last query block so that the first decode step need not search. NULL = not wanted.
+   * last query block so that the first decode step need not search. The records carry this configuration's
+   * fingerprint: a decode context reuses them when its configuration differs at most in `refresh`, the
+   * selection modes, the scale or flags. NULL = not wanted.
    */
   void *mask_state_out;
   /**
@@ -577,7 +579,13 @@ typedef struct hip_decode_args {
   const int32_t *seqlens_k;
   /**
    * Persistent mask state, `hip_mask_state_size(ctx, batch_size)` bytes in backend memory, owned by the
-   * caller. Zero it before a sequence's first step (or fill it with `hip_prefill`'s mask_state_out).
+   * caller. Zero it before a sequence's first step (or fill it with `hip_prefill`'s mask_state_out), and zero
+   * a sequence's records again after truncating its cache. Each record carries a fingerprint of the
+   * configuration that wrote it (dtype, head_dim, heads, mask sharing, k / bk, bq, sink, window, sq, sk,
+   * causal; not refresh, the selection modes, the scale or flags). A record of another configuration, or one
+   * whose count, e or blocks do not fit this sequence (a stale record), is HIP_ATTN_STATUS_BAD_INDEX naming
+   * it: on the CPU backend at once, nothing written; on CUDA the step searches that head anew and the next
+   * run call reports it.
    */
   void *mask_state;
   /**

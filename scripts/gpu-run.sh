@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runner packed by scripts/gpu-pack.sh. Modes: quick (GPU tests), full (tests + sanitizers + benchmark),
-# bench (benchmark only), sanitize (compute-sanitizer memcheck, racecheck, initcheck on the GPU tests).
+# bench (benchmark only), sanitize (compute-sanitizer memcheck, racecheck, initcheck on the small GPU tests;
+# SAN_TOOLS="racecheck" picks tools), fuzz (tests/gpu_fuzz.rs, hostile device index data, under memcheck).
 set -uo pipefail
 cd "$(dirname "$0")"
 export LD_LIBRARY_PATH="$PWD/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -16,11 +17,19 @@ step() {   # step NAME CMD...: runs CMD, keeps its log, records PASS/FAIL
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$LOG/device.txt"
 SANITIZER=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-# Tests that are small enough for the sanitizers (the 128k ones are not: they would take many minutes).
-SMALL="prefill_matches decode_matches merge_matches device_index cuda_graph params_layout deterministic concurrent"
+# Tests that are small enough for the sanitizers (the 128k ones are not: they would take many minutes), every
+# prefill and decode kernel among them; the cluster decode search of issue 12 (its configurations, the abort on
+# a bad page, a record of another configuration) in a step of its own.
+SMALL="prefill_matches decode_matches decode_with_one_split merge_matches device_index prefill_bad_cu_seqlens cuda_graph
+params_layout deterministic concurrent"
+CLUSTER="decode_cluster_search_configs decode_search_abort_on_a_bad_page decode_mask_state_of_another_configuration"
+sanitizer_summary() {   # the sanitizer's own summary lines of step $1
+    grep -h "ERROR SUMMARY\|RACECHECK SUMMARY\|hazard\|Invalid\|Uninitialized" "$LOG/$1.log" 2>/dev/null | sort | uniq -c | head -n 20
+}
 case $mode in
 quick|full)
     step gpu-tests bin/gpu --test-threads=1 --nocapture
+    step gpu-fuzz bin/gpu_fuzz --nocapture
     step cpu-tests sh -c 'for t in dense mask decode merge bad_input; do bin/$t || exit 1; done'
     step example-c bin/example_c
     step example-cpp-cuda env HIP_ATTN_BACKEND=cuda bin/example_cpp
@@ -30,9 +39,24 @@ quick|full)
 esac
 case $mode in
 sanitize|full)
-    for tool in memcheck racecheck initcheck; do
-        step "sanitizer-$tool" "$SANITIZER" --tool "$tool" --error-exitcode 1 bin/gpu --test-threads=1 $SMALL
+    for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do
+        opts=(--tool "$tool" --error-exitcode 1)
+        # Every hazard listed (as the issue's report did), warnings included.
+        [ "$tool" = racecheck ] && opts+=(--racecheck-report hazard --racecheck-detect-level warning)
+        step "sanitizer-$tool" "$SANITIZER" "${opts[@]}" bin/gpu --test-threads=1 $SMALL
+        step "sanitizer-$tool-cluster" "$SANITIZER" "${opts[@]}" bin/gpu --test-threads=1 --nocapture $CLUSTER
+        for s in "sanitizer-$tool" "sanitizer-$tool-cluster"; do echo "--- $s"; sanitizer_summary "$s"; done
     done
+    ;;
+esac
+case $mode in
+fuzz)
+    # >= 200 generated cases in one run (seed printed; HIP_ATTN_GPU_FUZZ_SEED / _CASES repeat or widen it), each
+    # bounded by the test's watchdog (slower under memcheck: 60 s a case).
+    STEP_TIMEOUT=${STEP_TIMEOUT:-540} step fuzz-memcheck env HIP_ATTN_GPU_FUZZ_CASE_S=${HIP_ATTN_GPU_FUZZ_CASE_S:-60} \
+        "$SANITIZER" --tool memcheck --error-exitcode 1 bin/gpu_fuzz --nocapture
+    echo "--- fuzz-memcheck"; sanitizer_summary fuzz-memcheck
+    grep -h "gpu_fuzz:" "$LOG/fuzz-memcheck.log" 2>/dev/null
     ;;
 esac
 case $mode in

@@ -2,16 +2,19 @@
 //! Sizes depend only on the configuration and the host-side scalars of a call, never on the backend, so an
 //! engine sized against the CPU backend is sized right for CUDA. Layouts mirror cuda/hip_params.h.
 
-use crate::config::Config;
+use crate::config::{Config, MaskSharing};
 use crate::status::{checked_add, checked_mul, Result};
+use crate::tensor::DType;
 
-/// Mask-state record header (see cuda/hip_params.h): magic, step counter, e, count; then Kb block indices.
+/// Mask-state record header (see cuda/hip_params.h): magic, step counter, e, count, fingerprint of the writing
+/// context's configuration; then Kb block indices.
 pub const STATE_MAGIC: i32 = 0x4869_5031;
 pub const STATE_MAGIC_IDX: usize = 0;
 pub const STATE_STEP_IDX: usize = 1;
 pub const STATE_E_IDX: usize = 2;
 pub const STATE_COUNT_IDX: usize = 3;
-pub const STATE_HEADER: usize = 4;
+pub const STATE_FPRINT_IDX: usize = 4;
+pub const STATE_HEADER: usize = 5;
 
 /// Largest number of key-list chunks a decode step splits one (sequence, head) into.
 pub const DECODE_MAX_SPLITS: usize = 32;
@@ -25,7 +28,55 @@ fn align_up(x: usize) -> Result<usize> {
 
 /// i32s per mask-state record, padded so that every record starts 16-byte aligned.
 pub fn state_ints(cfg: &Config) -> usize {
-    (STATE_HEADER + cfg.kb()).div_ceil(4) * 4
+    state_ints_for(cfg.kb())
+}
+
+/// i32s per mask-state record of a configuration that selects `kb` key blocks.
+pub fn state_ints_for(kb: usize) -> usize {
+    (STATE_HEADER + kb).div_ceil(4) * 4
+}
+
+/// The fingerprint every record carries (STATE_FPRINT_IDX): which configuration wrote it, so that a context never
+/// reuses a record of another one (a mask state shared between layers of different shapes, say) as its own.
+///
+/// It covers what gives a record its meaning or decides which blocks the definition selects: the dtype, head_dim,
+/// the head counts and mask sharing (which head a record belongs to), Kb and bk (what a block index names), bq,
+/// sink, window, sq, sk and causal. It leaves out what only decides when or how a search runs: `refresh`, the
+/// selection modes (`decode_selection`, `prefill_scan_tail`: HIP-SPEC has decode reuse a SCAN mask that a prefill
+/// left, whatever mode decode searches with), the softmax scale (it does not change the order of scores), flags
+/// and the backend (CPU and CUDA records are interchangeable).
+///
+/// FNV-1a (32-bit) over the little-endian bytes of the words [1 (version of this list), dtype (1 bf16, 2 f16,
+/// 3 f32), head_dim, num_q_heads, num_kv_heads, sharing (0 per q head, 1 per kv head), Kb, bk, bq, sink, window,
+/// sq, sk, causal]; a hash of 0 becomes 1, so the fingerprint is never 0 (the value of a zeroed record).
+pub fn state_fingerprint(cfg: &Config) -> i32 {
+    let dtype = match cfg.dtype {
+        DType::Bf16 => 1,
+        DType::F16 => 2,
+        DType::F32 => 3,
+    };
+    let sharing = (cfg.sharing == MaskSharing::PerKvHead) as u32;
+    let words = [
+        1,
+        dtype,
+        cfg.head_dim as u32,
+        cfg.num_q_heads as u32,
+        cfg.num_kv_heads as u32,
+        sharing,
+        cfg.kb() as u32,
+        cfg.bk as u32,
+        cfg.bq as u32,
+        cfg.sink as u32,
+        cfg.window as u32,
+        cfg.sq as u32,
+        cfg.sk as u32,
+        cfg.causal as u32,
+    ];
+    let mut h: u32 = 0x811c_9dc5;
+    for byte in words.iter().flat_map(|w| w.to_le_bytes()) {
+        h = (h ^ byte as u32).wrapping_mul(0x0100_0193);
+    }
+    h.max(1) as i32
 }
 
 /// Offset (in i32s) of the record of (sequence b, mask head mh).
@@ -95,9 +146,65 @@ impl DecodeWorkspace {
 
 #[cfg(test)]
 mod tests {
-    use super::prefill_all_dense;
+    use super::{prefill_all_dense, state_fingerprint};
     use crate::config::{default_config, validate};
     use crate::spec::BlockKeys;
+
+    /// The fingerprint changes with every parameter that gives a record its meaning and with none of the others,
+    /// is never 0, and is the documented FNV-1a of the word list (the value of the defaults is pinned, so that a
+    /// change of the list or the hash cannot go unnoticed: records written by older builds would stop matching).
+    #[test]
+    fn fingerprint_covers_the_record_defining_parameters_only() {
+        let mut base = default_config();
+        (base.num_q_heads, base.num_kv_heads) = (8, 4);
+        let fp = |raw: &crate::ffi::types::hip_config| {
+            // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.
+            state_fingerprint(&unsafe { validate(raw) }.unwrap().0)
+        };
+        let f0 = fp(&base);
+        assert_ne!(f0, 0);
+        type Edit = fn(&mut crate::ffi::types::hip_config);
+        let meaningful: [(&str, Edit); 13] = [
+            ("dtype", |c| c.dtype = crate::ffi::types::hip_dtype::HIP_ATTN_DTYPE_F16 as u32),
+            ("head_dim", |c| c.head_dim = 64),
+            ("num_q_heads", |c| c.num_q_heads *= 2),
+            ("num_kv_heads", |c| c.num_kv_heads /= 2),
+            ("mask_sharing", |c| c.mask_sharing = 2),
+            ("k", |c| c.k = 256),
+            ("bk", |c| c.bk = 4),
+            ("bq", |c| c.bq = 64),
+            ("sink", |c| c.sink = 8),
+            ("window", |c| c.window = 64),
+            ("sq", |c| c.sq = 2),
+            ("sk", |c| c.sk = 2),
+            ("causal", |c| c.causal = 0),
+        ];
+        for (what, edit) in meaningful {
+            let mut c = base;
+            edit(&mut c);
+            assert_ne!(fp(&c), f0, "{what} changes the fingerprint");
+        }
+        let neutral: [(&str, Edit); 5] = [
+            ("refresh", |c| c.refresh = 1),
+            ("k within the same block count", |c| c.k -= 1),
+            ("flags", |c| c.flags = crate::ffi::types::HIP_ATTN_FLAG_BATCH_INVARIANT),
+            ("softmax_scale", |c| c.softmax_scale = 0.5),
+            ("decode_selection", |c| c.decode_selection = 1),
+        ];
+        for (what, edit) in neutral {
+            let mut c = base;
+            edit(&mut c);
+            assert_eq!(fp(&c), f0, "{what} leaves the fingerprint");
+        }
+        // FNV-1a over the default configuration's words, computed independently of the function.
+        let d = (base.head_dim, base.num_q_heads, base.num_kv_heads, base.k.div_ceil(base.bk));
+        let words = [1, 1, d.0, d.1, d.2, 0, d.3, base.bk, base.bq, base.sink, base.window, base.sq, base.sk, 1];
+        let mut h = 0x811c_9dc5u32;
+        for b in words.iter().flat_map(|w: &u32| w.to_le_bytes()) {
+            h = (h ^ b as u32).wrapping_mul(16_777_619);
+        }
+        assert_eq!(f0, h as i32);
+    }
 
     /// The host's bound never claims a sequence dense that HIP-SPEC's key sets say is not: for every length up
     /// to the bound and every query block, the search domain holds at most Kb blocks. And it is tight: one more

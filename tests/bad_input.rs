@@ -317,14 +317,17 @@ fn decode_table() {
     let c3 = CacheBufs { k: Host.upload(&[0; 16]), v: Host.upload(&[0; 16]), page_table: None, desc: odd };
     let err = run_decode(&Host, &ctx, dt, &q, &c3, &[30, 40], cap, &good_state()).unwrap_err();
     assert!(err.0 == HIP_ATTN_STATUS_INVALID_ARGUMENT && err.1.contains("kv.layout (9)"), "{}", err.1);
-    // A corrupt mask-state record: count beyond Kb. Output and state stay untouched.
+    // A corrupt mask-state record of this configuration: count beyond Kb. Output and state stay untouched.
     let rec_ints = ctx.state_size(2) / 4 / (2 * 4);
     let mut st = vec![0i32; ctx.state_size(2) / 4];
-    st[rec_ints * 3..rec_ints * 3 + 4].copy_from_slice(&[hip_attn::plan::STATE_MAGIC, 1, 4, 999]);
+    // SAFETY: no cache-dir pointer in the test config.
+    let fp = hip_attn::plan::state_fingerprint(&unsafe { hip_attn::config::validate(&cfg) }.unwrap().0);
+    st[rec_ints * 3..rec_ints * 3 + 5].copy_from_slice(&[hip_attn::plan::STATE_MAGIC, 1, 4, 999, fp]);
     let state = Host.upload(&i32_bytes(&st));
     let err = run_decode(&Host, &ctx, dt, &q, &paged, &[30, 40], cap, &state).unwrap_err();
     assert_eq!(err.0, HIP_ATTN_STATUS_BAD_INDEX);
-    assert!(err.1.contains("mask_state record of sequence 0, mask head 3"), "{}", err.1);
+    assert!(err.1.contains("mask_state record of sequence 0, mask head 3: count (999)"), "{}", err.1);
+    assert!(err.1.contains("zero the sequence's mask-state records after truncating its cache"), "{}", err.1);
     assert_eq!(i32s(&Host.download(&state)), st, "mask state written on failure");
     // NULL mask state.
     let mut args_err = None;
@@ -566,4 +569,65 @@ fn merge_aliasing_table() {
     let a2 = Buf::new(shared.addr, n * h * d * 2, Box::new(()));
     let b2 = Buf::new(shared.addr + 256, n * h * d * 2, Box::new(()));
     expect(run(&a2, &b2, &lsa, &lsb, a2.addr, lout.addr), HIP_ATTN_STATUS_INVALID_ARGUMENT, "overlaps o_b", "o_b inside o_out");
+}
+
+/// A mask state written by a context of another configuration is BAD_INDEX naming the record and saying so, with
+/// no output and no record written; a context that differs only in what the fingerprint leaves out (refresh, the
+/// decode selection) reuses the records.
+#[test]
+fn mask_state_of_another_configuration() {
+    let mut rng = Rng::new(13);
+    let dt = DType::Bf16;
+    let mut cfg = config(dt, 64, 4, 2);
+    (cfg.k, cfg.window) = (8, 8);
+    let writer = Ctx::new(&cfg).unwrap();
+    let cap = 40;
+    let k: Vec<Tensor> = (0..2).map(|_| Tensor::random(&mut rng, dt, cap, 2, 64, 0, 1.0)).collect();
+    let cache = Cache { k: k.clone(), v: k, page_size: None, capacity: cap }.upload(&Host, dt, &mut rng);
+    let q = Tensor::random(&mut rng, dt, 2, 4, 64, 0, 1.0);
+    let state = Host.zeroed(writer.state_size(2));
+    run_decode(&Host, &writer, dt, &q, &cache, &[30, 40], cap, &state).unwrap();
+    let written = Host.download(&state);
+    let rec_ints = writer.state_size(2) / 4 / (2 * 4);
+
+    // Another window, the same record size: the stored e and blocks would be taken for this context's own.
+    for (what, edit) in [
+        ("window", (|c: &mut hip_config| c.window = 16) as fn(&mut hip_config)),
+        ("bq", |c| c.bq = 16),
+        ("sharing per kv head", |c| c.mask_sharing = 2),
+        ("dtype", |c| c.dtype = dtype_raw(DType::F16)),
+    ] {
+        let mut other = cfg;
+        edit(&mut other);
+        let reader = Ctx::new(&other).unwrap();
+        assert!(reader.state_size(2) <= written.len(), "{what}");
+        let odt = if other.dtype == cfg.dtype { dt } else { DType::F16 };
+        let ck: Vec<Tensor> = (0..2).map(|_| Tensor::random(&mut rng, odt, cap, 2, 64, 0, 1.0)).collect();
+        let cache = Cache { k: ck.clone(), v: ck, page_size: None, capacity: cap }.upload(&Host, odt, &mut rng);
+        let state = Host.upload(&written[..reader.state_size(2)]);
+        let qb = Host.upload(&q.bytes(odt));
+        let (ob, lseb) = (Host.poisoned(2 * 4 * 64 * odt.size()), Host.poisoned(2 * 4 * 4));
+        let lens = Host.upload(&i32_bytes(&[30, 40]));
+        let args = decode_args(&q, &qb, &cache, &lens, cap, &state, &ob, &lseb);
+        let ws = Host.zeroed(reader.decode_ws(2, cap as u32));
+        // SAFETY: every buffer spans what the args describe and outlives the call (CPU backend: synchronous).
+        let st = unsafe { hip_decode_step(reader.0, &args, ws.addr as *mut c_void, ws.bytes, null_mut()) };
+        let msg = last_error();
+        assert_eq!(st, HIP_ATTN_STATUS_BAD_INDEX, "{what}: {msg}");
+        assert!(msg.contains("mask_state record of sequence 0, mask head 0 was written by a context of another configuration"), "{what}: {msg}");
+        assert!(Host.download(&ob).iter().all(|&x| x == 0xFF), "{what}: output written on failure");
+        assert!(Host.download(&lseb).iter().all(|&x| x == 0xFF), "{what}: lse written on failure");
+        assert_eq!(Host.download(&state), written[..reader.state_size(2)], "{what}: mask state written on failure");
+    }
+
+    // Only refresh and the decode selection differ: the records are this context's to reuse (step 1 -> 2).
+    let mut same = cfg;
+    (same.refresh, same.decode_selection) = (3, hip_selection::HIP_ATTN_SELECT_SCAN as u32);
+    let reader = Ctx::new(&same).unwrap();
+    run_decode(&Host, &reader, dt, &q, &cache, &[31, 40], cap, &state).unwrap();
+    let after = Host.download(&state);
+    for r in 0..2 * 4 {
+        let (was, now) = (record(&written, rec_ints, r), record(&after, rec_ints, r));
+        assert_eq!((now.1, now.2, &now.3), (2, was.2, &was.3), "record {r} reused");
+    }
 }

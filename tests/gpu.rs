@@ -958,3 +958,161 @@ fn nonfinite_inputs_match_cpu() {
         eprintln!("{name}: decode cap {cap}: NaN rows NaN on both backends, the others agree");
     }
 }
+
+/// The configurations of issue 12's racecheck report, on the cluster decode search where it is chosen (MHA-32 and
+/// GQA 32/8, masks per q head and per kv head, k = 64 and 512, contiguous and paged, a small mixed batch whose long
+/// sequence takes 3-6 search iterations and whose short one takes fewer or none, refresh 1), then the same with a
+/// bad page in one sequence (`decode_search_abort_on_a_bad_page`). Small enough for the sanitizers
+/// (scripts/gpu-run.sh sanitize runs it under racecheck, memcheck and initcheck).
+#[test]
+fn decode_cluster_search_configs() {
+    let Some(dev) = device("decode_cluster_search_configs") else { return };
+    let mut rng = Rng::fresh("gpu-decode-cluster");
+    for (hq, hkv, share) in [(32, 32, 1), (32, 8, 1), (32, 8, 2)] {
+        for k in [64, 512] {
+            for page in [None, Some(16)] {
+                let mut cfg = config(DType::Bf16, 128, hq, hkv);
+                (cfg.mask_sharing, cfg.refresh, cfg.k) = (share, 1, k);
+                // At most 66 searches keep the cluster kernel on a 132-SM GPU (searches x 8 CTAs <= 4 per SM).
+                let lens: &[usize] = if share == 2 { &[300, 2600, 1200] } else { &[2600, 300] };
+                let what = format!("cluster search {hq}/{hkv} share {share} k {k} page {page:?}");
+                decode_lockstep(dev.as_ref(), cfg, lens, 2, page, &mut rng, &what);
+            }
+        }
+    }
+}
+
+/// A bad page in one sequence of a batch, met by the search's first iteration in the cluster's leader or in
+/// another CTA (rank 2 of 8): the search is abandoned on every CTA of that cluster, the sequence's output is zeros
+/// and its LSE -inf, the other sequences match the CPU reference, and the next call reports BAD_INDEX.
+#[test]
+fn decode_search_abort_on_a_bad_page() {
+    let name = "decode_search_abort_on_a_bad_page";
+    let Some(dev) = device(name) else { return };
+    if dev.backend() != hip_backend::HIP_ATTN_BACKEND_CUDA as u32 {
+        skip(name, "the CPU backend refuses a bad page at once");
+        return;
+    }
+    let mut rng = Rng::fresh("gpu-decode-abort");
+    for (hq, hkv, share) in [(32, 32, 1), (32, 8, 1), (32, 8, 2)] {
+        for k in [64, 512] {
+            let mut cfg = config(DType::Bf16, 128, hq, hkv);
+            (cfg.mask_sharing, cfg.refresh, cfg.k) = (share, 1, k);
+            let lens: &[usize] = if share == 2 { &[300, 2600, 1200] } else { &[300, 2600] };
+            let kb = valid(&cfg).kb();
+            // Branch 1 is scored by rank 0; branch kb/2 + 3 by rank 2 (each rank scores 2*kb/8 branches).
+            for branch in [1, kb / 2 + 3] {
+                let what = format!("bad page {hq}/{hkv} share {share} k {k} branch {branch}");
+                decode_bad_page(dev.as_ref(), cfg, lens, 16, 1, branch, &mut rng, &what);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode_bad_page(dev: &dyn Mem, cfg: hip_config, lens: &[usize], page: usize, bad: usize, branch: usize, rng: &mut Rng, what: &str) {
+    let c = valid(&cfg);
+    let dt = c.dtype;
+    let (hq, hkv, d, batch) = (c.num_q_heads, c.num_kv_heads, c.head_dim, lens.len());
+    let cap = *lens.iter().max().unwrap();
+    let k: Vec<Tensor> = lens.iter().map(|_| Tensor::random(rng, dt, cap, hkv, d, 0, 1.0)).collect();
+    let v: Vec<Tensor> = lens.iter().map(|_| Tensor::random(rng, dt, cap, hkv, d, 0, 1.0)).collect();
+    let cache = |mem: &dyn Mem, rng: &mut Rng| Cache { k: k.clone(), v: v.clone(), page_size: Some(page), capacity: cap }.upload(mem, dt, rng);
+    let (cctx, dctx) = (on(&Host, cfg), on(dev, cfg));
+    let (ccache, mut dcache) = (cache(&Host, rng), cache(dev, rng));
+    // The representative of `branch` in the first iteration of the bad sequence's search (HIP-SPEC steps 2-3).
+    let keys = BlockKeys::new(lens[bad] - 1, lens[bad], c.sink, c.window, c.bk, c.causal);
+    let (nb, kb) = (keys.nb, c.kb());
+    assert!(nb > kb && branch < 2 * kb, "{what}: the bad sequence must search");
+    let (x, y) = (branch / 2 * nb / kb, (branch / 2 + 1) * nb / kb);
+    let h = (y - x).div_ceil(2);
+    let (a, e) = if branch % 2 == 0 { (x, x + h) } else { (x + h, y) };
+    let key = c.sink + (a + e - 1) / 2 * c.bk;
+    let per_seq = dcache.desc.page_table_stride as usize;
+    let good_table = dcache.desc.page_table;
+    let mut table = i32s(&dev.download(dcache.page_table.as_ref().unwrap()));
+    table[bad * per_seq + key / page] = dcache.desc.num_pages as i32 + 7;
+    let bad_pt = dev.upload(&i32_bytes(&table));
+    dcache.desc.page_table = bad_pt.addr as *const i32;
+
+    let q = Tensor::random(rng, dt, batch, hq, d, 0, 1.0);
+    let cstate = Host.zeroed(cctx.state_size(batch as u32));
+    let dstate = dev.zeroed(dctx.state_size(batch as u32));
+    // The CPU reference runs with the good table: it refuses a bad page for the whole batch.
+    let co = run_decode(&Host, &cctx, dt, &q, &ccache, lens, cap, &cstate).unwrap();
+    let dout = run_decode(dev, &dctx, dt, &q, &dcache, lens, cap, &dstate).unwrap();
+    let (cs, ds) = (Host.download(&cstate), dev.download(&dstate));
+    let (mut got, mut want, mut ties) = (Vec::new(), Vec::new(), 0);
+    for b in 0..batch {
+        for h in 0..hq {
+            let (o, lse) = (&dout.o[(b * hq + h) * d..][..d], dout.lse[b * hq + h]);
+            if b == bad {
+                assert!(o.iter().all(|&x| x == 0.0) && lse == f32::NEG_INFINITY, "{what}: head {h} of the bad sequence");
+                continue;
+            }
+            let idx = b * c.mask_heads() + c.mask_head_of(h);
+            if record(&cs, state_ints(&c), idx) != record(&ds, state_ints(&c), idx) {
+                ties += 1; // (mask agreement itself is decode_matches_cpu_reference's subject)
+                continue;
+            }
+            got.extend_from_slice(o);
+            want.extend(co.o[(b * hq + h) * d..][..d].iter().map(|&x| x as f64));
+        }
+    }
+    for h in 0..c.mask_heads() {
+        assert_ne!(record(&ds, state_ints(&c), bad * c.mask_heads() + h).0, hip_attn::plan::STATE_MAGIC, "{what}: no mask kept");
+    }
+    let err = rel_l2(&got, &want);
+    assert!(err < tolerance(dt), "{what}: good sequences rel L2 {err}");
+    let e = run_decode(dev, &dctx, dt, &q, &dcache, lens, cap, &dstate).unwrap_err();
+    assert_eq!(e.0, hip_status::HIP_ATTN_STATUS_BAD_INDEX, "{what}: {}", e.1);
+    assert!(e.1.contains("page index"), "{what}: {}", e.1);
+    dcache.desc.page_table = good_table;
+    run_decode(dev, &dctx, dt, &q, &dcache, lens, cap, &dstate).expect("the fault is gone");
+    eprintln!("{what}: bad sequence zeroed, the others match ({ties} heads skipped for near-tie masks)");
+}
+
+/// A mask state that a context of another configuration wrote (the same record size, another window) is searched
+/// anew on the device, with this context's fingerprint, giving the CPU reference's result; the next call reports
+/// BAD_INDEX saying so.
+#[test]
+fn decode_mask_state_of_another_configuration() {
+    let name = "decode_mask_state_of_another_configuration";
+    let Some(dev) = device(name) else { return };
+    if dev.backend() != hip_backend::HIP_ATTN_BACKEND_CUDA as u32 {
+        skip(name, "the CPU backend reports at once (tests/bad_input.rs)");
+        return;
+    }
+    let mut rng = Rng::fresh("gpu-decode-foreign");
+    let dt = DType::Bf16;
+    let mut cfg = config(dt, 64, 4, 2);
+    (cfg.k, cfg.window, cfg.refresh) = (32, 16, 8);
+    let mut other = cfg;
+    other.window = 32;
+    let (lens, cap) = ([300usize, 900], 900usize);
+    let k: Vec<Tensor> = (0..2).map(|_| Tensor::random(&mut rng, dt, cap, 2, 64, 0, 1.0)).collect();
+    let dcache = Cache { k: k.clone(), v: k.clone(), page_size: Some(8), capacity: cap }.upload(dev.as_ref(), dt, &mut rng);
+    let ccache = Cache { k: k.clone(), v: k, page_size: Some(8), capacity: cap }.upload(&Host, dt, &mut rng);
+    let q = Tensor::random(&mut rng, dt, 2, 4, 64, 0, 1.0);
+    let (writer, reader, cpu) = (on(dev.as_ref(), other), on(dev.as_ref(), cfg), on(&Host, cfg));
+    assert_eq!(writer.state_size(2), reader.state_size(2));
+    let dstate = dev.zeroed(reader.state_size(2));
+    run_decode(dev.as_ref(), &writer, dt, &q, &dcache, &lens, cap, &dstate).unwrap();
+    let dout = run_decode(dev.as_ref(), &reader, dt, &q, &dcache, &lens, cap, &dstate).unwrap();
+    let cstate = Host.zeroed(cpu.state_size(2));
+    let co = run_decode(&Host, &cpu, dt, &q, &ccache, &lens, cap, &cstate).unwrap();
+    let c = valid(&cfg);
+    let fp = hip_attn::plan::state_fingerprint(&c);
+    let ds = i32s(&dev.download(&dstate));
+    for r in 0..2 * c.mask_heads() {
+        let rec = &ds[r * state_ints(&c)..];
+        assert_eq!((rec[0], rec[1], rec[hip_attn::plan::STATE_FPRINT_IDX]), (hip_attn::plan::STATE_MAGIC, 1, fp), "record {r}");
+    }
+    let want: Vec<f64> = co.o.iter().map(|&x| x as f64).collect();
+    let err = rel_l2(&dout.o, &want);
+    assert!(err < tolerance(dt), "searched anew: rel L2 {err}");
+    let e = run_decode(dev.as_ref(), &reader, dt, &q, &dcache, &lens, cap, &dstate).unwrap_err();
+    assert_eq!(e.0, hip_status::HIP_ATTN_STATUS_BAD_INDEX, "{}", e.1);
+    assert!(e.1.contains("written by a context of another configuration"), "{}", e.1);
+    run_decode(dev.as_ref(), &reader, dt, &q, &dcache, &lens, cap, &dstate).expect("reported once");
+}

@@ -38,7 +38,20 @@ unsafe fn read_record(
     if rec(plan::STATE_MAGIC_IDX) != plan::STATE_MAGIC {
         return Ok(None);
     }
-    let bad = |what: String| Error::bad_index(format!("mask_state record of sequence {b}, mask head {mh}: {what}"));
+    let (fp, ours) = (rec(plan::STATE_FPRINT_IDX), plan::state_fingerprint(cfg));
+    if fp != ours {
+        return Err(Error::bad_index(format!(
+            "mask_state record of sequence {b}, mask head {mh} was written by a context of another configuration \
+             (fingerprint {:#010x}, this context's {:#010x}): give each configuration its own mask state",
+            fp as u32, ours as u32
+        )));
+    }
+    let bad = |what: String| {
+        Error::bad_index(format!(
+            "mask_state record of sequence {b}, mask head {mh}: {what} (stale? zero the sequence's mask-state \
+             records after truncating its cache)"
+        ))
+    };
     let e = rec(plan::STATE_E_IDX);
     // e was max(sink, p' + 1 - window) or max(sink, Tk') at an earlier step p' <= p.
     if e < cfg.sink as i32 || e as i64 > (cfg.sink as i64).max(p as i64 + 1) {

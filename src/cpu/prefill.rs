@@ -186,7 +186,7 @@ unsafe fn store_mask(cfg: &Config, layout: &PrefillWorkspace, ws: Buffer, slot: 
     }
 }
 
-/// Writes a mask-state record (magic, step, e, count, blocks).
+/// Writes a mask-state record (magic, step, e, count, this configuration's fingerprint, blocks).
 ///
 /// # Safety
 /// `state` spans `mask_state_bytes(batch)` of writable host memory with b < batch, mh < mask_heads.
@@ -198,6 +198,7 @@ pub(crate) unsafe fn store_state(cfg: &Config, state: Buffer, b: usize, mh: usiz
         rec.add(plan::STATE_STEP_IDX).write(step as i32);
         rec.add(plan::STATE_E_IDX).write(e as i32);
         rec.add(plan::STATE_COUNT_IDX).write(sel.len() as i32);
+        rec.add(plan::STATE_FPRINT_IDX).write(plan::state_fingerprint(cfg));
         for (i, &blk) in sel.iter().enumerate() {
             rec.add(plan::STATE_HEADER + i).write(blk as i32);
         }

@@ -153,6 +153,12 @@ pub fn check_supported(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Device error bits (HIP_ATTN_DEVERR_* in cuda/hip_params.h).
+const DEVERR_SEQLENS: u32 = 1;
+const DEVERR_PAGE_TABLE: u32 = 2;
+const DEVERR_MASK_STATE: u32 = 4;
+const DEVERR_MASK_CONFIG: u32 = 8;
+
 /// CTAs per decode mask search when compiling for `arch` ("sm_90a", "sm_80", ...): a cluster of 8 (the portable
 /// size) where thread-block clusters exist (sm_90 and newer), else 1. The grid of hip_decode_search_wide scales
 /// by it.
@@ -296,23 +302,34 @@ impl CudaBackend {
         }
         self.flag.clear();
         let mut what = Vec::new();
-        if bits & 1 != 0 {
+        if bits & DEVERR_SEQLENS != 0 {
             what.push(
                 "cu_seqlens or seqlens_k out of range (a prefill's cu_seqlens_q[0] or cu_seqlens_k[0] not 0, \
                  cu_seqlens decreasing, a sequence longer than max_seqlen_q or max_seqlen_k or with Tq > Tk, or \
                  cu_seqlens_q[batch_size] != total_q or cu_seqlens_k[batch_size] != total_k; a decode's \
-                 seqlens_k[b] outside [1, max_seqlen_k])",
+                 seqlens_k[b] outside [1, max_seqlen_k]; those sequences were skipped, their outputs zeroed)",
             );
         }
-        if bits & 2 != 0 {
-            what.push("a page index outside [0, num_pages)");
+        if bits & DEVERR_PAGE_TABLE != 0 {
+            what.push("a page index outside [0, num_pages) (those heads were skipped, their outputs zeroed)");
         }
-        if bits & 4 != 0 {
-            what.push("an inconsistent mask-state record (it was searched anew)");
+        if bits & DEVERR_MASK_STATE != 0 {
+            what.push(
+                "a mask-state record with count, e or a block out of range (it was searched anew; a stale record? \
+                 zero the sequence's mask-state records after truncating its cache)",
+            );
+        }
+        if bits & DEVERR_MASK_CONFIG != 0 {
+            what.push(
+                "a mask-state record written by a context of another configuration (it was searched anew; give \
+                 each configuration its own mask state)",
+            );
+        }
+        if bits & !(DEVERR_SEQLENS | DEVERR_PAGE_TABLE | DEVERR_MASK_STATE | DEVERR_MASK_CONFIG) != 0 {
+            what.push("an unknown device error");
         }
         Err(Error::bad_index(format!(
-            "an earlier call on this context met bad index data on the device ({}): the affected sequences were \
-             skipped and their outputs zeroed; this call did nothing",
+            "an earlier call on this context met bad index data on the device: {}; this call did nothing",
             what.join("; ")
         )))
     }
@@ -363,7 +380,7 @@ impl CudaBackend {
             state_ints: plan::state_ints(cfg) as i32,
             slots: layout.slots as i32,
             scale: cfg.scale,
-            reserved: 0,
+            state_fingerprint: plan::state_fingerprint(cfg),
         };
         let blocks = a.max_seqlen_q.div_ceil(cfg.bq) as u32;
         let (heads, batch) = (cfg.num_q_heads as u32, a.batch as u32);
@@ -474,7 +491,7 @@ impl CudaBackend {
             state_ints: plan::state_ints(cfg) as i32,
             num_splits: splits as i32,
             scale: cfg.scale,
-            reserved1: 0,
+            state_fingerprint: plan::state_fingerprint(cfg),
         };
         let (b, hq, mh) = (a.batch as u32, cfg.num_q_heads as u32, cfg.mask_heads() as u32);
         let s = stream as CUstream;

@@ -46,7 +46,7 @@ mirror! {
         max_seqlen_k: i32, num_q_heads: i32, num_kv_heads: i32, mask_heads: i32,
         sink: i32, window: i32, state_ints: i32, slots: i32,
         scale: f32,
-        reserved: i32,
+        state_fingerprint: i32,
     }
 }
 
@@ -72,7 +72,7 @@ mirror! {
         mask_heads: i32, sink: i32, window: i32, refresh: i32,
         state_ints: i32, num_splits: i32,
         scale: f32,
-        reserved1: i32,
+        state_fingerprint: i32,
     }
 }
 

@@ -224,7 +224,9 @@ pub struct hip_prefill_args {
     /// Optional f32 [total_q, num_q_heads]: natural-log sum of exp of the scaled logits. NULL = not wanted.
     pub lse: *mut f32,
     /// Optional mask state (`hip_mask_state_size(ctx, batch_size)` bytes): receives the mask of each sequence's
-    /// last query block so that the first decode step need not search. NULL = not wanted.
+    /// last query block so that the first decode step need not search. The records carry this configuration's
+    /// fingerprint: a decode context reuses them when its configuration differs at most in `refresh`, the
+    /// selection modes, the scale or flags. NULL = not wanted.
     pub mask_state_out: *mut c_void,
     /// Reserved; must be 0.
     pub reserved: [u64; 4],
@@ -278,7 +280,13 @@ pub struct hip_decode_args {
     /// int32 [batch_size]: keys of each sequence including the new token (>= 1), in backend memory.
     pub seqlens_k: *const i32,
     /// Persistent mask state, `hip_mask_state_size(ctx, batch_size)` bytes in backend memory, owned by the
-    /// caller. Zero it before a sequence's first step (or fill it with `hip_prefill`'s mask_state_out).
+    /// caller. Zero it before a sequence's first step (or fill it with `hip_prefill`'s mask_state_out), and zero
+    /// a sequence's records again after truncating its cache. Each record carries a fingerprint of the
+    /// configuration that wrote it (dtype, head_dim, heads, mask sharing, k / bk, bq, sink, window, sq, sk,
+    /// causal; not refresh, the selection modes, the scale or flags). A record of another configuration, or one
+    /// whose count, e or blocks do not fit this sequence (a stale record), is HIP_ATTN_STATUS_BAD_INDEX naming
+    /// it: on the CPU backend at once, nothing written; on CUDA the step searches that head anew and the next
+    /// run call reports it.
     pub mask_state: *mut c_void,
     /// Output [batch_size, num_q_heads, head_dim].
     pub o: hip_tensor_mut,

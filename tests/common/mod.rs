@@ -574,7 +574,8 @@ pub fn run_decode(
 /// A mask-state record read back: (magic, step, e, blocks).
 pub fn record(state: &[u8], rec_ints: usize, index: usize) -> (i32, i32, i32, Vec<i32>) {
     let r = &i32s(state)[index * rec_ints..(index + 1) * rec_ints];
-    (r[0], r[1], r[2], r[4..4 + r[3].max(0) as usize].to_vec())
+    let h = hip_attn::plan::STATE_HEADER;
+    (r[0], r[1], r[2], r[h..h + r[3].max(0) as usize].to_vec())
 }
 
 /// Prefill masks read back from a workspace: blocks selected for (slot, mask head).

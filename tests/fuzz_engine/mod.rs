@@ -619,6 +619,8 @@ struct Cfg {
     kb: usize,
     mh: usize,
     state_ints: usize,
+    /// What this configuration's records carry (hip_attn::plan::state_fingerprint); 0 for an invalid config.
+    fingerprint: i32,
 }
 
 impl Cfg {
@@ -644,7 +646,9 @@ impl Cfg {
             scale: if c.softmax_scale == 0.0 { 1.0 / (c.head_dim as f64).sqrt() } else { c.softmax_scale as f64 },
             kb,
             mh: if per_kv { hkv } else { hq },
-            state_ints: (4 + kb).div_ceil(4) * 4,
+            state_ints: hip_attn::plan::state_ints_for(kb),
+            // SAFETY: the harness's configs hold NULL or a live NUL-terminated kernel_cache_dir.
+            fingerprint: unsafe { hip_attn::config::validate(c) }.map_or(0, |v| hip_attn::plan::state_fingerprint(&v.0)),
         }
     }
     /// Mask head of q head h.
@@ -1688,7 +1692,8 @@ impl Case {
                     let e_valid = if c.causal { (p + 1).saturating_sub(c.window).max(c.sink) } else { (p + 1).max(c.sink) };
                     let nbk = |e: usize| if e > c.sink { (e - c.sink).div_ceil(c.bk) } else { 0 };
                     let lim = c.kb.min(nbk(e_valid));
-                    let mut rec = vec![hip_attn::plan::STATE_MAGIC, rng.usize(0, 20) as i32, e_valid as i32, 0];
+                    let mut rec = vec![hip_attn::plan::STATE_MAGIC, rng.usize(0, 20) as i32, e_valid as i32, 0, c.fingerprint];
+                    let h = hip_attn::plan::STATE_HEADER;
                     let kind = rng.below(6);
                     match kind {
                         0 => rec[2] = (e_hi + 1 + rng.beyond(100)) as i32,
@@ -1699,7 +1704,7 @@ impl Case {
                             let cnt = rng.usize(1, lim);
                             rec[3] = cnt as i32;
                             rec.extend((0..cnt).map(|x| x as i32));
-                            rec[4 + rng.usize(0, cnt - 1)] = nbk(e_valid) as i32 + rng.beyond(10) as i32;
+                            rec[h + rng.usize(0, cnt - 1)] = nbk(e_valid) as i32 + rng.beyond(10) as i32;
                         }
                         5 if lim >= 2 => {
                             rec[3] = 2;

@@ -438,7 +438,7 @@ fn count_decode(
     let qo = 2.0 * (shape.hq * D) as f64 * 2.0;
     let kv = 2.0 * row * (shape.hkv * shared) as f64 + 2.0 * row * selected as f64 * mh;
     let search = row * rep_keys as f64 * mh;
-    let state_ints = (plan::STATE_HEADER + hip.kb()).div_ceil(4) * 4;
+    let state_ints = plan::state_ints_for(hip.kb());
     let state = mh * 4.0 * if searching { 2.0 * state_ints as f64 } else { state_ints as f64 + 1.0 };
     let splits = decode_splits(shape, hip, batch, max_seqlen_k, sm_count);
     let partials = (shape.hq * splits * (D + 1)) as f64 * 4.0 * 2.0;
