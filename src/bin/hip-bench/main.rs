@@ -24,6 +24,8 @@
 //! - `decode-search/<shape>/<T>`: refresh = 1, every timed step searches.
 //!   Each decode configuration is timed eagerly (`hip_decode_step` per step) and as a CUDA graph replay (the step
 //!   captured once per input set, replayed): launch latency dominates a step of a few microseconds.
+//! - `--scan` replaces these with SCAN selection's rows and their baselines (scan.rs); `--quality-gpu` measures
+//!   the quality of the backend's own selection (quality_gpu.rs).
 //!
 //! Timing (BENCH.md): warm-up first; then one CUDA event pair around every run; the median is reported (prefill:
 //! 20 to 50 runs; decode: 300 steps eager and 300 graph replays). Inputs are fresh random bf16 (uniform in [-1, 1),
