@@ -1,6 +1,7 @@
 """Dense attention baseline for BENCHMARKS.md: PyTorch scaled_dot_product_attention (flash and cuDNN backends)
 on BENCH.md's MHA-32 shapes (32 heads, head_dim 128, bf16, batch 1, causal). CUDA events after warm-up, median
-of 20 runs; prints one Markdown row per (backend, length). Runs on the GPU machine only (PyTorch is there)."""
+of 20 runs; prints one Markdown row per (backend, length). Runs on the GPU machine only (PyTorch is there).
+--decode-only: the dense decode rows alone (32k, 128k, 1M), the baseline of hip-bench --scan's ratios."""
 import statistics
 import sys
 
@@ -26,7 +27,7 @@ def main():
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     print("| dense backend | work | median ms |\n|---|---|---|")
     g = torch.Generator(device="cuda").manual_seed(1)
-    for t in (8192, 32768, 131072):
+    for t in () if "--decode-only" in sys.argv else (8192, 32768, 131072):
         q, k, v = (torch.randn(1, 32, t, 128, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(3))
         for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
             try:
@@ -38,13 +39,15 @@ def main():
                 print(f"| {name} | prefill {t // 1024}k | unavailable: {type(e).__name__} |")
             sys.stdout.flush()
         del q, k, v
-    # Dense decode: one query against a 32k / 128k cache (flash-decoding class kernels in torch).
-    for t in (32768, 131072):
+    # Dense decode: one query against a 32k / 128k / 1M cache (flash-decoding class kernels in torch).
+    for t in (32768, 131072, 1048576):
         q = torch.randn(1, 32, 1, 128, device="cuda", dtype=torch.bfloat16, generator=g)
         k, v = (torch.randn(1, 32, t, 128, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(2))
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
             ms = time_ms(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v), runs=50)
         print(f"| flash | decode {t // 1024}k | {ms:.4f} |")
+        sys.stdout.flush()
+        del q, k, v
 
 
 if __name__ == "__main__":

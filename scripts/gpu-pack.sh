@@ -47,4 +47,5 @@ fi
 strip --strip-debug "$DIST"/bin/*
 cp scripts/gpu-run.sh "$DIST/run.sh"
 cp scripts/gpu-ab.sh "$DIST/ab.sh"
+cp scripts/dense-baseline.py "$DIST/"
 du -sh "$DIST"

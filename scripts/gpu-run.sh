@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runner packed by scripts/gpu-pack.sh. Modes: quick (GPU tests), full (tests + sanitizers + benchmark),
 # bench (benchmark only), sanitize (compute-sanitizer memcheck, racecheck, initcheck on the small GPU tests;
-# SAN_TOOLS="racecheck" picks tools), fuzz (tests/gpu_fuzz.rs, hostile device index data, under memcheck).
+# SAN_TOOLS="racecheck" picks tools), fuzz (tests/gpu_fuzz.rs, hostile device index data, under memcheck),
+# scan (SCAN selection: hip-bench --scan and --quality-gpu, then PyTorch's dense decode where torch is installed).
 set -uo pipefail
 cd "$(dirname "$0")"
 export LD_LIBRARY_PATH="$PWD/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -61,6 +62,13 @@ fuzz)
 esac
 case $mode in
 bench|full) [ -x bin/hip-bench ] && step bench bin/hip-bench --json "$LOG/hip-bench.json" ;;
+esac
+case $mode in
+scan)
+    step bench-scan bin/hip-bench --scan --json "$LOG/hip-bench-scan.json"
+    step quality-gpu bin/hip-bench --quality-gpu --json "$LOG/hip-quality-gpu.json"
+    python3 -c 'import torch' 2>/dev/null && step dense-baseline python3 dense-baseline.py --decode-only
+    ;;
 esac
 printf '%s\n' "----- summary ($mode)" "${summary[@]}"
 grep -h "rel L2\|match\|cold\|replays" "$LOG"/gpu-tests.log 2>/dev/null | tail -n 40

@@ -24,6 +24,8 @@
 //! - `decode-search/<shape>/<T>`: refresh = 1, every timed step searches.
 //!   Each decode configuration is timed eagerly (`hip_decode_step` per step) and as a CUDA graph replay (the step
 //!   captured once per input set, replayed): launch latency dominates a step of a few microseconds.
+//! - `--scan` replaces these with SCAN selection's rows and their baselines (scan.rs); `--quality-gpu` measures
+//!   the quality of the backend's own selection (quality_gpu.rs).
 //!
 //! Timing (BENCH.md): warm-up first; then one CUDA event pair around every run; the median is reported (prefill:
 //! 20 to 50 runs; decode: 300 steps eager and 300 graph replays). Inputs are fresh random bf16 (uniform in [-1, 1),
@@ -50,15 +52,15 @@
 
 use cudarc::driver::{result, sys, CudaContext};
 use half::bf16;
-use hip_attn::config::{validate, Config};
+use hip_attn::config::{validate, Config, Selection};
 use hip_attn::plan::{self, PrefillWorkspace};
 use hip_attn::spec::BlockKeys;
 use hip_attn::{
     hip_abi_version, hip_backend, hip_config, hip_config_default, hip_ctx, hip_ctx_create, hip_ctx_destroy,
     hip_decode_args, hip_decode_step, hip_decode_workspace_size, hip_dtype, hip_kv_cache, hip_kv_layout,
     hip_last_error_message, hip_mask_sharing, hip_mask_state_size, hip_prefill, hip_prefill_args,
-    hip_prefill_workspace_size, hip_status, hip_status_string, hip_tensor, hip_tensor_mut, hip_version,
-    HIP_ATTN_ABI_VERSION,
+    hip_prefill_workspace_size, hip_selection, hip_status, hip_status_string, hip_tensor, hip_tensor_mut,
+    hip_version, HIP_ATTN_ABI_VERSION,
 };
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::fmt::Write as _;
@@ -81,6 +83,10 @@ fn emit(text: &str) -> bool {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_ok()
 }
+
+// After elog!, which they use.
+mod quality_gpu;
+mod scan;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Constants
@@ -134,7 +140,7 @@ const TAG_DECODE_Q: u64 = 1000; // + input set index
 const USAGE: &str = "\
 usage: hip-bench [--quick] [--only PATTERN[,PATTERN...]] [--json PATH] [--with-512k]
                  [--seed N] [--device ORDINAL] [--gqa-mask-per-q-head] [--budget SECONDS]
-                 [--plan] [--self-test] [--quality]
+                 [--plan] [--self-test] [--quality] [--scan] [--quality-gpu [--cpu]]
 
   --quick                 reduced set for smoke tests: context creation, prefill 8k, decode 32k
   --only PATTERN          run only configurations whose id contains PATTERN (case-insensitive; comma = or),
@@ -150,6 +156,16 @@ usage: hip-bench [--quick] [--only PATTERN[,PATTERN...]] [--json PATH] [--with-5
   --quality               quality beside speed (BENCH.md): attention-mass recall and output error against dense
                           attention on random, drifting and rotary inputs at 8k, 32k, 128k (--quick: 8k); computed
                           on the host from HIP-SPEC's functions, no GPU needed; JSON to hip-quality.json
+  --scan                  SCAN selection's rows instead of the default set (with --only, --plan as usual): decode
+                          with SCAN every step and at refresh 8 (per step over whole cycles of 1 SCAN + 7 cached
+                          steps) beside dense decode (window >= T) at 128k and 1M and batch 16 at 32k; prefill 128k
+                          with prefill_scan_tail 1024 beside the same without; MHA-32 and GQA-8; ratios after the
+                          table. Rows the backend does not support are reported as skipped (unsupported)
+  --quality-gpu           quality of the backend's own decode selection, TREE and SCAN, k = 128/512/2048 at 32k,
+                          128k (32 heads) and k = 512 at 1M (8 heads): attention-mass recall and output error against
+                          dense f64 attention, single-salient-key recall, masks against HIP-SPEC (--quick: 32k);
+                          JSON to hip-quality-gpu.json
+  --cpu                   with --quality-gpu: the CPU backend at 4k instead (no GPU needed)
 
 Progress goes to stderr, the Markdown table to stdout. Exit status: 0 all configurations ran and matched the CPU
 reference (missed speed targets do not change it), 1 a configuration failed its check or hit an error,
@@ -262,6 +278,11 @@ impl Shape {
         c.sq = hip.sq as u32;
         c.sk = hip.sk as u32;
         c.refresh = hip.refresh as u32;
+        c.decode_selection = match hip.sel {
+            Selection::Tree => hip_selection::HIP_ATTN_SELECT_TREE,
+            Selection::Scan => hip_selection::HIP_ATTN_SELECT_SCAN,
+        } as u32;
+        c.prefill_scan_tail = hip.scan_tail as u32;
         c.causal = 1;
         c.mask_sharing = if self.share_kv {
             hip_mask_sharing::HIP_ATTN_MASK_PER_KV_HEAD as u32
@@ -290,10 +311,15 @@ struct Hip {
     sq: usize,
     sk: usize,
     refresh: usize,
+    /// Selection of a decode step that searches (HIP-SPEC "Selection modes: TREE and SCAN").
+    sel: Selection,
+    /// Prefill query blocks holding any of a sequence's last `scan_tail` queries select by SCAN.
+    scan_tail: usize,
 }
 
 /// BENCH.md's headline settings (the official implementation's defaults).
-const HEADLINE: Hip = Hip { k: 512, bq: 32, bk: 2, sink: 4, window: 128, sq: 1, sk: 1, refresh: 8 };
+const HEADLINE: Hip =
+    Hip { k: 512, bq: 32, bk: 2, sink: 4, window: 128, sq: 1, sk: 1, refresh: 8, sel: Selection::Tree, scan_tail: 0 };
 
 impl Hip {
     fn kb(&self) -> usize {
@@ -364,7 +390,8 @@ fn search_iterations(hip: &Hip, nb: usize) -> usize {
 ///   min(sink, p+1) sink keys + the selected keys of `block_sets` + max(0, p+1-e) local keys. Softmax
 ///   exponentials are not counted (O(keys), not O(keys*D)).
 /// - search: per query block and mask head, each iteration scores 2*Kb representatives of ceil(bk/sk) keys against
-///   ceil(nq/sq) queries of every q head sharing the mask: 2*D FLOPs per (query, key) dot product.
+///   ceil(nq/sq) queries of every q head sharing the mask: 2*D FLOPs per (query, key) dot product. A block that
+///   selects by SCAN (it holds one of the last scan_tail queries) scores all of its NB blocks once instead.
 ///
 /// Bytes (compulsory traffic): Q, K and V read once, O written once, and the selected block indices and counts
 /// written by the search and read by the attention (i32 each). K/V re-reads across query blocks and the
@@ -381,7 +408,10 @@ fn count_prefill(shape: &Shape, hip: &Hip, t: usize) -> Work {
         }
         let iters = search_iterations(hip, nb);
         let rows = nq.div_ceil(hip.sq) * shape.heads_per_mask();
-        search_dots += (iters * 2 * hip.kb() * hip.bk.div_ceil(hip.sk) * rows) as f64;
+        // A block holding one of the last scan_tail queries selects by SCAN: every block of its domain is scored.
+        let scan = hip.scan_tail > 0 && p0 + nq + hip.scan_tail > t && iters > 0;
+        let scored = if scan { nb } else { iters * 2 * hip.kb() };
+        search_dots += (scored * hip.bk.div_ceil(hip.sk) * rows) as f64;
         let blocks = if hip.k == 0 { 0 } else { nb.min(hip.kb()) };
         mask_ints += (blocks + 1) as f64;
     }
@@ -791,7 +821,13 @@ impl Ctx {
         let mut raw = std::ptr::null_mut();
         // SAFETY: cfg is a hip_config from hip_config_default (correct struct_size) whose pointers are NULL or
         // live for this call; raw is writable.
-        check(unsafe { hip_ctx_create(cfg, &mut raw) }, "hip_ctx_create")?;
+        let st = unsafe { hip_ctx_create(cfg, &mut raw) };
+        // A backend without SCAN kernels says UNSUPPORTED: the row reports it and the run goes on.
+        let uses_scan = cfg.decode_selection != hip_selection::HIP_ATTN_SELECT_TREE as u32 || cfg.prefill_scan_tail > 0;
+        if st == hip_status::HIP_ATTN_STATUS_UNSUPPORTED && uses_scan {
+            return Err(Fail::Skip(format!("unsupported by this build: {}", last_error())));
+        }
+        check(st, "hip_ctx_create")?;
         Ok(Ctx { raw, cuda: cfg.backend == hip_backend::HIP_ATTN_BACKEND_CUDA as u32 })
     }
     fn prefill_ws(&self, batch: usize, total_q: usize, max_q: usize, max_k: usize) -> Res<usize> {
@@ -1047,10 +1083,15 @@ fn score_f64(keys_geo: &BlockKeys, rep: usize, sk: usize, queries: &[Vec<f32>], 
     best
 }
 
-/// Whether differing masks are a near-tie of the search for the block whose first query sits at `p0`.
-fn is_near_tie(hip: &Hip, p0: usize, tk: usize, queries: &[Vec<f32>], keys: &[f32]) -> bool {
+/// Whether differing masks are a near-tie of the selection `sel` for the block whose first query sits at `p0`.
+fn is_near_tie(hip: &Hip, sel: Selection, p0: usize, tk: usize, queries: &[Vec<f32>], keys: &[f32]) -> bool {
     let geo = BlockKeys::new(p0, tk, hip.sink, hip.window, hip.bk, true);
-    search_margin(geo.nb, hip.kb(), |rep| score_f64(&geo, rep, hip.sk, queries, keys)) < TIE_EPS
+    let score = |rep| score_f64(&geo, rep, hip.sk, queries, keys);
+    let margin = match sel {
+        Selection::Tree => search_margin(geo.nb, hip.kb(), score),
+        Selection::Scan => scan::scan_margin(geo.nb, hip.kb(), score),
+    };
+    margin < TIE_EPS
 }
 
 /// Exact f64 attention (HIP-SPEC "Attention") of query `q` at position `p` over the keys that `geo` and the
@@ -1128,6 +1169,11 @@ fn cpu_prefill_unit(shape: Shape, hip: Hip, t: usize, noise: [Noise; 3], unit: &
     let p0 = unit.j * hip.bq;
     let nq = hip.bq.min(t - p0);
     let end = p0 + nq;
+    // The unit is a chunked prefill whose last query block is block j, so it selects by SCAN exactly when block j
+    // holds one of the whole sequence's last scan_tail queries.
+    let in_tail = hip.scan_tail > 0 && end + hip.scan_tail > t;
+    let hip = Hip { scan_tail: in_tail as usize, ..hip };
+    let sel = if in_tail { Selection::Scan } else { Selection::Tree };
     let mut q = HostBuf::new(nq * nh * D * 2, 0);
     par_rows(q.u16s_mut(), D, |r, dst| noise[0].fill(((p0 + r / nh) * shape.hq + h0 + r % nh) * D, dst));
     let mut k = HostBuf::new(end * D * 2, 0);
@@ -1159,7 +1205,7 @@ fn cpu_prefill_unit(shape: Shape, hip: Hip, t: usize, noise: [Noise; 3], unit: &
             .flat_map(|hh| (0..nq).step_by(hip.sq).map(move |i| (i * nh + hh) * D))
             .map(|at| qf[at..at + D].to_vec())
             .collect();
-        out.tie = is_near_tie(&hip, p0, end, &queries, &kf);
+        out.tie = is_near_tie(&hip, sel, p0, end, &queries, &kf);
         let geo = BlockKeys::new(p0, end, hip.sink, hip.window, hip.bk, true);
         for r in 0..nq * nh {
             let row = attend_f64(&geo, p0 + r / nh, &unit.gpu_mask, &qf[r * D..(r + 1) * D], &kf, &vf);
@@ -1257,7 +1303,7 @@ fn cpu_decode_unit(
         out.mask_differs = differs;
         let (qf, kf, vf) = (to_f32(q.u16s()), to_f32(k.u16s()), to_f32(v.u16s()));
         let queries: Vec<Vec<f32>> = qf.chunks(D).map(|c| c.to_vec()).collect();
-        out.tie = cpu_e == unit.gpu_e && is_near_tie(&hip, len - 1, len, &queries, &kf);
+        out.tie = cpu_e == unit.gpu_e && is_near_tie(&hip, hip.sel, len - 1, len, &queries, &kf);
         // The device attends S, its blocks and [e, p] with the e stored in its record (HIP-SPEC "Decode").
         let geo = BlockKeys::with_e(unit.gpu_e.clamp(hip.sink, len), len, hip.sink, hip.bk);
         for hh in 0..nh {
@@ -1460,6 +1506,11 @@ struct Args {
     plan: bool,
     self_test: bool,
     quality: bool,
+    /// --scan: the SCAN rows and their baselines instead of the default set.
+    scan: bool,
+    quality_gpu: bool,
+    /// --cpu: --quality-gpu on the CPU backend at small sizes.
+    cpu: bool,
     command_line: String,
 }
 
@@ -1479,6 +1530,9 @@ fn parse_args() -> Result<Option<Args>, String> {
         plan: false,
         self_test: false,
         quality: false,
+        scan: false,
+        quality_gpu: false,
+        cpu: false,
         command_line: argv.join(" "),
     };
     let mut it = argv.iter().skip(1);
@@ -1497,6 +1551,9 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--plan" => a.plan = true,
             "--self-test" => a.self_test = true,
             "--quality" => a.quality = true,
+            "--scan" => a.scan = true,
+            "--quality-gpu" => a.quality_gpu = true,
+            "--cpu" => a.cpu = true,
             "--only" => a.only.extend(value("--only")?.split(',').filter(|s| !s.is_empty()).map(|s| s.to_lowercase())),
             "--json" => a.json = Some(value("--json")?.into()),
             "--seed" => a.seed = value("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?,
@@ -1771,6 +1828,7 @@ fn prefill_inner(b: &Bench, job: &PrefillJob, row: &mut Row) -> Res<()> {
             0 => nblocks - 1,
             1 => nblocks / 2,
             2 => nblocks / 8,
+            3 if hip.scan_tail > 0 => nblocks - 1 - rng.below(hip.scan_tail.div_ceil(hip.bq).min(nblocks)),
             _ => rng.below(nblocks),
         };
         let mh = match i {
@@ -1806,6 +1864,40 @@ fn prefill_inner(b: &Bench, job: &PrefillJob, row: &mut Row) -> Res<()> {
 enum DecodeMode {
     Cached,
     SearchEveryStep,
+    /// `--scan` rows (scan.rs): SCAN at refresh 1 and 8, and dense decode through the same kernels.
+    ScanEveryStep,
+    ScanRefresh8,
+    Dense,
+}
+
+impl DecodeMode {
+    /// The settings of the mode's steps over a cache of `cap` tokens.
+    fn hip(self, cap: usize) -> Hip {
+        match self {
+            DecodeMode::Cached => Hip { refresh: CACHED_REFRESH, ..HEADLINE },
+            DecodeMode::SearchEveryStep => Hip { refresh: 1, ..HEADLINE },
+            DecodeMode::ScanEveryStep => Hip { refresh: 1, sel: Selection::Scan, ..HEADLINE },
+            DecodeMode::ScanRefresh8 => Hip { refresh: 8, sel: Selection::Scan, ..HEADLINE },
+            // window >= every length: the search domain is empty and every key is in the local set.
+            DecodeMode::Dense => Hip { refresh: CACHED_REFRESH, window: cap, ..HEADLINE },
+        }
+    }
+    fn work(self) -> &'static str {
+        match self {
+            DecodeMode::Cached => "decode, cached mask",
+            DecodeMode::SearchEveryStep => "decode, search every step",
+            DecodeMode::ScanEveryStep => "decode, SCAN every step",
+            DecodeMode::ScanRefresh8 => "decode, SCAN at refresh 8, per step over 1 SCAN + 7 cached steps",
+            DecodeMode::Dense => "decode, dense (window >= T, no search)",
+        }
+    }
+    /// Steps per refresh cycle whose mean the rows report (1: every step alike).
+    fn cycle(self) -> usize {
+        match self {
+            DecodeMode::ScanRefresh8 => 8,
+            _ => 1,
+        }
+    }
 }
 
 struct DecodeModeJob {
@@ -1869,10 +1961,7 @@ fn decode_rows(b: &Bench, job: &DecodeJob) -> Vec<Row> {
     let modes: Vec<&DecodeModeJob> = job.modes.iter().filter(|m| b.wanted(&m.id)).collect();
     let mut rows = Vec::new();
     for m in &modes {
-        let work = match m.mode {
-            DecodeMode::Cached => "decode, cached mask",
-            DecodeMode::SearchEveryStep => "decode, search every step",
-        };
+        let work = m.mode.work();
         for how in ["eager", "graph"] {
             rows.push(Row::new(
                 &format!("{}/{how}", m.id),
@@ -1953,18 +2042,16 @@ fn decode_mode(
     graph: &mut Row,
 ) -> Res<()> {
     let (shape, batch, stream) = (job.shape, job.batch, b.stream());
-    let refresh = if mode == DecodeMode::Cached { CACHED_REFRESH } else { 1 };
-    let hip = Hip { refresh, ..HEADLINE };
     let cap = cache.src.cap;
+    let hip = mode.hip(cap);
     let cfg = shape.config(&hip, Backend::Cuda(b.dev.ordinal));
     let ctx = Ctx::create(&cfg)?;
     let ws_bytes = ctx.decode_ws(batch, cap)?;
     let state_bytes = ctx.state_size(batch)?;
-    let searching = mode == DecodeMode::SearchEveryStep;
     // Counted work averaged over the input sets (their lengths differ by SET_SPACING).
     let mut work = Work::default();
     for r in 0..nsets {
-        let w = count_decode(&shape, &hip, job.t + r * SET_SPACING, batch, searching, cap, b.dev.sm_count);
+        let w = scan::decode_work(&shape, mode, job.t + r * SET_SPACING, batch, cap, b.dev.sm_count);
         work.flops += w.flops / nsets as f64;
         work.bytes += w.bytes / nsets as f64;
     }
@@ -2003,15 +2090,25 @@ fn decode_mode(
             "hip_decode_step",
         )
     };
+    // Steps run on each set so far: a set's step searches when its count is a multiple of the refresh.
+    let mut done = vec![0usize; nsets];
     // Warm-up; the first round fills every set's mask state (a searching step).
     for _ in 0..DECODE_WARMUP_ROUNDS {
-        for s in &sets {
+        for (i, s) in sets.iter().enumerate() {
             step(s)?;
+            done[i] += 1;
         }
     }
+    let cycle = mode.cycle();
+    scan::align_cycles(&mut done, cycle, |i| step(&sets[i]))?;
     sync(stream)?;
-    let steps = if b.args.quick { DECODE_STEPS_QUICK } else { DECODE_STEPS };
-    eager.time = Some(stats(&time_each(stream, steps, |i| step(&sets[i % nsets]))?));
+    let steps = scan::cycle_steps(if b.args.quick { DECODE_STEPS_QUICK } else { DECODE_STEPS }, nsets, cycle);
+    let (st, note) = scan::cycle_stats(&time_each(stream, steps, |i| step(&sets[i % nsets]))?, nsets, cycle);
+    eager.time = Some(st);
+    eager.notes.extend(note);
+    for i in 0..steps {
+        done[i % nsets] += 1;
+    }
 
     // Check material, eager: poison set 0's output, one step, read outputs and mask records of the units.
     let vc = validated(&cfg)?;
@@ -2030,6 +2127,7 @@ fn decode_mode(
     let s0 = &sets[0];
     s0.o.fill_async(0xFF, stream)?;
     step(s0)?;
+    done[0] += 1;
     sync(stream)?;
     let mut units = Vec::new();
     for &(bi, mh) in &picks {
@@ -2049,11 +2147,16 @@ fn decode_mode(
     // Graph: capture one step per set, replay round-robin. Its failure leaves the eager row intact.
     let mut graph_run = || -> Res<()> {
         let execs: Vec<GraphExec> = sets.iter().map(|s| GraphExec::capture(stream, || step(s))).collect::<Res<_>>()?;
-        for g in &execs {
+        for (i, g) in execs.iter().enumerate() {
             g.launch(stream)?;
+            done[i] += 1;
         }
+        scan::align_cycles(&mut done, cycle, |i| execs[i].launch(stream))?;
         sync(stream)?;
-        graph.time = Some(stats(&time_each(stream, steps, |i| execs[i % nsets].launch(stream))?));
+        let times = time_each(stream, steps, |i| execs[i % nsets].launch(stream))?;
+        let (st, note) = scan::cycle_stats(&times, nsets, cycle);
+        graph.time = Some(st);
+        graph.notes.extend(note);
         s0.o.fill_async(0xFF, stream)?;
         execs[0].launch(stream)?;
         sync(stream)?;
@@ -2184,6 +2287,15 @@ fn shapes(args: &Args) -> Vec<Shape> {
     vec![MHA32, if args.gqa_per_q_head { GQA8_PER_Q } else { GQA8 }]
 }
 
+/// The configurations of this run: `--scan`'s set (scan.rs) or the default one.
+fn job_lists(args: &Args, shapes: &[Shape]) -> (Vec<PrefillJob>, Vec<DecodeJob>) {
+    if args.scan {
+        (scan::prefill_jobs(shapes), scan::decode_jobs(shapes))
+    } else {
+        (prefill_jobs(args, shapes), decode_jobs(args, shapes))
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Output
 // ---------------------------------------------------------------------------------------------------------------
@@ -2197,6 +2309,8 @@ struct Header {
     elapsed_s: f64,
     library: String,
     extra: Vec<(String, String)>,
+    /// Fields written to the JSON as they are (already JSON values).
+    raw: Vec<(String, String)>,
 }
 
 fn utc_now() -> String {
@@ -2357,6 +2471,9 @@ fn json(h: &Header, rows: &[Row]) -> String {
     for (k, v) in &h.extra {
         let _ = writeln!(s, "  {}: {},", json_str(&k.replace(' ', "_")), json_str(v));
     }
+    for (k, v) in &h.raw {
+        let _ = writeln!(s, "  {}: {v},", json_str(k));
+    }
     let _ = writeln!(
         s,
         "  \"ceilings\": {{\"tflops\": {}, \"tb_per_s\": {}}},",
@@ -2469,7 +2586,8 @@ fn library_line() -> String {
 fn print_plan(args: &Args) -> i32 {
     let (sms, l2) = (132usize, 50usize << 20);
     let mut s = String::from("| id | counted GFLOP | counted MB | floor | device memory |\n|---|---|---|---|---|\n");
-    for j in prefill_jobs(args, &shapes(args)) {
+    let (pjobs, djobs) = job_lists(args, &shapes(args));
+    for j in pjobs {
         let w = count_prefill(&j.shape, &j.hip, j.t);
         let mem = (2 * j.t * j.shape.hq + 2 * j.t * j.shape.hkv) * D * 2;
         let _ = writeln!(
@@ -2482,15 +2600,14 @@ fn print_plan(args: &Args) -> i32 {
             fmt_bytes(mem as f64)
         );
     }
-    for j in decode_jobs(args, &shapes(args)) {
+    for j in djobs {
         let hip0 = Hip { refresh: CACHED_REFRESH, ..HEADLINE };
         let step = count_decode(&j.shape, &hip0, j.t, j.batch, false, j.t, sms).bytes;
         let nsets = ((4.0 * l2 as f64 / step).ceil() as usize).clamp(2, MAX_SETS);
         let cap = (j.t + (nsets - 1) * SET_SPACING).div_ceil(PAGE) * PAGE;
         let mem = 2 * j.batch * cap * j.shape.hkv * D * 2;
         for m in &j.modes {
-            let hip = Hip { refresh: if m.mode == DecodeMode::Cached { CACHED_REFRESH } else { 1 }, ..HEADLINE };
-            let w = count_decode(&j.shape, &hip, j.t, j.batch, m.mode == DecodeMode::SearchEveryStep, cap, sms);
+            let w = scan::decode_work(&j.shape, m.mode, j.t, j.batch, cap, sms);
             let _ = writeln!(
                 s,
                 "| {} | {:.3} | {:.2} | {} | {} ({nsets} sets) |",
@@ -2541,6 +2658,11 @@ fn self_test(args: &Args) -> i32 {
     for shape in small {
         report(&format!("prefill {}", shape.name), self_test_prefill(shape, hip, 1000, args.seed));
         report(&format!("decode {}", shape.name), self_test_decode(shape, hip, args.seed));
+    }
+    let scan = scan::SELF_TEST_HIP;
+    for shape in &small[..2] {
+        report(&format!("prefill {} SCAN tail", shape.name), self_test_prefill(*shape, scan, 1000, args.seed));
+        report(&format!("decode {} SCAN", shape.name), self_test_decode(*shape, scan, args.seed));
     }
     if failed {
         1
@@ -2711,6 +2833,9 @@ fn real_main() -> i32 {
     if args.quality {
         return run_quality(&args);
     }
+    if args.quality_gpu {
+        return quality_gpu::run(&args);
+    }
     let dev = match open_device(args.device) {
         Ok(d) => d,
         Err(OpenError::NoDevice(msg)) => {
@@ -2744,15 +2869,16 @@ fn real_main() -> i32 {
             vec![r]
         })
     };
-    if b.wanted("ctx-create/MHA-32") {
+    if b.wanted("ctx-create/MHA-32") && !b.args.scan {
         rows.extend(guarded(&|| ctx_create_rows(&b)));
     }
-    for job in prefill_jobs(&b.args, &shapes) {
+    let (pjobs, djobs) = job_lists(&b.args, &shapes);
+    for job in pjobs {
         if b.wanted(&job.id) {
             rows.extend(guarded(&|| vec![prefill_row(&b, &job)]));
         }
     }
-    for job in decode_jobs(&b.args, &shapes) {
+    for job in djobs {
         rows.extend(guarded(&|| decode_rows(&b, &job)));
     }
 
@@ -2762,7 +2888,7 @@ fn real_main() -> i32 {
     }
     let elapsed = b.start.elapsed().as_secs_f64();
     b.progress(format_args!("finished {} rows in {elapsed:.1} s", rows.len()));
-    let header = Header {
+    let mut header = Header {
         device: header_line,
         driver: b.dev.driver.clone(),
         date: utc_now(),
@@ -2784,8 +2910,17 @@ fn real_main() -> i32 {
                     .into(),
             ),
         ],
+        raw: Vec::new(),
     };
-    let printed = emit(&markdown(&header, &rows));
+    let mut text = String::new();
+    if b.args.scan {
+        header.extra.push(("scan rows".into(), scan::SETTINGS.into()));
+        let ratios = scan::ratios(&rows);
+        header.raw.push(("ratios".into(), scan::ratio_json(&ratios)));
+        text = scan::ratio_markdown(&ratios);
+    }
+    text.insert_str(0, &markdown(&header, &rows));
+    let printed = emit(&text);
     let path = b.args.json.clone().unwrap_or_else(|| "hip-bench.json".into());
     let json_ok = write_json(&path, "hip-bench.json", &json(&header, &rows));
     let failed = rows.iter().filter(|r| r.failed()).count();

@@ -30,14 +30,16 @@ const TAG_QUALITY: u64 = 2000;
 pub const SETTINGS: &str = "k=512 bq=32 bk=2 sink 4 window 128, causal, D=128, bf16 values";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Random,
     Drift,
     Rotary,
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    pub(super) const ALL: [Kind; 3] = [Kind::Random, Kind::Drift, Kind::Rotary];
+
+    pub(super) fn name(self) -> &'static str {
         match self {
             Kind::Random => "random",
             Kind::Drift => "drift",
@@ -47,10 +49,10 @@ impl Kind {
 }
 
 /// One head's q, k, v as f32 values of bf16 numbers, token-major [T][D].
-struct Head {
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
+pub(super) struct Head {
+    pub(super) q: Vec<f32>,
+    pub(super) k: Vec<f32>,
+    pub(super) v: Vec<f32>,
 }
 
 fn bf16_round(x: f32) -> f32 {
@@ -79,7 +81,7 @@ fn rope(x: &mut [f32], p: usize) {
     }
 }
 
-fn make_head(kind: Kind, t: usize, seed: u64) -> Head {
+pub(super) fn make_head(kind: Kind, t: usize, seed: u64) -> Head {
     let nq = Noise::new(seed, TAG_QUALITY + 1);
     let nk = Noise::new(seed, TAG_QUALITY + 2);
     let nv = Noise::new(seed, TAG_QUALITY + 3);
@@ -188,7 +190,7 @@ pub struct QualityRow {
 }
 
 /// Value at quantile `q` (nearest rank) of `v`.
-fn quantile(v: &mut [f64], q: f64) -> f64 {
+pub(super) fn quantile(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
 }
@@ -229,7 +231,7 @@ fn measure(kind: Kind, t: usize, seed: u64) -> QualityRow {
 pub fn run(lengths: &[usize], seed: u64, mut progress: impl FnMut(&str)) -> Vec<QualityRow> {
     let mut out = Vec::new();
     for &t in lengths {
-        for kind in [Kind::Random, Kind::Drift, Kind::Rotary] {
+        for kind in Kind::ALL {
             progress(&format!("quality/{}/{}", kind.name(), super::len_label(t)));
             out.push(measure(kind, t, seed));
         }
