@@ -7,6 +7,8 @@ use hip_attn::*;
 use std::ffi::{c_void, CStr};
 use std::path::PathBuf;
 
+pub mod tools;
+
 /// Where cargo put libhip_attn.so and libhip_attn.a for this test run: target/<profile>/deps, beside the test
 /// executable. (Cargo copies them up to target/<profile> only when the library itself was asked for, which
 /// `cargo test` on a clean clone does not do, so a copy there may be missing or stale.)
