@@ -78,10 +78,15 @@ fn installed_prefix() -> &'static Path {
     })
 }
 
+/// Section names of an ELF file, or of every member of an archive, as readelf lists them.
+fn sections(path: &Path) -> String {
+    String::from_utf8(run(Command::new("readelf").arg("-SW").arg(path), "readelf -S").stdout).unwrap()
+}
+
 #[test]
 fn install_lays_out_soname_links_and_pkg_config() {
     const NAME: &str = "install_lays_out_soname_links_and_pkg_config";
-    if !tools_present(NAME, &[MAKE]) {
+    if !tools_present(NAME, &[MAKE, ("readelf", "apt-get install binutils")]) {
         return;
     }
     let prefix = installed_prefix();
@@ -98,6 +103,22 @@ fn install_lays_out_soname_links_and_pkg_config() {
     assert!(pc.contains(&format!("Version: {version}")), "{pc}");
     assert!(pc.contains(&format!("prefix={}", prefix.display())), "{pc}");
 
+    // Installed objects are stripped of debug info; the shared library keeps its exported symbols.
+    let so = lib.join(format!("libhip_attn.so.{version}"));
+    for object in [&so, &lib.join("libhip_attn.a")] {
+        let s = sections(object);
+        assert!(s.contains(".text") && !s.contains(".debug_info"), "{} carries debug info:\n{s}", object.display());
+    }
+    let dynsym = run(Command::new("readelf").arg("--dyn-syms").arg(&so), "readelf --dyn-syms").stdout;
+    assert!(String::from_utf8_lossy(&dynsym).contains("hip_ctx_create"), "stripping lost the exported symbols");
+
+    // KEEP_DEBUG=1 installs the objects as built, with their debug info.
+    let debug_prefix = scratch().join("prefix-debug");
+    install(&debug_prefix, &["KEEP_DEBUG=1"]);
+    for object in [format!("libhip_attn.so.{version}"), "libhip_attn.a".into()] {
+        let s = sections(&debug_prefix.join("lib").join(&object));
+        assert!(s.contains(".debug_info"), "KEEP_DEBUG=1 installed {object} without debug info:\n{s}");
+    }
 }
 
 fn pkg_config(prefix: &Path, args: &[&str]) -> Vec<String> {
