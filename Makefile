@@ -25,9 +25,9 @@ lib:
 	$(CARGO) build --profile $(PROFILE) --lib
 	ln -sf libhip_attn.so $(LIBDIR)/libhip_attn.so.$(ABI)
 
-# Builds the library and the C example, then runs it on the CPU backend.
+# Builds the library and the C example, then runs it on the CPU backend (HIP_ATTN_BACKEND=cuda: on the GPU).
 example: lib
-	$(CC) $(CFLAGS) -Iinclude examples/c/example.c -L$(LIBDIR) -lhip_attn -lm -o $(LIBDIR)/example_c
+	$(CC) $(CFLAGS) -Iinclude examples/c/example.c -L$(LIBDIR) -lhip_attn -lm -ldl -o $(LIBDIR)/example_c
 	LD_LIBRARY_PATH=$(LIBDIR) $(LIBDIR)/example_c
 
 # Builds, then installs the shared library (real file libhip_attn.so.$(VERSION), SONAME link .so.$(ABI), dev

@@ -23,6 +23,7 @@ quick|full)
     step gpu-tests bin/gpu --test-threads=1 --nocapture
     step cpu-tests sh -c 'for t in dense mask decode merge bad_input; do bin/$t || exit 1; done'
     step example-c bin/example_c
+    step example-c-cuda env HIP_ATTN_BACKEND=cuda bin/example_c
     step example-cpp-cuda env HIP_ATTN_BACKEND=cuda bin/example_cpp
     [ -x bin/example_go_test ] && step example-go-cuda env HIP_ATTN_BACKEND=cuda bin/example_go_test -test.v
     [ -x bin/example_zig ] && step example-zig-cuda env HIP_ATTN_BACKEND=cuda bin/example_zig

@@ -31,7 +31,7 @@ fn compile(src: &Path, exe: &Path, extra: &[&str]) {
         .arg(src)
         .arg("-L")
         .arg(common::built_library_dir())
-        .args(["-lhip_attn", "-lm"])
+        .args(["-lhip_attn", "-lm", "-ldl"])
         .args(extra)
         .arg("-o")
         .arg(exe)
