@@ -99,7 +99,7 @@ mod tests {
     use crate::config::{default_config, validate};
     use crate::spec::BlockKeys;
 
-    /// The host's bound never claims a sequence dense that HIP-SPEC's key sets say is not: for every length up
+    /// The host's bound never claims a sequence dense that docs/ALGORITHM.md's key sets say is not: for every length up
     /// to the bound and every query block, the search domain holds at most Kb blocks. And it is tight: one more
     /// key of max_seqlen_k makes the longest prefill sparse.
     #[test]

@@ -1,4 +1,4 @@
-//! HIP-SPEC (../shared/HIP-SPEC.md) as plain functions: the key sets of a query block and the tree search.
+//! docs/ALGORITHM.md as plain functions: the key sets of a query block and the tree search.
 //! The CPU backend is built from these; the CUDA kernels implement the same rules and are tested against them.
 
 /// The geometry of one query block: which keys its queries attend besides the selected blocks.
@@ -65,7 +65,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// One query's part of a branch score (HIP-SPEC "Mask search"): the max of q.k over the keys of `block` (a
+/// One query's part of a branch score (docs/ALGORITHM.md §4): the max of q.k over the keys of `block` (a
 /// [start, end) range from `BlockKeys::block_range`) taken with stride `sk`; `key(t)` is key t's row. The branch
 /// score is the max of this over the block's sampled queries.
 pub fn query_block_score<'a>(q: &[f32], block: (usize, usize), sk: usize, key: impl Fn(usize) -> &'a [f32]) -> f32 {
@@ -79,7 +79,7 @@ fn better(a: (f32, usize), b: (f32, usize)) -> std::cmp::Ordering {
     key(b.0).partial_cmp(&key(a.0)).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1))
 }
 
-/// The tree search of HIP-SPEC: returns the selected block indices of a domain of `nb` blocks, `kb` at most,
+/// The tree search of docs/ALGORITHM.md: returns the selected block indices of a domain of `nb` blocks, `kb` at most,
 /// sorted ascending. `score(rep)` is the branch score of representative block `rep`.
 pub fn tree_search(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f32) -> Vec<u32> {
     if kb == 0 {

@@ -1,5 +1,5 @@
-//! Decode on the CPU: per sequence and mask head, search or reuse the stored mask (HIP-SPEC "Decode and mask
-//! reuse"), then attend S ∪ M ∪ [e, p] with the single new query.
+//! Decode on the CPU: per sequence and mask head, search or reuse the stored mask (docs/ALGORITHM.md §7), then
+//! attend S ∪ M ∪ [e, p] with the single new query.
 
 use super::prefill::{block_score, store_state};
 use super::{attend, read_i32s, read_row, write_lse, write_row, Rows};
@@ -139,7 +139,7 @@ pub unsafe fn decode(cfg: &Config, a: &DecodeArgs) -> Result<()> {
             };
             for (qi, h) in heads.enumerate() {
                 let (kr, vr) = &kv[cfg.kv_head_of(h)];
-                // Decode always sees the local set [e, p]: tokens appended since the search (HIP-SPEC).
+                // Decode always sees the local set [e, p]: tokens appended since the search (docs/ALGORITHM.md).
                 let lse = attend(
                     &queries[qi],
                     cfg.scale,

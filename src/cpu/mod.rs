@@ -1,4 +1,4 @@
-//! The CPU reference backend: HIP-SPEC computed directly, one query at a time, with no shortcuts. It is the
+//! The CPU reference backend: docs/ALGORITHM.md computed directly, one query at a time, with no shortcuts. It is the
 //! oracle for the CUDA kernels and what the examples and CI run. Logits are f32 as the spec says; softmax sums
 //! and the weighted value sum accumulate in f64 so the oracle's own rounding stays far below any tolerance.
 //!

@@ -80,7 +80,7 @@ pub(crate) unsafe fn load_rows(view: &TensorView, k0: usize, tk: usize, g: usize
     Rows { dim, data }
 }
 
-/// Branch score of HIP-SPEC: max over the sampled queries and the sampled keys of representative block `rep`.
+/// Branch score of docs/ALGORITHM.md: max over the sampled queries and the sampled keys of representative block `rep`.
 pub(crate) fn block_score(cfg: &Config, keys: &BlockKeys, queries: &[Vec<f32>], krows: &[&Rows], rep: usize) -> f32 {
     let block = keys.block_range(rep);
     let per_query = queries.iter().zip(krows).map(|(q, kr)| query_block_score(q, block, cfg.sk, |t| kr.row(t)));
