@@ -15,19 +15,23 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 libdir ?= $(PREFIX)/lib
 includedir ?= $(PREFIX)/include
+# The release profile keeps line tables (backtraces, profilers), most of the built objects' size: installed
+# copies are stripped (the .so keeps its exported symbols). KEEP_DEBUG=1 installs them as built.
+STRIP ?= strip
+KEEP_DEBUG ?=
 
 .PHONY: lib example install install-only example-cpp example-go example-zig
 lib:
 	$(CARGO) build --profile $(PROFILE) --lib
 	ln -sf libhip_attn.so $(LIBDIR)/libhip_attn.so.$(ABI)
 
-# Builds the library and the C example, then runs it on the CPU backend.
+# Builds the library and the C example, then runs it on the CPU backend (HIP_ATTN_BACKEND=cuda: on the GPU).
 example: lib
-	$(CC) $(CFLAGS) -Iinclude examples/c/example.c -L$(LIBDIR) -lhip_attn -lm -o $(LIBDIR)/example_c
+	$(CC) $(CFLAGS) -Iinclude examples/c/example.c -L$(LIBDIR) -lhip_attn -lm -ldl -o $(LIBDIR)/example_c
 	LD_LIBRARY_PATH=$(LIBDIR) $(LIBDIR)/example_c
 
 # Builds, then installs the shared library (real file libhip_attn.so.$(VERSION), SONAME link .so.$(ABI), dev
-# link .so), the static library, the header and hip_attn.pc.
+# link .so), the static library, the header and hip_attn.pc; the libraries without debug info unless KEEP_DEBUG=1.
 install: lib
 	$(MAKE) --no-print-directory install-only
 
@@ -35,9 +39,11 @@ install: lib
 install-only:
 	install -d $(DESTDIR)$(libdir)/pkgconfig $(DESTDIR)$(includedir)
 	install -m 755 $(LIBDIR)/libhip_attn.so $(DESTDIR)$(libdir)/libhip_attn.so.$(VERSION)
+	$(if $(KEEP_DEBUG),,$(STRIP) --strip-unneeded $(DESTDIR)$(libdir)/libhip_attn.so.$(VERSION))
 	ln -sf libhip_attn.so.$(VERSION) $(DESTDIR)$(libdir)/libhip_attn.so.$(ABI)
 	ln -sf libhip_attn.so.$(ABI) $(DESTDIR)$(libdir)/libhip_attn.so
 	install -m 644 $(LIBDIR)/libhip_attn.a $(DESTDIR)$(libdir)/libhip_attn.a
+	$(if $(KEEP_DEBUG),,$(STRIP) --strip-debug $(DESTDIR)$(libdir)/libhip_attn.a)
 	install -m 644 include/hip_attn.h $(DESTDIR)$(includedir)/hip_attn.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(libdir)|' -e 's|@INCLUDEDIR@|$(includedir)|' \
 	    -e 's|@VERSION@|$(VERSION)|' hip_attn.pc.in > $(DESTDIR)$(libdir)/pkgconfig/hip_attn.pc

@@ -1,4 +1,4 @@
-// Block-sparse attention over the HiP key list (HIP-SPEC "Attention"):
+// Block-sparse attention over the HiP key list (docs/ALGORITHM.md section 6):
 //  - prefill: FlashAttention-2 style, one CTA per query block and q head, key tiles gathered from the key list
 //    (sinks, selected blocks ascending, local range) with cp.async, S = QK^T and O += PV with mma.sync, online
 //    softmax in f32 in the log2 domain;

@@ -274,7 +274,7 @@ __device__ __forceinline__ void set_error(unsigned long long flag_ptr, u32 bit) 
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// HIP-SPEC geometry of one query block (or decode query)
+// Geometry of one query block (or decode query), docs/ALGORITHM.md section 3
 
 // Number of search blocks in [sink, e): blocks of BK keys starting at sink, the last one clipped at e.
 __device__ __forceinline__ int num_search_blocks(int sink, int e) {
@@ -368,7 +368,7 @@ __device__ __forceinline__ bool record_foreign(int magic, int fp_stored, int fp)
     return magic == HIP_ATTN_STATE_MAGIC && fp_stored != fp;
 }
 
-// e_B of a query block whose first query sits at position p0 (HIP-SPEC "three disjoint key sets").
+// e_B of a query block whose first query sits at position p0 (docs/ALGORITHM.md "three disjoint key sets").
 __device__ __forceinline__ int local_start(int sink, int window, int p0, int Tk) {
     // Non-causal: no local set; raised to `sink` when Tk < sink so the search domain is never negative
     // (src/spec.rs BlockKeys::new does the same).

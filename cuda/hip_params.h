@@ -9,7 +9,7 @@
 //   HIP_DTYPE      0 = bf16, 1 = f16 (element type of q, k, v, o)
 //   HIP_HEAD_DIM   64, 128 or 256
 //   HIP_KB         key blocks selected per query block (ceil(k / bk)); 0 means k = 0
-//   HIP_BQ, HIP_BK, HIP_SQ, HIP_SK   HIP-SPEC block sizes and sampling strides
+//   HIP_BQ, HIP_BK, HIP_SQ, HIP_SK   block sizes and sampling strides (docs/ALGORITHM.md)
 //   HIP_GROUP      num_q_heads / num_kv_heads
 //   HIP_SHARE_KV   1: one mask per kv head (max over the GQA group), 0: one mask per q head
 //   HIP_CAUSAL     1 or 0

@@ -1,4 +1,4 @@
-// HiP mask search (HIP-SPEC "Mask search for one query block"): the hierarchical tree search shared by prefill
+// HiP mask search (docs/ALGORITHM.md section 4): the hierarchical tree search shared by prefill
 // (one CTA per query block and mask head) and decode (one CTA, or a cluster of S_DCL, per sequence and mask head).
 //
 // One iteration scores the 2*KB branches of the current KB chunks by their representative blocks (except those
@@ -583,7 +583,7 @@ __device__ __forceinline__ void prefill_search(const hip_prefill_params& p) {
     }
     if (threadIdx.x == 0) cnt_out[slot * p.mask_heads + mh] = count;
 
-    // The last query block leaves its mask behind for decode (HIP-SPEC "Decode and mask reuse").
+    // The last query block leaves its mask behind for decode (docs/ALGORITHM.md section 7).
     if (p.mask_state && first + len == s.Tq) {
         if (p.state_ints < HIP_ATTN_STATE_HEADER + KB) {
             if (threadIdx.x == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);

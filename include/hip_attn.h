@@ -182,7 +182,7 @@ enum hip_mask_sharing
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   /**
-   * One search per query head (HIP-SPEC default).
+   * One search per query head (the default).
    */
   HIP_ATTN_MASK_PER_Q_HEAD = 1,
   /**
@@ -674,7 +674,7 @@ const char *hip_status_string(int32_t status);
 const char *hip_last_error_message(void);
 
 /**
- * A configuration with HIP-SPEC defaults (k 512, bq 32, bk 2, sink 4, window 128, sq 1, sk 1, refresh 8,
+ * A configuration with docs/ALGORITHM.md defaults (k 512, bq 32, bk 2, sink 4, window 128, sq 1, sk 1, refresh 8,
  * causal, mask per q head, bf16, head_dim 128, CPU backend). num_q_heads and num_kv_heads are 0: set them.
  */
 struct hip_config hip_config_default(void);

@@ -1,6 +1,7 @@
 """Dense attention baseline for BENCHMARKS.md: PyTorch scaled_dot_product_attention (flash and cuDNN backends)
-on BENCH.md's MHA-32 shapes (32 heads, head_dim 128, bf16, batch 1, causal). CUDA events after warm-up, median
-of 20 runs; prints one Markdown row per (backend, length). Runs on the GPU machine only (PyTorch is there).
+on the MHA-32 shapes of docs/BENCHMARK-PROTOCOL.md (32 heads, head_dim 128, bf16, batch 1, causal). CUDA events
+after warm-up, median of 20 runs; prints one Markdown row per (backend, length). Runs on the GPU machine only
+(PyTorch is there).
 --decode-only: the dense decode rows alone (32k, 128k, 1M), the baseline of hip-bench --scan's ratios."""
 import statistics
 import sys

@@ -24,8 +24,8 @@ for line in sys.stdin:
             shutil.copy(m["executable"], sys.argv[1] + "/" + name)
 ' "$DIST/bin"
 
-cc -std=c11 -Wall -Wextra -Werror -O2 -Iinclude examples/c/example.c -Ltarget/release -lhip_attn -lm -o "$DIST/bin/example_c"
-# The C++ example picks the backend from HIP_ATTN_BACKEND, so it also runs the CUDA backend end to end.
+# The C and C++ examples pick the backend from HIP_ATTN_BACKEND, so they also run the CUDA backend end to end.
+cc -std=c11 -Wall -Wextra -Werror -O2 -Iinclude examples/c/example.c -Ltarget/release -lhip_attn -lm -ldl -o "$DIST/bin/example_c"
 c++ -std=c++17 -Wall -Wextra -Werror -O2 -Iinclude -Iexamples/cpp examples/cpp/example.cpp -Ltarget/release -lhip_attn -ldl \
     -o "$DIST/bin/example_cpp"
 # The Go and Zig examples also take the backend from HIP_ATTN_BACKEND; built where their toolchains are found (Zig:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Kernel profile of the three hot kernels with Nsight Compute (the GPU machine has it at /usr/local/cuda/bin/ncu):
-# one launch each, from hip-bench runs of the BENCH.md shapes. Run from the repo root after scripts/gpu-pack.sh;
-# reports go to $OUT (or dist/gpu/out), a digest to stdout.
+# one launch each, from hip-bench runs of the shapes of docs/BENCHMARK-PROTOCOL.md. Run from the repo root after
+# scripts/gpu-pack.sh; reports go to $OUT (or dist/gpu/out), a digest to stdout.
 set -uo pipefail
 cd "$(dirname "$0")/../dist/gpu"
 export LD_LIBRARY_PATH="$PWD/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

@@ -33,6 +33,7 @@ quick|full)
     step gpu-fuzz bin/gpu_fuzz --nocapture
     step cpu-tests sh -c 'for t in dense mask decode merge bad_input; do bin/$t || exit 1; done'
     step example-c bin/example_c
+    step example-c-cuda env HIP_ATTN_BACKEND=cuda bin/example_c
     step example-cpp-cuda env HIP_ATTN_BACKEND=cuda bin/example_cpp
     [ -x bin/example_go_test ] && step example-go-cuda env HIP_ATTN_BACKEND=cuda bin/example_go_test -test.v
     [ -x bin/example_zig ] && step example-zig-cuda env HIP_ATTN_BACKEND=cuda bin/example_zig

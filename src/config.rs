@@ -148,7 +148,7 @@ impl Logger {
     }
 }
 
-/// `hip_config_default()`: HIP-SPEC defaults, CPU backend, shape fields zero (the caller must set them).
+/// `hip_config_default()`: docs/ALGORITHM.md defaults, CPU backend, shape fields zero (the caller must set them).
 pub fn default_config() -> hip_config {
     hip_config {
         struct_size: std::mem::size_of::<hip_config>() as u32,

@@ -5,7 +5,7 @@
 //! - `ffi`: the C shell (`extern "C"` entry points and the C-visible types), thin and audited.
 //! - `status`: status codes and error messages. `config`: configuration validation. `tensor`: tensor
 //!   descriptors and element conversion. `args`: run-call argument validation. `plan`: buffer layouts.
-//! - `spec`: HIP-SPEC's key sets and tree search as plain functions.
+//! - `spec`: docs/ALGORITHM.md's key sets and tree search as plain functions.
 //! - `context`: the safe core that binds a configuration to a backend.
 //! - `cpu`: the exact CPU reference backend. `cuda`: the CUDA backend (kernels in `cuda/`).
 

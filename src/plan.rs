@@ -42,7 +42,7 @@ pub fn state_ints_for(kb: usize) -> usize {
 /// It covers what gives a record its meaning or decides which blocks the definition selects: the dtype, head_dim,
 /// the head counts and mask sharing (which head a record belongs to), Kb and bk (what a block index names), bq,
 /// sink, window, sq, sk and causal. It leaves out what only decides when or how a search runs: `refresh`, the
-/// selection modes (`decode_selection`, `prefill_scan_tail`: HIP-SPEC has decode reuse a SCAN mask that a prefill
+/// selection modes (`decode_selection`, `prefill_scan_tail`: the definition has decode reuse a SCAN mask that a prefill
 /// left, whatever mode decode searches with), the softmax scale (it does not change the order of scores), flags
 /// and the backend (CPU and CUDA records are interchangeable).
 ///
@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(f0, h as i32);
     }
 
-    /// The host's bound never claims a sequence dense that HIP-SPEC's key sets say is not: for every length up
+    /// The host's bound never claims a sequence dense that the definition's key sets say is not: for every length up
     /// to the bound and every query block, the search domain holds at most Kb blocks. And it is tight: one more
     /// key of max_seqlen_k makes the longest prefill sparse.
     #[test]

@@ -1,4 +1,4 @@
-//! HIP-SPEC (../shared/HIP-SPEC.md) as plain functions: the key sets of a query block and the tree search.
+//! docs/ALGORITHM.md as plain functions: the key sets of a query block and the tree search.
 //! The CPU backend is built from these; the CUDA kernels implement the same rules and are tested against them.
 
 /// The geometry of one query block: which keys its queries attend besides the selected blocks.
@@ -65,7 +65,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// One query's part of a branch score (HIP-SPEC "Mask search"): the max of q.k over the keys of `block` (a
+/// One query's part of a branch score (docs/ALGORITHM.md §4): the max of q.k over the keys of `block` (a
 /// [start, end) range from `BlockKeys::block_range`) taken with stride `sk`; `key(t)` is key t's row. The branch
 /// score is the max of this over the block's sampled queries.
 pub fn query_block_score<'a>(q: &[f32], block: (usize, usize), sk: usize, key: impl Fn(usize) -> &'a [f32]) -> f32 {
@@ -141,7 +141,7 @@ impl SearchScratch {
     }
 }
 
-/// The tree search of HIP-SPEC: returns the selected block indices of a domain of `nb` blocks, `kb` at most,
+/// The tree search of docs/ALGORITHM.md: returns the selected block indices of a domain of `nb` blocks, `kb` at most,
 /// sorted ascending. `score(rep)` is the branch score of representative block `rep`.
 pub fn tree_search(nb: usize, kb: usize, score: impl FnMut(usize) -> f32) -> Vec<u32> {
     let mut s = SearchScratch::try_new(kb).expect("search scratch");
@@ -191,7 +191,7 @@ pub fn tree_search_in(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f32,
     &s.out
 }
 
-/// SCAN selection (HIP-SPEC, "Selection modes: TREE and SCAN"): every block of the domain scored as a
+/// SCAN selection (docs/ALGORITHM.md, "Selection modes: TREE and SCAN"): every block of the domain scored as a
 /// representative is, the `kb` best kept (ties: lower block index), sorted ascending. k = 0 selects nothing,
 /// NB <= Kb all. Equals `brute_force_top`, in O(Kb) memory.
 pub fn scan_select(nb: usize, kb: usize, score: impl FnMut(usize) -> f32) -> Vec<u32> {

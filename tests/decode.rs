@@ -1,4 +1,4 @@
-//! Decode (HIP-SPEC "Decode and mask reuse"): refresh 1 equals an append-prefill of one token; refresh r reuses
+//! Decode (docs/ALGORITHM.md §7): refresh 1 equals an append-prefill of one token; refresh r reuses
 //! the stored mask between searches; paged and contiguous caches agree; prefill's mask state feeds decode.
 mod common;
 use common::*;

@@ -1,5 +1,5 @@
-//! HIP-SPEC: with k >= T, or sink + window >= T, HiP equals dense attention; with k = 0 it equals dense attention
-//! restricted to the sink and local sets.
+//! docs/ALGORITHM.md §6: with k >= T, or sink + window >= T, HiP equals dense attention; with k = 0 it equals
+//! dense attention restricted to the sink and local sets.
 mod common;
 use common::*;
 use hip_attn::tensor::DType;
@@ -80,7 +80,7 @@ fn k_zero_is_sink_plus_window() {
         let out = run_prefill(&Host, &ctx, &p, false).unwrap();
         let scale = 1.0 / (case.d as f64).sqrt();
         let (want, _) = dense(&p, scale, |b, _, pos, j| {
-            // The block's first query anchors the window (HIP-SPEC): e_B = max(sink, p0 + 1 - window).
+            // The block's first query anchors the window (docs/ALGORITHM.md): e_B = max(sink, p0 + 1 - window).
             let i = pos - (p.tk[b] - p.tq[b]);
             let p0 = p.tk[b] - p.tq[b] + i / 4 * 4;
             let e = (p0 + 1).saturating_sub(5).max(2);

@@ -2,10 +2,12 @@
 //! over the configuration matrix, a 128k-token prefill, CUDA graph capture of decode across mask refreshes,
 //! merge, device-side index errors, the kernel cache and the parameter-block layout.
 //!
-//! Without a GPU every test prints why it skips. `HIP_ATTN_GPU_TESTS_ON_CPU=1` runs the same comparisons with
+//! Without a GPU every test prints why it skips (a skip even under HIP_ATTN_REQUIRE_TOOLS=1: CI has no GPU; see
+//! tests/common/tools.rs). `HIP_ATTN_GPU_TESTS_ON_CPU=1` runs the same comparisons with
 //! the CPU backend standing in for the device (it checks the harness itself; everything must then match).
 mod common;
 use common::*;
+use common::tools;
 use cudarc::driver::{result, sys, CudaContext};
 use hip_attn::config::{validate, Config};
 use hip_attn::plan::{state_ints, PrefillWorkspace};
@@ -72,8 +74,7 @@ impl Drop for Gpu {
 /// Says why a test skips, on the real stderr: libtest captures `eprintln!` of passing tests, and a skip must be
 /// visible in CI's log.
 fn skip(test: &str, why: impl std::fmt::Display) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
+    tools::no_gpu(test, why);
 }
 
 /// The "device" side of a comparison: a GPU, or the CPU standing in for it.
@@ -99,11 +100,11 @@ fn device_with(test: &str, lock: Lock) -> Option<Box<dyn Mem>> {
         return Some(Box::new(Host));
     }
     if let Err(e) = hip_attn::cuda::ensure_driver() {
-        skip(test, e);
+        skip(test, format_args!("GPU not found ({e})"));
         return None;
     }
     if result::init().is_err() || result::device::get_count().map_or(true, |n| n == 0) {
-        skip(test, "the CUDA driver reports no device");
+        skip(test, "GPU not found (the CUDA driver reports no device)");
         return None;
     }
     let lock: Box<dyn std::any::Any> = match lock {
@@ -1020,7 +1021,7 @@ fn decode_bad_page(dev: &dyn Mem, cfg: hip_config, lens: &[usize], page: usize, 
     let cache = |mem: &dyn Mem, rng: &mut Rng| Cache { k: k.clone(), v: v.clone(), page_size: Some(page), capacity: cap }.upload(mem, dt, rng);
     let (cctx, dctx) = (on(&Host, cfg), on(dev, cfg));
     let (ccache, mut dcache) = (cache(&Host, rng), cache(dev, rng));
-    // The representative of `branch` in the first iteration of the bad sequence's search (HIP-SPEC steps 2-3).
+    // The representative of `branch` in the first iteration of the bad sequence's search (docs/ALGORITHM.md steps 2-3).
     let keys = BlockKeys::new(lens[bad] - 1, lens[bad], c.sink, c.window, c.bk, c.causal);
     let (nb, kb) = (keys.nb, c.kb());
     assert!(nb > kb && branch < 2 * kb, "{what}: the bad sequence must search");

@@ -1,5 +1,8 @@
 //! The C header: committed copy matches a fresh generation; clang's view of every struct layout and constant
-//! (through bindgen) matches the Rust definitions; it compiles as C11 and C++17 with warnings as errors.
+//! (through bindgen) matches the Rust definitions; it compiles as C11 and C++17 with warnings as errors. bindgen
+//! needs libclang and the C++17 check needs c++: without them those tests skip (tests/common/tools.rs).
+mod common;
+use common::tools;
 use hip_attn::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -88,14 +91,24 @@ fn rust_constants() -> HashMap<String, i64> {
 
 #[test]
 fn bindgen_sees_the_rust_layout() {
-    let bindings = bindgen::Builder::default()
+    const NAME: &str = "bindgen_sees_the_rust_layout";
+    let builder = bindgen::Builder::default()
         .header(root().join("include/hip_attn.h").to_string_lossy())
         .allowlist_item("hip_.*|HIP_ATTN_.*")
         .layout_tests(true)
-        .prepend_enum_name(false)
-        .generate()
-        .expect("bindgen could not parse include/hip_attn.h (is libclang installed? .ci/run installs libclang-dev)")
-        .to_string();
+        .prepend_enum_name(false);
+    // bindgen loads libclang at run time and panics when it finds none; that one panic means a missing tool.
+    let generated = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.generate())) {
+        Ok(g) => g,
+        Err(panic) => {
+            let text = panic.downcast_ref::<String>().map(String::as_str).or(panic.downcast_ref::<&str>().copied());
+            if text.is_some_and(|t| t.contains("Unable to find libclang")) {
+                return tools::missing(NAME, "libclang", "apt-get install libclang-dev, or set LIBCLANG_PATH");
+            }
+            std::panic::resume_unwind(panic)
+        }
+    };
+    let bindings = generated.expect("bindgen could not parse include/hip_attn.h").to_string();
     // bindgen writes clang's layout as assertions: ["Size of T"][size_of::<T>() - N]; and
     // ["Offset of field: T::f"][offset_of!(T, f) - N]. Collect them and compare with Rust.
     let mut clang: HashMap<String, usize> = HashMap::new();
@@ -146,7 +159,11 @@ fn bindgen_sees_the_rust_layout() {
     }
 }
 
-fn compile(compiler: &str, std: &str, ext: &str) {
+fn compile(test: &str, compiler: &str, std: &str, ext: &str) {
+    if !tools::have(compiler, "--version") {
+        let package = if compiler == "cc" { "gcc" } else { "g++" };
+        return tools::missing(test, compiler, &format!("apt-get install {package}"));
+    }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let src = dir.join(format!("header_check.{ext}"));
     std::fs::write(&src, "#include \"hip_attn.h\"\nint main(void) { hip_config c = hip_config_default(); return (int)c.k - 512; }\n").unwrap();
@@ -163,12 +180,12 @@ fn compile(compiler: &str, std: &str, ext: &str) {
 
 #[test]
 fn header_compiles_as_c11() {
-    compile("cc", "c11", "c");
+    compile("header_compiles_as_c11", "cc", "c11", "c");
 }
 
 #[test]
 fn header_compiles_as_cxx17() {
-    compile("c++", "c++17", "cpp");
+    compile("header_compiles_as_cxx17", "c++", "c++17", "cpp");
 }
 
 #[test]
@@ -182,4 +199,21 @@ fn every_declaration_is_documented() {
             assert!(prev.iter().any(|p| p.contains("*/") || p.starts_with("HIP_ATTN_MUST_USE")), "undocumented: {line}");
         }
     }
+}
+
+/// A machine without libclang and c++ (LIBCLANG_PATH at an empty directory, c++ off PATH): the two tests that
+/// need them pass with a SKIP line, and fail under HIP_ATTN_REQUIRE_TOOLS=1.
+#[test]
+fn header_tests_skip_without_libclang_and_cxx() {
+    let empty = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("no-libclang");
+    std::fs::create_dir_all(&empty).unwrap();
+    let hide = tools::Hide {
+        programs: &["c++", "llvm-config"],
+        env: &[("LIBCLANG_PATH", empty.to_str().unwrap())],
+        ..Default::default()
+    };
+    tools::assert_skips_without(
+        &[("bindgen_sees_the_rust_layout", "libclang"), ("header_compiles_as_cxx17", "c++")],
+        &hide,
+    );
 }

@@ -5,9 +5,9 @@
 //! hip_attn.pc into a private prefix, exactly as `make install` would, without running cargo again (this test
 //! runs inside cargo). The C++ example finds it through pkg-config, shared and static; Go and Zig get the
 //! prefix's directories. A test whose toolchain is missing skips with a printed reason; .ci/run installs them
-//! all, so in CI every one runs.
+//! all and sets HIP_ATTN_REQUIRE_TOOLS=1, so in CI every one runs (tests/common/tools.rs).
 mod common;
-use std::io::Write;
+use common::tools::{self, have};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -21,13 +21,23 @@ fn scratch() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lang_examples")
 }
 
-/// libtest captures eprintln!, so a skip would go unseen; this reaches the terminal and CI's log.
-fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
-}
+const MAKE: (&str, &str) = ("make", "apt-get install make");
+const CXX: (&str, &str) = ("c++", "apt-get install g++");
+const PKG_CONFIG: (&str, &str) = ("pkg-config", "apt-get install pkg-config");
+const GO: (&str, &str) = ("go", "apt-get install golang-go");
+const ZIG: (&str, &str) = ("zig", "pip install ziglang==0.17.1, then put its package directory on PATH");
 
-fn have(tool: &str, version_arg: &str) -> bool {
-    Command::new(tool).arg(version_arg).output().map(|o| o.status.success()).unwrap_or(false)
+/// Reports `test` as skipped for the first of `needs` that is missing (a failure under HIP_ATTN_REQUIRE_TOOLS);
+/// false then.
+fn tools_present(test: &str, needs: &[(&str, &str)]) -> bool {
+    for &(tool, install) in needs {
+        let version_arg = if tool == "go" || tool == "zig" { "version" } else { "--version" };
+        if !have(tool, version_arg) {
+            tools::missing(test, tool, install);
+            return false;
+        }
+    }
+    true
 }
 
 fn run(cmd: &mut Command, what: &str) -> Output {
@@ -43,38 +53,43 @@ fn assert_match(out: &Output, what: &str) {
     assert!(text.contains("MATCH: HiP with k covering all keys equals dense attention"), "{what}: no MATCH in\n{text}");
 }
 
-/// `make install-only` of this profile's build into a private prefix, once per test binary. None (with the
-/// reason) when make is missing.
-fn installed_prefix() -> Result<&'static Path, &'static str> {
-    static PREFIX: OnceLock<Result<PathBuf, &'static str>> = OnceLock::new();
-    PREFIX
-        .get_or_init(|| {
-            if !have("make", "--version") {
-                return Err("make not found");
-            }
-            let prefix = scratch().join("prefix");
-            let _ = std::fs::remove_dir_all(&prefix);
-            run(
-                Command::new("make")
-                    .current_dir(root())
-                    .arg("--no-print-directory")
-                    .arg("install-only")
-                    .arg(format!("LIBDIR={}", common::built_library_dir().display()))
-                    .arg(format!("PREFIX={}", prefix.display())),
-                "make install-only",
-            );
-            Ok(prefix)
-        })
-        .as_deref()
-        .map_err(|e| *e)
+/// `make install-only` of this profile's build into `prefix` (after removing it), with `vars` added.
+fn install(prefix: &Path, vars: &[&str]) {
+    let _ = std::fs::remove_dir_all(prefix);
+    run(
+        Command::new("make")
+            .current_dir(root())
+            .arg("--no-print-directory")
+            .arg("install-only")
+            .arg(format!("LIBDIR={}", common::built_library_dir().display()))
+            .arg(format!("PREFIX={}", prefix.display()))
+            .args(vars),
+        "make install-only",
+    );
+}
+
+/// The default install into a private prefix, once per test binary (the caller has checked that make is there).
+fn installed_prefix() -> &'static Path {
+    static PREFIX: OnceLock<PathBuf> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let prefix = scratch().join("prefix");
+        install(&prefix, &[]);
+        prefix
+    })
+}
+
+/// Section names of an ELF file, or of every member of an archive, as readelf lists them.
+fn sections(path: &Path) -> String {
+    String::from_utf8(run(Command::new("readelf").arg("-SW").arg(path), "readelf -S").stdout).unwrap()
 }
 
 #[test]
 fn install_lays_out_soname_links_and_pkg_config() {
-    let prefix = match installed_prefix() {
-        Ok(p) => p,
-        Err(why) => return skip("install_lays_out_soname_links_and_pkg_config", why),
-    };
+    const NAME: &str = "install_lays_out_soname_links_and_pkg_config";
+    if !tools_present(NAME, &[MAKE, ("readelf", "apt-get install binutils")]) {
+        return;
+    }
+    let prefix = installed_prefix();
     let lib = prefix.join("lib");
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(std::fs::read_link(lib.join("libhip_attn.so")).unwrap(), Path::new("libhip_attn.so.1"));
@@ -87,6 +102,23 @@ fn install_lays_out_soname_links_and_pkg_config() {
     let pc = std::fs::read_to_string(lib.join("pkgconfig/hip_attn.pc")).unwrap();
     assert!(pc.contains(&format!("Version: {version}")), "{pc}");
     assert!(pc.contains(&format!("prefix={}", prefix.display())), "{pc}");
+
+    // Installed objects are stripped of debug info; the shared library keeps its exported symbols.
+    let so = lib.join(format!("libhip_attn.so.{version}"));
+    for object in [&so, &lib.join("libhip_attn.a")] {
+        let s = sections(object);
+        assert!(s.contains(".text") && !s.contains(".debug_info"), "{} carries debug info:\n{s}", object.display());
+    }
+    let dynsym = run(Command::new("readelf").arg("--dyn-syms").arg(&so), "readelf --dyn-syms").stdout;
+    assert!(String::from_utf8_lossy(&dynsym).contains("hip_ctx_create"), "stripping lost the exported symbols");
+
+    // KEEP_DEBUG=1 installs the objects as built, with their debug info.
+    let debug_prefix = scratch().join("prefix-debug");
+    install(&debug_prefix, &["KEEP_DEBUG=1"]);
+    for object in [format!("libhip_attn.so.{version}"), "libhip_attn.a".into()] {
+        let s = sections(&debug_prefix.join("lib").join(&object));
+        assert!(s.contains(".debug_info"), "KEEP_DEBUG=1 installed {object} without debug info:\n{s}");
+    }
 }
 
 fn pkg_config(prefix: &Path, args: &[&str]) -> Vec<String> {
@@ -100,13 +132,10 @@ fn pkg_config(prefix: &Path, args: &[&str]) -> Vec<String> {
 #[test]
 fn cpp_example_through_pkg_config_matches_dense() {
     const NAME: &str = "cpp_example_through_pkg_config_matches_dense";
-    if !have("c++", "--version") || !have("pkg-config", "--version") {
-        return skip(NAME, "c++ or pkg-config not found");
+    if !tools_present(NAME, &[CXX, PKG_CONFIG, MAKE]) {
+        return;
     }
-    let prefix = match installed_prefix() {
-        Ok(p) => p,
-        Err(why) => return skip(NAME, why),
-    };
+    let prefix = installed_prefix();
     let cflags = pkg_config(prefix, &["--cflags"]);
     let source = root().join("examples/cpp/example.cpp");
     let cxx = |out: &Path| {
@@ -133,13 +162,10 @@ fn cpp_example_through_pkg_config_matches_dense() {
 
 #[test]
 fn go_test_passes() {
-    if !have("go", "version") {
-        return skip("go_test_passes", "go not found");
+    if !tools_present("go_test_passes", &[GO, MAKE]) {
+        return;
     }
-    let prefix = match installed_prefix() {
-        Ok(p) => p,
-        Err(why) => return skip("go_test_passes", why),
-    };
+    let prefix = installed_prefix();
     // CGO_* flags from the environment come before the package's #cgo lines, so the installed header and
     // library win. Go's caches live under target/ so that nothing depends on $HOME.
     let out = run(
@@ -160,13 +186,10 @@ fn go_test_passes() {
 
 #[test]
 fn zig_build_test_and_run_pass() {
-    if !have("zig", "version") {
-        return skip("zig_build_test_and_run_pass", "zig not found");
+    if !tools_present("zig_build_test_and_run_pass", &[ZIG, MAKE]) {
+        return;
     }
-    let prefix = match installed_prefix() {
-        Ok(p) => p,
-        Err(why) => return skip("zig_build_test_and_run_pass", why),
-    };
+    let prefix = installed_prefix();
     // Both of Zig's caches and its output prefix live under target/: a clean clone needs nothing else. The
     // first build compiles Zig's build runner and takes a few minutes; later ones hit the cache.
     let out = run(
@@ -182,4 +205,20 @@ fn zig_build_test_and_run_pass() {
         "zig build test run",
     );
     assert_match(&out, "zig build test run");
+}
+
+/// A machine with none of the toolchains: every test here passes with a SKIP line naming the first missing tool,
+/// and fails under HIP_ATTN_REQUIRE_TOOLS=1.
+#[test]
+fn skips_without_toolchains() {
+    let hide = tools::Hide { programs: &["make", "c++", "pkg-config", "go", "zig"], ..Default::default() };
+    tools::assert_skips_without(
+        &[
+            ("install_lays_out_soname_links_and_pkg_config", "make"),
+            ("cpp_example_through_pkg_config_matches_dense", "c++"),
+            ("go_test_passes", "go"),
+            ("zig_build_test_and_run_pass", "zig"),
+        ],
+        &hide,
+    );
 }

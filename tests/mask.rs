@@ -1,4 +1,4 @@
-//! HIP-SPEC mask invariants, and the exact block top-Kb when NB <= 2*Kb (checked by brute force).
+//! docs/ALGORITHM.md mask invariants, and the exact block top-Kb when NB <= 2*Kb (checked by brute force).
 mod common;
 use common::*;
 use hip_attn::config::validate;

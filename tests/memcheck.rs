@@ -1,5 +1,5 @@
 //! Memory and thread hygiene under valgrind (skipped, with a printed reason, where valgrind is not installed;
-//! .ci/run installs it):
+//! .ci/run installs it and makes a missing one a failure with HIP_ATTN_REQUIRE_TOOLS=1):
 //! - the C example under memcheck: no invalid access, no definite or indirect leak;
 //! - tests/c/threads.c (one context shared by pthreads, separate workspaces) under helgrind, with
 //!   tests/helgrind.supp (one documented false positive: std's futex-based Mutex);
@@ -9,25 +9,18 @@
 mod fuzz_engine;
 mod common;
 
-use std::io::Write as _;
+use common::tools::{self, say};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const CHILD_ENV: &str = "HIP_ATTN_MEMCHECK_CHILD";
 
-fn say(line: &str) {
-    // libtest captures eprintln!; a direct write shows in CI logs.
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
 fn have_valgrind(test: &str) -> bool {
-    match Command::new("valgrind").arg("--version").output() {
-        Ok(o) if o.status.success() => true,
-        _ => {
-            say(&format!("skipped {test}: valgrind is not on PATH (apt-get install valgrind)"));
-            false
-        }
+    let present = tools::have("valgrind", "--version");
+    if !present {
+        tools::missing(test, "valgrind", "apt-get install valgrind");
     }
+    present
 }
 
 fn compile(src: &Path, exe: &Path, extra: &[&str]) {
@@ -38,7 +31,7 @@ fn compile(src: &Path, exe: &Path, extra: &[&str]) {
         .arg(src)
         .arg("-L")
         .arg(common::built_library_dir())
-        .args(["-lhip_attn", "-lm"])
+        .args(["-lhip_attn", "-lm", "-ldl"])
         .args(extra)
         .arg("-o")
         .arg(exe)
@@ -123,4 +116,18 @@ fn memcheck_fuzz_child() {
         return;
     }
     fuzz_engine::main_entry(10.0);
+}
+
+/// valgrind off PATH: the three valgrind tests pass with a SKIP line, and fail under HIP_ATTN_REQUIRE_TOOLS=1.
+#[test]
+fn skips_without_valgrind() {
+    let hide = tools::Hide { programs: &["valgrind"], ..Default::default() };
+    tools::assert_skips_without(
+        &[
+            ("c_example_under_memcheck", "valgrind"),
+            ("shared_context_threads_under_helgrind", "valgrind"),
+            ("fuzz_under_memcheck", "valgrind"),
+        ],
+        &hide,
+    );
 }

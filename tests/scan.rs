@@ -1,4 +1,4 @@
-//! SCAN selection on the CPU backend (HIP-SPEC "Selection modes: TREE and SCAN", issue 13): the exact block
+//! SCAN selection on the CPU backend (docs/ALGORITHM.md "Selection modes: TREE and SCAN", issue 13): the exact block
 //! top-Kb, used by decode steps that search when `decode_selection` is SCAN and by the prefill query blocks that
 //! hold any of a sequence's last `prefill_scan_tail` queries. The expected selections are computed here from
 //! the same f32 scores (spec::dot over the exact f32 inputs) by spec::brute_force_top and spec::tree_search.

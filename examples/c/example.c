@@ -1,11 +1,13 @@
 /*
  * hip-attn C example: a prefill of a small batch of sequences, then decode steps that reuse the mask between
- * searches, on the CPU backend. It checks itself against its own dense attention, computed in double: with k
- * covering every key, HiP attention is exact dense attention (HIP-SPEC).
+ * searches, on the backend HIP_ATTN_BACKEND names (cpu, the default, or cuda; HIP_ATTN_DEVICE picks the CUDA
+ * device). It checks itself against its own dense attention, computed in double: with k covering every key,
+ * HiP attention is exact dense attention (docs/ALGORITHM.md).
  *
  * Build and run:  cargo build --release && cc -std=c11 -Wall -Wextra -Werror -Iinclude examples/c/example.c \
- *                   -Ltarget/release -lhip_attn -lm -o example && LD_LIBRARY_PATH=target/release ./example
+ *                   -Ltarget/release -lhip_attn -lm -ldl -o example && LD_LIBRARY_PATH=target/release ./example
  */
+#include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -81,12 +83,90 @@ static void *buffer(size_t bytes) {
     return p;
 }
 
+/* Backend memory: host buffers for the CPU backend; for CUDA, device buffers through the driver API on the
+ * device's primary context (the one hip-attn uses). The driver is loaded at run time, so the example builds
+ * and runs on machines without CUDA, with no CUDA headers or link-time dependency. */
+typedef unsigned long long cu_ptr;
+static struct {
+    int (*Init)(unsigned);
+    int (*DeviceGet)(int *, int);
+    int (*DevicePrimaryCtxRetain)(void **, int);
+    int (*DevicePrimaryCtxRelease_v2)(int);
+    int (*CtxSetCurrent)(void *);
+    int (*CtxSynchronize)(void);
+    int (*MemAlloc_v2)(cu_ptr *, size_t);
+    int (*MemFree_v2)(cu_ptr);
+    int (*MemcpyHtoD_v2)(cu_ptr, const void *, size_t);
+    int (*MemcpyDtoH_v2)(void *, cu_ptr, size_t);
+    void *lib;
+    int device;
+} drv;
+
+static void cu_check(int r, const char *what) {
+    if (r != 0) { fprintf(stderr, "%s failed: CUDA error %d\n", what, r); exit(1); }
+}
+
+/* Returns 0 and the device ordinal's primary context made current, or 1 with the reason printed. */
+static int cuda_open(int ordinal) {
+    drv.lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!drv.lib) { fprintf(stderr, "CUDA driver not available: %s\n", dlerror()); return 1; }
+    /* POSIX's way to store dlsym's object pointer into a function pointer. */
+#define LOAD(f) if (!(*(void **)&drv.f = dlsym(drv.lib, "cu" #f))) { fprintf(stderr, "no cu" #f "\n"); return 1; }
+    LOAD(Init) LOAD(DeviceGet) LOAD(DevicePrimaryCtxRetain) LOAD(DevicePrimaryCtxRelease_v2) LOAD(CtxSetCurrent)
+    LOAD(CtxSynchronize) LOAD(MemAlloc_v2) LOAD(MemFree_v2) LOAD(MemcpyHtoD_v2) LOAD(MemcpyDtoH_v2)
+#undef LOAD
+    void *ctx = NULL;
+    cu_check(drv.Init(0), "cuInit");
+    cu_check(drv.DeviceGet(&drv.device, ordinal), "cuDeviceGet");
+    cu_check(drv.DevicePrimaryCtxRetain(&ctx, drv.device), "cuDevicePrimaryCtxRetain");
+    cu_check(drv.CtxSetCurrent(ctx), "cuCtxSetCurrent");
+    return 0;
+}
+
+static void *backend_alloc(size_t bytes) {
+    if (!drv.lib) return buffer(bytes);
+    cu_ptr p = 0;
+    cu_check(drv.MemAlloc_v2(&p, bytes < 16 ? 16 : bytes), "cuMemAlloc"); /* 256-byte aligned */
+    return (void *)(uintptr_t)p;
+}
+static void backend_free(void *p) {
+    if (drv.lib) cu_check(drv.MemFree_v2((cu_ptr)(uintptr_t)p), "cuMemFree");
+    else free(p);
+}
+static void upload(void *dst, const void *src, size_t bytes) {
+    if (drv.lib) cu_check(drv.MemcpyHtoD_v2((cu_ptr)(uintptr_t)dst, src, bytes), "cuMemcpyHtoD");
+    else memcpy(dst, src, bytes);
+}
+/* Waits for the queued attention calls first (the CPU backend computes before returning). */
+static void download(void *dst, const void *src, size_t bytes) {
+    if (drv.lib) {
+        cu_check(drv.CtxSynchronize(), "cuCtxSynchronize");
+        cu_check(drv.MemcpyDtoH_v2(dst, (cu_ptr)(uintptr_t)src, bytes), "cuMemcpyDtoH");
+    } else {
+        memcpy(dst, src, bytes);
+    }
+}
+/* A backend copy of a host array. */
+static void *mirror(const void *host, size_t bytes) {
+    void *p = backend_alloc(bytes);
+    upload(p, host, bytes);
+    return p;
+}
+
 int main(void) {
     if (hip_abi_version() != HIP_ATTN_ABI_VERSION) {
         fprintf(stderr, "header ABI %d, library ABI %u\n", HIP_ATTN_ABI_VERSION, hip_abi_version());
         return 1;
     }
     printf("hip-attn %s (ABI %u)\n", hip_version(), hip_abi_version());
+    const char *backend = getenv("HIP_ATTN_BACKEND"), *device = getenv("HIP_ATTN_DEVICE");
+    int ordinal = device ? atoi(device) : 0;
+    if (backend && strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0) {
+        fprintf(stderr, "HIP_ATTN_BACKEND must be cpu or cuda, not '%s'\n", backend);
+        return 1;
+    }
+    int on_cuda = backend && strcmp(backend, "cuda") == 0;
+    if (on_cuda && cuda_open(ordinal) != 0) return 1;
 
     /* Two contexts: a sparse one as an engine would use it, and one whose k covers every key (exact). */
     hip_config cfg = hip_config_default();
@@ -98,6 +178,8 @@ int main(void) {
     cfg.bq = 16;
     cfg.window = 32;
     cfg.refresh = 4;
+    cfg.backend = on_cuda ? HIP_ATTN_BACKEND_CUDA : HIP_ATTN_BACKEND_CPU;
+    cfg.device_ordinal = ordinal;
     hip_ctx *sparse = NULL, *exact = NULL;
     check(hip_ctx_create(&cfg, &sparse), "hip_ctx_create(sparse)");
     cfg.k = 1024; /* covers every key of these <= 306-token sequences: exact dense attention (on every backend) */
@@ -116,6 +198,11 @@ int main(void) {
         memcpy(vp + (size_t)cu[b] * kv_row, vc + (size_t)b * CAPACITY * kv_row, (size_t)SEQ_LEN[b] * kv_row * 2);
     }
     uint16_t *q = bf16_buffer((size_t)total * q_row, 1), *o = bf16_buffer((size_t)total * q_row, 0);
+    /* The same in backend memory (on the CPU backend, copies in host memory). */
+    const size_t cache_bytes = (size_t)BATCH * CAPACITY * kv_row * 2, packed_bytes = (size_t)total * kv_row * 2;
+    void *d_kc = mirror(kc, cache_bytes), *d_vc = mirror(vc, cache_bytes), *d_kp = mirror(kp, packed_bytes);
+    void *d_vp = mirror(vp, packed_bytes), *d_q = mirror(q, (size_t)total * q_row * 2);
+    void *d_o = mirror(o, (size_t)total * q_row * 2), *d_cu = mirror(cu, sizeof cu);
 
     /* Prefill on both contexts; the sparse one leaves its masks in the mask state for decode. */
     size_t ws_bytes = 0, ws2 = 0, state_bytes = 0, state_exact_bytes = 0;
@@ -128,8 +215,9 @@ int main(void) {
     if (ws2 > ws_bytes) ws_bytes = ws2;
     check(hip_mask_state_size(sparse, BATCH, &state_bytes), "mask state size");
     check(hip_mask_state_size(exact, BATCH, &state_exact_bytes), "mask state size");
-    void *ws = buffer(ws_bytes), *state = buffer(state_bytes), *state_exact = buffer(state_exact_bytes);
-    memset(state_exact, 0, state_exact_bytes); /* zeroed state: the first decode step searches */
+    void *ws = backend_alloc(ws_bytes), *state = backend_alloc(state_bytes);
+    void *zeros = calloc(1, state_exact_bytes), *state_exact = mirror(zeros, state_exact_bytes);
+    free(zeros); /* zeroed state: the first decode step searches */
 
     hip_prefill_args pa;
     memset(&pa, 0, sizeof pa);
@@ -137,13 +225,14 @@ int main(void) {
     pa.batch_size = BATCH;
     pa.total_q = pa.total_k = (uint32_t)total;
     pa.max_seqlen_q = pa.max_seqlen_k = 300;
-    pa.q = (hip_tensor){q, (int64_t)q_row, D};
-    pa.k = (hip_tensor){kp, (int64_t)kv_row, D};
-    pa.v = (hip_tensor){vp, (int64_t)kv_row, D};
-    pa.o = (hip_tensor_mut){o, (int64_t)q_row, D};
-    pa.cu_seqlens_q = cu;
-    pa.cu_seqlens_k = cu;
+    pa.q = (hip_tensor){d_q, (int64_t)q_row, D};
+    pa.k = (hip_tensor){d_kp, (int64_t)kv_row, D};
+    pa.v = (hip_tensor){d_vp, (int64_t)kv_row, D};
+    pa.o = (hip_tensor_mut){d_o, (int64_t)q_row, D};
+    pa.cu_seqlens_q = d_cu;
+    pa.cu_seqlens_k = d_cu;
     check(hip_prefill(exact, &pa, ws, ws_bytes, NULL), "hip_prefill(exact)");
+    download(o, d_o, (size_t)total * q_row * 2);
 
     double max_diff = 0, ref[D];
     for (int b = 0; b < BATCH; b++)
@@ -164,31 +253,37 @@ int main(void) {
 
     /* Decode: each step the engine appends the new token's k/v to the cache, then calls hip_decode_step. The
      * mask from the prefill is reused until the step counter reaches `refresh`. */
+    const size_t dq_bytes = (size_t)BATCH * q_row * 2;
     uint16_t *dq = bf16_buffer((size_t)BATCH * q_row, 1), *dout = bf16_buffer((size_t)BATCH * q_row, 0);
     int32_t lens[BATCH];
+    void *d_dq = backend_alloc(dq_bytes), *d_dout = backend_alloc(dq_bytes), *d_lens = backend_alloc(sizeof lens);
     hip_decode_args da;
     memset(&da, 0, sizeof da);
     da.struct_size = sizeof da;
     da.batch_size = BATCH;
     da.max_seqlen_k = CAPACITY;
-    da.q = (hip_tensor){dq, (int64_t)q_row, D};
+    da.q = (hip_tensor){d_dq, (int64_t)q_row, D};
     da.kv.layout = HIP_ATTN_KV_CONTIGUOUS;
-    da.kv.k = kc;
-    da.kv.v = vc;
+    da.kv.k = d_kc;
+    da.kv.v = d_vc;
     da.kv.seq_stride = (int64_t)(CAPACITY * kv_row);
     da.kv.token_stride = (int64_t)kv_row;
     da.kv.head_stride = D;
-    da.seqlens_k = lens;
-    da.o = (hip_tensor_mut){dout, (int64_t)q_row, D};
+    da.seqlens_k = d_lens;
+    da.o = (hip_tensor_mut){d_dout, (int64_t)q_row, D};
     double checksum = 0, max_decode_diff = 0;
     for (int step = 0; step < STEPS; step++) {
         for (int b = 0; b < BATCH; b++) lens[b] = SEQ_LEN[b] + step + 1;
         for (size_t i = 0; i < (size_t)BATCH * q_row; i++) dq[i] = to_bf16(rnd());
+        upload(d_lens, lens, sizeof lens);
+        upload(d_dq, dq, dq_bytes);
         da.mask_state = state;
         check(hip_decode_step(sparse, &da, ws, ws_bytes, NULL), "hip_decode_step(sparse)");
+        download(dout, d_dout, dq_bytes);
         for (size_t i = 0; i < (size_t)BATCH * q_row; i++) checksum += from_bf16(dout[i]);
         da.mask_state = state_exact;
         check(hip_decode_step(exact, &da, ws, ws_bytes, NULL), "hip_decode_step(exact)");
+        download(dout, d_dout, dq_bytes);
         for (int b = 0; b < BATCH; b++)
             for (int h = 0; h < HQ; h++) {
                 size_t g = (size_t)(h / (HQ / HKV)) * D, base = (size_t)b * CAPACITY * kv_row;
@@ -205,7 +300,13 @@ int main(void) {
     hip_ctx_destroy(sparse);
     hip_ctx_destroy(exact);
     free(kc); free(vc); free(kp); free(vp); free(q); free(o); free(dq); free(dout);
-    free(ws); free(state); free(state_exact);
+    void *backend_buffers[] = {d_kc, d_vc, d_kp, d_vp, d_q, d_o, d_cu, ws, state, state_exact, d_dq, d_dout,
+                               d_lens};
+    for (size_t i = 0; i < sizeof backend_buffers / sizeof *backend_buffers; i++) backend_free(backend_buffers[i]);
+    if (drv.lib) {
+        drv.DevicePrimaryCtxRelease_v2(drv.device);
+        dlclose(drv.lib);
+    }
     int ok = max_diff < 2e-2 && max_decode_diff < 2e-2 && isfinite(checksum);
     printf("%s\n", ok ? "MATCH: HiP with k covering all keys equals dense attention" : "MISMATCH");
     return ok ? 0 : 1;

@@ -1,8 +1,8 @@
 // hip-attn C++ example: a prefill of a small batch of sequences, then decode steps that reuse the mask between
 // searches. It runs on the backend that HIP_ATTN_BACKEND names (cpu, the default, or cuda) and checks itself
 // against its own dense attention, computed on the host in double: with k covering every key, HiP attention is
-// exact dense attention (HIP-SPEC). Shapes and random data are those of the C example, so on the CPU backend
-// both print the same checksum.
+// exact dense attention (docs/ALGORITHM.md). Shapes and random data are those of the C example, so on the CPU
+// backend both print the same checksum.
 //
 // Build against an installed copy (make install), through pkg-config:
 //   c++ -std=c++17 -O2 $(pkg-config --cflags hip_attn) examples/cpp/example.cpp $(pkg-config --libs hip_attn) -ldl

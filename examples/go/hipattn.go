@@ -225,8 +225,8 @@ type Config struct {
 	SoftmaxScale                    float32 // 0 = 1/sqrt(head_dim)
 }
 
-// DefaultConfig has HIP-SPEC's defaults (k 512, bq 32, bk 2, sink 4, window 128, refresh 8, causal, bf16,
-// head_dim 128, CPU backend). NumQHeads and NumKVHeads are 0: set them.
+// DefaultConfig has the defaults of docs/ALGORITHM.md (k 512, bq 32, bk 2, sink 4, window 128, refresh 8, causal,
+// bf16, head_dim 128, CPU backend). NumQHeads and NumKVHeads are 0: set them.
 func DefaultConfig() Config {
 	c := C.hip_config_default()
 	return Config{

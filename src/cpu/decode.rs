@@ -1,5 +1,5 @@
-//! Decode on the CPU: per sequence and mask head, search or reuse the stored mask (HIP-SPEC "Decode and mask
-//! reuse"), then attend S ∪ M ∪ [e, p] with the single new query.
+//! Decode on the CPU: per sequence and mask head, search or reuse the stored mask (docs/ALGORITHM.md §7), then
+//! attend S ∪ M ∪ [e, p] with the single new query.
 
 use std::cell::Cell;
 
@@ -200,7 +200,7 @@ pub unsafe fn decode(cfg: &Config, a: &DecodeArgs) -> Result<()> {
             unsafe { store_state(cfg, a.mask_state, b, mh, step, keys.e, sel) };
             for (qi, h) in heads.enumerate() {
                 let q = &scratch.queries[qi * d..(qi + 1) * d];
-                // Decode always sees the local set [e, p]: tokens appended since the search (HIP-SPEC).
+                // Decode always sees the local set [e, p]: tokens appended since the search (docs/ALGORITHM.md).
                 let lse = attend(q, cfg.scale, |f| keys.for_each_key(p, true, sel, f), &kv, orow);
                 if bad_page.get() {
                     return Err(page_changed(b));

@@ -1,4 +1,4 @@
-//! Merging two partial attention results by their LSEs (HIP-SPEC "Attention").
+//! Merging two partial attention results by their LSEs (docs/ALGORITHM.md §6).
 
 use super::{read_row, write_lse, write_row, MAX_HEAD_DIM};
 use crate::args::MergeArgs;

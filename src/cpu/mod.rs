@@ -1,4 +1,4 @@
-//! The CPU reference backend: HIP-SPEC computed directly, one query at a time, with no shortcuts. It is the
+//! The CPU reference backend: docs/ALGORITHM.md computed directly, one query at a time, with no shortcuts. It is the
 //! oracle for the CUDA kernels and what the examples and CI run. Logits are f32 as the spec says; softmax sums
 //! and the weighted value sum accumulate in f64 so the oracle's own rounding stays far below any tolerance.
 //!
@@ -138,7 +138,7 @@ impl Scratch {
     }
 }
 
-/// Branch score of HIP-SPEC: the max of q.k over the sampled queries (one row of head_dim each in `queries`,
+/// Branch score of docs/ALGORITHM.md: the max of q.k over the sampled queries (one row of head_dim each in `queries`,
 /// all of one kv head: a mask head's q heads share their kv head) and the keys of block `rep` taken with stride
 /// sk. The max does not depend on the order of its terms, so keys are read once each.
 fn block_score(cfg: &Config, keys: &BlockKeys, queries: &[f32], kv: &impl KvRows, rep: usize) -> f32 {

@@ -114,7 +114,7 @@ pub extern "C" fn hip_last_error_message() -> *const c_char {
     status::thread_error_ptr()
 }
 
-/// A configuration with HIP-SPEC defaults (k 512, bq 32, bk 2, sink 4, window 128, sq 1, sk 1, refresh 8,
+/// A configuration with docs/ALGORITHM.md defaults (k 512, bq 32, bk 2, sink 4, window 128, sq 1, sk 1, refresh 8,
 /// causal, mask per q head, bf16, head_dim 128, CPU backend). num_q_heads and num_kv_heads are 0: set them.
 #[no_mangle]
 pub extern "C" fn hip_config_default() -> hip_config {

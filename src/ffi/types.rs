@@ -44,7 +44,7 @@ pub enum hip_backend {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum hip_mask_sharing {
-    /// One search per query head (HIP-SPEC default).
+    /// One search per query head (the default).
     HIP_ATTN_MASK_PER_Q_HEAD = 1,
     /// One search per kv head, scoring with every query head of its GQA group.
     HIP_ATTN_MASK_PER_KV_HEAD = 2,

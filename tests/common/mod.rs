@@ -7,6 +7,8 @@ use hip_attn::*;
 use std::ffi::{c_void, CStr};
 use std::path::PathBuf;
 
+pub mod tools;
+
 /// Where cargo put libhip_attn.so and libhip_attn.a for this test run: target/<profile>/deps, beside the test
 /// executable. (Cargo copies them up to target/<profile> only when the library itself was asked for, which
 /// `cargo test` on a clean clone does not do, so a copy there may be missing or stale.)
@@ -37,7 +39,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
     }
-    /// A fresh seed per run (HIP-SPEC tests want fresh inputs), printed so a failure can be replayed with
+    /// A fresh seed per run (docs/ALGORITHM.md tests want fresh inputs), printed so a failure can be replayed with
     /// HIP_ATTN_TEST_SEED.
     pub fn fresh(tag: &str) -> Rng {
         let seed = std::env::var("HIP_ATTN_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
@@ -626,7 +628,7 @@ pub fn search_margin(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f64) 
     (sel, margin)
 }
 
-/// f64 branch score of HIP-SPEC for explicit query rows (already sampled) against keys of one kv head each.
+/// f64 branch score of docs/ALGORITHM.md for explicit query rows (already sampled) against keys of one kv head each.
 pub fn score_f64(queries: &[(&[f32], &Tensor, usize, usize)], a: usize, b: usize, sk: usize) -> f64 {
     // queries: (q row, key tensor, kv head, row offset of the sequence in the key tensor)
     let mut best = f64::NEG_INFINITY;

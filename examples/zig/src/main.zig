@@ -1,7 +1,8 @@
 //! hip-attn Zig example: a prefill of a small batch of sequences, then decode steps that reuse the mask between
 //! searches, on the backend HIP_ATTN_BACKEND names (cpu, the default, or cuda). It checks itself against dense
 //! attention computed here in f64: with k covering every key, HiP attention is exact dense attention
-//! (HIP-SPEC). Shapes and random data are the C example's, so on the CPU backend both print the same checksum.
+//! (docs/ALGORITHM.md). Shapes and random data are the C example's, so on the CPU backend both print the same
+//! checksum.
 const std = @import("std");
 const hip = @import("hip.zig");
 const memory = @import("memory.zig");

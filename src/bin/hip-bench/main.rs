@@ -1,5 +1,5 @@
-//! hip-bench: the project's benchmark program. Protocol and targets: ../shared/BENCH.md; the algorithm whose work
-//! is counted: ../shared/HIP-SPEC.md.
+//! hip-bench: the project's benchmark program. Protocol and targets: docs/BENCHMARK-PROTOCOL.md; the algorithm
+//! whose work is counted: docs/ALGORITHM.md.
 //!
 //! It drives hip-attn only through its C API (`hip_ctx_create`, the size queries, `hip_prefill`,
 //! `hip_decode_step`), called from Rust exactly as an engine calls them, on device memory it allocates itself
@@ -14,7 +14,7 @@
 //!   mask search plus sparse attention, the whole `hip_prefill` call.
 //! - `exact-window/<shape>/32k`: exact causal attention through the same compiled kernels (identical compile
 //!   options to the headline rows): window >= T, so every query's local set is [sink, p] and the search domain is
-//!   empty. HIP-SPEC's other exact route, k >= T, needs Kb = 16384 key blocks, above the CUDA backend's limit
+//!   empty. The other exact route, k >= T, needs Kb = 16384 key blocks, above the CUDA backend's limit
 //!   (1024 for head_dim 128), so `exact-k/MHA-32/32k` takes it with bk = 64 (k = T = 32768, Kb = 512, NB <= Kb:
 //!   every block selected, no search iteration): the selected-block path rather than the window path.
 //!   `exact-window-bq128/MHA-32/32k`: the window route with bq = 128 (each gathered key tile serves 128 queries).
@@ -27,7 +27,7 @@
 //! - `--scan` replaces these with SCAN selection's rows and their baselines (scan.rs); `--quality-gpu` measures
 //!   the quality of the backend's own selection (quality_gpu.rs).
 //!
-//! Timing (BENCH.md): warm-up first; then one CUDA event pair around every run; the median is reported (prefill:
+//! Timing (the protocol's): warm-up first; then one CUDA event pair around every run; the median is reported (prefill:
 //! 20 to 50 runs; decode: 300 steps eager and 300 graph replays). Inputs are fresh random bf16 (uniform in [-1, 1),
 //! never zeros) from a seed printed in the header (`--seed` replays it). Prefill inputs are always several times
 //! the L2 (the smallest, GQA-8 at 8k, is 160 MB). A decode step reads only its attended keys (about 10 MB for
@@ -92,12 +92,12 @@ mod scan;
 // Constants
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Head dimension of every BENCH.md shape.
+/// Head dimension of every shape of docs/BENCHMARK-PROTOCOL.md.
 const D: usize = 128;
-/// Ceilings of the H100 80GB HBM3 (BENCH.md): bf16 tensor-core rate and measured copy bandwidth.
+/// Ceilings of the H100 80GB HBM3: bf16 tensor-core rate and measured copy bandwidth.
 const PEAK_FLOPS: f64 = 800e12;
 const PEAK_BYTES_PER_S: f64 = 3.0e12;
-/// Output relative L2 tolerance for bf16 (HIP-SPEC "Tests").
+/// Output relative L2 tolerance for bf16 (docs/ALGORITHM.md §9).
 const TOLERANCE: f64 = 1e-2;
 /// Score gap under which two implementations may legitimately select differently. A score is a dot product of
 /// D = 128 bf16 pairs in [-1, 1) (exact products, f32 sums of magnitude ~10): summation order changes it by about
@@ -149,13 +149,14 @@ usage: hip-bench [--quick] [--only PATTERN[,PATTERN...]] [--json PATH] [--with-5
   --with-512k             add prefill 512k (skipped with a message if device memory does not allow it)
   --seed N                input seed (default: from the clock; printed either way)
   --device ORDINAL        CUDA device [0]
-  --gqa-mask-per-q-head   GQA-8 with one mask search per q head (default: one per kv head, as BENCH.md's GQA rows)
+  --gqa-mask-per-q-head   GQA-8 with one mask search per q head (default: one per kv head, as the GQA rows of
+                          docs/BENCHMARK-PROTOCOL.md)
   --budget SECONDS        skip configurations that would start after this much time [480]
   --plan                  print the configurations with their counted FLOPs, bytes and floors; no GPU needed
   --self-test             run the correctness harness with the CPU backend standing in for the GPU; no GPU needed
-  --quality               quality beside speed (BENCH.md): attention-mass recall and output error against dense
+  --quality               quality beside speed (docs/): attention-mass recall and output error against dense
                           attention on random, drifting and rotary inputs at 8k, 32k, 128k (--quick: 8k); computed
-                          on the host from HIP-SPEC's functions, no GPU needed; JSON to hip-quality.json
+                          on the host from the definition's functions, no GPU needed; JSON to hip-quality.json
   --scan                  SCAN selection's rows instead of the default set (with --only, --plan as usual): decode
                           with SCAN every step and at refresh 8 (per step over whole cycles of 1 SCAN + 7 cached
                           steps) beside dense decode (window >= T) at 128k and 1M and batch 16 at 32k; prefill 128k
@@ -163,7 +164,7 @@ usage: hip-bench [--quick] [--only PATTERN[,PATTERN...]] [--json PATH] [--with-5
                           table. Rows the backend does not support are reported as skipped (unsupported)
   --quality-gpu           quality of the backend's own decode selection, TREE and SCAN, k = 128/512/2048 at 32k,
                           128k (32 heads) and k = 512 at 1M (8 heads): attention-mass recall and output error against
-                          dense f64 attention, single-salient-key recall, masks against HIP-SPEC (--quick: 32k);
+                          dense f64 attention, single-salient-key recall, masks against the definition (--quick: 32k);
                           JSON to hip-quality-gpu.json
   --cpu                   with --quality-gpu: the CPU backend at 4k instead (no GPU needed)
 
@@ -300,7 +301,7 @@ impl Shape {
     }
 }
 
-/// HiP settings (HIP-SPEC "Parameters").
+/// HiP settings (docs/ALGORITHM.md §2).
 #[derive(Clone, Copy, Debug)]
 struct Hip {
     k: usize,
@@ -311,13 +312,13 @@ struct Hip {
     sq: usize,
     sk: usize,
     refresh: usize,
-    /// Selection of a decode step that searches (HIP-SPEC "Selection modes: TREE and SCAN").
+    /// Selection of a decode step that searches (docs/ALGORITHM.md "Selection modes: TREE and SCAN").
     sel: Selection,
     /// Prefill query blocks holding any of a sequence's last `scan_tail` queries select by SCAN.
     scan_tail: usize,
 }
 
-/// BENCH.md's headline settings (the official implementation's defaults).
+/// docs/BENCHMARK-PROTOCOL.md's headline settings (the official implementation's defaults).
 const HEADLINE: Hip =
     Hip { k: 512, bq: 32, bk: 2, sink: 4, window: 128, sq: 1, sk: 1, refresh: 8, sel: Selection::Tree, scan_tail: 0 };
 
@@ -360,7 +361,7 @@ fn ceil_log2(x: usize) -> usize {
     }
 }
 
-/// The key sets of a (causal) query block whose first query sits at p0 (HIP-SPEC "The three disjoint key sets"):
+/// The key sets of a (causal) query block whose first query sits at p0 (docs/ALGORITHM.md §3):
 /// returns (e, domain, NB, selected keys). e = max(sink, p0 + 1 - window) starts the local set and ends the search
 /// domain [sink, e); NB = ceil(domain / bk) blocks; the search selects every block when NB <= Kb (all domain keys)
 /// and Kb blocks of bk keys otherwise (a partial last block counted as full: at most bk - 1 keys too many), hence
@@ -374,7 +375,8 @@ fn block_sets(hip: &Hip, p0: usize) -> (usize, usize, usize, usize) {
     (e, domain, nb, selected)
 }
 
-/// Search iterations of one query block (HIP-SPEC: ceil(log2(ceil(NB / Kb))); none when NB <= Kb or k = 0).
+/// Search iterations of one query block (docs/ALGORITHM.md section 4: ceil(log2(ceil(NB / Kb))); none when
+/// NB <= Kb or k = 0).
 fn search_iterations(hip: &Hip, nb: usize) -> usize {
     if hip.k == 0 || nb <= hip.kb() {
         0
@@ -1036,7 +1038,7 @@ impl CheckResult {
     }
 }
 
-/// The smallest score gap between the last kept and the first dropped branch over the iterations of HIP-SPEC's
+/// The smallest score gap between the last kept and the first dropped branch over the iterations of docs/ALGORITHM.md's
 /// tree search, replayed with f64 scores. Two implementations may select differently only where it is below the
 /// arithmetic precision.
 fn search_margin(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f64) -> f64 {
@@ -1094,7 +1096,7 @@ fn is_near_tie(hip: &Hip, sel: Selection, p0: usize, tk: usize, queries: &[Vec<f
     margin < TIE_EPS
 }
 
-/// Exact f64 attention (HIP-SPEC "Attention") of query `q` at position `p` over the keys that `geo` and the
+/// Exact f64 attention (docs/ALGORITHM.md §6) of query `q` at position `p` over the keys that `geo` and the
 /// `selected` blocks give it, with the default scale 1/sqrt(D). `keys` and `values` are one kv head's [tokens, D].
 fn attend_f64(geo: &BlockKeys, p: usize, selected: &[i32], q: &[f32], keys: &[f32], values: &[f32]) -> Vec<f32> {
     let scale = 1.0 / (D as f64).sqrt();
@@ -1159,7 +1161,7 @@ fn unit_heads(shape: &Shape, rows: &[u16], nq: usize, mh: usize) -> Vec<f32> {
 }
 
 /// Recomputes one prefill unit on the CPU backend: block j's bq queries of the heads of mask head mh, as a chunked
-/// prefill over the key prefix [0, (j+1)*bq) of their kv head. HIP-SPEC's key sets depend only on the block's
+/// prefill over the key prefix [0, (j+1)*bq) of their kv head. docs/ALGORITHM.md's key sets depend only on the block's
 /// first position p0 = Tk - Tq = j*bq, so this is exactly what block j of the full prefill computes.
 fn cpu_prefill_unit(shape: Shape, hip: Hip, t: usize, noise: [Noise; 3], unit: &PrefillUnit) -> Res<UnitOutcome> {
     let us = shape.unit();
@@ -1304,7 +1306,7 @@ fn cpu_decode_unit(
         let (qf, kf, vf) = (to_f32(q.u16s()), to_f32(k.u16s()), to_f32(v.u16s()));
         let queries: Vec<Vec<f32>> = qf.chunks(D).map(|c| c.to_vec()).collect();
         out.tie = cpu_e == unit.gpu_e && is_near_tie(&hip, hip.sel, len - 1, len, &queries, &kf);
-        // The device attends S, its blocks and [e, p] with the e stored in its record (HIP-SPEC "Decode").
+        // The device attends S, its blocks and [e, p] with the e stored in its record (docs/ALGORITHM.md "Decode").
         let geo = BlockKeys::with_e(unit.gpu_e.clamp(hip.sink, len), len, hip.sink, hip.bk);
         for hh in 0..nh {
             let row = attend_f64(&geo, len - 1, &unit.gpu_blocks, &qf[hh * D..(hh + 1) * D], &kf, &vf);
@@ -2074,7 +2076,7 @@ fn decode_mode(
         let o = DevBuf::alloc(qo_bytes, "o")?;
         let lens = DevBuf::alloc(4 * batch, "seqlens_k")?;
         lens.upload(0, &vec![len as i32; batch])?;
-        // HIP-SPEC: a sequence's mask state is zeroed before its first step (the first step then searches).
+        // A sequence's mask state is zeroed before its first step, which then searches (docs/ALGORITHM.md).
         let state = DevBuf::alloc(state_bytes, "mask state")?;
         state.fill_async(0, stream)?;
         let args = decode_args(q.ptr(), o.ptr(), cache.desc(shape.hkv), lens.ptr(), state.ptr(), batch, shape.hq, cap);

@@ -1,5 +1,5 @@
-//! Quality beside speed (BENCH.md "Quality figures"): how much of dense attention HiP keeps at the headline
-//! settings. Computed on the host from HIP-SPEC's own functions (`hip_attn::spec`, which the CPU backend is built
+//! Quality beside speed (docs/BENCHMARK-PROTOCOL.md): how much of dense attention HiP keeps at the headline
+//! settings. Computed on the host from the defining functions (`hip_attn::spec`, which the CPU backend is built
 //! from and the CUDA kernels are tested to match), so `hip-bench --quality` needs no GPU.
 //!
 //! For each input kind and length: 4 heads of T tokens (independent inputs; D = 128, values rounded to bf16), in

@@ -1,6 +1,6 @@
-//! `--quality-gpu`: how much of dense attention the backend's own decode selection keeps (BENCH.md "Quality
-//! figures"), for TREE and SCAN, measured on what the kernels return rather than on HIP-SPEC's host functions
-//! (`--quality`). `--cpu` runs the same code on the CPU backend at a small size (no GPU needed).
+//! `--quality-gpu`: how much of dense attention the backend's own decode selection keeps (docs/BENCHMARK-PROTOCOL.md,
+//! quality figures), for TREE and SCAN, measured on what the kernels return rather than on the definition's host
+//! functions (`--quality`). `--cpu` runs the same code on the CPU backend at a small size (no GPU needed).
 //!
 //! For each input kind of `--quality` (random, drift, rotary: its generators, one independent head per kv head),
 //! length T and head count H (MHA, one mask per q head; head_dim 128, bf16):
@@ -12,7 +12,7 @@
 //!   blocks, src/plan.rs) are read back;
 //! - on the host, dense causal attention of each query over all its keys in f64: recall = the share of its softmax
 //!   probability on the keys the record makes the step attend (sink, selected blocks, [e, p]); error = relative L2
-//!   of the backend's output (bf16) against the dense output; the records are also compared with HIP-SPEC's
+//!   of the backend's output (bf16) against the dense output; the records are also compared with the definition's
 //!   selection computed on the host from the same scores (spec.rs; a difference where the f32 scores' gap at the
 //!   cut is below the tie threshold is counted as a near-tie);
 //! - salient key: per head, one key of the search domain, at a uniformly random position, is replaced by
@@ -114,7 +114,7 @@ impl QgRow {
     fn mask_mismatches(&self) -> usize {
         self.samples - self.mask_equal - self.mask_ties
     }
-    /// What makes the run fail besides errors: the masks differ from HIP-SPEC's beyond near-ties in more than
+    /// What makes the run fail besides errors: the masks differ from the definition's beyond near-ties in more than
     /// half of the samples (the speed rows' rule), or SCAN misses a salient key (it cannot, by definition).
     pub fn suspicious(&self) -> bool {
         self.status.is_none()
@@ -298,7 +298,7 @@ fn dot64(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
 }
 
-/// Dense attention of one query (at p = len - 1, over keys [0, len)) and HIP-SPEC's block scores of its search
+/// Dense attention of one query (at p = len - 1, over keys [0, len)) and the definition's block scores of its search
 /// domain (f32, spec.rs's order, so they equal the CPU backend's).
 struct Reference {
     len: usize,
@@ -348,7 +348,7 @@ fn recall(h: &HeadData, q: &[f32], r: &Reference, e: usize, blocks: &[i32]) -> (
     (mass / r.z, n)
 }
 
-/// Whether the record (e, blocks) is HIP-SPEC's selection for `r`: Some(true) equal, Some(false) a near-tie
+/// Whether the record (e, blocks) is the definition's selection for `r`: Some(true) equal, Some(false) a near-tie
 /// (the f32 scores' gap at a cut is below the tie threshold, scaled to the scores' magnitude), None otherwise.
 fn matches_spec(r: &Reference, sel: Selection, kb: usize, e: usize, blocks: &[i32]) -> Option<bool> {
     let score = |j: usize| r.scores[j];
@@ -616,7 +616,7 @@ fn measure_row(
 pub fn markdown(rows: &[QgRow]) -> String {
     let mut s = String::from(
         "| input | length | heads x seqs | selection | k | recall mean | recall p5 | output rel L2 mean | output rel \
-         L2 p95 | keys attended (mean) | salient key found | masks = HIP-SPEC |\n\
+         L2 p95 | keys attended (mean) | salient key found | masks = reference |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
@@ -766,7 +766,7 @@ pub fn run(args: &Args) -> i32 {
             len_label(r.t),
             sel_name(r.sel),
             r.k,
-            r.status.clone().unwrap_or_else(|| "masks differ from HIP-SPEC or SCAN missed a salient key".into())
+            r.status.clone().unwrap_or_else(|| "masks differ from the definition or SCAN missed a salient key".into())
         ));
     }
     if bad.is_empty() && shown && written {
@@ -780,7 +780,7 @@ pub fn run(args: &Args) -> i32 {
 mod tests {
     use super::*;
 
-    /// The CPU backend computes HIP-SPEC itself: every mask must equal the host's, SCAN must find every planted
+    /// The CPU backend computes the definition itself: every mask must equal the host's, SCAN must find every planted
     /// key and keep at least TREE's mass, and a budget covering every key must give dense attention.
     #[test]
     fn cpu_backend_matches_spec_and_scan_finds_every_salient_key() {
@@ -792,7 +792,7 @@ mod tests {
                 let what = format!("{} {} k={}", r.kind, sel_name(r.sel), r.k);
                 assert!(r.status.is_none(), "{what}: {:?}", r.status);
                 assert_eq!(r.samples, 6, "{what}");
-                assert_eq!(r.mask_equal, r.samples, "{what}: masks differ from HIP-SPEC");
+                assert_eq!(r.mask_equal, r.samples, "{what}: masks differ from docs/ALGORITHM.md");
                 assert!(r.recall_mean > 0.0 && r.recall_mean <= 1.0 + 1e-9, "{what}: recall {}", r.recall_mean);
                 assert!(r.err_mean.is_finite(), "{what}");
                 assert_eq!(r.salient_trials, 64, "{what}");

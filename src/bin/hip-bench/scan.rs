@@ -1,5 +1,5 @@
-//! `--scan`: the speed rows of SCAN selection (HIP-SPEC "Selection modes: TREE and SCAN") and the baselines that
-//! BENCH.md's SCAN targets are stated against, measured in the same run:
+//! `--scan`: the speed rows of SCAN selection (docs/ALGORITHM.md, selection modes) and the baselines that
+//! docs/BENCHMARK-PROTOCOL.md's SCAN targets are stated against, measured in the same run:
 //! - `decode-dense/<shape>/<T>`: a dense decode step through the library's own decode kernels: window >= T, so
 //!   the search domain is empty and every key is in the local set; the step reads all of K and V once (split-K
 //!   over the whole key list, as FlashDecoding does) plus the mask-state check every cached step makes.
@@ -13,8 +13,8 @@
 //!   `prefill_scan_tail = 1024` (the query blocks holding the last 1024 queries select by SCAN), one after the
 //!   other.
 //!
-//! The ratios BENCH.md sets targets for (single SCAN step / dense step, refresh-8 step / dense step, prefill with
-//! the tail / without) are printed after the table and written to the JSON under "ratios", from the graph rows.
+//! The ratios the protocol (docs/) sets targets for (single SCAN step / dense step, refresh-8 step / dense step,
+//! prefill with the tail / without) are printed after the table and written to the JSON under "ratios", from the graph rows.
 
 use super::{
     block_sets, count_decode, fmt_ms, json_num, json_str, len_label, plan, stats, DecodeJob, DecodeMode, DecodeModeJob,
@@ -27,7 +27,7 @@ pub const SETTINGS: &str = "SCAN rows: headline settings with decode_selection S
                             (per step over whole cycles of 1 SCAN + 7 cached steps); dense decode: the same kernels \
                             with window >= T; prefill-tail1024: prefill_scan_tail 1024";
 
-/// The SCAN tail of the prefill rows (BENCH.md).
+/// The SCAN tail of the prefill rows (docs/BENCHMARK-PROTOCOL.md).
 const TAIL: usize = 1024;
 
 /// `--self-test`'s SCAN settings (1000 tokens): the last 4 query blocks select by SCAN, the others by TREE, and
@@ -67,7 +67,7 @@ pub fn decode_jobs(shapes: &[Shape]) -> Vec<DecodeJob> {
             id: format!("{kind}/{}/{}", shape.name, len_label(t)),
             target: target.filter(|_| mha).map(Target::MaxMs),
         };
-        // BENCH.md: refresh 8, mean per step (graph): 128k <= 55 us, 1M <= 300 us.
+        // docs/BENCHMARK-PROTOCOL.md: refresh 8, mean per step (graph): 128k <= 55 us, 1M <= 300 us.
         for (t, r8) in [(128 * K, 0.055), (M, 0.300)] {
             jobs.push(DecodeJob {
                 shape: *shape,
@@ -197,7 +197,7 @@ pub struct Ratio {
     pub den: String,
     pub num_ms: f64,
     pub den_ms: f64,
-    /// BENCH.md's bound on num / den, with its wording.
+    /// docs/BENCHMARK-PROTOCOL.md's bound on num / den, with its wording.
     pub max: Option<(f64, &'static str)>,
 }
 
