@@ -1,9 +1,10 @@
 // HiP attention CUDA kernels: one translation unit for NVRTC. hip_params.h, common.cuh, search.cuh,
-// attention.cuh and merge.cuh are passed to NVRTC as named headers. Compile-time configuration comes from -D
+// scan.cuh, attention.cuh and merge.cuh are passed to NVRTC as named headers. Compile-time configuration comes from -D
 // options (see hip_params.h); launch geometry and supported ranges are documented there too.
 #include "hip_params.h"
 #include "common.cuh"
 #include "search.cuh"
+#include "scan.cuh"
 #include "attention.cuh"
 #include "merge.cuh"
 
@@ -35,6 +36,15 @@ extern "C" __global__ void __launch_bounds__(HIP_ATTN_SEARCH_THREADS) hip_decode
 #endif
 extern "C" __global__ void HIP_DSEARCH_CLUSTER __launch_bounds__(HIP_ATTN_SEARCH_THREADS) hip_decode_search_wide(hip_decode_params p) {
     hip::decode_search<hip::S_DCL>(p);
+}
+
+// SCAN selection for decode steps that search (scan.cuh): the scan, then the merge that writes the records.
+extern "C" __global__ void __launch_bounds__(HIP_ATTN_SCAN_THREADS, hip::SC_MIN_CTAS) hip_decode_scan(hip_decode_params p) {
+    hip::decode_scan(p);
+}
+
+extern "C" __global__ void __launch_bounds__(HIP_ATTN_SCAN_THREADS) hip_decode_scan_merge(hip_decode_params p) {
+    hip::decode_scan_merge(p);
 }
 
 extern "C" __global__ void __launch_bounds__(HIP_ATTN_DECODE_THREADS) hip_decode_attn(hip_decode_params p) {
@@ -86,13 +96,13 @@ extern "C" __global__ void hip_params_layout(unsigned long long* out) {
     HIP_OFF(hip_decode_params, q_seq_stride); HIP_OFF(hip_decode_params, q_head_stride);
     HIP_OFF(hip_decode_params, o_seq_stride); HIP_OFF(hip_decode_params, o_head_stride);
     HIP_OFF(hip_decode_params, kv_seq_stride); HIP_OFF(hip_decode_params, kv_tok_stride);
-    HIP_OFF(hip_decode_params, kv_head_stride); HIP_OFF(hip_decode_params, reserved0);
+    HIP_OFF(hip_decode_params, kv_head_stride); HIP_OFF(hip_decode_params, scan_ws);
     HIP_OFF(hip_decode_params, batch); HIP_OFF(hip_decode_params, paged); HIP_OFF(hip_decode_params, page_size);
     HIP_OFF(hip_decode_params, pt_stride); HIP_OFF(hip_decode_params, num_pages);
     HIP_OFF(hip_decode_params, max_seqlen_k); HIP_OFF(hip_decode_params, num_q_heads);
     HIP_OFF(hip_decode_params, num_kv_heads); HIP_OFF(hip_decode_params, mask_heads); HIP_OFF(hip_decode_params, sink);
     HIP_OFF(hip_decode_params, window); HIP_OFF(hip_decode_params, refresh); HIP_OFF(hip_decode_params, state_ints);
-    HIP_OFF(hip_decode_params, num_splits); HIP_OFF(hip_decode_params, scale); HIP_OFF(hip_decode_params, reserved1);
+    HIP_OFF(hip_decode_params, num_splits); HIP_OFF(hip_decode_params, scale); HIP_OFF(hip_decode_params, scan_splits);
 
     out[i++] = sizeof(hip_merge_params);
     HIP_OFF(hip_merge_params, o_a); HIP_OFF(hip_merge_params, lse_a); HIP_OFF(hip_merge_params, o_b);

@@ -61,8 +61,8 @@ impl Context {
 
     pub fn decode_workspace_size(&self, batch: u32, max_k: u32) -> Result<usize> {
         let batch = tokens("batch_size", batch, 1)?;
-        tokens("max_seqlen_k", max_k, 1)?;
-        Ok(DecodeWorkspace::new(&self.cfg, batch)?.bytes)
+        let max_k = tokens("max_seqlen_k", max_k, 1)?;
+        Ok(DecodeWorkspace::new(&self.cfg, batch, max_k)?.bytes)
     }
 
     pub fn mask_state_size(&self, batch: u32) -> Result<usize> {
@@ -87,7 +87,7 @@ impl Context {
     /// As for `prefill`.
     pub unsafe fn decode(&self, raw: &hip_decode_args, ws: usize, ws_bytes: usize, stream: usize) -> Result<()> {
         let a = DecodeArgs::validate(&self.cfg, raw)?;
-        let ws = check_workspace(ws, ws_bytes, DecodeWorkspace::new(&self.cfg, a.batch)?.bytes)?;
+        let ws = check_workspace(ws, ws_bytes, DecodeWorkspace::new(&self.cfg, a.batch, a.max_seqlen_k)?.bytes)?;
         match &self.backend {
             // SAFETY: forwarded from this function's contract.
             Backend::Cpu => unsafe { crate::cpu::decode(&self.cfg, &a) },

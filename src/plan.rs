@@ -74,22 +74,43 @@ pub fn prefill_all_dense(cfg: &Config, max_seqlen_k: usize) -> bool {
     e.max(cfg.sink).saturating_sub(cfg.sink).div_ceil(cfg.bk) <= cfg.kb()
 }
 
+/// Most CTAs of the decode SCAN per (sequence, mask head) (HIP_ATTN_SCAN_MAX_SPLITS).
+pub const SCAN_MAX_SPLITS: usize = 64;
+
+/// Bytes of the decode SCAN workspace region of one (sequence, mask head) for at most `max_k` keys
+/// (HIP_ATTN_SCAN_REGION_BYTES): a status per split, then a score key and a block index per key block.
+pub fn scan_region_bytes(cfg: &Config, max_k: usize) -> Result<usize> {
+    let nbmax = max_k.div_ceil(cfg.bk);
+    let b = checked_add(4 * SCAN_MAX_SPLITS, checked_mul(nbmax, 8, "decode workspace")?, "decode workspace")?;
+    Ok(checked_add(b, 15, "decode workspace")? / 16 * 16)
+}
+
 /// Decode workspace: split-K partial outputs (f32 [batch][Hq][DECODE_MAX_SPLITS][D]) and their LSEs
-/// (f32 [batch][Hq][DECODE_MAX_SPLITS]).
+/// (f32 [batch][Hq][DECODE_MAX_SPLITS]); with SCAN selection, then the scan's regions ([batch][mask heads] of
+/// `scan_region_bytes`), O(max_seqlen_k).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeWorkspace {
     pub part_o_offset: usize,
     pub part_lse_offset: usize,
+    /// 0 without SCAN selection.
+    pub scan_offset: usize,
     pub bytes: usize,
 }
 
 impl DecodeWorkspace {
-    pub fn new(cfg: &Config, batch: usize) -> Result<Self> {
+    pub fn new(cfg: &Config, batch: usize, max_k: usize) -> Result<Self> {
         let rows = checked_mul(checked_mul(batch, cfg.num_q_heads, "decode workspace")?, DECODE_MAX_SPLITS, "decode workspace")?;
         let o_bytes = checked_mul(checked_mul(rows, cfg.head_dim, "decode workspace")?, 4, "decode workspace")?;
         let part_lse_offset = align_up(o_bytes)?;
-        let bytes = align_up(checked_add(part_lse_offset, checked_mul(rows, 4, "decode workspace")?, "decode workspace")?)?;
-        Ok(DecodeWorkspace { part_o_offset: 0, part_lse_offset, bytes })
+        let mut bytes = align_up(checked_add(part_lse_offset, checked_mul(rows, 4, "decode workspace")?, "decode workspace")?)?;
+        let mut scan_offset = 0;
+        if cfg.decode_selection == crate::config::Selection::Scan {
+            let regions = checked_mul(batch, cfg.mask_heads(), "decode workspace")?;
+            let scan = checked_mul(regions, scan_region_bytes(cfg, max_k)?, "decode workspace")?;
+            scan_offset = bytes;
+            bytes = align_up(checked_add(bytes, scan, "decode workspace")?)?;
+        }
+        Ok(DecodeWorkspace { part_o_offset: 0, part_lse_offset, scan_offset, bytes })
     }
 }
 

@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 use cudarc::driver::{result, sys, CudaContext};
-use hip_attn::config::{validate, Config};
+use hip_attn::config::{validate, Config, Selection};
 use hip_attn::plan::{state_ints, PrefillWorkspace};
 use hip_attn::spec::BlockKeys;
 use hip_attn::tensor::DType;
@@ -130,6 +130,17 @@ fn valid(cfg: &hip_config) -> Config {
 /// Near-tie threshold for selection differences: the two implementations sum D products in different orders.
 fn tie_eps(d: usize) -> f64 {
     1e-4 * d as f64
+}
+
+/// The gap between the Kb-th and the (Kb+1)-th best block score (f64): SCAN's selection is the brute-force top-Kb,
+/// so two implementations may differ only where that gap is below the arithmetic precision.
+fn scan_margin(nb: usize, kb: usize, score: impl Fn(usize) -> f64) -> f64 {
+    if kb == 0 || nb <= kb {
+        return f64::INFINITY;
+    }
+    let mut all: Vec<f64> = (0..nb).map(score).collect();
+    all.sort_by(|x, y| y.partial_cmp(x).unwrap());
+    all[kb - 1] - all[kb]
 }
 
 /// Checks a prefill's masks (device vs CPU workspace) block by block; returns the (seq, mask head, block) whose
@@ -352,10 +363,14 @@ fn decode_lockstep(dev: &dyn Mem, cfg: hip_config, lens0: &[usize], steps: usize
                 let keys = BlockKeys::new(p, lens[b], c.sink, c.window, c.bk, c.causal);
                 let rows: Vec<(&[f32], &Tensor, usize, usize)> =
                     c.mask_head_q_heads(mh).map(|h| (q.at(b, h), &k[b], c.kv_head_of(h), 0)).collect();
-                let (_, margin) = search_margin(keys.nb, c.kb(), |rep| {
+                let score = |rep| {
                     let (a, e) = keys.block_range(rep);
                     score_f64(&rows, a, e, c.sk)
-                });
+                };
+                let margin = match c.decode_selection {
+                    Selection::Scan => scan_margin(keys.nb, c.kb(), score),
+                    Selection::Tree => search_margin(keys.nb, c.kb(), score).1,
+                };
                 assert!(margin < tie_eps(d), "{what} step {t} seq {b} head {mh}: masks differ, margin {margin}\n cpu {cr:?}\n dev {dr:?}");
                 skip.extend(c.mask_head_q_heads(mh).map(|h| (b, h)));
                 ties += 1;
@@ -424,17 +439,128 @@ fn decode_128k_cache() {
     decode_lockstep(dev.as_ref(), cfg, &[t, 3000], 4, Some(64), &mut rng, "decode 128k paged");
 }
 
+/// SCAN decode against the CPU's brute-force top-Kb: contiguous and paged caches, GQA with and without mask
+/// sharing, batches of mixed lengths (1 to 20000 keys), refresh 1 and 3, k 64 / 512 / 2048, block sizes whose
+/// sampled keys do not pair up, and short caches (one scan split).
+#[test]
+fn scan_decode_matches_cpu_reference() {
+    let Some(dev) = device("scan_decode_matches_cpu_reference") else { return };
+    let mut rng = Rng::fresh("gpu-scan-decode");
+    for (dt, d, hq, hkv, share, refresh, page, k, bk, sk, lens) in [
+        (DType::Bf16, 128, 32, 32, 1, 1, None, 64, 2, 1, &[1usize, 700, 5000, 20000][..]),
+        (DType::Bf16, 128, 32, 8, 2, 3, Some(16), 512, 2, 1, &[1, 700, 5000, 20000][..]),
+        (DType::Bf16, 128, 32, 8, 1, 3, None, 512, 2, 1, &[3000, 9][..]),
+        (DType::F16, 64, 4, 4, 1, 3, Some(1), 2048, 2, 1, &[1, 700, 5000][..]),
+        (DType::F16, 256, 4, 2, 2, 1, Some(64), 40, 4, 3, &[1, 700, 5000][..]),
+        (DType::Bf16, 64, 8, 2, 2, 2, Some(5), 96, 3, 1, &[33, 4000][..]),
+        (DType::Bf16, 128, 8, 8, 1, 1, None, 64, 2, 2, &[100, 450][..]),
+    ] {
+        let mut cfg = config(dt, d, hq, hkv);
+        (cfg.mask_sharing, cfg.refresh, cfg.k, cfg.window) = (share, refresh, k, 32);
+        (cfg.bk, cfg.sk, cfg.decode_selection) = (bk, sk, hip_selection::HIP_ATTN_SELECT_SCAN as u32);
+        let what = format!(
+            "scan decode {dt:?} d{d} {hq}/{hkv} share {share} refresh {refresh} page {page:?} k {k} bk {bk} sk {sk} lens {lens:?}"
+        );
+        decode_lockstep(dev.as_ref(), cfg, lens, 5, page, &mut rng, &what);
+    }
+}
+
+/// SCAN over a 128k-key paged cache (many splits, each selecting from thousands of blocks), beside a short
+/// sequence, in lockstep with the CPU.
+#[test]
+fn scan_decode_128k_cache() {
+    let Some(dev) = device("scan_decode_128k_cache") else { return };
+    let mut rng = Rng::fresh("gpu-scan-128k");
+    let t = if std::env::var_os("HIP_ATTN_GPU_TESTS_ON_CPU").is_some() { 8192 } else { 131072 };
+    let mut cfg = config(DType::Bf16, 128, 8, 2);
+    (cfg.refresh, cfg.decode_selection) = (3, hip_selection::HIP_ATTN_SELECT_SCAN as u32);
+    decode_lockstep(dev.as_ref(), cfg, &[t, 3000], 4, Some(64), &mut rng, "scan decode 128k paged");
+}
+
+/// A key planted anywhere in the search domain with a logit far above the rest is always selected by SCAN
+/// (the tree search misses such keys away from its representatives): block 0, the last block before the local
+/// window, and random positions, over several sequences and heads, contiguous and paged.
+#[test]
+fn scan_decode_selects_a_planted_key() {
+    let Some(dev) = device("scan_decode_selects_a_planted_key") else { return };
+    let dev = dev.as_ref();
+    let mut rng = Rng::fresh("gpu-scan-planted");
+    let dt = DType::Bf16;
+    for (hq, hkv, share, page) in [(4usize, 4usize, 1u32, None), (8, 2, 2, Some(16)), (8, 2, 1, Some(7))] {
+        let d = 128;
+        let mut cfg = config(dt, d as u32, hq as u32, hkv as u32);
+        (cfg.mask_sharing, cfg.refresh, cfg.k, cfg.decode_selection) = (share, 1, 64, hip_selection::HIP_ATTN_SELECT_SCAN as u32);
+        let c = valid(&cfg);
+        let ctx = on(dev, cfg);
+        let lens = [30000usize, 5000, 1000];
+        for round in 0..3 {
+            let q = Tensor::random(&mut rng, dt, lens.len(), hq, d, 0, 1.0);
+            let mut k: Vec<Tensor> = lens.iter().map(|&l| Tensor::random(&mut rng, dt, l, hkv, d, 0, 1.0)).collect();
+            let v: Vec<Tensor> = lens.iter().map(|&l| Tensor::random(&mut rng, dt, l, hkv, d, 0, 1.0)).collect();
+            // planted[b][mh] = the block that must be selected.
+            let mut planted = vec![vec![0usize; c.mask_heads()]; lens.len()];
+            for (b, &len) in lens.iter().enumerate() {
+                let keys = BlockKeys::new(len - 1, len, c.sink, c.window, c.bk, c.causal);
+                let mut used = std::collections::HashSet::new();
+                for mh in 0..c.mask_heads() {
+                    // The key of the mask head's first q head, scaled by 8 (exact in bf16): its logit is 8 |q|^2,
+                    // far above any random key's. Mask heads of one kv head get different positions.
+                    let h = c.mask_head_q_heads(mh).next().unwrap();
+                    let g = c.kv_head_of(h);
+                    let mut t = match (round, mh) {
+                        (0, 0) => c.sink,
+                        (0, 1) => keys.e - 1,
+                        _ => c.sink + rng.below(keys.e - c.sink),
+                    };
+                    while !used.insert((g, t)) {
+                        t = c.sink + rng.below(keys.e - c.sink);
+                    }
+                    let row: Vec<f32> = q.at(b, h).iter().map(|x| 8.0 * x).collect();
+                    let at = (t * hkv + g) * d;
+                    k[b].data[at..at + d].copy_from_slice(&row);
+                    planted[b][mh] = (t - c.sink) / c.bk;
+                }
+            }
+            let cap = lens[0];
+            let cache = Cache { k, v, page_size: page, capacity: cap }.upload(dev, dt, &mut rng);
+            let state = dev.zeroed(ctx.state_size(lens.len() as u32));
+            run_decode(dev, &ctx, dt, &q, &cache, &lens, cap, &state).unwrap();
+            let st = dev.download(&state);
+            for (b, want) in planted.iter().enumerate() {
+                for (mh, &blk) in want.iter().enumerate() {
+                    let (magic, _, _, blocks) = record(&st, state_ints(&c), b * c.mask_heads() + mh);
+                    assert_eq!(magic, hip_attn::plan::STATE_MAGIC);
+                    assert_eq!(blocks.len(), c.kb());
+                    assert!(blocks.contains(&(blk as i32)), "round {round} seq {b} mask head {mh}: planted block {blk} missing: {blocks:?}");
+                }
+            }
+        }
+    }
+    eprintln!("SCAN selected every planted key");
+}
+
 #[test]
 fn cuda_graph_replays_decode_across_refreshes() {
-    let Some(dev) = device("cuda_graph_replays_decode_across_refreshes") else { return };
+    graph_replays_decode("cuda_graph_replays_decode_across_refreshes", hip_selection::HIP_ATTN_SELECT_TREE);
+}
+
+/// The same with SCAN selection: the scan and merge kernels decide on the device, from the record, whether a
+/// replay searches.
+#[test]
+fn cuda_graph_replays_scan_decode_across_refreshes() {
+    graph_replays_decode("cuda_graph_replays_scan_decode_across_refreshes", hip_selection::HIP_ATTN_SELECT_SCAN);
+}
+
+fn graph_replays_decode(name: &str, selection: hip_selection) {
+    let Some(dev) = device(name) else { return };
     if dev.backend() != hip_backend::HIP_ATTN_BACKEND_CUDA as u32 {
-        skip("cuda_graph_replays_decode_across_refreshes", "needs a GPU");
+        skip(name, "needs a GPU");
         return;
     }
     let mut rng = Rng::fresh("gpu-graph");
     let dt = DType::Bf16;
     let mut cfg = config(dt, 128, 8, 2);
-    (cfg.refresh, cfg.k, cfg.window) = (3, 64, 32);
+    (cfg.refresh, cfg.k, cfg.window, cfg.decode_selection) = (3, 64, 32, selection as u32);
     let c = valid(&cfg);
     let (cap, batch, steps) = (3000usize, 2usize, 8usize);
     let k: Vec<Tensor> = (0..batch).map(|_| Tensor::random(&mut rng, dt, cap, 2, 128, 0, 1.0)).collect();
@@ -493,7 +619,7 @@ fn cuda_graph_replays_decode_across_refreshes() {
     }
     // SAFETY: the exec graph is no longer used.
     unsafe { result::graph::exec_destroy(graph) }.unwrap();
-    eprintln!("graph: {steps} replays across refreshes match the CPU reference");
+    eprintln!("graph ({selection:?}): {steps} replays across refreshes match the CPU reference");
 }
 
 #[test]

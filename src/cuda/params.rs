@@ -51,7 +51,8 @@ mirror! {
 }
 
 mirror! {
-    /// hip_decode_params: kernels hip_decode_search(_wide), hip_decode_attn(_direct), hip_decode_combine.
+    /// hip_decode_params: kernels hip_decode_search(_wide) or hip_decode_scan(_merge), hip_decode_attn(_direct),
+    /// hip_decode_combine.
     DecodeParams = "hip_decode_params", size 216 {
         q: u64, o: u64,
         lse: u64,
@@ -66,13 +67,13 @@ mirror! {
         o_seq_stride: i64, o_head_stride: i64,
         kv_seq_stride: i64,
         kv_tok_stride: i64, kv_head_stride: i64,
-        reserved0: i64,
+        scan_ws: u64,
         batch: i32, paged: i32, page_size: i32, pt_stride: i32,
         num_pages: i32, max_seqlen_k: i32, num_q_heads: i32, num_kv_heads: i32,
         mask_heads: i32, sink: i32, window: i32, refresh: i32,
         state_ints: i32, num_splits: i32,
         scale: f32,
-        reserved1: i32,
+        scan_splits: i32,
     }
 }
 
