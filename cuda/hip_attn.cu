@@ -12,6 +12,11 @@ extern "C" __global__ void __launch_bounds__(HIP_ATTN_SEARCH_THREADS, hip::S_MIN
     hip::prefill_search(p);
 }
 
+// The prefill tail's SCAN (scan.cuh): the query blocks hip_prefill_search leaves to it.
+extern "C" __global__ void __launch_bounds__(HIP_ATTN_SEARCH_THREADS, hip::S_MIN_CTAS) hip_prefill_scan(hip_prefill_params p) {
+    hip::prefill_scan(p);
+}
+
 extern "C" __global__ void __launch_bounds__(HIP_ATTN_PREFILL_THREADS, hip::PfGeo<HIP_BQ, false>::MIN_CTAS)
     hip_prefill_attn(hip_prefill_params p) {
     hip::prefill_attn<HIP_BQ, false>(p);
@@ -86,7 +91,7 @@ extern "C" __global__ void hip_params_layout(unsigned long long* out) {
     HIP_OFF(hip_prefill_params, num_q_heads); HIP_OFF(hip_prefill_params, num_kv_heads);
     HIP_OFF(hip_prefill_params, mask_heads); HIP_OFF(hip_prefill_params, sink); HIP_OFF(hip_prefill_params, window);
     HIP_OFF(hip_prefill_params, state_ints); HIP_OFF(hip_prefill_params, slots); HIP_OFF(hip_prefill_params, scale);
-    HIP_OFF(hip_prefill_params, reserved);
+    HIP_OFF(hip_prefill_params, scan_tail); HIP_OFF(hip_prefill_params, tail_blocks); HIP_OFF(hip_prefill_params, reserved);
 
     out[i++] = sizeof(hip_decode_params);
     HIP_OFF(hip_decode_params, q); HIP_OFF(hip_decode_params, o); HIP_OFF(hip_decode_params, lse);

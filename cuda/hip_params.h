@@ -50,6 +50,9 @@ typedef struct {
     int max_seqlen_k, num_q_heads, num_kv_heads, mask_heads;
     int sink, window, state_ints, slots;
     float scale;                              // softmax scale (already resolved, never 0)
+    int scan_tail;                            // prefill_scan_tail: query blocks holding any of a sequence's last
+                                              // scan_tail queries select by SCAN (hip_prefill_scan), 0 = none
+    int tail_blocks;                          // grid.x of hip_prefill_scan: most tail blocks of one sequence
     int reserved;
 } hip_prefill_params;
 
@@ -95,6 +98,10 @@ typedef struct {
 //
 //   kernel               grid                                               block (threads)
 //   hip_prefill_search   (ceil(max_seqlen_q / HIP_BQ), mask_heads, batch)     HIP_ATTN_SEARCH_THREADS
+//   hip_prefill_scan     (tail_blocks, mask_heads, batch)                     HIP_ATTN_SEARCH_THREADS
+//                        (scan_tail > 0, after hip_prefill_search; its workspace, int2 [batch][tail_blocks]
+//                        [mask_heads][max(HIP_KB, 1) * 3], starts at mask_cnt + (slots * mask_heads * 4 rounded up to
+//                        256 bytes))
 //   hip_prefill_attn     (ceil(max_seqlen_q / HIP_BQ), num_q_heads, batch)    HIP_ATTN_PREFILL_THREADS_FOR(HIP_BQ, HIP_HEAD_DIM)
 //   hip_prefill_attn_dense  (ceil(max_seqlen_q / HIP_ATTN_DENSE_ROWS_FOR(HIP_HEAD_DIM)), num_q_heads, batch)
 //                        HIP_ATTN_DENSE_THREADS_FOR(HIP_HEAD_DIM), dynamic shared memory
@@ -157,8 +164,8 @@ typedef struct {
 
 // hip_params_layout(unsigned long long* out) writes HIP_ATTN_LAYOUT_ENTRIES values: for each struct in the order
 // hip_prefill_params, hip_decode_params, hip_merge_params: its sizeof, then offsetof of every field in
-// declaration order (34 + 36 + 15 values).
-#define HIP_ATTN_LAYOUT_PREFILL_FIELDS 33
+// declaration order (36 + 36 + 15 values).
+#define HIP_ATTN_LAYOUT_PREFILL_FIELDS 35
 #define HIP_ATTN_LAYOUT_DECODE_FIELDS 35
 #define HIP_ATTN_LAYOUT_MERGE_FIELDS 14
 #define HIP_ATTN_LAYOUT_ENTRIES (3 + HIP_ATTN_LAYOUT_PREFILL_FIELDS + HIP_ATTN_LAYOUT_DECODE_FIELDS + HIP_ATTN_LAYOUT_MERGE_FIELDS)

@@ -30,7 +30,6 @@ constexpr int SC_R = SHARE ? GROUP : 1;  // query rows scored against every key
 // CTAs per SM.
 constexpr int SC_NR = cmax(1, 16 / SC_CPT);
 constexpr int SC_PER = 4;                // compaction: consecutive entries per thread and tile
-constexpr int SC_TILE = SC_THREADS * SC_PER;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 constexpr int SC_MIN_CTAS = D <= 128 ? 2 : 1;
 #else
@@ -53,9 +52,10 @@ __device__ __forceinline__ uint4 ldg16_stream(const void* p) {
     return v;
 }
 
-// Exclusive prefix sum of x over the CTA's threads in thread order; `total` = the sum. One barrier; the caller
+// Exclusive prefix sum of x over the CTA's T threads in thread order; `total` = the sum. One barrier; the caller
 // puts a barrier between two calls (sm.scan).
-__device__ __forceinline__ int sc_block_scan(ScanSmem& sm, int x, int& total) {
+template <int T, class Sm>
+__device__ __forceinline__ int sc_block_scan(Sm& sm, int x, int& total) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int incl = x;
 #pragma unroll
@@ -68,7 +68,7 @@ __device__ __forceinline__ int sc_block_scan(ScanSmem& sm, int x, int& total) {
     int excl = incl - x;
     total = 0;
 #pragma unroll
-    for (int w = 0; w < SC_WARPS; ++w) {
+    for (int w = 0; w < T / 32; ++w) {
         if (w < warp) excl += sm.scan[w];
         total += sm.scan[w];
     }
@@ -82,18 +82,19 @@ __device__ __forceinline__ int sc_block_scan(ScanSmem& sm, int x, int& total) {
 // Radix select, most significant 8-bit digit first: a pass counts the digits of the entries that still match the
 // decided high bits, and every warp finds on its own the digit holding the k-th best (one barrier per pass); it
 // stops once that digit's entries all win. The winners are the entries above the decided prefix plus the first
-// `need` equal to it in index order, placed by prefix sums over tiles of SC_TILE entries.
-template <class Key, class Emit>
-__device__ void radix_top(ScanSmem& sm, int n, int k, const Key& key, const Emit& emit) {
+// `need` equal to it in index order, placed by prefix sums over tiles of T * SC_PER entries. T: the CTA's threads;
+// sm: any shared struct with int hist[4][256] and int scan[T / 32].
+template <int T, class Sm, class Key, class Emit>
+__device__ void radix_top(Sm& sm, int n, int k, const Key& key, const Emit& emit) {
     const int tid = threadIdx.x, lane = tid & 31;
-    for (int i = tid; i < 4 * 256; i += SC_THREADS) (&sm.hist[0][0])[i] = 0;
+    for (int i = tid; i < 4 * 256; i += T) (&sm.hist[0][0])[i] = 0;
     __syncthreads();
     u32 mask = 0, prefix = 0;  // decided high bits of the k-th best key, and their value
     int need = k;              // winners still to take among the entries whose decided bits equal prefix
     for (int pass = 0; pass < 4; ++pass) {
         const int shift = 24 - 8 * pass;
         int* h = sm.hist[pass];
-        for (int base = 0; base < n; base += SC_THREADS) {
+        for (int base = 0; base < n; base += T) {
             const int i = base + tid;
             const u32 u = i < n ? key(i) : 0u;
             const bool act = i < n && (u & mask) == prefix;
@@ -146,7 +147,7 @@ __device__ void radix_top(ScanSmem& sm, int n, int k, const Key& key, const Emit
     }
 
     int carry_gt = 0, carry_eq = 0;  // entries above / equal to the prefix in earlier tiles
-    for (int base = 0; base < n; base += SC_TILE) {
+    for (int base = 0; base < n; base += T * SC_PER) {
         const int i0 = base + tid * SC_PER;
         u32 v[SC_PER];
         int gt = 0, eq = 0;
@@ -159,7 +160,7 @@ __device__ void radix_top(ScanSmem& sm, int n, int k, const Key& key, const Emit
         }
         int total;
         // (its barrier also means every key of this tile has been read before any emit below)
-        const int excl = sc_block_scan(sm, (eq << 16) | gt, total);
+        const int excl = sc_block_scan<T>(sm, (eq << 16) | gt, total);
         int g_run = carry_gt + (excl & 0xffff), e_run = carry_eq + (excl >> 16);
 #pragma unroll
         for (int j = 0; j < SC_PER; ++j) {
@@ -349,7 +350,7 @@ __device__ __forceinline__ void decode_scan(const hip_decode_params& p) {
     }
     u32* keys = reg.keys + j0;
     int* cidx = reg.cidx + j0;
-    radix_top(sm, n, KB, [&](int i) { return keys[i]; },
+    radix_top<SC_THREADS>(sm, n, KB, [&](int i) { return keys[i]; },
               [&](int i, int pos, u32 key) {
                   keys[pos] = key;
                   cidx[pos] = j0 + i;
@@ -415,7 +416,7 @@ __device__ __forceinline__ void decode_scan_merge(const hip_decode_params& p) {
             for (int i = tid; i < KB; i += SC_THREADS) sm.blocks[i] = reg.cidx[i];
         } else {
             // Entry v = KB * s + i is candidate i of split s (0 past its count): index order is block order.
-            radix_top(sm, S * KB, KB,
+            radix_top<SC_THREADS>(sm, S * KB, KB,
                       [&](int v) {
                           const int s = v / KB, i = v - s * KB;
                           return i < sm.cnt[s] ? reg.keys[sm.j0[s] + i] : 0u;
@@ -428,6 +429,106 @@ __device__ __forceinline__ void decode_scan_merge(const hip_decode_params& p) {
     }
     __syncthreads();  // every thread has read the old record, and sm.blocks is complete
     scan_write_record(rec, e, count, sm.blocks);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Prefill tail: the query blocks holding any of the last scan_tail queries of their sequence select by SCAN
+// (hip_prefill_search skips them). One CTA per (tail block, mask head, sequence) walks its search domain in chunks
+// of NCAND blocks, scores each chunk with the tree search's tensor-core scoring (score_branches: the same rows,
+// the same max), and keeps a running top-KB in its workspace region: the carried KB best, then the chunk's
+// blocks, cut back to the KB best by radix_top (entries stay in block order, so the tie rule holds).
+
+// First tail block of a sequence of Tq queries.
+__device__ __forceinline__ int prefill_tail_first(int Tq, int tail) { return Tq > tail ? (Tq - tail) / BQ : 0; }
+
+// hip_prefill_scan: grid (tail_blocks, mask_heads, batch), HIP_ATTN_SEARCH_THREADS threads.
+__device__ __forceinline__ void prefill_scan(const hip_prefill_params& p) {
+    __shared__ SearchSmem sm;
+    const int tb = blockIdx.x, mh = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
+    const int tail = p.scan_tail;
+    if (tail <= 0 || !p.mask_cnt) return;
+    PrefillSeq s;
+    if (!prefill_seq(p, b, s)) return;  // hip_prefill_search reports the sequence and zeroes its counts
+    const int j = prefill_tail_first(s.Tq, tail) + tb;
+    if ((long long)j * BQ >= s.Tq) return;
+    const long long slot = (long long)s.q0 / BQ + b + j;
+    if (slot >= p.slots) return;  // (reported by hip_prefill_search)
+    const int first = j * BQ;
+    const int len = cmin(BQ, s.Tq - first);
+    const int p0 = s.Tk - s.Tq + first;
+    const int e = local_start(p.sink, p.window, p0, s.Tk);
+    const int kvh = SHARE ? mh : mh / GROUP;
+    const int nq = ceil_div(len, SQ);
+    const int nrows = nq * (SHARE ? GROUP : 1);
+    const elem_t* qbase = (const elem_t*)p.q;
+    const elem_t* kbase = (const elem_t*)p.k;
+    auto qrow = [&](int r) -> const elem_t* {
+        const int gh = SHARE ? r / nq : 0;
+        const int qi = r - gh * nq;
+        const int head = SHARE ? mh * GROUP + gh : mh;
+        if (head >= p.num_q_heads) return nullptr;
+        return qbase + (long long)(s.q0 + first + qi * SQ) * p.q_tok_stride + (long long)head * p.q_head_stride;
+    };
+    const elem_t* khead = kbase + (long long)s.k0 * p.k_tok_stride + (long long)kvh * p.k_head_stride;
+    auto krow = [&](int t, const elem_t*& ptr) {
+        ptr = khead + (long long)t * p.k_tok_stride;
+        return true;
+    };
+
+    const int NB = num_search_blocks(p.sink, e);
+    int count = 0;
+    // The region of (sequence, tail block, mask head): KB carried + NCAND new (key, block) entries.
+    int2* cand = (int2*)(p.mask_cnt + (((long long)p.slots * p.mask_heads * 4 + 255) / 256 * 256)) +
+                 (((long long)b * p.tail_blocks + tb) * p.mask_heads + mh) * (KBX + NCAND);
+    if (KB > 0 && NB <= KB) {
+        count = NB;
+        for (int i = tid; i < NB; i += S_THREADS) cand[i] = make_int2(0, i);
+    } else if (KB > 0) {
+        int carry = 0;
+        for (int c0 = 0; c0 < NB; c0 += NCAND) {
+            const int n_new = cmin(NCAND, NB - c0);
+            for (int i = tid; i < NCAND; i += S_THREADS) {
+                sm.score[i] = 0xffffffffu;
+                sm.todo.rep[i] = c0 + i;
+                sm.todo.id[i] = (unsigned short)i;
+            }
+            __syncthreads();
+            score_branches<S_RP>(sm, 0, n_new * NSK, nrows, qrow, krow, p.sink, e, kbase);
+            // (score_branches ends on a barrier: every key of the chunk is in sm.score)
+            for (int i = tid; i < n_new; i += S_THREADS) cand[carry + i] = make_int2((int)~sm.score[i], c0 + i);
+            __syncthreads();
+            const int total = carry + n_new;
+            if (total > KB) {
+                radix_top<S_THREADS>(sm, total, KB, [&](int i) { return (u32)cand[i].x; },
+                                     [&](int i, int pos, u32) { cand[pos] = cand[i]; });
+                carry = KB;
+            } else {
+                carry = total;
+            }
+            __syncthreads();
+        }
+        count = carry;
+    }
+    if (KB > 0) {
+        int* idx_out = (int*)p.mask_idx + (slot * p.mask_heads + mh) * KB;
+        for (int i = tid; i < count; i += S_THREADS) idx_out[i] = cand[i].y;
+    }
+    if (tid == 0) ((int*)p.mask_cnt)[slot * p.mask_heads + mh] = count;
+    // The last query block leaves its mask behind for decode, as in prefill_search.
+    if (p.mask_state && first + len == s.Tq) {
+        if (p.state_ints < HIP_ATTN_STATE_HEADER + KB) {
+            if (tid == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
+            return;
+        }
+        int* rec = (int*)p.mask_state + ((long long)b * p.mask_heads + mh) * p.state_ints;
+        for (int i = tid; i < count; i += S_THREADS) rec[HIP_ATTN_STATE_HEADER + i] = cand[i].y;
+        if (tid == 0) {
+            rec[HIP_ATTN_STATE_STEP_IDX] = 1;
+            rec[HIP_ATTN_STATE_E_IDX] = e;
+            rec[HIP_ATTN_STATE_COUNT_IDX] = count;
+            rec[HIP_ATTN_STATE_MAGIC_IDX] = HIP_ATTN_STATE_MAGIC;
+        }
+    }
 }
 
 }  // namespace hip

@@ -17,7 +17,7 @@ step() {   # step NAME CMD...: runs CMD, keeps its log, records PASS/FAIL
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$LOG/device.txt"
 SANITIZER=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 # Tests that are small enough for the sanitizers (the 128k ones are not: they would take many minutes).
-SMALL="prefill_matches decode_matches merge_matches device_index cuda_graph params_layout deterministic concurrent scan_decode_matches scan_decode_selects"
+SMALL="prefill_matches decode_matches merge_matches device_index cuda_graph params_layout deterministic concurrent scan_decode_matches scan_decode_selects prefill_scan_tail"
 case $mode in
 quick|full)
     step gpu-tests bin/gpu --test-threads=1 --nocapture

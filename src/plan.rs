@@ -46,6 +46,10 @@ pub struct PrefillWorkspace {
     pub slots: usize,
     pub idx_offset: usize,
     pub cnt_offset: usize,
+    /// With `prefill_scan_tail` (see `with_tail`): the most tail query blocks of one sequence, and where the tail
+    /// scan's candidates start (cnt_offset + the counts rounded up to 256 bytes, which the kernel derives).
+    pub tail_blocks: usize,
+    pub tail_offset: usize,
     pub bytes: usize,
 }
 
@@ -57,7 +61,22 @@ impl PrefillWorkspace {
         let cnt_offset = align_up(idx_bytes)?;
         let cnt_bytes = checked_mul(checked_mul(slots, cfg.mask_heads(), "prefill workspace")?, 4, "workspace")?;
         let bytes = align_up(checked_add(cnt_offset, cnt_bytes, "prefill workspace")?)?;
-        Ok(PrefillWorkspace { slots, idx_offset: 0, cnt_offset, bytes })
+        Ok(PrefillWorkspace { slots, idx_offset: 0, cnt_offset, tail_blocks: 0, tail_offset: bytes, bytes })
+    }
+
+    /// The layout of a call with at most `max_q` queries per sequence: with `prefill_scan_tail`, the tail scan's
+    /// region follows the counts: (key, block) pairs [batch][tail_blocks][mask heads][3 * max(Kb, 1)] (the Kb
+    /// best so far and a chunk of 2 * Kb new blocks per query block).
+    pub fn with_tail(cfg: &Config, batch: usize, total_q: usize, max_q: usize) -> Result<Self> {
+        let mut w = Self::new(cfg, batch, total_q)?;
+        if cfg.prefill_scan_tail == 0 {
+            return Ok(w);
+        }
+        w.tail_blocks = max_q.div_ceil(cfg.bq).min(cfg.prefill_scan_tail.div_ceil(cfg.bq) + 1);
+        let per = checked_mul(cfg.mask_heads(), 3 * cfg.kb().max(1) * 8, "prefill workspace")?;
+        let tail = checked_mul(checked_mul(batch, w.tail_blocks, "prefill workspace")?, per, "prefill workspace")?;
+        w.bytes = align_up(checked_add(w.tail_offset, tail, "prefill workspace")?)?;
+        Ok(w)
     }
 
     pub fn slot(cfg: &Config, cu_q_b: usize, b: usize, j: usize) -> usize {

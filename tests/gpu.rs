@@ -164,10 +164,14 @@ fn compare_prefill_masks(c: &Config, p: &Problem, cpu_ws: &[u8], dev_ws: &[u8], 
                 .flat_map(|h| (i0..i1).step_by(c.sq).map(move |i| (h, i)))
                 .map(|(h, i)| (p.q.at(p.q0(b) + i, h), &p.k, c.kv_head_of(h), p.k0(b)))
                 .collect();
-            let (_, margin) = search_margin(keys.nb, c.kb(), |rep| {
+            let score = |rep| {
                 let (a, e) = keys.block_range(rep);
                 score_f64(&rows, a, e, c.sk)
-            });
+            };
+            let margin = match c.prefill_selection(i1, tq) {
+                Selection::Scan => scan_margin(keys.nb, c.kb(), score),
+                Selection::Tree => search_margin(keys.nb, c.kb(), score).1,
+            };
             assert!(
                 margin < tie_eps(c.head_dim),
                 "seq {b} mask head {mh} block {j}: masks differ without a near-tie (margin {margin}):\n cpu {want:?}\n dev {got:?}"
@@ -273,6 +277,69 @@ fn prefill_matches_cpu_reference() {
                 assert_eq!(record(&cpu.state, state_ints(&c), idx), record(&devo.state, state_ints(&c), idx), "case {n} state");
             }
         }
+    }
+}
+
+/// Prefill with a SCAN tail (several tail sizes, including one above Tq: every block scans) against the CPU:
+/// masks (near-ties aside), outputs, and the last block's record; then a decode step that reuses the handed-over
+/// scanned mask (refresh 8) matches the CPU's.
+#[test]
+fn prefill_scan_tail_matches_cpu_reference() {
+    let Some(dev) = device("prefill_scan_tail_matches_cpu_reference") else { return };
+    let mut rng = Rng::fresh("gpu-prefill-scan-tail");
+    for (n, (dt, d, hq, hkv, share, bq, bk, k, sk, tail, tq, tk)) in [
+        (DType::Bf16, 128, 8, 2, 2, 32, 2, 64, 1, 1u32, &[700usize, 1, 77][..], &[1500usize, 40, 200][..]),
+        (DType::Bf16, 128, 8, 8, 1, 32, 2, 128, 1, 100, &[2000][..], &[2000][..]),
+        (DType::F16, 64, 4, 2, 1, 16, 3, 48, 2, 5000, &[300, 90][..], &[900, 90][..]),
+        (DType::Bf16, 256, 4, 1, 2, 8, 4, 40, 1, 33, &[129, 64][..], &[1000, 300][..]),
+        (DType::Bf16, 128, 4, 4, 1, 32, 2, 0, 1, 64, &[400][..], &[400][..]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut cfg = config(dt, d, hq, hkv);
+        (cfg.mask_sharing, cfg.bq, cfg.bk, cfg.k, cfg.sk, cfg.prefill_scan_tail) = (share, bq, bk, k, sk, tail);
+        (cfg.sink, cfg.window, cfg.refresh) = (4, 48, 8);
+        let c = valid(&cfg);
+        let p = Problem::new(&mut rng, dt, d as usize, hq as usize, hkv as usize, tq, tk, 0);
+        let (cctx, dctx) = (on(&Host, cfg), on(dev.as_ref(), cfg));
+        let cpu = run_prefill(&Host, &cctx, &p, true).unwrap();
+        let devo = run_prefill(dev.as_ref(), &dctx, &p, true).unwrap();
+        let blocks: Vec<(usize, usize)> = (0..p.tq.len()).flat_map(|b| (0..p.tq[b].div_ceil(c.bq)).map(move |j| (b, j))).collect();
+        let skip = compare_prefill_masks(&c, &p, &cpu.workspace, &devo.workspace, &blocks);
+        let rows: Vec<usize> = (0..p.q.rows).collect();
+        compare_rows(&c, &p, &cpu, &devo, &rows, &skip, &format!("prefill scan tail case {n}"));
+        let mut tie = false;
+        for b in 0..p.tq.len() {
+            for mh in 0..c.mask_heads() {
+                if skip.contains(&(b, mh, (p.tq[b] - 1) / c.bq)) {
+                    tie = true;
+                    continue;
+                }
+                let idx = b * c.mask_heads() + mh;
+                assert_eq!(record(&cpu.state, state_ints(&c), idx), record(&devo.state, state_ints(&c), idx), "case {n} state");
+            }
+        }
+        if tie {
+            continue;
+        }
+        // Decode at the last prompt position from each side's handed-over state: the step reuses the scanned mask.
+        let cut = |x: &Tensor, from: usize, rows: usize| Tensor { rows, heads: x.heads, d: x.d, pad: 0, data: x.data[from * x.heads * x.d..(from + rows) * x.heads * x.d].to_vec() };
+        let kc: Vec<Tensor> = (0..p.tq.len()).map(|b| cut(&p.k, p.k0(b), p.tk[b])).collect();
+        let vc: Vec<Tensor> = (0..p.tq.len()).map(|b| cut(&p.v, p.k0(b), p.tk[b])).collect();
+        let cap = *p.tk.iter().max().unwrap();
+        let q = Tensor::random(&mut rng, dt, p.tq.len(), hq as usize, d as usize, 0, 1.0);
+        let mut outs = Vec::new();
+        for (mem, ctx, state) in [(&Host as &dyn Mem, &cctx, &cpu.state), (dev.as_ref(), &dctx, &devo.state)] {
+            let cache = Cache { k: kc.clone(), v: vc.clone(), page_size: Some(16), capacity: cap }.upload(mem, dt, &mut rng);
+            let sb = mem.upload(state);
+            outs.push(run_decode(mem, ctx, dt, &q, &cache, &p.tk, cap, &sb).unwrap());
+            let after = mem.download(&sb);
+            assert!((0..p.tq.len() * c.mask_heads()).all(|i| record(&after, state_ints(&c), i).1 == 2), "case {n}: the step reused the mask");
+        }
+        let want: Vec<f64> = outs[0].o.iter().map(|&x| x as f64).collect();
+        let err = rel_l2(&outs[1].o, &want);
+        assert!(err < tolerance(dt), "case {n}: decode from the scanned mask: rel L2 {err}");
     }
 }
 

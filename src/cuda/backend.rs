@@ -27,7 +27,7 @@ const SOURCES: [(&str, &str); 7] = [
 ];
 
 /// Kernel entry points, in the order `KernelModule` resolves them (indices below).
-pub const KERNELS: [&str; 12] = [
+pub const KERNELS: [&str; 13] = [
     "hip_prefill_search",
     "hip_prefill_attn",
     "hip_decode_search",
@@ -40,6 +40,7 @@ pub const KERNELS: [&str; 12] = [
     "hip_decode_attn_direct",
     "hip_decode_scan",
     "hip_decode_scan_merge",
+    "hip_prefill_scan",
 ];
 const PREFILL_SEARCH: usize = 0;
 const PREFILL_ATTN: usize = 1;
@@ -53,6 +54,7 @@ const PREFILL_ATTN_DENSE: usize = 8;
 const DECODE_ATTN_DIRECT: usize = 9;
 const DECODE_SCAN: usize = 10;
 const DECODE_SCAN_MERGE: usize = 11;
+const PREFILL_SCAN: usize = 12;
 
 // Launch geometry and limits, mirroring the section of cuda/hip_params.h that defines them.
 const SEARCH_THREADS: u32 = 128;
@@ -148,10 +150,6 @@ pub fn check_supported(cfg: &Config) -> Result<()> {
     }
     if cfg.num_q_heads > MAX_GRID_YZ {
         return unsupported(format!("num_q_heads ({}) above {MAX_GRID_YZ} is not supported", cfg.num_q_heads));
-    }
-    // The prefill tail's SCAN has no kernel yet (the CPU backend computes it).
-    if cfg.prefill_scan_tail > 0 {
-        return unsupported(format!("prefill_scan_tail ({}) above 0 is not supported yet", cfg.prefill_scan_tail));
     }
     Ok(())
 }
@@ -363,7 +361,7 @@ impl CudaBackend {
         batch_limit(a.batch)?;
         self.take_device_error()?;
         let _bound = self.dev.bind()?;
-        let layout = PrefillWorkspace::new(cfg, a.batch, a.total_q)?;
+        let layout = PrefillWorkspace::with_tail(cfg, a.batch, a.total_q, a.max_seqlen_q)?;
         let p = PrefillParams {
             q: a.q.addr as u64,
             k: a.k.addr as u64,
@@ -397,6 +395,8 @@ impl CudaBackend {
             state_ints: plan::state_ints(cfg) as i32,
             slots: layout.slots as i32,
             scale: cfg.scale,
+            scan_tail: cfg.prefill_scan_tail.min(i32::MAX as usize) as i32,
+            tail_blocks: layout.tail_blocks as i32,
             reserved: 0,
         };
         let blocks = a.max_seqlen_q.div_ceil(cfg.bq) as u32;
@@ -408,6 +408,10 @@ impl CudaBackend {
         // kernels write the rows of disjoint sets of sequences.
         unsafe {
             launch(self.func(PREFILL_SEARCH)?, (blocks, cfg.mask_heads() as u32, batch), (SEARCH_THREADS, 1, 1), 0, s, &p)?;
+            if layout.tail_blocks > 0 {
+                let grid = (layout.tail_blocks as u32, cfg.mask_heads() as u32, batch);
+                launch(self.func(PREFILL_SCAN)?, grid, (SEARCH_THREADS, 1, 1), 0, s, &p)?;
+            }
             let dense_grid = (a.max_seqlen_q.div_ceil(rows) as u32, heads, batch);
             let (dense_block, smem) = ((dense_threads(cfg.head_dim), 1, 1), dense_smem(cfg.head_dim));
             launch(self.func(PREFILL_ATTN_DENSE)?, dense_grid, dense_block, smem, s, &p)?;

@@ -29,7 +29,7 @@ macro_rules! mirror {
 
 mirror! {
     /// hip_prefill_params: kernels hip_prefill_search and hip_prefill_attn.
-    PrefillParams = "hip_prefill_params", size 208 {
+    PrefillParams = "hip_prefill_params", size 216 {
         q: u64, k: u64, v: u64, o: u64,
         lse: u64,
         cu_seqlens_q: u64,
@@ -46,6 +46,8 @@ mirror! {
         max_seqlen_k: i32, num_q_heads: i32, num_kv_heads: i32, mask_heads: i32,
         sink: i32, window: i32, state_ints: i32, slots: i32,
         scale: f32,
+        scan_tail: i32,
+        tail_blocks: i32,
         reserved: i32,
     }
 }
@@ -136,10 +138,10 @@ pub(crate) mod tests {
 
     #[test]
     fn sizes_and_field_counts() {
-        assert_eq!(size_of::<PrefillParams>(), 208);
+        assert_eq!(size_of::<PrefillParams>(), 216);
         assert_eq!(size_of::<DecodeParams>(), 216);
         assert_eq!(size_of::<MergeParams>(), 104);
-        assert_eq!(PrefillParams::FIELDS.len(), 33);
+        assert_eq!(PrefillParams::FIELDS.len(), 35);
         assert_eq!(DecodeParams::FIELDS.len(), 35);
         assert_eq!(MergeParams::FIELDS.len(), 14);
         for (_, f, l) in MIRRORS {
@@ -148,7 +150,7 @@ pub(crate) mod tests {
             assert!(l[1..].windows(2).all(|w| w[0] < w[1]));
             assert_eq!(l[1], 0);
         }
-        assert_eq!(expected_layout().len(), 34 + 36 + 15);
+        assert_eq!(expected_layout().len(), 36 + 36 + 15);
         assert_eq!(offset_of!(PrefillParams, scale), 200);
         assert_eq!(offset_of!(DecodeParams, scale), 208);
         assert_eq!(offset_of!(MergeParams, num_heads), 100);
