@@ -1,14 +1,20 @@
 // HiP attention CUDA kernels: one translation unit for NVRTC. hip_params.h, common.cuh, search.cuh,
-// attention.cuh and merge.cuh are passed to NVRTC as named headers. Compile-time configuration comes from -D
+// scan.cuh, attention.cuh and merge.cuh are passed to NVRTC as named headers. Compile-time configuration comes from -D
 // options (see hip_params.h); launch geometry and supported ranges are documented there too.
 #include "hip_params.h"
 #include "common.cuh"
 #include "search.cuh"
+#include "scan.cuh"
 #include "attention.cuh"
 #include "merge.cuh"
 
 extern "C" __global__ void __launch_bounds__(HIP_ATTN_SEARCH_THREADS, hip::S_MIN_CTAS) hip_prefill_search(hip_prefill_params p) {
     hip::prefill_search(p);
+}
+
+// The prefill tail's SCAN (scan.cuh): the query blocks hip_prefill_search leaves to it.
+extern "C" __global__ void __launch_bounds__(HIP_ATTN_SEARCH_THREADS, hip::S_MIN_CTAS) hip_prefill_scan(hip_prefill_params p) {
+    hip::prefill_scan(p);
 }
 
 extern "C" __global__ void __launch_bounds__(HIP_ATTN_PREFILL_THREADS, hip::PfGeo<HIP_BQ, false>::MIN_CTAS)
@@ -35,6 +41,15 @@ extern "C" __global__ void __launch_bounds__(HIP_ATTN_SEARCH_THREADS) hip_decode
 #endif
 extern "C" __global__ void HIP_DSEARCH_CLUSTER __launch_bounds__(HIP_ATTN_SEARCH_THREADS) hip_decode_search_wide(hip_decode_params p) {
     hip::decode_search<hip::S_DCL>(p);
+}
+
+// SCAN selection for decode steps that search (scan.cuh): the scan, then the merge that writes the records.
+extern "C" __global__ void __launch_bounds__(HIP_ATTN_SCAN_THREADS, hip::SC_MIN_CTAS) hip_decode_scan(hip_decode_params p) {
+    hip::decode_scan(p);
+}
+
+extern "C" __global__ void __launch_bounds__(HIP_ATTN_SCAN_THREADS) hip_decode_scan_merge(hip_decode_params p) {
+    hip::decode_scan_merge(p);
 }
 
 extern "C" __global__ void __launch_bounds__(HIP_ATTN_DECODE_THREADS) hip_decode_attn(hip_decode_params p) {
@@ -76,6 +91,7 @@ extern "C" __global__ void hip_params_layout(unsigned long long* out) {
     HIP_OFF(hip_prefill_params, num_q_heads); HIP_OFF(hip_prefill_params, num_kv_heads);
     HIP_OFF(hip_prefill_params, mask_heads); HIP_OFF(hip_prefill_params, sink); HIP_OFF(hip_prefill_params, window);
     HIP_OFF(hip_prefill_params, state_ints); HIP_OFF(hip_prefill_params, slots); HIP_OFF(hip_prefill_params, scale);
+    HIP_OFF(hip_prefill_params, scan_tail); HIP_OFF(hip_prefill_params, tail_blocks);
     HIP_OFF(hip_prefill_params, state_fingerprint);
 
     out[i++] = sizeof(hip_decode_params);
@@ -86,14 +102,14 @@ extern "C" __global__ void hip_params_layout(unsigned long long* out) {
     HIP_OFF(hip_decode_params, q_seq_stride); HIP_OFF(hip_decode_params, q_head_stride);
     HIP_OFF(hip_decode_params, o_seq_stride); HIP_OFF(hip_decode_params, o_head_stride);
     HIP_OFF(hip_decode_params, kv_seq_stride); HIP_OFF(hip_decode_params, kv_tok_stride);
-    HIP_OFF(hip_decode_params, kv_head_stride); HIP_OFF(hip_decode_params, reserved0);
+    HIP_OFF(hip_decode_params, kv_head_stride); HIP_OFF(hip_decode_params, scan_ws);
     HIP_OFF(hip_decode_params, batch); HIP_OFF(hip_decode_params, paged); HIP_OFF(hip_decode_params, page_size);
     HIP_OFF(hip_decode_params, pt_stride); HIP_OFF(hip_decode_params, num_pages);
     HIP_OFF(hip_decode_params, max_seqlen_k); HIP_OFF(hip_decode_params, num_q_heads);
     HIP_OFF(hip_decode_params, num_kv_heads); HIP_OFF(hip_decode_params, mask_heads); HIP_OFF(hip_decode_params, sink);
     HIP_OFF(hip_decode_params, window); HIP_OFF(hip_decode_params, refresh); HIP_OFF(hip_decode_params, state_ints);
-    HIP_OFF(hip_decode_params, num_splits); HIP_OFF(hip_decode_params, scale);
-    HIP_OFF(hip_decode_params, state_fingerprint);
+    HIP_OFF(hip_decode_params, num_splits); HIP_OFF(hip_decode_params, scale); HIP_OFF(hip_decode_params, scan_splits);
+    HIP_OFF(hip_decode_params, state_fingerprint); HIP_OFF(hip_decode_params, reserved);
 
     out[i++] = sizeof(hip_merge_params);
     HIP_OFF(hip_merge_params, o_a); HIP_OFF(hip_merge_params, lse_a); HIP_OFF(hip_merge_params, o_b);

@@ -53,11 +53,15 @@ typedef struct {
     int max_seqlen_k, num_q_heads, num_kv_heads, mask_heads;
     int sink, window, state_ints, slots;
     float scale;                              // softmax scale (already resolved, never 0)
+    int scan_tail;                            // prefill_scan_tail: query blocks holding any of a sequence's last
+                                              // scan_tail queries select by SCAN (hip_prefill_scan), 0 = none
+    int tail_blocks;                          // grid.x of hip_prefill_scan: most tail blocks of one sequence
     int state_fingerprint;                    // written into every mask-state record (HIP_ATTN_STATE_FPRINT_IDX)
 } hip_prefill_params;
 
-// Decode: kernels hip_decode_search (or hip_decode_search_wide), then hip_decode_attn and hip_decode_combine, or
-// with num_splits == 1 hip_decode_attn_direct alone.
+// Decode: kernels hip_decode_search (or hip_decode_search_wide; with SCAN selection hip_decode_scan, then
+// hip_decode_scan_merge), then hip_decode_attn and hip_decode_combine, or with num_splits == 1 hip_decode_attn_direct
+// alone.
 typedef struct {
     unsigned long long q, o;                  // [batch][num_q_heads][D] with the strides below
     unsigned long long lse;                   // float [batch][num_q_heads], 0 = none
@@ -72,13 +76,15 @@ typedef struct {
     long long o_seq_stride, o_head_stride;
     long long kv_seq_stride;                  // contiguous: between sequences; paged: between pages
     long long kv_tok_stride, kv_head_stride;
-    long long reserved0;
+    unsigned long long scan_ws;               // SCAN selection workspace (layout below), 0 when TREE
     int batch, paged, page_size, pt_stride;
     int num_pages, max_seqlen_k, num_q_heads, num_kv_heads;
     int mask_heads, sink, window, refresh;
     int state_ints, num_splits;
     float scale;
+    int scan_splits;                          // CTAs of hip_decode_scan per (sequence, mask head), 1..64
     int state_fingerprint;                    // of this configuration: records carrying another one are not reused
+    int reserved;
 } hip_decode_params;
 
 // Merge of two partial attention results by their LSEs: kernel hip_merge_states.
@@ -97,6 +103,10 @@ typedef struct {
 //
 //   kernel               grid                                               block (threads)
 //   hip_prefill_search   (ceil(max_seqlen_q / HIP_BQ), mask_heads, batch)     HIP_ATTN_SEARCH_THREADS
+//   hip_prefill_scan     (tail_blocks, mask_heads, batch)                     HIP_ATTN_SEARCH_THREADS
+//                        (scan_tail > 0, after hip_prefill_search; its workspace, int2 [batch][tail_blocks]
+//                        [mask_heads][max(HIP_KB, 1) * 3], starts at mask_cnt + (slots * mask_heads * 4 rounded up to
+//                        256 bytes))
 //   hip_prefill_attn     (ceil(max_seqlen_q / HIP_BQ), num_q_heads, batch)    HIP_ATTN_PREFILL_THREADS_FOR(HIP_BQ, HIP_HEAD_DIM)
 //   hip_prefill_attn_dense  (ceil(max_seqlen_q / HIP_ATTN_DENSE_ROWS_FOR(HIP_HEAD_DIM)), num_q_heads, batch)
 //                        HIP_ATTN_DENSE_THREADS_FOR(HIP_HEAD_DIM), dynamic shared memory
@@ -107,6 +117,9 @@ typedef struct {
 //   hip_decode_search    (mask_heads, batch)                                  HIP_ATTN_SEARCH_THREADS
 //   hip_decode_search_wide  (mask_heads * HIP_DSEARCH_CL, batch), in clusters  HIP_ATTN_SEARCH_THREADS
 //                        of (HIP_DSEARCH_CL, 1, 1) set by the kernel; the host picks one of the two searches
+//   hip_decode_scan      (scan_splits, mask_heads, batch)                     HIP_ATTN_SCAN_THREADS
+//   hip_decode_scan_merge  (mask_heads, batch)                                HIP_ATTN_SCAN_THREADS
+//                        (SCAN selection, instead of the decode search; scan.cuh)
 //   hip_decode_attn      (num_splits, num_q_heads, batch)                     HIP_ATTN_DECODE_THREADS
 //   hip_decode_combine   (num_q_heads, batch)                                 HIP_ATTN_COMBINE_THREADS
 //   hip_decode_attn_direct  (1, num_q_heads, batch)                           HIP_ATTN_DECODE_THREADS
@@ -127,6 +140,13 @@ typedef struct {
 #define HIP_ATTN_PREFILL_KSPLIT_FOR(bq, d) ((d) <= 128 && ((bq) + 15) / 16 <= 2 ? 2 : 1)
 #define HIP_ATTN_PREFILL_THREADS_FOR(bq, d) (32 * (((bq) + 15) / 16) * HIP_ATTN_PREFILL_KSPLIT_FOR(bq, d))
 #define HIP_ATTN_DECODE_THREADS 128
+#define HIP_ATTN_SCAN_THREADS 256
+// Decode SCAN workspace (scan_ws): one region per (sequence b, mask head mh), the region of (b, mh) at byte offset
+// (b * mask_heads + mh) * HIP_ATTN_SCAN_REGION_BYTES(nbmax), nbmax = ceil(max_seqlen_k / HIP_BK), holding
+// int stat[HIP_ATTN_SCAN_MAX_SPLITS] (1: the split met a bad page), then unsigned keys[nbmax] (each block's score
+// key, then each split's candidates compacted to the front of its range), then int cidx[nbmax] (their blocks).
+#define HIP_ATTN_SCAN_MAX_SPLITS 64
+#define HIP_ATTN_SCAN_REGION_BYTES(nbmax) ((4LL * HIP_ATTN_SCAN_MAX_SPLITS + 8LL * (nbmax) + 15) / 16 * 16)
 #define HIP_ATTN_COMBINE_THREADS 128
 #define HIP_ATTN_MERGE_THREADS 128
 #define HIP_ATTN_MERGE_HEADS_PER_CTA 4   // one warp per (token, head)
@@ -149,9 +169,9 @@ typedef struct {
 
 // hip_params_layout(unsigned long long* out) writes HIP_ATTN_LAYOUT_ENTRIES values: for each struct in the order
 // hip_prefill_params, hip_decode_params, hip_merge_params: its sizeof, then offsetof of every field in
-// declaration order (34 + 36 + 15 values).
-#define HIP_ATTN_LAYOUT_PREFILL_FIELDS 33
-#define HIP_ATTN_LAYOUT_DECODE_FIELDS 35
+// declaration order (36 + 38 + 15 values).
+#define HIP_ATTN_LAYOUT_PREFILL_FIELDS 35
+#define HIP_ATTN_LAYOUT_DECODE_FIELDS 37
 #define HIP_ATTN_LAYOUT_MERGE_FIELDS 14
 #define HIP_ATTN_LAYOUT_ENTRIES (3 + HIP_ATTN_LAYOUT_PREFILL_FIELDS + HIP_ATTN_LAYOUT_DECODE_FIELDS + HIP_ATTN_LAYOUT_MERGE_FIELDS)
 

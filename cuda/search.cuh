@@ -555,6 +555,8 @@ __device__ __forceinline__ void prefill_search(const hip_prefill_params& p) {
     }
     const int first = j * BQ;
     const int len = cmin(BQ, s.Tq - first);
+    // Blocks holding any of the sequence's last scan_tail queries select by SCAN (hip_prefill_scan, scan.cuh).
+    if (p.scan_tail > 0 && (long long)first + len + p.scan_tail > s.Tq) return;
     const int p0 = s.Tk - s.Tq + first;
     const int e = local_start(p.sink, p.window, p0, s.Tk);
     const int kvh = SHARE ? mh : mh / GROUP;

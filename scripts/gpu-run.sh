@@ -19,10 +19,10 @@ step() {   # step NAME CMD...: runs CMD, keeps its log, records PASS/FAIL
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$LOG/device.txt"
 SANITIZER=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 # Tests that are small enough for the sanitizers (the 128k ones are not: they would take many minutes), every
-# prefill and decode kernel among them; the cluster decode search of issue 12 (its configurations, the abort on
-# a bad page, a record of another configuration) in a step of its own.
+# prefill and decode kernel among them (SCAN's too); the cluster decode search of issue 12 (its configurations,
+# the abort on a bad page, a record of another configuration) in a step of its own.
 SMALL="prefill_matches decode_matches decode_with_one_split merge_matches device_index prefill_bad_cu_seqlens cuda_graph
-params_layout deterministic concurrent"
+params_layout deterministic concurrent nonfinite scan_decode_matches scan_decode_selects prefill_scan_tail"
 CLUSTER="decode_cluster_search_configs decode_search_abort_on_a_bad_page decode_mask_state_of_another_configuration"
 sanitizer_summary() {   # the sanitizer's own summary lines of step $1
     grep -h "ERROR SUMMARY\|RACECHECK SUMMARY\|hazard\|Invalid\|Uninitialized" "$LOG/$1.log" 2>/dev/null | sort | uniq -c | head -n 20

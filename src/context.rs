@@ -54,15 +54,15 @@ impl Context {
     pub fn prefill_workspace_size(&self, batch: u32, total_q: u32, max_q: u32, max_k: u32) -> Result<usize> {
         let batch = tokens("batch_size", batch, 1)?;
         let total_q = tokens("total_q", total_q, 1)?;
-        tokens("max_seqlen_q", max_q, 1)?;
+        let max_q = tokens("max_seqlen_q", max_q, 1)?;
         tokens("max_seqlen_k", max_k, 1)?;
-        Ok(PrefillWorkspace::new(&self.cfg, batch, total_q)?.bytes)
+        Ok(PrefillWorkspace::with_tail(&self.cfg, batch, total_q, max_q)?.bytes)
     }
 
     pub fn decode_workspace_size(&self, batch: u32, max_k: u32) -> Result<usize> {
         let batch = tokens("batch_size", batch, 1)?;
-        tokens("max_seqlen_k", max_k, 1)?;
-        Ok(DecodeWorkspace::new(&self.cfg, batch)?.bytes)
+        let max_k = tokens("max_seqlen_k", max_k, 1)?;
+        Ok(DecodeWorkspace::new(&self.cfg, batch, max_k)?.bytes)
     }
 
     pub fn mask_state_size(&self, batch: u32) -> Result<usize> {
@@ -74,7 +74,7 @@ impl Context {
     /// backend spanning the described extents, and a stream of the context's device (CUDA).
     pub unsafe fn prefill(&self, raw: &hip_prefill_args, ws: usize, ws_bytes: usize, stream: usize) -> Result<()> {
         let a = PrefillArgs::validate(&self.cfg, raw)?;
-        let needed = PrefillWorkspace::new(&self.cfg, a.batch, a.total_q)?.bytes;
+        let needed = PrefillWorkspace::with_tail(&self.cfg, a.batch, a.total_q, a.max_seqlen_q)?.bytes;
         let ws = check_workspace(ws, ws_bytes, needed, &a.spans())?;
         match &self.backend {
             // SAFETY: forwarded from this function's contract.
@@ -88,7 +88,8 @@ impl Context {
     /// As for `prefill`.
     pub unsafe fn decode(&self, raw: &hip_decode_args, ws: usize, ws_bytes: usize, stream: usize) -> Result<()> {
         let a = DecodeArgs::validate(&self.cfg, raw)?;
-        let ws = check_workspace(ws, ws_bytes, DecodeWorkspace::new(&self.cfg, a.batch)?.bytes, &a.spans())?;
+        let needed = DecodeWorkspace::new(&self.cfg, a.batch, a.max_seqlen_k)?.bytes;
+        let ws = check_workspace(ws, ws_bytes, needed, &a.spans())?;
         match &self.backend {
             // SAFETY: forwarded from this function's contract.
             Backend::Cpu => unsafe { crate::cpu::decode(&self.cfg, &a) },

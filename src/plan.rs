@@ -97,6 +97,10 @@ pub struct PrefillWorkspace {
     pub slots: usize,
     pub idx_offset: usize,
     pub cnt_offset: usize,
+    /// With `prefill_scan_tail` (see `with_tail`): the most tail query blocks of one sequence, and where the tail
+    /// scan's candidates start (cnt_offset + the counts rounded up to 256 bytes, which the kernel derives).
+    pub tail_blocks: usize,
+    pub tail_offset: usize,
     pub bytes: usize,
 }
 
@@ -108,7 +112,22 @@ impl PrefillWorkspace {
         let cnt_offset = align_up(idx_bytes)?;
         let cnt_bytes = checked_mul(checked_mul(slots, cfg.mask_heads(), "prefill workspace")?, 4, "workspace")?;
         let bytes = align_up(checked_add(cnt_offset, cnt_bytes, "prefill workspace")?)?;
-        Ok(PrefillWorkspace { slots, idx_offset: 0, cnt_offset, bytes })
+        Ok(PrefillWorkspace { slots, idx_offset: 0, cnt_offset, tail_blocks: 0, tail_offset: bytes, bytes })
+    }
+
+    /// The layout of a call with at most `max_q` queries per sequence: with `prefill_scan_tail`, the tail scan's
+    /// region follows the counts: (key, block) pairs [batch][tail_blocks][mask heads][3 * max(Kb, 1)] (the Kb
+    /// best so far and a chunk of 2 * Kb new blocks per query block).
+    pub fn with_tail(cfg: &Config, batch: usize, total_q: usize, max_q: usize) -> Result<Self> {
+        let mut w = Self::new(cfg, batch, total_q)?;
+        if cfg.prefill_scan_tail == 0 {
+            return Ok(w);
+        }
+        w.tail_blocks = max_q.div_ceil(cfg.bq).min(cfg.prefill_scan_tail.div_ceil(cfg.bq) + 1);
+        let per = checked_mul(cfg.mask_heads(), 3 * cfg.kb().max(1) * 8, "prefill workspace")?;
+        let tail = checked_mul(checked_mul(batch, w.tail_blocks, "prefill workspace")?, per, "prefill workspace")?;
+        w.bytes = align_up(checked_add(w.tail_offset, tail, "prefill workspace")?)?;
+        Ok(w)
     }
 
     pub fn slot(cfg: &Config, cu_q_b: usize, b: usize, j: usize) -> usize {
@@ -125,22 +144,43 @@ pub fn prefill_all_dense(cfg: &Config, max_seqlen_k: usize) -> bool {
     e.max(cfg.sink).saturating_sub(cfg.sink).div_ceil(cfg.bk) <= cfg.kb()
 }
 
+/// Most CTAs of the decode SCAN per (sequence, mask head) (HIP_ATTN_SCAN_MAX_SPLITS).
+pub const SCAN_MAX_SPLITS: usize = 64;
+
+/// Bytes of the decode SCAN workspace region of one (sequence, mask head) for at most `max_k` keys
+/// (HIP_ATTN_SCAN_REGION_BYTES): a status per split, then a score key and a block index per key block.
+pub fn scan_region_bytes(cfg: &Config, max_k: usize) -> Result<usize> {
+    let nbmax = max_k.div_ceil(cfg.bk);
+    let b = checked_add(4 * SCAN_MAX_SPLITS, checked_mul(nbmax, 8, "decode workspace")?, "decode workspace")?;
+    Ok(checked_add(b, 15, "decode workspace")? / 16 * 16)
+}
+
 /// Decode workspace: split-K partial outputs (f32 [batch][Hq][DECODE_MAX_SPLITS][D]) and their LSEs
-/// (f32 [batch][Hq][DECODE_MAX_SPLITS]).
+/// (f32 [batch][Hq][DECODE_MAX_SPLITS]); with SCAN selection, then the scan's regions ([batch][mask heads] of
+/// `scan_region_bytes`), O(max_seqlen_k).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeWorkspace {
     pub part_o_offset: usize,
     pub part_lse_offset: usize,
+    /// 0 without SCAN selection.
+    pub scan_offset: usize,
     pub bytes: usize,
 }
 
 impl DecodeWorkspace {
-    pub fn new(cfg: &Config, batch: usize) -> Result<Self> {
+    pub fn new(cfg: &Config, batch: usize, max_k: usize) -> Result<Self> {
         let rows = checked_mul(checked_mul(batch, cfg.num_q_heads, "decode workspace")?, DECODE_MAX_SPLITS, "decode workspace")?;
         let o_bytes = checked_mul(checked_mul(rows, cfg.head_dim, "decode workspace")?, 4, "decode workspace")?;
         let part_lse_offset = align_up(o_bytes)?;
-        let bytes = align_up(checked_add(part_lse_offset, checked_mul(rows, 4, "decode workspace")?, "decode workspace")?)?;
-        Ok(DecodeWorkspace { part_o_offset: 0, part_lse_offset, bytes })
+        let mut bytes = align_up(checked_add(part_lse_offset, checked_mul(rows, 4, "decode workspace")?, "decode workspace")?)?;
+        let mut scan_offset = 0;
+        if cfg.decode_selection == crate::config::Selection::Scan {
+            let regions = checked_mul(batch, cfg.mask_heads(), "decode workspace")?;
+            let scan = checked_mul(regions, scan_region_bytes(cfg, max_k)?, "decode workspace")?;
+            scan_offset = bytes;
+            bytes = align_up(checked_add(bytes, scan, "decode workspace")?)?;
+        }
+        Ok(DecodeWorkspace { part_o_offset: 0, part_lse_offset, scan_offset, bytes })
     }
 }
 

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use common::tools;
 use cudarc::driver::{result, sys, CudaContext};
-use hip_attn::config::{validate, Config};
+use hip_attn::config::{validate, Config, Selection};
 use hip_attn::plan::{state_ints, PrefillWorkspace};
 use hip_attn::spec::BlockKeys;
 use hip_attn::tensor::DType;
@@ -133,6 +133,17 @@ fn tie_eps(d: usize) -> f64 {
     1e-4 * d as f64
 }
 
+/// The gap between the Kb-th and the (Kb+1)-th best block score (f64): SCAN's selection is the brute-force top-Kb,
+/// so two implementations may differ only where that gap is below the arithmetic precision.
+fn scan_margin(nb: usize, kb: usize, score: impl Fn(usize) -> f64) -> f64 {
+    if kb == 0 || nb <= kb {
+        return f64::INFINITY;
+    }
+    let mut all: Vec<f64> = (0..nb).map(score).collect();
+    all.sort_by(|x, y| y.partial_cmp(x).unwrap());
+    all[kb - 1] - all[kb]
+}
+
 /// Checks a prefill's masks (device vs CPU workspace) block by block; returns the (seq, mask head, block) whose
 /// masks differ (each must be a near-tie).
 fn compare_prefill_masks(c: &Config, p: &Problem, cpu_ws: &[u8], dev_ws: &[u8], blocks: &[(usize, usize)]) -> Vec<(usize, usize, usize)> {
@@ -154,10 +165,14 @@ fn compare_prefill_masks(c: &Config, p: &Problem, cpu_ws: &[u8], dev_ws: &[u8], 
                 .flat_map(|h| (i0..i1).step_by(c.sq).map(move |i| (h, i)))
                 .map(|(h, i)| (p.q.at(p.q0(b) + i, h), &p.k, c.kv_head_of(h), p.k0(b)))
                 .collect();
-            let (_, margin) = search_margin(keys.nb, c.kb(), |rep| {
+            let score = |rep| {
                 let (a, e) = keys.block_range(rep);
                 score_f64(&rows, a, e, c.sk)
-            });
+            };
+            let margin = match c.prefill_selection(i1, tq) {
+                Selection::Scan => scan_margin(keys.nb, c.kb(), score),
+                Selection::Tree => search_margin(keys.nb, c.kb(), score).1,
+            };
             assert!(
                 margin < tie_eps(c.head_dim),
                 "seq {b} mask head {mh} block {j}: masks differ without a near-tie (margin {margin}):\n cpu {want:?}\n dev {got:?}"
@@ -266,6 +281,69 @@ fn prefill_matches_cpu_reference() {
     }
 }
 
+/// Prefill with a SCAN tail (several tail sizes, including one above Tq: every block scans) against the CPU:
+/// masks (near-ties aside), outputs, and the last block's record; then a decode step that reuses the handed-over
+/// scanned mask (refresh 8) matches the CPU's.
+#[test]
+fn prefill_scan_tail_matches_cpu_reference() {
+    let Some(dev) = device("prefill_scan_tail_matches_cpu_reference") else { return };
+    let mut rng = Rng::fresh("gpu-prefill-scan-tail");
+    for (n, (dt, d, hq, hkv, share, bq, bk, k, sk, tail, tq, tk)) in [
+        (DType::Bf16, 128, 8, 2, 2, 32, 2, 64, 1, 1u32, &[700usize, 1, 77][..], &[1500usize, 40, 200][..]),
+        (DType::Bf16, 128, 8, 8, 1, 32, 2, 128, 1, 100, &[2000][..], &[2000][..]),
+        (DType::F16, 64, 4, 2, 1, 16, 3, 48, 2, 5000, &[300, 90][..], &[900, 90][..]),
+        (DType::Bf16, 256, 4, 1, 2, 8, 4, 40, 1, 33, &[129, 64][..], &[1000, 300][..]),
+        (DType::Bf16, 128, 4, 4, 1, 32, 2, 0, 1, 64, &[400][..], &[400][..]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut cfg = config(dt, d, hq, hkv);
+        (cfg.mask_sharing, cfg.bq, cfg.bk, cfg.k, cfg.sk, cfg.prefill_scan_tail) = (share, bq, bk, k, sk, tail);
+        (cfg.sink, cfg.window, cfg.refresh) = (4, 48, 8);
+        let c = valid(&cfg);
+        let p = Problem::new(&mut rng, dt, d as usize, hq as usize, hkv as usize, tq, tk, 0);
+        let (cctx, dctx) = (on(&Host, cfg), on(dev.as_ref(), cfg));
+        let cpu = run_prefill(&Host, &cctx, &p, true).unwrap();
+        let devo = run_prefill(dev.as_ref(), &dctx, &p, true).unwrap();
+        let blocks: Vec<(usize, usize)> = (0..p.tq.len()).flat_map(|b| (0..p.tq[b].div_ceil(c.bq)).map(move |j| (b, j))).collect();
+        let skip = compare_prefill_masks(&c, &p, &cpu.workspace, &devo.workspace, &blocks);
+        let rows: Vec<usize> = (0..p.q.rows).collect();
+        compare_rows(&c, &p, &cpu, &devo, &rows, &skip, &format!("prefill scan tail case {n}"));
+        let mut tie = false;
+        for b in 0..p.tq.len() {
+            for mh in 0..c.mask_heads() {
+                if skip.contains(&(b, mh, (p.tq[b] - 1) / c.bq)) {
+                    tie = true;
+                    continue;
+                }
+                let idx = b * c.mask_heads() + mh;
+                assert_eq!(record(&cpu.state, state_ints(&c), idx), record(&devo.state, state_ints(&c), idx), "case {n} state");
+            }
+        }
+        if tie {
+            continue;
+        }
+        // Decode at the last prompt position from each side's handed-over state: the step reuses the scanned mask.
+        let cut = |x: &Tensor, from: usize, rows: usize| Tensor { rows, heads: x.heads, d: x.d, pad: 0, data: x.data[from * x.heads * x.d..(from + rows) * x.heads * x.d].to_vec() };
+        let kc: Vec<Tensor> = (0..p.tq.len()).map(|b| cut(&p.k, p.k0(b), p.tk[b])).collect();
+        let vc: Vec<Tensor> = (0..p.tq.len()).map(|b| cut(&p.v, p.k0(b), p.tk[b])).collect();
+        let cap = *p.tk.iter().max().unwrap();
+        let q = Tensor::random(&mut rng, dt, p.tq.len(), hq as usize, d as usize, 0, 1.0);
+        let mut outs = Vec::new();
+        for (mem, ctx, state) in [(&Host as &dyn Mem, &cctx, &cpu.state), (dev.as_ref(), &dctx, &devo.state)] {
+            let cache = Cache { k: kc.clone(), v: vc.clone(), page_size: Some(16), capacity: cap }.upload(mem, dt, &mut rng);
+            let sb = mem.upload(state);
+            outs.push(run_decode(mem, ctx, dt, &q, &cache, &p.tk, cap, &sb).unwrap());
+            let after = mem.download(&sb);
+            assert!((0..p.tq.len() * c.mask_heads()).all(|i| record(&after, state_ints(&c), i).1 == 2), "case {n}: the step reused the mask");
+        }
+        let want: Vec<f64> = outs[0].o.iter().map(|&x| x as f64).collect();
+        let err = rel_l2(&outs[1].o, &want);
+        assert!(err < tolerance(dt), "case {n}: decode from the scanned mask: rel L2 {err}");
+    }
+}
+
 #[test]
 fn prefill_128k_tokens() {
     let Some(dev) = device("prefill_128k_tokens") else { return };
@@ -353,10 +431,14 @@ fn decode_lockstep(dev: &dyn Mem, cfg: hip_config, lens0: &[usize], steps: usize
                 let keys = BlockKeys::new(p, lens[b], c.sink, c.window, c.bk, c.causal);
                 let rows: Vec<(&[f32], &Tensor, usize, usize)> =
                     c.mask_head_q_heads(mh).map(|h| (q.at(b, h), &k[b], c.kv_head_of(h), 0)).collect();
-                let (_, margin) = search_margin(keys.nb, c.kb(), |rep| {
+                let score = |rep| {
                     let (a, e) = keys.block_range(rep);
                     score_f64(&rows, a, e, c.sk)
-                });
+                };
+                let margin = match c.decode_selection {
+                    Selection::Scan => scan_margin(keys.nb, c.kb(), score),
+                    Selection::Tree => search_margin(keys.nb, c.kb(), score).1,
+                };
                 assert!(margin < tie_eps(d), "{what} step {t} seq {b} head {mh}: masks differ, margin {margin}\n cpu {cr:?}\n dev {dr:?}");
                 skip.extend(c.mask_head_q_heads(mh).map(|h| (b, h)));
                 ties += 1;
@@ -425,17 +507,128 @@ fn decode_128k_cache() {
     decode_lockstep(dev.as_ref(), cfg, &[t, 3000], 4, Some(64), &mut rng, "decode 128k paged");
 }
 
+/// SCAN decode against the CPU's brute-force top-Kb: contiguous and paged caches, GQA with and without mask
+/// sharing, batches of mixed lengths (1 to 20000 keys), refresh 1 and 3, k 64 / 512 / 2048, block sizes whose
+/// sampled keys do not pair up, and short caches (one scan split).
+#[test]
+fn scan_decode_matches_cpu_reference() {
+    let Some(dev) = device("scan_decode_matches_cpu_reference") else { return };
+    let mut rng = Rng::fresh("gpu-scan-decode");
+    for (dt, d, hq, hkv, share, refresh, page, k, bk, sk, lens) in [
+        (DType::Bf16, 128, 32, 32, 1, 1, None, 64, 2, 1, &[1usize, 700, 5000, 20000][..]),
+        (DType::Bf16, 128, 32, 8, 2, 3, Some(16), 512, 2, 1, &[1, 700, 5000, 20000][..]),
+        (DType::Bf16, 128, 32, 8, 1, 3, None, 512, 2, 1, &[3000, 9][..]),
+        (DType::F16, 64, 4, 4, 1, 3, Some(1), 2048, 2, 1, &[1, 700, 5000][..]),
+        (DType::F16, 256, 4, 2, 2, 1, Some(64), 40, 4, 3, &[1, 700, 5000][..]),
+        (DType::Bf16, 64, 8, 2, 2, 2, Some(5), 96, 3, 1, &[33, 4000][..]),
+        (DType::Bf16, 128, 8, 8, 1, 1, None, 64, 2, 2, &[100, 450][..]),
+    ] {
+        let mut cfg = config(dt, d, hq, hkv);
+        (cfg.mask_sharing, cfg.refresh, cfg.k, cfg.window) = (share, refresh, k, 32);
+        (cfg.bk, cfg.sk, cfg.decode_selection) = (bk, sk, hip_selection::HIP_ATTN_SELECT_SCAN as u32);
+        let what = format!(
+            "scan decode {dt:?} d{d} {hq}/{hkv} share {share} refresh {refresh} page {page:?} k {k} bk {bk} sk {sk} lens {lens:?}"
+        );
+        decode_lockstep(dev.as_ref(), cfg, lens, 5, page, &mut rng, &what);
+    }
+}
+
+/// SCAN over a 128k-key paged cache (many splits, each selecting from thousands of blocks), beside a short
+/// sequence, in lockstep with the CPU.
+#[test]
+fn scan_decode_128k_cache() {
+    let Some(dev) = device("scan_decode_128k_cache") else { return };
+    let mut rng = Rng::fresh("gpu-scan-128k");
+    let t = if std::env::var_os("HIP_ATTN_GPU_TESTS_ON_CPU").is_some() { 8192 } else { 131072 };
+    let mut cfg = config(DType::Bf16, 128, 8, 2);
+    (cfg.refresh, cfg.decode_selection) = (3, hip_selection::HIP_ATTN_SELECT_SCAN as u32);
+    decode_lockstep(dev.as_ref(), cfg, &[t, 3000], 4, Some(64), &mut rng, "scan decode 128k paged");
+}
+
+/// A key planted anywhere in the search domain with a logit far above the rest is always selected by SCAN
+/// (the tree search misses such keys away from its representatives): block 0, the last block before the local
+/// window, and random positions, over several sequences and heads, contiguous and paged.
+#[test]
+fn scan_decode_selects_a_planted_key() {
+    let Some(dev) = device("scan_decode_selects_a_planted_key") else { return };
+    let dev = dev.as_ref();
+    let mut rng = Rng::fresh("gpu-scan-planted");
+    let dt = DType::Bf16;
+    for (hq, hkv, share, page) in [(4usize, 4usize, 1u32, None), (8, 2, 2, Some(16)), (8, 2, 1, Some(7))] {
+        let d = 128;
+        let mut cfg = config(dt, d as u32, hq as u32, hkv as u32);
+        (cfg.mask_sharing, cfg.refresh, cfg.k, cfg.decode_selection) = (share, 1, 64, hip_selection::HIP_ATTN_SELECT_SCAN as u32);
+        let c = valid(&cfg);
+        let ctx = on(dev, cfg);
+        let lens = [30000usize, 5000, 1000];
+        for round in 0..3 {
+            let q = Tensor::random(&mut rng, dt, lens.len(), hq, d, 0, 1.0);
+            let mut k: Vec<Tensor> = lens.iter().map(|&l| Tensor::random(&mut rng, dt, l, hkv, d, 0, 1.0)).collect();
+            let v: Vec<Tensor> = lens.iter().map(|&l| Tensor::random(&mut rng, dt, l, hkv, d, 0, 1.0)).collect();
+            // planted[b][mh] = the block that must be selected.
+            let mut planted = vec![vec![0usize; c.mask_heads()]; lens.len()];
+            for (b, &len) in lens.iter().enumerate() {
+                let keys = BlockKeys::new(len - 1, len, c.sink, c.window, c.bk, c.causal);
+                let mut used = std::collections::HashSet::new();
+                for mh in 0..c.mask_heads() {
+                    // The key of the mask head's first q head, scaled by 8 (exact in bf16): its logit is 8 |q|^2,
+                    // far above any random key's. Mask heads of one kv head get different positions.
+                    let h = c.mask_head_q_heads(mh).next().unwrap();
+                    let g = c.kv_head_of(h);
+                    let mut t = match (round, mh) {
+                        (0, 0) => c.sink,
+                        (0, 1) => keys.e - 1,
+                        _ => c.sink + rng.below(keys.e - c.sink),
+                    };
+                    while !used.insert((g, t)) {
+                        t = c.sink + rng.below(keys.e - c.sink);
+                    }
+                    let row: Vec<f32> = q.at(b, h).iter().map(|x| 8.0 * x).collect();
+                    let at = (t * hkv + g) * d;
+                    k[b].data[at..at + d].copy_from_slice(&row);
+                    planted[b][mh] = (t - c.sink) / c.bk;
+                }
+            }
+            let cap = lens[0];
+            let cache = Cache { k, v, page_size: page, capacity: cap }.upload(dev, dt, &mut rng);
+            let state = dev.zeroed(ctx.state_size(lens.len() as u32));
+            run_decode(dev, &ctx, dt, &q, &cache, &lens, cap, &state).unwrap();
+            let st = dev.download(&state);
+            for (b, want) in planted.iter().enumerate() {
+                for (mh, &blk) in want.iter().enumerate() {
+                    let (magic, _, _, blocks) = record(&st, state_ints(&c), b * c.mask_heads() + mh);
+                    assert_eq!(magic, hip_attn::plan::STATE_MAGIC);
+                    assert_eq!(blocks.len(), c.kb());
+                    assert!(blocks.contains(&(blk as i32)), "round {round} seq {b} mask head {mh}: planted block {blk} missing: {blocks:?}");
+                }
+            }
+        }
+    }
+    eprintln!("SCAN selected every planted key");
+}
+
 #[test]
 fn cuda_graph_replays_decode_across_refreshes() {
-    let Some(dev) = device("cuda_graph_replays_decode_across_refreshes") else { return };
+    graph_replays_decode("cuda_graph_replays_decode_across_refreshes", hip_selection::HIP_ATTN_SELECT_TREE);
+}
+
+/// The same with SCAN selection: the scan and merge kernels decide on the device, from the record, whether a
+/// replay searches.
+#[test]
+fn cuda_graph_replays_scan_decode_across_refreshes() {
+    graph_replays_decode("cuda_graph_replays_scan_decode_across_refreshes", hip_selection::HIP_ATTN_SELECT_SCAN);
+}
+
+fn graph_replays_decode(name: &str, selection: hip_selection) {
+    let Some(dev) = device(name) else { return };
     if dev.backend() != hip_backend::HIP_ATTN_BACKEND_CUDA as u32 {
-        skip("cuda_graph_replays_decode_across_refreshes", "needs a GPU");
+        skip(name, "needs a GPU");
         return;
     }
     let mut rng = Rng::fresh("gpu-graph");
     let dt = DType::Bf16;
     let mut cfg = config(dt, 128, 8, 2);
-    (cfg.refresh, cfg.k, cfg.window) = (3, 64, 32);
+    (cfg.refresh, cfg.k, cfg.window, cfg.decode_selection) = (3, 64, 32, selection as u32);
     let c = valid(&cfg);
     let (cap, batch, steps) = (3000usize, 2usize, 8usize);
     let k: Vec<Tensor> = (0..batch).map(|_| Tensor::random(&mut rng, dt, cap, 2, 128, 0, 1.0)).collect();
@@ -494,7 +687,7 @@ fn cuda_graph_replays_decode_across_refreshes() {
     }
     // SAFETY: the exec graph is no longer used.
     unsafe { result::graph::exec_destroy(graph) }.unwrap();
-    eprintln!("graph: {steps} replays across refreshes match the CPU reference");
+    eprintln!("graph ({selection:?}): {steps} replays across refreshes match the CPU reference");
 }
 
 #[test]
@@ -891,7 +1084,8 @@ fn nonfinite_inputs_match_cpu() {
     let dt = DType::Bf16;
     let (d, hq) = (64usize, 4usize);
     let mut cfg = config(dt, d as u32, hq as u32, 2);
-    (cfg.k, cfg.bq, cfg.bk, cfg.sink, cfg.window) = (4096, 16, 2, 2, 4);
+    // k covers every sequence (at most 1024 blocks on CUDA).
+    (cfg.k, cfg.bq, cfg.bk, cfg.sink, cfg.window) = (2048, 16, 2, 2, 4);
     let (cpu, gpu) = (on(&Host, cfg), on(dev.as_ref(), cfg));
     let mut p = Problem::new(&mut rng, dt, d, hq, 2, &[40, 40], &[40, 64], 0);
     let at = |t: &Tensor, r: usize, h: usize, i: usize| (r * t.heads + h) * t.d + i;

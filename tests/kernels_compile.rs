@@ -4,7 +4,7 @@
 mod common;
 use common::{config, tools};
 use hip_attn::config::validate;
-use hip_attn::cuda::backend::{check_supported, compile_options, sources};
+use hip_attn::cuda::backend::{check_supported, compile_options, sources, KERNELS};
 use hip_attn::cuda::compile_cubin;
 use hip_attn::tensor::DType;
 
@@ -49,7 +49,14 @@ fn every_kernel_variant_compiles() {
                 let opts = compile_options(&c, arch);
                 let t = std::time::Instant::now();
                 match compile_cubin(sources()[0].0, sources(), &opts, arch) {
-                    Ok(cubin) => eprintln!("{arch} {opts:?}: {} bytes in {:.2} s", cubin.len(), t.elapsed().as_secs_f64()),
+                    Ok(cubin) => {
+                        eprintln!("{arch} {opts:?}: {} bytes in {:.2} s", cubin.len(), t.elapsed().as_secs_f64());
+                        // Every entry point the backend resolves (the SCAN kernels included) is in the cubin.
+                        let text = String::from_utf8_lossy(&cubin);
+                        for name in KERNELS.iter().filter(|n| !text.contains(**n)) {
+                            failures.lock().unwrap().push(format!("{arch} {opts:?}: no kernel {name}"));
+                        }
+                    }
                     Err(e) => failures.lock().unwrap().push(format!("{arch} {opts:?}:\n{e}")),
                 }
             });

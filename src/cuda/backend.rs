@@ -10,23 +10,24 @@ use super::{
 use crate::args::{Buffer, DecodeArgs, MergeArgs, PrefillArgs};
 use crate::config::{Config, CreateOptions, MaskSharing, Selection};
 use crate::ffi::types::hip_log_level;
-use crate::plan::{self, DecodeWorkspace, PrefillWorkspace, DECODE_MAX_SPLITS};
+use crate::plan::{self, DecodeWorkspace, PrefillWorkspace, DECODE_MAX_SPLITS, SCAN_MAX_SPLITS};
 use crate::status::{hip_status::*, Error, Result};
 use crate::tensor::DType;
 use cudarc::driver::sys::{CUfunction_attribute, CUresult, CUstream};
 
 /// Kernel sources, embedded: NVRTC compiles hip_attn.cu with the others as named headers.
-const SOURCES: [(&str, &str); 6] = [
+const SOURCES: [(&str, &str); 7] = [
     ("hip_attn.cu", include_str!("../../cuda/hip_attn.cu")),
     ("hip_params.h", include_str!("../../cuda/hip_params.h")),
     ("common.cuh", include_str!("../../cuda/common.cuh")),
     ("search.cuh", include_str!("../../cuda/search.cuh")),
+    ("scan.cuh", include_str!("../../cuda/scan.cuh")),
     ("attention.cuh", include_str!("../../cuda/attention.cuh")),
     ("merge.cuh", include_str!("../../cuda/merge.cuh")),
 ];
 
 /// Kernel entry points, in the order `KernelModule` resolves them (indices below).
-pub const KERNELS: [&str; 10] = [
+pub const KERNELS: [&str; 13] = [
     "hip_prefill_search",
     "hip_prefill_attn",
     "hip_decode_search",
@@ -37,6 +38,9 @@ pub const KERNELS: [&str; 10] = [
     "hip_decode_search_wide",
     "hip_prefill_attn_dense",
     "hip_decode_attn_direct",
+    "hip_decode_scan",
+    "hip_decode_scan_merge",
+    "hip_prefill_scan",
 ];
 const PREFILL_SEARCH: usize = 0;
 const PREFILL_ATTN: usize = 1;
@@ -48,10 +52,14 @@ pub const PARAMS_LAYOUT: usize = 6;
 const DECODE_SEARCH_WIDE: usize = 7;
 const PREFILL_ATTN_DENSE: usize = 8;
 const DECODE_ATTN_DIRECT: usize = 9;
+const DECODE_SCAN: usize = 10;
+const DECODE_SCAN_MERGE: usize = 11;
+const PREFILL_SCAN: usize = 12;
 
 // Launch geometry and limits, mirroring the section of cuda/hip_params.h that defines them.
 const SEARCH_THREADS: u32 = 128;
 const DECODE_THREADS: u32 = 128;
+const SCAN_THREADS: u32 = 256;
 const COMBINE_THREADS: u32 = 128;
 const MERGE_THREADS: u32 = 128;
 const MERGE_HEADS_PER_CTA: usize = 4;
@@ -143,13 +151,6 @@ pub fn check_supported(cfg: &Config) -> Result<()> {
     if cfg.num_q_heads > MAX_GRID_YZ {
         return unsupported(format!("num_q_heads ({}) above {MAX_GRID_YZ} is not supported", cfg.num_q_heads));
     }
-    // SCAN selection has no kernels yet (the CPU backend computes it).
-    if cfg.decode_selection == Selection::Scan {
-        return unsupported("decode_selection HIP_ATTN_SELECT_SCAN is not supported yet".into());
-    }
-    if cfg.prefill_scan_tail > 0 {
-        return unsupported(format!("prefill_scan_tail ({}) above 0 is not supported yet", cfg.prefill_scan_tail));
-    }
     Ok(())
 }
 
@@ -218,6 +219,23 @@ fn dsearch_smem_pad(info: &DeviceInfo, static_smem: i32) -> u32 {
     pad as u32
 }
 
+/// Fewest key blocks per CTA of the decode SCAN worth a split of their own (each split also selects its own
+/// candidates, which the merge then reads).
+const SCAN_MIN_BLOCKS: usize = 256;
+
+/// CTAs of the decode SCAN per (sequence, mask head): `units` (sequence, mask head) pairs of at most `nbmax` key
+/// blocks each, on `resident` CTAs at a time. The number of waves over the splits is what a step takes, so it picks
+/// the fewest splits within 5% of the best ratio, at most SCAN_MAX_SPLITS and at most one per SCAN_MIN_BLOCKS
+/// blocks. The masks do not depend on it (each block's score and the exact top-Kb are the same for any split), so
+/// HIP_ATTN_FLAG_BATCH_INVARIANT holds whatever it picks.
+fn pick_scan_splits(units: usize, nbmax: usize, resident: usize) -> usize {
+    let most = nbmax.div_ceil(SCAN_MIN_BLOCKS).clamp(1, SCAN_MAX_SPLITS);
+    let resident = resident.max(1);
+    let cost = |s: usize| (s * units).div_ceil(resident) as f64 / s as f64;
+    let best = (1..=most).map(cost).fold(f64::INFINITY, f64::min);
+    (1..=most).find(|&s| cost(s) <= best * 1.05).unwrap_or(1)
+}
+
 /// The rule of `CudaBackend::decode_search_kernel`: the cluster kernel (with `cluster` CTAs per search) while all
 /// `searches` clusters fit at about 4 CTAs per SM, else the one-CTA kernel.
 fn pick_decode_search(cluster: u32, sm_count: usize, searches: usize) -> (usize, u32) {
@@ -226,6 +244,19 @@ fn pick_decode_search(cluster: u32, sm_count: usize, searches: usize) -> (usize,
     } else {
         (DECODE_SEARCH, 1)
     }
+}
+
+/// CTAs of `func` (launched with `threads` threads and no dynamic shared memory) that fit on one SM; the
+/// context is bound.
+fn occupancy(func: Option<cudarc::driver::sys::CUfunction>, threads: u32) -> Result<usize> {
+    let func = func.ok_or_else(|| Error::internal("a decode scan kernel was not loaded"))?;
+    let mut n: std::ffi::c_int = 0;
+    // SAFETY: `func` belongs to the loaded module of the bound context; the driver only writes `n`.
+    let r = unsafe { cudarc::driver::sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(&mut n, func, threads as i32, 0) };
+    if r != CUresult::CUDA_SUCCESS {
+        return Err(Error::new(HIP_ATTN_STATUS_CUDA_ERROR, format!("cuOccupancyMaxActiveBlocksPerMultiprocessor: {r:?}")));
+    }
+    Ok(n.max(0) as usize)
 }
 
 pub struct CudaBackend {
@@ -239,6 +270,8 @@ pub struct CudaBackend {
     dsearch_pad: [u32; 2],
     /// Decode attention and combine go out as programmatic dependent launches (sm_90+).
     pdl: bool,
+    /// CTAs of hip_decode_scan resident on the whole device at once.
+    scan_resident: usize,
 }
 
 fn batch_limit(batch: usize) -> Result<()> {
@@ -280,7 +313,11 @@ impl CudaBackend {
             let static_smem = module.attribute(kernel, CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)?;
             *pad = dsearch_smem_pad(info, static_smem);
         }
-        let mut backend = CudaBackend { module, flag, dev, dsearch_cl, dsearch_pad, pdl };
+        let scan_resident = {
+            let _bound = dev.bind()?;
+            info.sm_count.max(1) as usize * occupancy(module.func(DECODE_SCAN), SCAN_THREADS)?.max(1)
+        };
+        let mut backend = CudaBackend { module, flag, dev, dsearch_cl, dsearch_pad, pdl, scan_resident };
         if backend.dsearch_cl > 1 && !backend.clusters_fit()? {
             // (e.g. an MPS client limited to a few SMs): the one-CTA search works everywhere.
             log(LogLevel::Warn, "no cluster of the decode search fits on this device: using the one-CTA search");
@@ -346,7 +383,7 @@ impl CudaBackend {
         batch_limit(a.batch)?;
         self.take_device_error()?;
         let _bound = self.dev.bind()?;
-        let layout = PrefillWorkspace::new(cfg, a.batch, a.total_q)?;
+        let layout = PrefillWorkspace::with_tail(cfg, a.batch, a.total_q, a.max_seqlen_q)?;
         let p = PrefillParams {
             q: a.q.addr as u64,
             k: a.k.addr as u64,
@@ -380,6 +417,8 @@ impl CudaBackend {
             state_ints: plan::state_ints(cfg) as i32,
             slots: layout.slots as i32,
             scale: cfg.scale,
+            scan_tail: cfg.prefill_scan_tail.min(i32::MAX as usize) as i32,
+            tail_blocks: layout.tail_blocks as i32,
             state_fingerprint: plan::state_fingerprint(cfg),
         };
         let blocks = a.max_seqlen_q.div_ceil(cfg.bq) as u32;
@@ -391,6 +430,10 @@ impl CudaBackend {
         // kernels write the rows of disjoint sets of sequences.
         unsafe {
             launch(self.func(PREFILL_SEARCH)?, (blocks, cfg.mask_heads() as u32, batch), (SEARCH_THREADS, 1, 1), 0, s, &p)?;
+            if layout.tail_blocks > 0 {
+                let grid = (layout.tail_blocks as u32, cfg.mask_heads() as u32, batch);
+                launch(self.func(PREFILL_SCAN)?, grid, (SEARCH_THREADS, 1, 1), 0, s, &p)?;
+            }
             let dense_grid = (a.max_seqlen_q.div_ceil(rows) as u32, heads, batch);
             let (dense_block, smem) = ((dense_threads(cfg.head_dim), 1, 1), dense_smem(cfg.head_dim));
             launch(self.func(PREFILL_ATTN_DENSE)?, dense_grid, dense_block, smem, s, &p)?;
@@ -452,8 +495,14 @@ impl CudaBackend {
         batch_limit(a.batch)?;
         self.take_device_error()?;
         let _bound = self.dev.bind()?;
-        let layout = DecodeWorkspace::new(cfg, a.batch)?;
+        let layout = DecodeWorkspace::new(cfg, a.batch, a.max_seqlen_k)?;
         let splits = self.decode_splits(cfg, a);
+        let scan = cfg.decode_selection == Selection::Scan;
+        let scan_splits = if scan {
+            pick_scan_splits(a.batch * cfg.mask_heads(), a.max_seqlen_k.div_ceil(cfg.bk), self.scan_resident)
+        } else {
+            1
+        };
         let (page_size, page_table, pt_stride, num_pages) =
             a.paging.map_or((0, 0, 0, 0), |p| (p.page_size, p.page_table, p.pt_stride, p.num_pages));
         let p = DecodeParams {
@@ -475,7 +524,7 @@ impl CudaBackend {
             kv_seq_stride: a.kv.outer_stride as i64,
             kv_tok_stride: a.kv.token_stride as i64,
             kv_head_stride: a.kv.head_stride as i64,
-            reserved0: 0,
+            scan_ws: if scan { (ws.addr + layout.scan_offset) as u64 } else { 0 },
             batch: a.batch as i32,
             paged: a.paging.is_some() as i32,
             page_size: page_size as i32,
@@ -491,15 +540,30 @@ impl CudaBackend {
             state_ints: plan::state_ints(cfg) as i32,
             num_splits: splits as i32,
             scale: cfg.scale,
+            scan_splits: scan_splits as i32,
             state_fingerprint: plan::state_fingerprint(cfg),
+            reserved: 0,
         };
         let (b, hq, mh) = (a.batch as u32, cfg.num_q_heads as u32, cfg.mask_heads() as u32);
         let s = stream as CUstream;
-        // SAFETY: as in prefill, for hip_decode_params; the workspace holds DECODE_MAX_SPLITS >= splits partials.
+        // SAFETY: as in prefill, for hip_decode_params; the workspace holds DECODE_MAX_SPLITS >= splits partials
+        // and, with SCAN, the scan regions of `layout` for this batch and max_seqlen_k.
         unsafe {
-            let (search, cl) = self.decode_search_kernel(cfg, a.batch);
-            let pad = self.dsearch_pad[(search == DECODE_SEARCH_WIDE) as usize];
-            launch(self.func(search)?, (mh * cl, b, 1), (SEARCH_THREADS, 1, 1), pad, s, &p)?;
+            if scan {
+                // The scan waits for the caller's work as an ordinary launch; the merge, a dependent launch, waits
+                // for the scan's candidates with pdl_wait().
+                launch(self.func(DECODE_SCAN)?, (scan_splits as u32, mh, b), (SCAN_THREADS, 1, 1), 0, s, &p)?;
+                let merge = (self.func(DECODE_SCAN_MERGE)?, (mh, b, 1), (SCAN_THREADS, 1, 1));
+                if self.pdl {
+                    launch_dependent(merge.0, merge.1, merge.2, s, &p)?;
+                } else {
+                    launch(merge.0, merge.1, merge.2, 0, s, &p)?;
+                }
+            } else {
+                let (search, cl) = self.decode_search_kernel(cfg, a.batch);
+                let pad = self.dsearch_pad[(search == DECODE_SEARCH_WIDE) as usize];
+                launch(self.func(search)?, (mh * cl, b, 1), (SEARCH_THREADS, 1, 1), pad, s, &p)?;
+            }
             // The search kernel does not wait on the caller's previous work programmatically (an ordinary launch);
             // the kernels after it do, and call pdl_wait() before touching what the kernel before them writes.
             // With one split the attention writes the output rows itself, as the combine would (the same values).
@@ -559,8 +623,8 @@ impl CudaBackend {
 #[cfg(test)]
 mod tests {
     use super::{
-        decode_search_cluster, dense_rows, dense_smem, dense_threads, dsearch_smem_pad, pick_decode_search, prefill_keys,
-        prefill_threads, DECODE_SEARCH, DECODE_SEARCH_WIDE,
+        decode_search_cluster, dense_rows, dense_smem, dense_threads, dsearch_smem_pad, pick_decode_search,
+        pick_scan_splits, prefill_keys, prefill_threads, DECODE_SEARCH, DECODE_SEARCH_WIDE,
     };
     use crate::cuda::DeviceInfo;
 
@@ -606,6 +670,40 @@ mod tests {
         if let Some(got) = crate::cuda::params::tests::host_c_numbers("geometry", &body) {
             assert_eq!(got, want);
         }
+    }
+
+    /// The SCAN workspace region of the host (plan.rs) equals the header's HIP_ATTN_SCAN_REGION_BYTES, which the
+    /// kernels use to find their region.
+    #[test]
+    fn scan_region_mirrors_the_header() {
+        let mut raw = crate::config::default_config();
+        (raw.bk, raw.num_q_heads, raw.num_kv_heads) = (1, 1, 1);
+        // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.
+        let (c, _) = unsafe { crate::config::validate(&raw) }.unwrap();
+        let ns = [1usize, 2, 3, 255, 256, 4097, 131071, 1 << 20];
+        let body: String = ns.iter().map(|n| format!("printf(\"%lld\\n\", HIP_ATTN_SCAN_REGION_BYTES({n}LL));\n")).collect();
+        let want: Vec<u64> = ns.iter().map(|&n| crate::plan::scan_region_bytes(&c, n).unwrap() as u64).collect();
+        if let Some(got) = crate::cuda::params::tests::host_c_numbers("scan-region", &body) {
+            assert_eq!(got, want);
+        }
+        assert_eq!(crate::plan::SCAN_MAX_SPLITS, 64, "HIP_ATTN_SCAN_MAX_SPLITS");
+    }
+
+    #[test]
+    fn scan_splits_fill_the_device_in_whole_waves() {
+        // H200 at 2 CTAs per SM (264 resident): MHA-32 batch 1 at 128k (65534 blocks) fills one wave with 8
+        // splits; a short cache gets one split per 256 blocks at most; many sequences need no split.
+        assert_eq!(pick_scan_splits(32, 65534, 264), 8);
+        assert_eq!(pick_scan_splits(32, 300, 264), 2);
+        assert_eq!(pick_scan_splits(32, 200, 264), 1);
+        assert_eq!(pick_scan_splits(16 * 32, 16384, 264), 1);
+        for (units, nbmax) in [(1, 1 << 19), (8, 65534), (3, 10), (1000, 1 << 20)] {
+            let s = pick_scan_splits(units, nbmax, 264);
+            assert!((1..=crate::plan::SCAN_MAX_SPLITS).contains(&s), "{units} {nbmax}: {s}");
+        }
+        let one = pick_scan_splits(1, 1 << 19, 264);
+        assert!((61..=64).contains(&one), "one sequence and head: about as many splits as allowed, not {one}");
+        assert_eq!(pick_scan_splits(1, 1 << 19, 0), 1, "no occupancy figure: one split per pair");
     }
 
     #[test]

@@ -29,7 +29,7 @@ macro_rules! mirror {
 
 mirror! {
     /// hip_prefill_params: kernels hip_prefill_search and hip_prefill_attn.
-    PrefillParams = "hip_prefill_params", size 208 {
+    PrefillParams = "hip_prefill_params", size 216 {
         q: u64, k: u64, v: u64, o: u64,
         lse: u64,
         cu_seqlens_q: u64,
@@ -46,13 +46,16 @@ mirror! {
         max_seqlen_k: i32, num_q_heads: i32, num_kv_heads: i32, mask_heads: i32,
         sink: i32, window: i32, state_ints: i32, slots: i32,
         scale: f32,
+        scan_tail: i32,
+        tail_blocks: i32,
         state_fingerprint: i32,
     }
 }
 
 mirror! {
-    /// hip_decode_params: kernels hip_decode_search(_wide), hip_decode_attn(_direct), hip_decode_combine.
-    DecodeParams = "hip_decode_params", size 216 {
+    /// hip_decode_params: kernels hip_decode_search(_wide) or hip_decode_scan(_merge), hip_decode_attn(_direct),
+    /// hip_decode_combine.
+    DecodeParams = "hip_decode_params", size 224 {
         q: u64, o: u64,
         lse: u64,
         k_cache: u64, v_cache: u64,
@@ -66,13 +69,15 @@ mirror! {
         o_seq_stride: i64, o_head_stride: i64,
         kv_seq_stride: i64,
         kv_tok_stride: i64, kv_head_stride: i64,
-        reserved0: i64,
+        scan_ws: u64,
         batch: i32, paged: i32, page_size: i32, pt_stride: i32,
         num_pages: i32, max_seqlen_k: i32, num_q_heads: i32, num_kv_heads: i32,
         mask_heads: i32, sink: i32, window: i32, refresh: i32,
         state_ints: i32, num_splits: i32,
         scale: f32,
+        scan_splits: i32,
         state_fingerprint: i32,
+        reserved: i32,
     }
 }
 
@@ -135,11 +140,11 @@ pub(crate) mod tests {
 
     #[test]
     fn sizes_and_field_counts() {
-        assert_eq!(size_of::<PrefillParams>(), 208);
-        assert_eq!(size_of::<DecodeParams>(), 216);
+        assert_eq!(size_of::<PrefillParams>(), 216);
+        assert_eq!(size_of::<DecodeParams>(), 224);
         assert_eq!(size_of::<MergeParams>(), 104);
-        assert_eq!(PrefillParams::FIELDS.len(), 33);
-        assert_eq!(DecodeParams::FIELDS.len(), 35);
+        assert_eq!(PrefillParams::FIELDS.len(), 35);
+        assert_eq!(DecodeParams::FIELDS.len(), 37);
         assert_eq!(MergeParams::FIELDS.len(), 14);
         for (_, f, l) in MIRRORS {
             assert_eq!(l.len(), f.len() + 1);
@@ -147,7 +152,7 @@ pub(crate) mod tests {
             assert!(l[1..].windows(2).all(|w| w[0] < w[1]));
             assert_eq!(l[1], 0);
         }
-        assert_eq!(expected_layout().len(), 34 + 36 + 15);
+        assert_eq!(expected_layout().len(), 36 + 38 + 15);
         assert_eq!(offset_of!(PrefillParams, scale), 200);
         assert_eq!(offset_of!(DecodeParams, scale), 208);
         assert_eq!(offset_of!(MergeParams, num_heads), 100);
