@@ -75,17 +75,19 @@ __device__ __forceinline__ int sc_block_scan(Sm& sm, int x, int& total) {
     return excl;
 }
 
-// The k best of n entries, k < n: key(i) is a u32, larger = better, ties to the lower i. Calls emit(i, pos, key)
-// for every winner, pos = its rank among the winners in index order (0..k-1), after every key has been read in
-// the tile of i and before any key of a later tile is read (so emit may overwrite entries pos <= i). All threads.
+// The k best of n entries, k < n: key(i) is a u32, larger = better, ties to the lower i. Calls
+// emit(i, pos, key, payload(i)) for every winner, pos = its rank among the winners in index order (0..k-1), after
+// every key and payload has been read in the tile of i and before any of a later tile is read (so emit may
+// overwrite entries pos <= i, and must take what it needs of entry i from its arguments: another winner's emit may
+// already have overwritten entry i). All threads.
 //
 // Radix select, most significant 8-bit digit first: a pass counts the digits of the entries that still match the
 // decided high bits, and every warp finds on its own the digit holding the k-th best (one barrier per pass); it
 // stops once that digit's entries all win. The winners are the entries above the decided prefix plus the first
 // `need` equal to it in index order, placed by prefix sums over tiles of T * SC_PER entries. T: the CTA's threads;
 // sm: any shared struct with int hist[4][256] and int scan[T / 32].
-template <int T, class Sm, class Key, class Emit>
-__device__ void radix_top(Sm& sm, int n, int k, const Key& key, const Emit& emit) {
+template <int T, class Sm, class Key, class Payload, class Emit>
+__device__ void radix_top(Sm& sm, int n, int k, const Key& key, const Payload& payload, const Emit& emit) {
     const int tid = threadIdx.x, lane = tid & 31;
     for (int i = tid; i < 4 * 256; i += T) (&sm.hist[0][0])[i] = 0;
     __syncthreads();
@@ -150,10 +152,12 @@ __device__ void radix_top(Sm& sm, int n, int k, const Key& key, const Emit& emit
     for (int base = 0; base < n; base += T * SC_PER) {
         const int i0 = base + tid * SC_PER;
         u32 v[SC_PER];
+        int pl[SC_PER];
         int gt = 0, eq = 0;
 #pragma unroll
         for (int j = 0; j < SC_PER; ++j) {
             v[j] = i0 + j < n ? key(i0 + j) : 0u;
+            pl[j] = i0 + j < n ? payload(i0 + j) : 0;
             const u32 m = v[j] & mask;
             gt += i0 + j < n && m > prefix;
             eq += i0 + j < n && m == prefix;
@@ -167,10 +171,10 @@ __device__ void radix_top(Sm& sm, int n, int k, const Key& key, const Emit& emit
             if (i0 + j >= n) break;
             const u32 m = v[j] & mask;
             if (m > prefix) {
-                emit(i0 + j, g_run + cmin(e_run, need), v[j]);
+                emit(i0 + j, g_run + cmin(e_run, need), v[j], pl[j]);
                 ++g_run;
             } else if (m == prefix) {
-                if (e_run < need) emit(i0 + j, g_run + e_run, v[j]);
+                if (e_run < need) emit(i0 + j, g_run + e_run, v[j], pl[j]);
                 ++e_run;
             }
         }
@@ -348,8 +352,8 @@ __device__ __forceinline__ void decode_scan(const hip_decode_params& p) {
     }
     u32* keys = reg.keys + j0;
     int* cidx = reg.cidx + j0;
-    radix_top<SC_THREADS>(sm, n, KB, [&](int i) { return keys[i]; },
-              [&](int i, int pos, u32 key) {
+    radix_top<SC_THREADS>(sm, n, KB, [&](int i) { return keys[i]; }, [](int) { return 0; },
+              [&](int i, int pos, u32 key, int) {
                   keys[pos] = key;
                   cidx[pos] = j0 + i;
               });
@@ -420,7 +424,8 @@ __device__ __forceinline__ void decode_scan_merge(const hip_decode_params& p) {
                           const int s = v / KB, i = v - s * KB;
                           return i < sm.cnt[s] ? reg.keys[sm.j0[s] + i] : 0u;
                       },
-                      [&](int v, int pos, u32) {
+                      [](int) { return 0; },
+                      [&](int v, int pos, u32, int) {
                           const int s = v / KB;
                           sm.blocks[pos] = reg.cidx[sm.j0[s] + v - s * KB];
                       });
@@ -498,8 +503,10 @@ __device__ __forceinline__ void prefill_scan(const hip_prefill_params& p) {
             __syncthreads();
             const int total = carry + n_new;
             if (total > KB) {
-                radix_top<S_THREADS>(sm, total, KB, [&](int i) { return (u32)cand[i].x; },
-                                     [&](int i, int pos, u32) { cand[pos] = cand[i]; });
+                // (the block travels as the payload: cand[i] itself may already hold another winner)
+                radix_top<S_THREADS>(
+                    sm, total, KB, [&](int i) { return (u32)cand[i].x; }, [&](int i) { return cand[i].y; },
+                    [&](int, int pos, u32 key, int block) { cand[pos] = make_int2((int)key, block); });
                 carry = KB;
             } else {
                 carry = total;
