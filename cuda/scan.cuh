@@ -461,23 +461,11 @@ __device__ __forceinline__ void prefill_scan(const hip_prefill_params& p) {
     const int len = cmin(BQ, s.Tq - first);
     const int p0 = s.Tk - s.Tq + first;
     const int e = local_start(p.sink, p.window, p0, s.Tk);
-    const int kvh = SHARE ? mh : mh / GROUP;
-    const int nq = ceil_div(len, SQ);
-    const int nrows = nq * (SHARE ? GROUP : 1);
-    const elem_t* qbase = (const elem_t*)p.q;
+    const PrefillSearchRows rows(p, s, mh, first, len);
+    auto qrow = [&](int r) { return rows.q(r); };
+    auto krow = [&](int t, const elem_t*& ptr) { return rows.k(t, ptr); };
+    const int nrows = rows.nrows;
     const elem_t* kbase = (const elem_t*)p.k;
-    auto qrow = [&](int r) -> const elem_t* {
-        const int gh = SHARE ? r / nq : 0;
-        const int qi = r - gh * nq;
-        const int head = SHARE ? mh * GROUP + gh : mh;
-        if (head >= p.num_q_heads) return nullptr;
-        return qbase + (long long)(s.q0 + first + qi * SQ) * p.q_tok_stride + (long long)head * p.q_head_stride;
-    };
-    const elem_t* khead = kbase + (long long)s.k0 * p.k_tok_stride + (long long)kvh * p.k_head_stride;
-    auto krow = [&](int t, const elem_t*& ptr) {
-        ptr = khead + (long long)t * p.k_tok_stride;
-        return true;
-    };
 
     const int NB = num_search_blocks(p.sink, e);
     int count = 0;

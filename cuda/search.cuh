@@ -533,6 +533,33 @@ __device__ int tree_search(SearchSmem& sm, int rank, int nrows, const QRow& qrow
     return KB;
 }
 
+// The rows the search of a prefill query block scores (the tree search's and the SCAN tail's): its queries
+// [first, first + len) taken with stride SQ, times the GQA group's q heads when one mask serves a kv head (row r =
+// head r / nq of the group, query r % nq), and the keys of its kv head.
+struct PrefillSearchRows {
+    const hip_prefill_params& p;
+    const PrefillSeq& s;
+    int mh, first, nq, nrows;
+    const elem_t* khead;
+    __device__ PrefillSearchRows(const hip_prefill_params& p_, const PrefillSeq& s_, int mh_, int first_, int len)
+        : p(p_), s(s_), mh(mh_), first(first_), nq(ceil_div(len, SQ)), nrows(ceil_div(len, SQ) * (SHARE ? GROUP : 1)) {
+        const int kvh = SHARE ? mh : mh / GROUP;
+        khead = (const elem_t*)p.k + (long long)s.k0 * p.k_tok_stride + (long long)kvh * p.k_head_stride;
+    }
+    __device__ __forceinline__ const elem_t* q(int r) const {
+        const int gh = SHARE ? r / nq : 0;
+        const int qi = r - gh * nq;
+        const int head = SHARE ? mh * GROUP + gh : mh;
+        if (head >= p.num_q_heads) return nullptr;
+        return (const elem_t*)p.q + (long long)(s.q0 + first + qi * SQ) * p.q_tok_stride +
+               (long long)head * p.q_head_stride;
+    }
+    __device__ __forceinline__ bool k(int t, const elem_t*& ptr) const {
+        ptr = khead + (long long)t * p.k_tok_stride;
+        return true;
+    }
+};
+
 // ---------------------------------------------------------------------------------------------------------------
 // hip_prefill_search: grid (ceil(max_seqlen_q / BQ), mask_heads, batch)
 __device__ __forceinline__ void prefill_search(const hip_prefill_params& p) {
@@ -559,25 +586,10 @@ __device__ __forceinline__ void prefill_search(const hip_prefill_params& p) {
     if (p.scan_tail > 0 && (long long)first + len + p.scan_tail > s.Tq) return;
     const int p0 = s.Tk - s.Tq + first;
     const int e = local_start(p.sink, p.window, p0, s.Tk);
-    const int kvh = SHARE ? mh : mh / GROUP;
-    const int nq = ceil_div(len, SQ);
-    const int nrows = nq * (SHARE ? GROUP : 1);
-
-    const elem_t* qbase = (const elem_t*)p.q;
-    const elem_t* kbase = (const elem_t*)p.k;
-    auto qrow = [&](int r) -> const elem_t* {
-        const int gh = SHARE ? r / nq : 0;
-        const int qi = r - gh * nq;
-        const int head = SHARE ? mh * GROUP + gh : mh;
-        if (head >= p.num_q_heads) return nullptr;
-        return qbase + (long long)(s.q0 + first + qi * SQ) * p.q_tok_stride + (long long)head * p.q_head_stride;
-    };
-    const elem_t* khead = kbase + (long long)s.k0 * p.k_tok_stride + (long long)kvh * p.k_head_stride;
-    auto krow = [&](int t, const elem_t*& ptr) {
-        ptr = khead + (long long)t * p.k_tok_stride;
-        return true;
-    };
-    const int count = tree_search<S_RP, 1>(sm, 0, nrows, qrow, krow, p.sink, e, kbase);
+    const PrefillSearchRows rows(p, s, mh, first, len);
+    auto qrow = [&](int r) { return rows.q(r); };
+    auto krow = [&](int t, const elem_t*& ptr) { return rows.k(t, ptr); };
+    const int count = tree_search<S_RP, 1>(sm, 0, rows.nrows, qrow, krow, p.sink, e, (const elem_t*)p.k);
 
     if (KB > 0) {
         int* idx_out = (int*)p.mask_idx + (slot * p.mask_heads + mh) * KB;

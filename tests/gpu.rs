@@ -8,68 +8,16 @@
 mod common;
 use common::*;
 use common::tools;
-use cudarc::driver::{result, sys, CudaContext};
+use cudarc::driver::{result, sys};
 use hip_attn::config::{validate, Config, Selection};
 use hip_attn::plan::{state_ints, PrefillWorkspace};
 use hip_attn::spec::BlockKeys;
 use hip_attn::tensor::DType;
 use hip_attn::*;
 use std::ffi::c_void;
-use std::sync::Arc;
-
-/// Device memory through the driver API, on a non-blocking stream of the primary context (the caller's
-/// stream from the library's point of view).
-struct Gpu {
-    _ctx: Arc<CudaContext>,
-    stream: sys::CUstream,
-    /// A guard of DEVICE_MEMORY: shared for ordinary tests, exclusive for the one that exhausts device memory.
-    _lock: Box<dyn std::any::Any>,
-}
 
 /// Tests run in parallel threads under `cargo test`; the out-of-memory test must not starve the others.
 static DEVICE_MEMORY: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-struct DevAlloc(sys::CUdeviceptr);
-impl Drop for DevAlloc {
-    fn drop(&mut self) {
-        // SAFETY: allocated by malloc_sync, freed once; the tests synchronize before dropping buffers.
-        unsafe { result::free_sync(self.0) }.unwrap();
-    }
-}
-
-impl Mem for Gpu {
-    fn upload(&self, bytes: &[u8]) -> Buf {
-        // SAFETY: fresh allocation of at least bytes.len() bytes, then a synchronous copy into it.
-        let p = unsafe { result::malloc_sync(bytes.len().max(16)) }.unwrap();
-        unsafe { result::memcpy_htod_sync(p, bytes) }.unwrap();
-        Buf::new(p as usize, bytes.len(), Box::new(DevAlloc(p)))
-    }
-    fn download(&self, b: &Buf) -> Vec<u8> {
-        self.sync();
-        let mut out = vec![0u8; b.bytes];
-        // SAFETY: b spans b.bytes of device memory.
-        unsafe { result::memcpy_dtoh_sync(&mut out, b.addr as sys::CUdeviceptr) }.unwrap();
-        out
-    }
-    fn stream(&self) -> *mut c_void {
-        self.stream as *mut c_void
-    }
-    fn sync(&self) {
-        // SAFETY: the stream lives as long as self.
-        unsafe { result::stream::synchronize(self.stream) }.unwrap();
-    }
-    fn backend(&self) -> u32 {
-        hip_backend::HIP_ATTN_BACKEND_CUDA as u32
-    }
-}
-
-impl Drop for Gpu {
-    fn drop(&mut self) {
-        self.sync();
-        // SAFETY: created in gpu(), destroyed once.
-        unsafe { result::stream::destroy(self.stream) }.unwrap();
-    }
-}
 
 /// Says why a test skips, on the real stderr: libtest captures `eprintln!` of passing tests, and a skip must be
 /// visible in CI's log.
@@ -99,12 +47,9 @@ fn device_with(test: &str, lock: Lock) -> Option<Box<dyn Mem>> {
         eprintln!("{test}: HIP_ATTN_GPU_TESTS_ON_CPU set: comparing the CPU backend with itself");
         return Some(Box::new(Host));
     }
-    if let Err(e) = hip_attn::cuda::ensure_driver() {
-        skip(test, format_args!("GPU not found ({e})"));
-        return None;
-    }
-    if result::init().is_err() || result::device::get_count().map_or(true, |n| n == 0) {
-        skip(test, "GPU not found (the CUDA driver reports no device)");
+    // The lock is taken only once a device is known to exist (a skip holds nothing).
+    if let Err(why) = gpu_mem::find() {
+        skip(test, why);
         return None;
     }
     let lock: Box<dyn std::any::Any> = match lock {
@@ -112,10 +57,7 @@ fn device_with(test: &str, lock: Lock) -> Option<Box<dyn Mem>> {
         Lock::Exclusive => Box::new(DEVICE_MEMORY.write().unwrap_or_else(|e| e.into_inner())),
         Lock::Inherited => Box::new(()),
     };
-    let ctx = CudaContext::new(0).unwrap();
-    ctx.bind_to_thread().unwrap();
-    let stream = result::stream::create(result::stream::StreamKind::NonBlocking).unwrap();
-    Some(Box::new(Gpu { _ctx: ctx, stream, _lock: lock }))
+    Some(Box::new(gpu_mem::open(lock).unwrap()))
 }
 
 fn on(mem: &dyn Mem, mut cfg: hip_config) -> Ctx {
@@ -991,7 +933,7 @@ fn out_of_memory_then_recovery() {
     while chunk >= 64 << 10 {
         // SAFETY: plain allocation; freed by DevAlloc's drop below.
         match unsafe { result::malloc_sync(chunk) } {
-            Ok(p) => hog.push(DevAlloc(p)),
+            Ok(p) => hog.push(gpu_mem::DevAlloc(p)),
             Err(_) => chunk /= 2,
         }
     }

@@ -15,7 +15,6 @@
 //! Seed and size: HIP_ATTN_GPU_FUZZ_SEED (default 12; printed), HIP_ATTN_GPU_FUZZ_CASES (default 200).
 mod common;
 use common::*;
-use cudarc::driver::{result, sys, CudaContext};
 use hip_attn::config::validate;
 use hip_attn::hip_status::*;
 use hip_attn::plan;
@@ -23,67 +22,10 @@ use hip_attn::tensor::DType;
 use hip_attn::*;
 use std::ffi::c_void;
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-// ---------- device memory (as tests/gpu.rs) ----------
-struct Gpu {
-    _ctx: Arc<CudaContext>,
-    stream: sys::CUstream,
-}
-
-struct DevAlloc(sys::CUdeviceptr);
-impl Drop for DevAlloc {
-    fn drop(&mut self) {
-        // SAFETY: allocated by malloc_sync, freed once; every case synchronizes before its buffers drop.
-        unsafe { result::free_sync(self.0) }.unwrap();
-    }
-}
-
-impl Mem for Gpu {
-    fn upload(&self, bytes: &[u8]) -> Buf {
-        // SAFETY: a fresh allocation of at least bytes.len() bytes, then a synchronous copy into it.
-        let p = unsafe { result::malloc_sync(bytes.len().max(16)) }.unwrap();
-        // SAFETY: p spans bytes.len() bytes.
-        unsafe { result::memcpy_htod_sync(p, bytes) }.unwrap();
-        Buf::new(p as usize, bytes.len(), Box::new(DevAlloc(p)))
-    }
-    fn download(&self, b: &Buf) -> Vec<u8> {
-        self.sync();
-        let mut out = vec![0u8; b.bytes];
-        // SAFETY: b spans b.bytes of device memory.
-        unsafe { result::memcpy_dtoh_sync(&mut out, b.addr as sys::CUdeviceptr) }.unwrap();
-        out
-    }
-    fn stream(&self) -> *mut c_void {
-        self.stream as *mut c_void
-    }
-    fn sync(&self) {
-        // SAFETY: the stream lives as long as self.
-        unsafe { result::stream::synchronize(self.stream) }.unwrap();
-    }
-    fn backend(&self) -> u32 {
-        hip_backend::HIP_ATTN_BACKEND_CUDA as u32
-    }
-}
-
-impl Drop for Gpu {
-    fn drop(&mut self) {
-        self.sync();
-        // SAFETY: created in gpu(), destroyed once.
-        unsafe { result::stream::destroy(self.stream) }.unwrap();
-    }
-}
-
-fn gpu() -> Result<Gpu, String> {
-    hip_attn::cuda::ensure_driver().map_err(|e| e.to_string())?;
-    if result::init().is_err() || result::device::get_count().map_or(true, |n| n == 0) {
-        return Err("the CUDA driver reports no device".into());
-    }
-    let ctx = CudaContext::new(0).map_err(|e| format!("{e:?}"))?;
-    ctx.bind_to_thread().map_err(|e| format!("{e:?}"))?;
-    let stream = result::stream::create(result::stream::StreamKind::NonBlocking).map_err(|e| format!("{e:?}"))?;
-    Ok(Gpu { _ctx: ctx, stream })
+fn gpu() -> Result<gpu_mem::Gpu, String> {
+    gpu_mem::open(Box::new(()))
 }
 
 // ---------- configurations ----------

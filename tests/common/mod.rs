@@ -7,6 +7,7 @@ use hip_attn::*;
 use std::ffi::{c_void, CStr};
 use std::path::PathBuf;
 
+pub mod gpu_mem;
 pub mod tools;
 
 /// Where cargo put libhip_attn.so and libhip_attn.a for this test run: target/<profile>/deps, beside the test
