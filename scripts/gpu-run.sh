@@ -44,7 +44,7 @@ sanitize|full)
     for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do
         opts=(--tool "$tool" --error-exitcode 1)
         # Every hazard listed (as the report did), warnings included.
-        [ "$tool" = racecheck ] && opts+=(--racecheck-report hazard --racecheck-detect-level warning)
+        [ "$tool" = racecheck ] && opts+=(--racecheck-report hazard --racecheck-detect-level warn)
         step "sanitizer-$tool" "$SANITIZER" "${opts[@]}" bin/gpu --test-threads=1 $SMALL
         step "sanitizer-$tool-cluster" "$SANITIZER" "${opts[@]}" bin/gpu --test-threads=1 --nocapture $CLUSTER
         for s in "sanitizer-$tool" "sanitizer-$tool-cluster"; do echo "--- $s"; sanitizer_summary "$s"; done
