@@ -2,7 +2,9 @@
 # Runner packed by scripts/gpu-pack.sh. Modes: quick (GPU tests), full (tests + sanitizers + benchmark),
 # bench (benchmark only), sanitize (compute-sanitizer memcheck, racecheck, initcheck on the small GPU tests;
 # SAN_TOOLS="racecheck" picks tools), fuzz (tests/gpu_fuzz.rs, hostile device index data, under memcheck),
-# scan (SCAN selection: hip-bench --scan and --quality-gpu, then PyTorch's dense decode where torch is installed).
+# scan (SCAN selection: hip-bench --scan and --quality-gpu, then PyTorch's dense decode where torch is installed),
+# race (racecheck on one cluster-search test, the first hazards, and the SASS of hip_decode_search_wide around
+# their PCs, to find the exchange the sanitizer objects to).
 set -uo pipefail
 cd "$(dirname "$0")"
 export LD_LIBRARY_PATH="$PWD/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -59,6 +61,24 @@ fuzz)
         "$SANITIZER" --tool memcheck --error-exitcode 1 bin/gpu_fuzz --nocapture
     echo "--- fuzz-memcheck"; sanitizer_summary fuzz-memcheck
     grep -h "gpu_fuzz:" "$LOG/fuzz-memcheck.log" 2>/dev/null
+    ;;
+esac
+case $mode in
+race)
+    # One test, one configuration's kernels: the kernel cache then holds few cubins (files: 88-byte header, then the
+    # cubin; src/cuda/cache.rs), and every hazard's "+0x..." offset reads against the SASS printed here.
+    export XDG_CACHE_HOME=${XDG_CACHE_HOME:-/tmp/hip-attn-race-cache}
+    STEP_TIMEOUT=${STEP_TIMEOUT:-240} step racecheck-cluster "$SANITIZER" --tool racecheck --racecheck-report hazard \
+        --print-limit 30 --error-exitcode 1 bin/gpu --test-threads=1 --exact decode_cluster_search_configs
+    grep -h -A6 "hazard detected" "$LOG/racecheck-cluster.log" | head -n 60
+    grep -h "RACECHECK SUMMARY" "$LOG/racecheck-cluster.log"
+    for f in "$XDG_CACHE_HOME"/hip-attn/*.cubin; do
+        tail -c +89 "$f" > "$LOG/k.cubin"
+        if cuobjdump -sass -fun hip_decode_search_wide "$LOG/k.cubin" > "$LOG/sass-$(basename "$f" .cubin | cut -c1-12).txt" 2>/dev/null; then
+            echo "--- SASS of hip_decode_search_wide in $(basename "$f") (st/ld.shared::cluster and barriers):"
+            grep -n "BAR\|UCGABAR\|ST.*DSMEM\|STS\|LDS" "$LOG"/sass-"$(basename "$f" .cubin | cut -c1-12)".txt | head -n 40
+        fi
+    done
     ;;
 esac
 case $mode in
