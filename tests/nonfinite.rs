@@ -136,3 +136,26 @@ fn decode_propagates_nan_to_the_rows_that_attend_it() {
         }
     }
 }
+
+/// Finite inputs whose every attended logit overflows to -inf (bf16 values near its maximum): no key can be
+/// attended, so the row is zeros with lse -inf, as the CUDA kernels make it; not NaN (no logit is NaN).
+#[test]
+fn every_logit_minus_infinity_gives_zeros_not_nan() {
+    let mut rng = Rng::new(22);
+    let dt = DType::Bf16;
+    let mut cfg = config(dt, D as u32, 1, 1);
+    (cfg.k, cfg.bq, cfg.bk, cfg.sink, cfg.window) = (64, 4, 2, 2, 4);
+    let ctx = Ctx::new(&cfg).unwrap();
+    let mut p = Problem::new(&mut rng, dt, D, 1, 1, &[8], &[8], 0);
+    // Query 5: 1e38 in element 0, zeros elsewhere; every key's element 0 is -1e38: each logit is -inf in f32.
+    p.q.data[5 * D..6 * D].iter_mut().for_each(|x| *x = 0.0);
+    p.q.data[5 * D] = 1e38;
+    for t in 0..8 {
+        p.k.data[t * D] = -1e38;
+    }
+    let got = run_prefill(&Host, &ctx, &p, false).expect("overflowing logits are not an error");
+    let one = |r: usize| &got.o[r * D..(r + 1) * D]; // (one head)
+    assert!(one(5).iter().all(|&x| x == 0.0), "row 5: {:?}", &one(5)[..4]);
+    assert_eq!(got.lse[5], f32::NEG_INFINITY);
+    assert!(one(4).iter().all(|x| x.is_finite()), "the other rows are computed as usual");
+}

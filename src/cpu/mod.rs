@@ -176,13 +176,16 @@ fn attend(
         unsafe { kv.read(j, false, krow) };
         scale * dot(q, krow)
     };
-    let (mut m, mut n) = (f32::NEG_INFINITY, 0usize);
+    let (mut m, mut nan) = (f32::NEG_INFINITY, false);
     for_each_key(&mut |j| {
-        m = m.max(logit(j));
-        n += 1;
+        let s = logit(j);
+        m = m.max(s);
+        nan |= s.is_nan();
     });
     out.iter_mut().for_each(|x| *x = 0.0);
-    if n == 0 {
+    // No key, or only keys whose logits are -inf (a product that overflowed): nothing to attend, as on CUDA, where
+    // such a row is zeros with lse -inf too. A NaN logit still makes the row NaN (below).
+    if m == f32::NEG_INFINITY && !nan {
         return f32::NEG_INFINITY;
     }
     let mut sum = 0f64;
