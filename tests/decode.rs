@@ -184,3 +184,33 @@ fn prefill_mask_state_feeds_the_first_decode_step() {
         }
     }
 }
+
+/// A record whose step counter is below 1 (a counter that wrapped past 2^31 - 1, or garbage) is searched anew,
+/// as the CUDA kernels do (they read the counter as a signed int), and starts counting from 1 again; a record at
+/// step 1 is reused.
+#[test]
+fn a_step_counter_below_one_searches() {
+    let mut rng = Rng::new(31);
+    let dt = DType::Bf16;
+    let (cfg, c) = setup(dt, 8, 1);
+    let ctx = Ctx::new(&cfg).unwrap();
+    let lens = [60usize, 45];
+    let (k, v) = caches(&mut rng, dt, &lens);
+    let cache = Cache { k, v, page_size: None, capacity: 60 }.upload(&Host, dt, &mut rng);
+    let q = Tensor::random(&mut rng, dt, 2, HQ, D, 0, 1.0);
+    let state = Host.zeroed(ctx.state_size(2));
+    run_decode(&Host, &ctx, dt, &q, &cache, &lens, 60, &state).unwrap();
+    let ints = state_ints(&c);
+    let mut words = i32s(&Host.download(&state));
+    for (r, step) in [(0usize, -1i32), (1, i32::MIN), (2, 0)] {
+        words[r * ints + hip_attn::plan::STATE_STEP_IDX] = step;
+    }
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let state = Host.upload(&bytes);
+    run_decode(&Host, &ctx, dt, &q, &cache, &lens, 60, &state).unwrap();
+    let after = Host.download(&state);
+    for r in 0..3 {
+        assert_eq!(record(&after, ints, r).1, 1, "record {r}: a counter below 1 searches and restarts at 1");
+    }
+    assert_eq!(record(&after, ints, 3).1, 2, "record 3 (step 1) is reused");
+}

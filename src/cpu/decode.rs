@@ -14,7 +14,8 @@ use crate::status::{Error, Result};
 
 /// A validated mask-state record (its blocks are in the buffer `read_record` filled).
 struct Stored {
-    step: u32,
+    /// The refresh counter as the kernels read it (a signed int): below 1 means "search", as on CUDA.
+    step: i32,
     e: usize,
 }
 
@@ -70,7 +71,7 @@ unsafe fn read_record(
         }
         blocks.push(blk);
     }
-    Ok(Some(Stored { step: rec(plan::STATE_STEP_IDX) as u32, e: e as usize }))
+    Ok(Some(Stored { step: rec(plan::STATE_STEP_IDX), e: e as usize }))
 }
 
 /// seqlens_k[b], checked.
@@ -180,8 +181,9 @@ pub unsafe fn decode(cfg: &Config, a: &DecodeArgs) -> Result<()> {
             // SAFETY: the mask state spans mask_state_bytes(batch).
             let stored = unsafe { read_record(cfg, a, b, mh, p, &mut scratch.blocks)? };
             let (keys, sel, step) = match stored {
-                Some(s) if s.step % cfg.refresh as u32 != 0 => {
-                    (BlockKeys::with_e(s.e, tk, cfg.sink, cfg.bk), &scratch.blocks[..], s.step.wrapping_add(1))
+                // (a counter that wrapped past 2^31 - 1 turns negative and searches, as on CUDA)
+                Some(s) if s.step >= 1 && s.step as u32 % cfg.refresh as u32 != 0 => {
+                    (BlockKeys::with_e(s.e, tk, cfg.sink, cfg.bk), &scratch.blocks[..], s.step.wrapping_add(1) as u32)
                 }
                 _ => {
                     let keys = BlockKeys::new(p, tk, cfg.sink, cfg.window, cfg.bk, cfg.causal);
