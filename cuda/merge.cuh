@@ -19,7 +19,7 @@ __device__ __forceinline__ void merge_states(const hip_merge_params& p) {
     const long long li = (long long)tok * p.num_heads + head;
     const float la = ((const float*)p.lse_a)[li];
     const float lb = ((const float*)p.lse_b)[li];
-    const float M = fmaxf(la, lb);
+    const float M = (la != la || lb != lb) ? __uint_as_float(0x7fffffffu) : fmaxf(la, lb);  // fmaxf skips NaN
     // A -inf side gets weight 0 and its O is never multiplied, so garbage there cannot leak in. A NaN lse gives a
     // NaN weight, so the row is NaN, as on the CPU backend.
     const float wa = (M == HIP_NEG_INF || la == HIP_NEG_INF) ? 0.f : expf(la - M);

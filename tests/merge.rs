@@ -63,18 +63,18 @@ fn split_and_merge_equals_whole() {
 }
 
 /// A side with lse -inf contributes nothing, whatever its O holds (an empty partial's O is never read, as on
-/// CUDA); a NaN lse makes the row NaN with lse NaN; both sides -inf give zeros and -inf.
+/// CUDA); a NaN lse makes the row NaN with lse NaN, also beside an empty side; both sides -inf give zeros and -inf.
 #[test]
 fn empty_side_is_not_read_and_nan_lse_propagates() {
     let mut rng = Rng::fresh("merge-nonfinite");
-    let (n, h, d) = (3usize, 1usize, 64usize);
+    let (n, h, d) = (4usize, 1usize, 64usize);
     let cfg = config(DType::F32, d as u32, 1, 1);
     let ctx = Ctx::new(&cfg).unwrap();
     let mut a = Tensor::random(&mut rng, DType::F32, n, h, d, 0, 1.0);
     let b = Tensor::random(&mut rng, DType::F32, n, h, d, 0, 1.0);
     a.data[0] = f32::NAN; // row 0: side a is empty (lse -inf) and holds garbage
-    let la = [f32::NEG_INFINITY, f32::NAN, f32::NEG_INFINITY];
-    let lb = [0.5f32, 0.25, f32::NEG_INFINITY];
+    let la = [f32::NEG_INFINITY, f32::NAN, f32::NEG_INFINITY, f32::NAN];
+    let lb = [0.5f32, 0.25, f32::NEG_INFINITY, f32::NEG_INFINITY];
     let (ab, bb) = (Host.upload(&a.bytes(DType::F32)), Host.upload(&b.bytes(DType::F32)));
     let (lab, lbb) = (Host.upload(&encode(DType::F32, &la)), Host.upload(&encode(DType::F32, &lb)));
     let (out, lout) = (Host.poisoned(n * d * 4), Host.poisoned(n * 4));
@@ -91,12 +91,13 @@ fn empty_side_is_not_read_and_nan_lse_propagates() {
         lse_out: lout.addr as *mut f32,
         reserved: [0; 2],
     };
-    // SAFETY: every buffer spans [3, 1, 64] (or [3, 1] f32) and outlives the call.
+    // SAFETY: every buffer spans [4, 1, 64] (or [4, 1] f32) and outlives the call.
     let st = unsafe { hip_merge_states(ctx.0, &args, std::ptr::null_mut()) };
     assert_eq!(st, hip_status::HIP_ATTN_STATUS_SUCCESS, "{}", last_error());
     let (o, l) = (decode(DType::F32, &Host.download(&out)), f32s(&Host.download(&lout)));
     assert_eq!(&o[..d], b.at(0, 0), "row 0 is side b alone");
     assert_eq!(l[0], 0.5);
     assert!(o[d..2 * d].iter().all(|x| x.is_nan()) && l[1].is_nan(), "row 1 (NaN lse) is NaN");
-    assert!(o[2 * d..].iter().all(|&x| x == 0.0) && l[2] == f32::NEG_INFINITY, "row 2 (both empty) is zeros, -inf");
+    assert!(o[2 * d..3 * d].iter().all(|&x| x == 0.0) && l[2] == f32::NEG_INFINITY, "row 2 (both empty) is zeros, -inf");
+    assert!(o[3 * d..].iter().all(|x| x.is_nan()) && l[3].is_nan(), "row 3 (NaN beside an empty side) is NaN");
 }

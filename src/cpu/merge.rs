@@ -22,7 +22,8 @@ pub unsafe fn merge(m: &MergeArgs) {
                 read_row(&m.b, t, h, rb);
                 ((m.lse_a.addr as *const f32).add(at).read(), (m.lse_b.addr as *const f32).add(at).read())
             };
-            let mx = la.max(lb);
+            // (f32::max skips NaN: a NaN partial must not vanish beside an empty one)
+            let mx = if la.is_nan() || lb.is_nan() { f32::NAN } else { la.max(lb) };
             let lse = if mx == f32::NEG_INFINITY {
                 out.iter_mut().for_each(|x| *x = 0.0);
                 f32::NEG_INFINITY
