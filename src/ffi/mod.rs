@@ -268,7 +268,9 @@ pub unsafe extern "C" fn hip_mask_state_size(ctx: *const hip_ctx, batch_size: u3
 /// `hip_prefill_workspace_size` bytes) may share a byte with any other argument (`q`, `k`, `v`, `cu_seqlens_q`,
 /// `cu_seqlens_k`, another output), with one exception: `o` may be `q` itself (the same data pointer, token_stride
 /// and head_stride), which computes in place. Overlap is judged on byte ranges, from a view's first byte to one
-/// past its last, so two interleaved views that share no element still count as overlapping (conservative).
+/// past its last, so two interleaved views that share no element still count as overlapping (conservative): in
+/// particular `q` inside a fused QKV buffer cannot be computed in place (its range spans `k` and `v`), so pass a
+/// separate `o` there.
 /// A violation is HIP_ATTN_STATUS_INVALID_ARGUMENT naming both arguments and their ranges. Inputs may overlap
 /// each other freely.
 ///
@@ -315,8 +317,9 @@ pub unsafe extern "C" fn hip_prefill(
 /// search kernel still reads the queries of the row's whole GQA group. Byte ranges are compared, as for
 /// `hip_prefill`; a violation is HIP_ATTN_STATUS_INVALID_ARGUMENT naming both arguments.
 ///
-/// Non-finite inputs: as for `hip_prefill`, on both backends: a row whose logits include NaN (a NaN query, or a
-/// NaN or infinite attended key) is NaN with lse NaN. (Bad index data still gives zeros and lse -inf.)
+/// Non-finite inputs: as for `hip_prefill`, on both backends: a row whose attended logits include NaN or +inf (a
+/// NaN query, a NaN attended key, or an infinite one that makes the product +inf or NaN) is NaN with lse NaN; a
+/// -inf logit drops its key. (Bad index data still gives zeros and lse -inf.)
 ///
 /// # Safety
 /// As for `hip_prefill`, with `hip_decode_args`.
