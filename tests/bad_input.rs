@@ -150,8 +150,14 @@ fn fixture() -> Fixture {
     let o_bytes = 25 * 4 * 64 * 2;
     let o = Host.poisoned(o_bytes);
     let lse = Host.poisoned(25 * 4 * 4);
-    let cuq = Host.upload(&i32_bytes(&[0, 5, 25]));
-    let cuk = Host.upload(&i32_bytes(&[0, 9, 29]));
+    // cu_seqlens in buffers larger than any output, so that a row placing an output on them overlaps them and
+    // nothing else (an output spilling past a 12-byte allocation would meet whatever the heap put next).
+    let padded = |cu: &[i32]| {
+        let mut words = cu.to_vec();
+        words.resize(cu.len() + ctx.state_size(2).max(25 * 4 * 4) / 4, 0);
+        Host.upload(&i32_bytes(&words))
+    };
+    let (cuq, cuk) = (padded(&[0, 5, 25]), padded(&[0, 9, 29]));
     let state = Host.poisoned(ctx.state_size(2));
     let ws_bytes = ctx.prefill_ws(2, 25, 20, 20);
     let ws = Host.poisoned(ws_bytes);
