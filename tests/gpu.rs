@@ -954,40 +954,6 @@ fn out_of_memory_then_recovery() {
     eprintln!("out of memory ({held} allocations held): {msg}; recovered");
 }
 
-/// hip_prefill with cu_seqlens_q as given (the tensors and totals are the problem's): a fault only the device
-/// sees. Returns the call's status and the output rows.
-fn prefill_with_cu_q(dev: &dyn Mem, ctx: &Ctx, p: &Problem, cu_q: &[i32]) -> (hip_status, Vec<f32>, Vec<f32>) {
-    let (nq, nk, b) = (p.q.rows, p.k.rows, p.tq.len());
-    let (maxq, maxk) = (*p.tq.iter().max().unwrap(), *p.tk.iter().max().unwrap());
-    let (qb, kb, vb) = (dev.upload(&p.q.bytes(p.dt)), dev.upload(&p.k.bytes(p.dt)), dev.upload(&p.v.bytes(p.dt)));
-    let ob = dev.poisoned(nq * p.q.row_stride() * p.dt.size());
-    let lseb = dev.poisoned(nq * p.hq * 4);
-    let (cuq, cuk) = (dev.upload(&i32_bytes(cu_q)), dev.upload(&i32_bytes(&Problem::cu(&p.tk))));
-    let ws_bytes = ctx.prefill_ws(b as u32, nq as u32, maxq as u32, maxk as u32);
-    let ws = dev.poisoned(ws_bytes.max(16));
-    let args = hip_prefill_args {
-        struct_size: std::mem::size_of::<hip_prefill_args>() as u32,
-        batch_size: b as u32,
-        total_q: nq as u32,
-        total_k: nk as u32,
-        max_seqlen_q: maxq as u32,
-        max_seqlen_k: maxk as u32,
-        q: p.q.view(&qb),
-        k: p.k.view(&kb),
-        v: p.v.view(&vb),
-        o: hip_tensor_mut { data: ob.addr as *mut c_void, token_stride: p.q.row_stride() as i64, head_stride: p.d as i64 },
-        cu_seqlens_q: cuq.addr as *const i32,
-        cu_seqlens_k: cuk.addr as *const i32,
-        lse: lseb.addr as *mut f32,
-        mask_state_out: std::ptr::null_mut(),
-        reserved: [0; 4],
-    };
-    // SAFETY: every buffer spans what the args describe and lives until after sync.
-    let st = unsafe { hip_prefill(ctx.0, &args, ws.addr as *mut c_void, ws_bytes, dev.stream()) };
-    dev.sync();
-    (st, p.q.unpack(p.dt, &dev.download(&ob)), f32s(&dev.download(&lseb)))
-}
-
 #[test]
 fn prefill_cu_seqlens_short_of_total_fails_every_sequence_on_the_device() {
     let name = "prefill_cu_seqlens_short_of_total_fails_every_sequence_on_the_device";
@@ -1005,8 +971,9 @@ fn prefill_cu_seqlens_short_of_total_fails_every_sequence_on_the_device() {
         let ctx = on(dev.as_ref(), cfg);
         let p = Problem::new(&mut rng, dt, 64, 2, 2, &[16, 16], &[16, 40], 0);
         // cu_seqlens_q ends at 30, total_q is 32: every sequence is individually fine, the call is not.
-        let (st, o, lse) = prefill_with_cu_q(dev.as_ref(), &ctx, &p, &[0, 16, 30]);
-        assert_eq!(st, hip_status::HIP_ATTN_STATUS_SUCCESS, "k {k}: the host cannot see it: {}", last_error());
+        let maxk = *p.tk.iter().max().unwrap();
+        let PrefillOut { o, lse, .. } = run_prefill_faulty(dev.as_ref(), &ctx, &p, false, maxk, &[0, 16, 30])
+            .unwrap_or_else(|(st, m)| panic!("k {k}: the host cannot see it: {st:?}: {m}"));
         let row = 2 * 64;
         assert!(o[..30 * row].iter().all(|&x| x == 0.0), "k {k}: every sequence's rows are zeroed");
         assert!(lse[..30 * 2].iter().all(|&x| x == f32::NEG_INFINITY), "k {k}: every sequence's LSE is -inf");

@@ -328,13 +328,26 @@ pub fn run_prefill_claiming(
     want_state: bool,
     maxk: usize,
 ) -> Result<PrefillOut, (hip_status, String)> {
+    run_prefill_faulty(mem, ctx, p, want_state, maxk, &Problem::cu(&p.tq))
+}
+
+/// `run_prefill_claiming` with `cu_seqlens_q` as given too (the tensors and totals stay the problem's): faults
+/// only the device can see.
+pub fn run_prefill_faulty(
+    mem: &dyn Mem,
+    ctx: &Ctx,
+    p: &Problem,
+    want_state: bool,
+    maxk: usize,
+    cu_q: &[i32],
+) -> Result<PrefillOut, (hip_status, String)> {
     let (nq, nk) = (p.q.rows, p.k.rows);
     let maxq = *p.tq.iter().max().unwrap();
     let b = p.tq.len();
     let (qb, kb, vb) = (mem.upload(&p.q.bytes(p.dt)), mem.upload(&p.k.bytes(p.dt)), mem.upload(&p.v.bytes(p.dt)));
     let ob = mem.poisoned(p.q.rows * p.q.row_stride() * p.dt.size());
     let lseb = mem.poisoned(nq * p.hq * 4);
-    let cuq = mem.upload(&i32_bytes(&Problem::cu(&p.tq)));
+    let cuq = mem.upload(&i32_bytes(cu_q));
     let cuk = mem.upload(&i32_bytes(&Problem::cu(&p.tk)));
     let ws_bytes = ctx.prefill_ws(b as u32, nq as u32, maxq as u32, maxk as u32);
     let ws = mem.poisoned(ws_bytes.max(16));
