@@ -59,9 +59,8 @@ fn check_aliasing(spans: &[Span], allowed: &[(&str, &str)]) -> Result<()> {
             if !(a.written || b.written) || !a.overlaps(b) {
                 continue;
             }
-            let pair = allowed
-                .iter()
-                .find(|(x, y)| (*x == a.field && *y == b.field) || (*x == b.field && *y == a.field));
+            let pair =
+                allowed.iter().find(|(x, y)| (*x == a.field && *y == b.field) || (*x == b.field && *y == a.field));
             if pair.is_some() && a.start == b.start && a.end == b.end && a.strides == b.strides {
                 continue;
             }
@@ -181,8 +180,12 @@ impl PrefillArgs {
 
     /// Every argument's byte range (the workspace aside).
     pub fn spans(&self) -> Vec<Span> {
-        let cu = |field, addr: usize| {
-            Span { field, start: addr, end: addr + 4 * (self.batch + 1), written: false, strides: (0, 0) }
+        let cu = |field, addr: usize| Span {
+            field,
+            start: addr,
+            end: addr + 4 * (self.batch + 1),
+            written: false,
+            strides: (0, 0),
         };
         let mut spans = vec![
             Span::tensor("q", &self.q, false),

@@ -33,7 +33,9 @@ impl Context {
     pub fn new(cfg: Config, opts: CreateOptions) -> Result<Context> {
         let backend = match cfg.backend {
             BackendKind::Cpu => Backend::Cpu,
-            BackendKind::Cuda { ordinal } => Backend::Cuda(Box::new(crate::cuda::CudaBackend::new(&cfg, ordinal, &opts)?)),
+            BackendKind::Cuda { ordinal } => {
+                Backend::Cuda(Box::new(crate::cuda::CudaBackend::new(&cfg, ordinal, &opts)?))
+            }
         };
         Ok(Context { cfg, backend, last_error: Mutex::new(CString::default()) })
     }

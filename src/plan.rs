@@ -169,10 +169,15 @@ pub struct DecodeWorkspace {
 
 impl DecodeWorkspace {
     pub fn new(cfg: &Config, batch: usize, max_k: usize) -> Result<Self> {
-        let rows = checked_mul(checked_mul(batch, cfg.num_q_heads, "decode workspace")?, DECODE_MAX_SPLITS, "decode workspace")?;
+        let rows = checked_mul(
+            checked_mul(batch, cfg.num_q_heads, "decode workspace")?,
+            DECODE_MAX_SPLITS,
+            "decode workspace",
+        )?;
         let o_bytes = checked_mul(checked_mul(rows, cfg.head_dim, "decode workspace")?, 4, "decode workspace")?;
         let part_lse_offset = align_up(o_bytes)?;
-        let mut bytes = align_up(checked_add(part_lse_offset, checked_mul(rows, 4, "decode workspace")?, "decode workspace")?)?;
+        let mut bytes =
+            align_up(checked_add(part_lse_offset, checked_mul(rows, 4, "decode workspace")?, "decode workspace")?)?;
         let mut scan_offset = 0;
         if cfg.decode_selection == crate::config::Selection::Scan {
             let regions = checked_mul(batch, cfg.mask_heads(), "decode workspace")?;

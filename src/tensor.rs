@@ -230,7 +230,14 @@ impl TensorView {
         Ok(view)
     }
 
-    pub fn input(field: &str, t: &hip_tensor, rows: usize, heads: usize, head_dim: usize, dtype: DType) -> Result<Self> {
+    pub fn input(
+        field: &str,
+        t: &hip_tensor,
+        rows: usize,
+        heads: usize,
+        head_dim: usize,
+        dtype: DType,
+    ) -> Result<Self> {
         Self::new(field, t.data as usize, t.token_stride, t.head_stride, rows, heads, head_dim, dtype, false)
     }
 
@@ -344,10 +351,7 @@ impl KvView {
         let layout = || {
             format!(
                 "seq_stride {}, {outer} {}; token_stride {}, {tokens} tokens; head_stride {}, {heads} heads",
-                view.outer_stride,
-                dims[0].3,
-                view.token_stride,
-                view.head_stride
+                view.outer_stride, dims[0].3, view.token_stride, view.head_stride
             )
         };
         let bytes = elem_bytes("kv", extent("kv", &dims, head_dim)?, dtype, layout)?;
@@ -366,7 +370,9 @@ impl KvView {
             return Ok(0);
         }
         let mut e = self.head_dim;
-        for (n, s) in [(self.outer, self.outer_stride), (self.tokens, self.token_stride), (self.heads, self.head_stride)] {
+        for (n, s) in
+            [(self.outer, self.outer_stride), (self.tokens, self.token_stride), (self.heads, self.head_stride)]
+        {
             e = checked_add(e, checked_mul(n - 1, s, "kv cache extent")?, "kv cache extent")?;
         }
         Ok(e)

@@ -145,7 +145,14 @@ fn long_decode(k: u32, tk: usize, selection: u32) {
         let n = c.sink + (tk - e as usize) + selected;
         for h in 0..hq {
             let s = c.scale * dot(q.at(0, h), &krow);
-            check_uniform(&out.o[h * d..(h + 1) * d], out.lse[h], &vrow, s, n, &format!("decode k {k} step {step} head {h}"));
+            check_uniform(
+                &out.o[h * d..(h + 1) * d],
+                out.lse[h],
+                &vrow,
+                s,
+                n,
+                &format!("decode k {k} step {step} head {h}"),
+            );
         }
     }
     drop(qb);
@@ -315,7 +322,8 @@ fn cu_seqlens_changed_by_an_overlapping_output_is_reported() {
     let cfg = config(DType::F32, d as u32, 1, 1);
     let ctx = Ctx::new(&cfg).unwrap();
     let p = Problem::new(&mut rng, DType::F32, d, 1, 1, &[1, 1], &[4, 4], 0);
-    let (qb, kb, vb) = (Host.upload(&p.q.bytes(DType::F32)), Host.upload(&p.k.bytes(DType::F32)), Host.upload(&p.v.bytes(DType::F32)));
+    let (qb, kb, vb) =
+        (Host.upload(&p.q.bytes(DType::F32)), Host.upload(&p.k.bytes(DType::F32)), Host.upload(&p.v.bytes(DType::F32)));
     let mut o_bytes = vec![0xFFu8; 2 * d * 4];
     o_bytes[..12].copy_from_slice(&i32_bytes(&[0, 4, 8]));
     let ob = Host.upload(&o_bytes);

@@ -17,7 +17,12 @@ fn expect(st: hip_status, want: hip_status, needle: &str, what: &str) {
 fn config_table() {
     type Mutate = fn(&mut hip_config);
     let rows: Vec<(&str, Mutate, hip_status, &str)> = vec![
-        ("heads not divisible", |c| (c.num_q_heads, c.num_kv_heads) = (30, 8), HIP_ATTN_STATUS_INVALID_CONFIG, "num_q_heads (30) is not a multiple of num_kv_heads (8)"),
+        (
+            "heads not divisible",
+            |c| (c.num_q_heads, c.num_kv_heads) = (30, 8),
+            HIP_ATTN_STATUS_INVALID_CONFIG,
+            "num_q_heads (30) is not a multiple of num_kv_heads (8)",
+        ),
         ("zero q heads", |c| c.num_q_heads = 0, HIP_ATTN_STATUS_INVALID_CONFIG, "num_q_heads (0)"),
         ("zero kv heads", |c| c.num_kv_heads = 0, HIP_ATTN_STATUS_INVALID_CONFIG, "num_kv_heads (0)"),
         ("head_dim 96", |c| c.head_dim = 96, HIP_ATTN_STATUS_UNSUPPORTED, "head_dim (96)"),
@@ -36,20 +41,55 @@ fn config_table() {
         ("causal 2", |c| c.causal = 2, HIP_ATTN_STATUS_INVALID_CONFIG, "causal (2)"),
         ("NaN scale", |c| c.softmax_scale = f32::NAN, HIP_ATTN_STATUS_INVALID_CONFIG, "softmax_scale"),
         ("infinite scale", |c| c.softmax_scale = f32::INFINITY, HIP_ATTN_STATUS_INVALID_CONFIG, "softmax_scale"),
-        ("negative scale", |c| c.softmax_scale = -0.5, HIP_ATTN_STATUS_INVALID_CONFIG, "softmax_scale (-0.5) must be 0"),
+        (
+            "negative scale",
+            |c| c.softmax_scale = -0.5,
+            HIP_ATTN_STATUS_INVALID_CONFIG,
+            "softmax_scale (-0.5) must be 0",
+        ),
         ("-inf scale", |c| c.softmax_scale = f32::NEG_INFINITY, HIP_ATTN_STATUS_INVALID_CONFIG, "softmax_scale (-inf)"),
-        ("scale above the cap", |c| c.softmax_scale = 65537.0, HIP_ATTN_STATUS_INVALID_CONFIG, "softmax_scale (65537) must be 0 (the default, 1/sqrt(head_dim)) or a positive finite number at most 65536"),
+        (
+            "scale above the cap",
+            |c| c.softmax_scale = 65537.0,
+            HIP_ATTN_STATUS_INVALID_CONFIG,
+            "softmax_scale (65537) must be 0 (the default, 1/sqrt(head_dim)) or a positive finite number at most 65536",
+        ),
         ("huge scale", |c| c.softmax_scale = 1e30, HIP_ATTN_STATUS_INVALID_CONFIG, "at most 65536"),
-        ("attends nothing", |c| (c.k, c.sink, c.window) = (0, 0, 0), HIP_ATTN_STATUS_INVALID_CONFIG, "k, sink and window"),
-        ("non-causal attends nothing", |c| (c.k, c.sink, c.causal) = (0, 0, 0), HIP_ATTN_STATUS_INVALID_CONFIG, "k and sink"),
+        (
+            "attends nothing",
+            |c| (c.k, c.sink, c.window) = (0, 0, 0),
+            HIP_ATTN_STATUS_INVALID_CONFIG,
+            "k, sink and window",
+        ),
+        (
+            "non-causal attends nothing",
+            |c| (c.k, c.sink, c.causal) = (0, 0, 0),
+            HIP_ATTN_STATUS_INVALID_CONFIG,
+            "k and sink",
+        ),
         ("flags", |c| c.flags = 4, HIP_ATTN_STATUS_INVALID_CONFIG, "flags"),
         ("reserved", |c| c.reserved[2] = 1, HIP_ATTN_STATUS_INVALID_CONFIG, "reserved[2]"),
         ("reserved_u32", |c| c.reserved_u32 = 1, HIP_ATTN_STATUS_INVALID_CONFIG, "reserved_u32"),
         ("unknown selection", |c| c.decode_selection = 2, HIP_ATTN_STATUS_INVALID_CONFIG, "decode_selection (2)"),
-        ("huge scan tail", |c| c.prefill_scan_tail = u32::MAX, HIP_ATTN_STATUS_INVALID_CONFIG, "prefill_scan_tail (4294967295)"),
-        ("small struct_size", |c| c.struct_size = 40, HIP_ATTN_STATUS_STRUCT_SIZE_MISMATCH, "hip_config.struct_size (40)"),
+        (
+            "huge scan tail",
+            |c| c.prefill_scan_tail = u32::MAX,
+            HIP_ATTN_STATUS_INVALID_CONFIG,
+            "prefill_scan_tail (4294967295)",
+        ),
+        (
+            "small struct_size",
+            |c| c.struct_size = 40,
+            HIP_ATTN_STATUS_STRUCT_SIZE_MISMATCH,
+            "hip_config.struct_size (40)",
+        ),
         ("zero struct_size", |c| c.struct_size = 0, HIP_ATTN_STATUS_STRUCT_SIZE_MISMATCH, "hip_config.struct_size (0)"),
-        ("negative ordinal", |c| (c.backend, c.device_ordinal) = (2, -1), HIP_ATTN_STATUS_INVALID_CONFIG, "device_ordinal (-1)"),
+        (
+            "negative ordinal",
+            |c| (c.backend, c.device_ordinal) = (2, -1),
+            HIP_ATTN_STATUS_INVALID_CONFIG,
+            "device_ordinal (-1)",
+        ),
         ("empty cache dir", |c| c.kernel_cache_dir = c"".as_ptr(), HIP_ATTN_STATUS_INVALID_CONFIG, "kernel_cache_dir"),
     ];
     for (what, mutate, want, needle) in rows {
@@ -64,7 +104,12 @@ fn config_table() {
     // NULL config and NULL out.
     let mut out = null_mut();
     // SAFETY: NULL pointers are what is being tested.
-    expect(unsafe { hip_ctx_create(std::ptr::null(), &mut out) }, HIP_ATTN_STATUS_NULL_POINTER, "hip_config is NULL", "NULL config");
+    expect(
+        unsafe { hip_ctx_create(std::ptr::null(), &mut out) },
+        HIP_ATTN_STATUS_NULL_POINTER,
+        "hip_config is NULL",
+        "NULL config",
+    );
     let cfg = config(DType::Bf16, 128, 32, 8);
     expect(unsafe { hip_ctx_create(&cfg, null_mut()) }, HIP_ATTN_STATUS_NULL_POINTER, "out is NULL", "NULL out");
 }
@@ -84,7 +129,9 @@ fn config_from_the_header_before_selection_modes() {
     assert_eq!(cfg.prefill_scan_tail, 0);
     let mut old = Before { head: [0; std::mem::offset_of!(hip_config, decode_selection)], reserved: [0; 8] };
     // SAFETY: both are plain bytes; head is exactly the prefix of hip_config before the new fields.
-    unsafe { std::ptr::copy_nonoverlapping(&cfg as *const hip_config as *const u8, old.head.as_mut_ptr(), old.head.len()) };
+    unsafe {
+        std::ptr::copy_nonoverlapping(&cfg as *const hip_config as *const u8, old.head.as_mut_ptr(), old.head.len())
+    };
     let mut out = null_mut();
     // SAFETY: Before has hip_config's size and alignment-compatible prefix; struct_size says so.
     let st = unsafe { hip_ctx_create(&old as *const Before as *const hip_config, &mut out) };
@@ -119,10 +166,7 @@ fn cuda_backend_without_driver_is_a_status_not_a_crash() {
     match Ctx::new(&cfg) {
         Ok(_) => eprintln!("a CUDA device is present: nothing to check here"),
         Err((st, msg)) => {
-            assert!(
-                matches!(st, HIP_ATTN_STATUS_CUDA_UNAVAILABLE | HIP_ATTN_STATUS_UNSUPPORTED),
-                "{st:?}: {msg}"
-            );
+            assert!(matches!(st, HIP_ATTN_STATUS_CUDA_UNAVAILABLE | HIP_ATTN_STATUS_UNSUPPORTED), "{st:?}: {msg}");
             assert!(!msg.is_empty());
         }
     }
@@ -368,24 +412,84 @@ fn decode_table() {
 fn null_context_and_args_everywhere() {
     let mut n = 0usize;
     unsafe {
-        expect(hip_prefill(std::ptr::null(), std::ptr::null(), null_mut(), 0, null_mut()), HIP_ATTN_STATUS_NULL_POINTER, "ctx is NULL", "prefill");
-        expect(hip_decode_step(std::ptr::null(), std::ptr::null(), null_mut(), 0, null_mut()), HIP_ATTN_STATUS_NULL_POINTER, "ctx is NULL", "decode");
-        expect(hip_merge_states(std::ptr::null(), std::ptr::null(), null_mut()), HIP_ATTN_STATUS_NULL_POINTER, "ctx is NULL", "merge");
-        expect(hip_prefill_workspace_size(std::ptr::null(), 1, 1, 1, 1, &mut n), HIP_ATTN_STATUS_NULL_POINTER, "ctx is NULL", "ws");
-        expect(hip_decode_workspace_size(std::ptr::null(), 1, 1, &mut n), HIP_ATTN_STATUS_NULL_POINTER, "ctx is NULL", "ws");
+        expect(
+            hip_prefill(std::ptr::null(), std::ptr::null(), null_mut(), 0, null_mut()),
+            HIP_ATTN_STATUS_NULL_POINTER,
+            "ctx is NULL",
+            "prefill",
+        );
+        expect(
+            hip_decode_step(std::ptr::null(), std::ptr::null(), null_mut(), 0, null_mut()),
+            HIP_ATTN_STATUS_NULL_POINTER,
+            "ctx is NULL",
+            "decode",
+        );
+        expect(
+            hip_merge_states(std::ptr::null(), std::ptr::null(), null_mut()),
+            HIP_ATTN_STATUS_NULL_POINTER,
+            "ctx is NULL",
+            "merge",
+        );
+        expect(
+            hip_prefill_workspace_size(std::ptr::null(), 1, 1, 1, 1, &mut n),
+            HIP_ATTN_STATUS_NULL_POINTER,
+            "ctx is NULL",
+            "ws",
+        );
+        expect(
+            hip_decode_workspace_size(std::ptr::null(), 1, 1, &mut n),
+            HIP_ATTN_STATUS_NULL_POINTER,
+            "ctx is NULL",
+            "ws",
+        );
         expect(hip_mask_state_size(std::ptr::null(), 1, &mut n), HIP_ATTN_STATUS_NULL_POINTER, "ctx is NULL", "state");
         assert_eq!(hip_ctx_last_error(std::ptr::null(), null_mut(), 0), 0);
         hip_ctx_destroy(null_mut());
     }
     let ctx = Ctx::new(&config(DType::F16, 64, 2, 2)).unwrap();
     unsafe {
-        expect(hip_prefill(ctx.0, std::ptr::null(), null_mut(), 0, null_mut()), HIP_ATTN_STATUS_NULL_POINTER, "hip_prefill_args is NULL", "prefill args");
-        expect(hip_decode_step(ctx.0, std::ptr::null(), null_mut(), 0, null_mut()), HIP_ATTN_STATUS_NULL_POINTER, "hip_decode_args is NULL", "decode args");
-        expect(hip_merge_states(ctx.0, std::ptr::null(), null_mut()), HIP_ATTN_STATUS_NULL_POINTER, "hip_merge_args is NULL", "merge args");
-        expect(hip_prefill_workspace_size(ctx.0, 1, 1, 1, 1, null_mut()), HIP_ATTN_STATUS_NULL_POINTER, "bytes is NULL", "ws out");
-        expect(hip_prefill_workspace_size(ctx.0, 0, 1, 1, 1, &mut n), HIP_ATTN_STATUS_INVALID_ARGUMENT, "batch_size (0)", "ws batch");
-        expect(hip_decode_workspace_size(ctx.0, 1, 0, &mut n), HIP_ATTN_STATUS_INVALID_ARGUMENT, "max_seqlen_k (0)", "ws maxk");
-        expect(hip_mask_state_size(ctx.0, u32::MAX, &mut n), HIP_ATTN_STATUS_INVALID_ARGUMENT, "batch_size", "state batch");
+        expect(
+            hip_prefill(ctx.0, std::ptr::null(), null_mut(), 0, null_mut()),
+            HIP_ATTN_STATUS_NULL_POINTER,
+            "hip_prefill_args is NULL",
+            "prefill args",
+        );
+        expect(
+            hip_decode_step(ctx.0, std::ptr::null(), null_mut(), 0, null_mut()),
+            HIP_ATTN_STATUS_NULL_POINTER,
+            "hip_decode_args is NULL",
+            "decode args",
+        );
+        expect(
+            hip_merge_states(ctx.0, std::ptr::null(), null_mut()),
+            HIP_ATTN_STATUS_NULL_POINTER,
+            "hip_merge_args is NULL",
+            "merge args",
+        );
+        expect(
+            hip_prefill_workspace_size(ctx.0, 1, 1, 1, 1, null_mut()),
+            HIP_ATTN_STATUS_NULL_POINTER,
+            "bytes is NULL",
+            "ws out",
+        );
+        expect(
+            hip_prefill_workspace_size(ctx.0, 0, 1, 1, 1, &mut n),
+            HIP_ATTN_STATUS_INVALID_ARGUMENT,
+            "batch_size (0)",
+            "ws batch",
+        );
+        expect(
+            hip_decode_workspace_size(ctx.0, 1, 0, &mut n),
+            HIP_ATTN_STATUS_INVALID_ARGUMENT,
+            "max_seqlen_k (0)",
+            "ws maxk",
+        );
+        expect(
+            hip_mask_state_size(ctx.0, u32::MAX, &mut n),
+            HIP_ATTN_STATUS_INVALID_ARGUMENT,
+            "batch_size",
+            "state batch",
+        );
     }
 }
 
@@ -420,7 +524,11 @@ fn prefill_in_place_and_workspace_overlap() {
     let separate = unsafe { std::slice::from_raw_parts(f.o as *const u8, f.o_bytes) }.to_vec();
     let g = fixture();
     let mut args = g.args;
-    args.o = hip_tensor_mut { data: args.q.data as *mut c_void, token_stride: args.q.token_stride, head_stride: args.q.head_stride };
+    args.o = hip_tensor_mut {
+        data: args.q.data as *mut c_void,
+        token_stride: args.q.token_stride,
+        head_stride: args.q.head_stride,
+    };
     // SAFETY: q is writable host memory of the o extent (the same shape).
     let st = unsafe { hip_prefill(g.ctx.0, &args, g.ws.addr as *mut c_void, g.ws_bytes, null_mut()) };
     assert_eq!(st, HIP_ATTN_STATUS_SUCCESS, "{}", last_error());
@@ -473,8 +581,16 @@ fn decode_aliasing_table() {
         ("lse on the page table", |a, _| a.lse = a.kv.page_table as *mut f32, "overlaps kv.page_table"),
         ("lse in the mask state", |a, _| a.lse = a.mask_state as *mut f32, "mask_state (0x"),
         ("workspace is o", |a, w| *w = a.o.data as usize, "workspace (0x"),
-        ("seqlens_k at the top", |a, _| a.seqlens_k = ((1usize << 57) - 4) as *const i32, "seqlens_k spans 0x1fffffffffffffc to 0x200000000000004 (2 int32)"),
-        ("page table at the top", |a, _| a.kv.page_table = ((1usize << 57) - 4) as *const i32, "kv.page_table spans 0x1fffffffffffffc"),
+        (
+            "seqlens_k at the top",
+            |a, _| a.seqlens_k = ((1usize << 57) - 4) as *const i32,
+            "seqlens_k spans 0x1fffffffffffffc to 0x200000000000004 (2 int32)",
+        ),
+        (
+            "page table at the top",
+            |a, _| a.kv.page_table = ((1usize << 57) - 4) as *const i32,
+            "kv.page_table spans 0x1fffffffffffffc",
+        ),
         ("kv past 2^57", |a, _| a.kv.seq_stride = 1 << 55, "kv.k spans"),
     ];
     for (what, mutate, needle) in rows {
@@ -493,7 +609,8 @@ fn decode_aliasing_table() {
         assert_eq!(st, HIP_ATTN_STATUS_SUCCESS, "{what}: {}", last_error());
         let (q_before, o_before, state_before) = (Host.download(&qb), Host.download(&ob), Host.download(&state));
         mutate(&mut args, &mut ws_addr);
-        let want = if needle.contains("spans") { HIP_ATTN_STATUS_SIZE_OVERFLOW } else { HIP_ATTN_STATUS_INVALID_ARGUMENT };
+        let want =
+            if needle.contains("spans") { HIP_ATTN_STATUS_SIZE_OVERFLOW } else { HIP_ATTN_STATUS_INVALID_ARGUMENT };
         // SAFETY: the broken fields are refused before anything is read or written.
         let st = unsafe { hip_decode_step(ctx.0, &args, ws_addr as *mut c_void, ws_bytes, null_mut()) };
         expect(st, want, needle, what);
@@ -514,7 +631,8 @@ fn merge_aliasing_table() {
     let la: Vec<f32> = (0..n * h).map(|i| (i % 7) as f32 * 0.3).collect();
     let lb: Vec<f32> = (0..n * h).map(|i| (i % 5) as f32 * 0.4).collect();
     let t = |b: &Buf| hip_tensor { data: b.addr as *const c_void, token_stride: (h * d) as i64, head_stride: d as i64 };
-    let tm = |addr: usize| hip_tensor_mut { data: addr as *mut c_void, token_stride: (h * d) as i64, head_stride: d as i64 };
+    let tm =
+        |addr: usize| hip_tensor_mut { data: addr as *mut c_void, token_stride: (h * d) as i64, head_stride: d as i64 };
     // The reference: separate outputs.
     let run = |oa: &Buf, ob: &Buf, lsa: &Buf, lsb: &Buf, out: usize, lout: usize| {
         let args = hip_merge_args {
@@ -559,7 +677,12 @@ fn merge_aliasing_table() {
     let (oa, ob, lsa, lsb) = fresh();
     let big = Host.poisoned(2 * n * h * d * 2);
     let cases: Vec<(&str, usize, usize, &str)> = vec![
-        ("o_out shifted into o_a", oa.addr + 128, lout.addr, "o_out may be o_a itself (the same data pointer and strides), but may not overlap it otherwise"),
+        (
+            "o_out shifted into o_a",
+            oa.addr + 128,
+            lout.addr,
+            "o_out may be o_a itself (the same data pointer and strides), but may not overlap it otherwise",
+        ),
         ("o_out on lse_a", lsa.addr, lout.addr, "overlaps lse_a"),
         ("lse_out in o_b", out.addr, ob.addr, "lse_out (0x"),
         ("lse_out shifted into lse_b", out.addr, lsb.addr + 16, "lse_out may be lse_b itself"),
@@ -574,7 +697,12 @@ fn merge_aliasing_table() {
     let shared = Host.upload(&[xa.bytes(dt), xb.bytes(dt)].concat());
     let a2 = Buf::new(shared.addr, n * h * d * 2, Box::new(()));
     let b2 = Buf::new(shared.addr + 256, n * h * d * 2, Box::new(()));
-    expect(run(&a2, &b2, &lsa, &lsb, a2.addr, lout.addr), HIP_ATTN_STATUS_INVALID_ARGUMENT, "overlaps o_b", "o_b inside o_out");
+    expect(
+        run(&a2, &b2, &lsa, &lsb, a2.addr, lout.addr),
+        HIP_ATTN_STATUS_INVALID_ARGUMENT,
+        "overlaps o_b",
+        "o_b inside o_out",
+    );
 }
 
 /// A mask state written by a context of another configuration is BAD_INDEX naming the record and saying so, with
@@ -620,7 +748,12 @@ fn mask_state_of_another_configuration() {
         let st = unsafe { hip_decode_step(reader.0, &args, ws.addr as *mut c_void, ws.bytes, null_mut()) };
         let msg = last_error();
         assert_eq!(st, HIP_ATTN_STATUS_BAD_INDEX, "{what}: {msg}");
-        assert!(msg.contains("mask_state record of sequence 0, mask head 0 was written by a context of another configuration"), "{what}: {msg}");
+        assert!(
+            msg.contains(
+                "mask_state record of sequence 0, mask head 0 was written by a context of another configuration"
+            ),
+            "{what}: {msg}"
+        );
         assert!(Host.download(&ob).iter().all(|&x| x == 0xFF), "{what}: output written on failure");
         assert!(Host.download(&lseb).iter().all(|&x| x == 0xFF), "{what}: lse written on failure");
         assert_eq!(Host.download(&state), written[..reader.state_size(2)], "{what}: mask state written on failure");

@@ -10,7 +10,8 @@ use std::ptr::null_mut;
 
 /// The doc comment right above `<type> <field>;` inside `struct <name> { ... }` of the header.
 fn field_doc(header: &str, name: &str, field: &str) -> String {
-    let start = header.find(&format!("typedef struct {name} {{")).unwrap_or_else(|| panic!("struct {name} not in header"));
+    let start =
+        header.find(&format!("typedef struct {name} {{")).unwrap_or_else(|| panic!("struct {name} not in header"));
     let body = &header[start..start + header[start..].find(&format!("}} {name};")).unwrap()];
     let lines: Vec<&str> = body.lines().collect();
     let at = lines
@@ -98,8 +99,11 @@ fn a_value_above_a_cap_gets_a_message_with_the_same_number() {
             unsafe { hip_ctx_destroy(out) };
             if ok {
                 // At the cap a config may still be refused for another reason (heads vs head_dim is fine here).
-                assert!(st != hip_status::HIP_ATTN_STATUS_INVALID_CONFIG || !last_error().contains(&format!("{field} (")),
-                    "{field} = {v} (the cap) refused: {}", last_error());
+                assert!(
+                    st != hip_status::HIP_ATTN_STATUS_INVALID_CONFIG || !last_error().contains(&format!("{field} (")),
+                    "{field} = {v} (the cap) refused: {}",
+                    last_error()
+                );
             } else {
                 let msg = last_error();
                 assert_eq!(st, hip_status::HIP_ATTN_STATUS_INVALID_CONFIG, "{field} = {v}: {msg}");
@@ -112,5 +116,9 @@ fn a_value_above_a_cap_gets_a_message_with_the_same_number() {
     // SAFETY: live context, writable out.
     let st = unsafe { hip_prefill_workspace_size(ctx.0, 1, MAX_TOKENS as u32 + 1, 1, 1, &mut n) };
     assert_eq!(st, hip_status::HIP_ATTN_STATUS_INVALID_ARGUMENT);
-    assert!(last_error().contains(&format!("total_q ({}) must be between 1 and {MAX_TOKENS}", MAX_TOKENS + 1)), "{}", last_error());
+    assert!(
+        last_error().contains(&format!("total_q ({}) must be between 1 and {MAX_TOKENS}", MAX_TOKENS + 1)),
+        "{}",
+        last_error()
+    );
 }

@@ -36,8 +36,10 @@ fn append_prefill(ctx: &Ctx, dt: DType, q: &Tensor, b: usize, k: &Tensor, v: &Te
 
 /// f64 attention of one query row over an explicit key list.
 fn dense_keys(q: &[f32], k: &Tensor, v: &Tensor, g: usize, keys: &[usize], scale: f64) -> Vec<f64> {
-    let logits: Vec<f64> =
-        keys.iter().map(|&j| scale * q.iter().zip(k.at(j, g)).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()).collect();
+    let logits: Vec<f64> = keys
+        .iter()
+        .map(|&j| scale * q.iter().zip(k.at(j, g)).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>())
+        .collect();
     let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let sum: f64 = logits.iter().map(|s| (s - m).exp()).sum();
     let mut out = vec![0f64; q.len()];
@@ -66,7 +68,8 @@ fn refresh_one_equals_append_prefill() {
             let ctx = Ctx::new(&cfg).unwrap();
             let lens = [1usize, 9, 77, 200];
             let (k, v) = caches(&mut rng, dt, &lens);
-            let cache = Cache { k: k.clone(), v: v.clone(), page_size: None, capacity: 200 }.upload(&Host, dt, &mut rng);
+            let cache =
+                Cache { k: k.clone(), v: v.clone(), page_size: None, capacity: 200 }.upload(&Host, dt, &mut rng);
             let state = Host.zeroed(ctx.state_size(lens.len() as u32));
             for _step in 0..2 {
                 let q = Tensor::random(&mut rng, dt, lens.len(), HQ, D, 0, 1.0);
@@ -109,7 +112,12 @@ fn refresh_r_reuses_the_mask_between_searches() {
             if t % 3 == 0 {
                 let want = append_prefill(&ctx, dt, &q, b, &k[b], &v[b], lens[b]);
                 assert_eq!(&out.o[b * HQ * D..(b + 1) * HQ * D], &want.o[..], "search step {t}");
-                searched[b] = (0..HQ).map(|h| { let r = record(&want.state, state_ints(&c), h); (r.2, r.3) }).collect();
+                searched[b] = (0..HQ)
+                    .map(|h| {
+                        let r = record(&want.state, state_ints(&c), h);
+                        (r.2, r.3)
+                    })
+                    .collect();
             }
             for (h, (se, sblocks)) in searched[b].iter().enumerate() {
                 let (_, step, e, blocks) = record(&st, state_ints(&c), b * HQ + h);
@@ -135,7 +143,8 @@ fn paged_equals_contiguous() {
     let (k, v) = caches(&mut rng, dt, &[cap, cap, cap]);
     let contiguous = Cache { k: k.clone(), v: v.clone(), page_size: None, capacity: cap }.upload(&Host, dt, &mut rng);
     for ps in [1usize, 5, 16, 64] {
-        let paged = Cache { k: k.clone(), v: v.clone(), page_size: Some(ps), capacity: cap }.upload(&Host, dt, &mut rng);
+        let paged =
+            Cache { k: k.clone(), v: v.clone(), page_size: Some(ps), capacity: cap }.upload(&Host, dt, &mut rng);
         let (s1, s2) = (Host.zeroed(ctx.state_size(3)), Host.zeroed(ctx.state_size(3)));
         for t in 0..4 {
             let lens: Vec<usize> = lens0.iter().map(|l| l + t).collect();

@@ -37,7 +37,16 @@ fn check(case: &Case, causals: &[u32], tune: impl Fn(&mut hip_attn::hip_config))
         // SAFETY: cfg has no cache dir pointer.
         let (valid, _) = unsafe { hip_attn::config::validate(&cfg) }.unwrap();
         let ctx = Ctx::new(&cfg).unwrap();
-        let p = Problem::new(&mut rng, case.dt, case.d as usize, case.hq as usize, case.hkv as usize, case.tq, case.tk, case.pad);
+        let p = Problem::new(
+            &mut rng,
+            case.dt,
+            case.d as usize,
+            case.hq as usize,
+            case.hkv as usize,
+            case.tq,
+            case.tk,
+            case.pad,
+        );
         let out = run_prefill(&Host, &ctx, &p, false).unwrap();
         let (want, want_lse) = dense(&p, valid.scale as f64, |_, _, pos, j| causal == 0 || j <= pos);
         let err = rel_l2(&out.o, &want);
@@ -76,7 +85,16 @@ fn k_zero_is_sink_plus_window() {
         cfg.window = 5;
         cfg.bq = 4;
         let ctx = Ctx::new(&cfg).unwrap();
-        let p = Problem::new(&mut rng, case.dt, case.d as usize, case.hq as usize, case.hkv as usize, case.tq, case.tk, case.pad);
+        let p = Problem::new(
+            &mut rng,
+            case.dt,
+            case.d as usize,
+            case.hq as usize,
+            case.hkv as usize,
+            case.tq,
+            case.tk,
+            case.pad,
+        );
         let out = run_prefill(&Host, &ctx, &p, false).unwrap();
         let scale = 1.0 / (case.d as f64).sqrt();
         let (want, _) = dense(&p, scale, |b, _, pos, j| {

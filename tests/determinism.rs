@@ -67,9 +67,11 @@ fn batch_invariant_flag_decode_alone_equals_batch() {
     let cache = Cache { k: k.clone(), v: v.clone(), page_size: Some(8), capacity: 200 }.upload(&Host, dt, &mut rng);
     let whole = run_decode(&Host, &ctx, dt, &q, &cache, &lens, 200, &Host.zeroed(ctx.state_size(3))).unwrap();
     for b in 0..3 {
-        let one = Cache { k: vec![k[b].clone()], v: vec![v[b].clone()], page_size: None, capacity: lens[b] }.upload(&Host, dt, &mut rng);
+        let one = Cache { k: vec![k[b].clone()], v: vec![v[b].clone()], page_size: None, capacity: lens[b] }
+            .upload(&Host, dt, &mut rng);
         let qb = Tensor { rows: 1, heads: hq, d, pad: 0, data: q.data[b * hq * d..(b + 1) * hq * d].to_vec() };
-        let alone = run_decode(&Host, &ctx, dt, &qb, &one, &lens[b..b + 1], lens[b], &Host.zeroed(ctx.state_size(1))).unwrap();
+        let alone =
+            run_decode(&Host, &ctx, dt, &qb, &one, &lens[b..b + 1], lens[b], &Host.zeroed(ctx.state_size(1))).unwrap();
         let bits = |xs: &[f32]| xs.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&alone.o), bits(&whole.o[b * hq * d..][..hq * d]), "sequence {b}: output");
         assert_eq!(bits(&alone.lse), bits(&whole.lse[b * hq..][..hq]), "sequence {b}: lse");

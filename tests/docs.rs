@@ -47,8 +47,7 @@ fn docs_pointers(text: &str) -> Vec<String> {
         if before.is_some_and(|c| c.is_alphanumeric() || "/._-".contains(c)) {
             continue;
         }
-        let path: String =
-            text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || "/._-".contains(*c)).collect();
+        let path: String = text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || "/._-".contains(*c)).collect();
         found.push(path.trim_end_matches(['.', ',', '/']).to_string());
     }
     found
@@ -99,9 +98,24 @@ fn pointer_scan_finds_what_it_must() {
 fn algorithm_defines_every_parameter() {
     let text = std::fs::read_to_string(root().join("docs/ALGORITHM.md")).unwrap();
     for field in [
-        "`k`", "`bq`", "`bk`", "`sink`", "`window`", "`sq`", "`sk`", "`refresh`", "`mask_sharing`",
-        "`decode_selection`", "`prefill_scan_tail`", "softmax_scale", "causal", "HIP_ATTN_SELECT_TREE",
-        "HIP_ATTN_SELECT_SCAN", "mask_state_out", "FP8 E4M3", "not implemented yet",
+        "`k`",
+        "`bq`",
+        "`bk`",
+        "`sink`",
+        "`window`",
+        "`sq`",
+        "`sk`",
+        "`refresh`",
+        "`mask_sharing`",
+        "`decode_selection`",
+        "`prefill_scan_tail`",
+        "softmax_scale",
+        "causal",
+        "HIP_ATTN_SELECT_TREE",
+        "HIP_ATTN_SELECT_SCAN",
+        "mask_state_out",
+        "FP8 E4M3",
+        "not implemented yet",
     ] {
         assert!(text.contains(field), "docs/ALGORITHM.md does not mention {field}");
     }

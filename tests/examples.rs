@@ -57,8 +57,8 @@ fn c_example_honours_hip_attn_backend() {
     assert!(!out.status.success() && text.contains("HIP_ATTN_BACKEND must be cpu or cuda, not 'gpu'"), "{text}");
 
     let (out, text) = run(&exe, &run_dir, Some("cuda"));
-    let gpu = hip_attn::cuda::ensure_driver().is_ok()
-        && cudarc::driver::result::device::get_count().is_ok_and(|n| n > 0);
+    let gpu =
+        hip_attn::cuda::ensure_driver().is_ok() && cudarc::driver::result::device::get_count().is_ok_and(|n| n > 0);
     if gpu {
         assert!(out.status.success() && text.contains("MATCH"), "the C example on the CUDA backend:\n{text}");
     } else if hip_attn::cuda::ensure_driver().is_err() {

@@ -6,8 +6,8 @@
 //! tests/common/tools.rs). `HIP_ATTN_GPU_TESTS_ON_CPU=1` runs the same comparisons with
 //! the CPU backend standing in for the device (it checks the harness itself; everything must then match).
 mod common;
-use common::*;
 use common::tools;
+use common::*;
 use cudarc::driver::{result, sys};
 use hip_attn::config::{validate, Config, Selection};
 use hip_attn::plan::{state_ints, PrefillWorkspace};
@@ -88,7 +88,13 @@ fn scan_margin(nb: usize, kb: usize, score: impl Fn(usize) -> f64) -> f64 {
 
 /// Checks a prefill's masks (device vs CPU workspace) block by block; returns the (seq, mask head, block) whose
 /// masks differ (each must be a near-tie).
-fn compare_prefill_masks(c: &Config, p: &Problem, cpu_ws: &[u8], dev_ws: &[u8], blocks: &[(usize, usize)]) -> Vec<(usize, usize, usize)> {
+fn compare_prefill_masks(
+    c: &Config,
+    p: &Problem,
+    cpu_ws: &[u8],
+    dev_ws: &[u8],
+    blocks: &[(usize, usize)],
+) -> Vec<(usize, usize, usize)> {
     let batch = p.tq.len();
     let mut differ = Vec::new();
     for &(b, j) in blocks {
@@ -126,7 +132,15 @@ fn compare_prefill_masks(c: &Config, p: &Problem, cpu_ws: &[u8], dev_ws: &[u8], 
 }
 
 /// Compares outputs and LSEs row by row, skipping rows whose mask legitimately differs.
-fn compare_rows(c: &Config, p: &Problem, cpu: &PrefillOut, dev: &PrefillOut, rows: &[usize], skip: &[(usize, usize, usize)], what: &str) {
+fn compare_rows(
+    c: &Config,
+    p: &Problem,
+    cpu: &PrefillOut,
+    dev: &PrefillOut,
+    rows: &[usize],
+    skip: &[(usize, usize, usize)],
+    what: &str,
+) {
     let d = c.head_dim;
     let (mut got, mut want) = (Vec::new(), Vec::new());
     let mut lse_err = 0f64;
@@ -175,7 +189,21 @@ struct PrefillCase {
 
 fn prefill_cases() -> Vec<PrefillCase> {
     use DType::*;
-    let c = |dt, d, hq, hkv, share, causal, bq, bk, k, sq, sk, tq, tk| PrefillCase { dt, d, hq, hkv, share, causal, bq, bk, k, sq, sk, tq, tk };
+    let c = |dt, d, hq, hkv, share, causal, bq, bk, k, sq, sk, tq, tk| PrefillCase {
+        dt,
+        d,
+        hq,
+        hkv,
+        share,
+        causal,
+        bq,
+        bk,
+        k,
+        sq,
+        sk,
+        tq,
+        tk,
+    };
     vec![
         c(Bf16, 128, 32, 8, 1, 1, 32, 2, 64, 1, 1, &[300, 1, 77], &[300, 40, 200]),
         c(F16, 64, 4, 4, 1, 1, 16, 1, 32, 1, 1, &[513, 33], &[513, 100]),
@@ -200,13 +228,24 @@ fn prefill_matches_cpu_reference() {
     let mut rng = Rng::fresh("gpu-prefill");
     for (n, case) in prefill_cases().iter().enumerate() {
         let mut cfg = config(case.dt, case.d, case.hq, case.hkv);
-        (cfg.mask_sharing, cfg.causal, cfg.bq, cfg.bk, cfg.k, cfg.sq, cfg.sk) = (case.share, case.causal, case.bq, case.bk, case.k, case.sq, case.sk);
+        (cfg.mask_sharing, cfg.causal, cfg.bq, cfg.bk, cfg.k, cfg.sq, cfg.sk) =
+            (case.share, case.causal, case.bq, case.bk, case.k, case.sq, case.sk);
         (cfg.sink, cfg.window) = (4, 48);
         let c = valid(&cfg);
-        let p = Problem::new(&mut rng, case.dt, case.d as usize, case.hq as usize, case.hkv as usize, case.tq, case.tk, 8 * (n % 2));
+        let p = Problem::new(
+            &mut rng,
+            case.dt,
+            case.d as usize,
+            case.hq as usize,
+            case.hkv as usize,
+            case.tq,
+            case.tk,
+            8 * (n % 2),
+        );
         let cpu = run_prefill(&Host, &on(&Host, cfg), &p, true).unwrap();
         let devo = run_prefill(dev.as_ref(), &on(dev.as_ref(), cfg), &p, true).unwrap();
-        let blocks: Vec<(usize, usize)> = (0..p.tq.len()).flat_map(|b| (0..p.tq[b].div_ceil(c.bq)).map(move |j| (b, j))).collect();
+        let blocks: Vec<(usize, usize)> =
+            (0..p.tq.len()).flat_map(|b| (0..p.tq[b].div_ceil(c.bq)).map(move |j| (b, j))).collect();
         let skip = compare_prefill_masks(&c, &p, &cpu.workspace, &devo.workspace, &blocks);
         let rows: Vec<usize> = (0..p.q.rows).collect();
         compare_rows(&c, &p, &cpu, &devo, &rows, &skip, &format!("prefill case {n}"));
@@ -217,7 +256,11 @@ fn prefill_matches_cpu_reference() {
                     continue;
                 }
                 let idx = b * c.mask_heads() + mh;
-                assert_eq!(record(&cpu.state, state_ints(&c), idx), record(&devo.state, state_ints(&c), idx), "case {n} state");
+                assert_eq!(
+                    record(&cpu.state, state_ints(&c), idx),
+                    record(&devo.state, state_ints(&c), idx),
+                    "case {n} state"
+                );
             }
         }
     }
@@ -248,7 +291,8 @@ fn prefill_scan_tail_matches_cpu_reference() {
         let (cctx, dctx) = (on(&Host, cfg), on(dev.as_ref(), cfg));
         let cpu = run_prefill(&Host, &cctx, &p, true).unwrap();
         let devo = run_prefill(dev.as_ref(), &dctx, &p, true).unwrap();
-        let blocks: Vec<(usize, usize)> = (0..p.tq.len()).flat_map(|b| (0..p.tq[b].div_ceil(c.bq)).map(move |j| (b, j))).collect();
+        let blocks: Vec<(usize, usize)> =
+            (0..p.tq.len()).flat_map(|b| (0..p.tq[b].div_ceil(c.bq)).map(move |j| (b, j))).collect();
         let skip = compare_prefill_masks(&c, &p, &cpu.workspace, &devo.workspace, &blocks);
         let rows: Vec<usize> = (0..p.q.rows).collect();
         compare_rows(&c, &p, &cpu, &devo, &rows, &skip, &format!("prefill scan tail case {n}"));
@@ -260,25 +304,39 @@ fn prefill_scan_tail_matches_cpu_reference() {
                     continue;
                 }
                 let idx = b * c.mask_heads() + mh;
-                assert_eq!(record(&cpu.state, state_ints(&c), idx), record(&devo.state, state_ints(&c), idx), "case {n} state");
+                assert_eq!(
+                    record(&cpu.state, state_ints(&c), idx),
+                    record(&devo.state, state_ints(&c), idx),
+                    "case {n} state"
+                );
             }
         }
         if tie {
             continue;
         }
         // Decode at the last prompt position from each side's handed-over state: the step reuses the scanned mask.
-        let cut = |x: &Tensor, from: usize, rows: usize| Tensor { rows, heads: x.heads, d: x.d, pad: 0, data: x.data[from * x.heads * x.d..(from + rows) * x.heads * x.d].to_vec() };
+        let cut = |x: &Tensor, from: usize, rows: usize| Tensor {
+            rows,
+            heads: x.heads,
+            d: x.d,
+            pad: 0,
+            data: x.data[from * x.heads * x.d..(from + rows) * x.heads * x.d].to_vec(),
+        };
         let kc: Vec<Tensor> = (0..p.tq.len()).map(|b| cut(&p.k, p.k0(b), p.tk[b])).collect();
         let vc: Vec<Tensor> = (0..p.tq.len()).map(|b| cut(&p.v, p.k0(b), p.tk[b])).collect();
         let cap = *p.tk.iter().max().unwrap();
         let q = Tensor::random(&mut rng, dt, p.tq.len(), hq as usize, d as usize, 0, 1.0);
         let mut outs = Vec::new();
         for (mem, ctx, state) in [(&Host as &dyn Mem, &cctx, &cpu.state), (dev.as_ref(), &dctx, &devo.state)] {
-            let cache = Cache { k: kc.clone(), v: vc.clone(), page_size: Some(16), capacity: cap }.upload(mem, dt, &mut rng);
+            let cache =
+                Cache { k: kc.clone(), v: vc.clone(), page_size: Some(16), capacity: cap }.upload(mem, dt, &mut rng);
             let sb = mem.upload(state);
             outs.push(run_decode(mem, ctx, dt, &q, &cache, &p.tk, cap, &sb).unwrap());
             let after = mem.download(&sb);
-            assert!((0..p.tq.len() * c.mask_heads()).all(|i| record(&after, state_ints(&c), i).1 == 2), "case {n}: the step reused the mask");
+            assert!(
+                (0..p.tq.len() * c.mask_heads()).all(|i| record(&after, state_ints(&c), i).1 == 2),
+                "case {n}: the step reused the mask"
+            );
         }
         let want: Vec<f64> = outs[0].o.iter().map(|&x| x as f64).collect();
         let err = rel_l2(&outs[1].o, &want);
@@ -305,8 +363,21 @@ fn prefill_128k_tokens() {
         let cpu_ctx = on(&Host, cfg);
         for j in sample {
             let end = (j + 1) * c.bq;
-            let cut = |x: &Tensor, from: usize, n: usize| Tensor { rows: n, heads: x.heads, d: x.d, pad: 0, data: x.data[from * x.heads * x.d..(from + n) * x.heads * x.d].to_vec() };
-            let sub = Problem { tq: vec![c.bq], tk: vec![end], q: cut(&p.q, j * c.bq, c.bq), k: cut(&p.k, 0, end), v: cut(&p.v, 0, end), ..p.clone() };
+            let cut = |x: &Tensor, from: usize, n: usize| Tensor {
+                rows: n,
+                heads: x.heads,
+                d: x.d,
+                pad: 0,
+                data: x.data[from * x.heads * x.d..(from + n) * x.heads * x.d].to_vec(),
+            };
+            let sub = Problem {
+                tq: vec![c.bq],
+                tk: vec![end],
+                q: cut(&p.q, j * c.bq, c.bq),
+                k: cut(&p.k, 0, end),
+                v: cut(&p.v, 0, end),
+                ..p.clone()
+            };
             let cpu = run_prefill(&Host, &cpu_ctx, &sub, false).unwrap();
             // Rebase the device result of block j onto the sub-problem's rows.
             let rows_d = c.bq * c.num_q_heads * c.head_dim;
@@ -340,14 +411,24 @@ fn prefill_128k_tokens() {
 /// Decode in lockstep with the CPU: after each step the device's mask state must equal the CPU's, except for
 /// near-ties, after which the CPU continues from the device's state.
 #[allow(clippy::too_many_arguments)]
-fn decode_lockstep(dev: &dyn Mem, cfg: hip_config, lens0: &[usize], steps: usize, page: Option<usize>, rng: &mut Rng, what: &str) {
+fn decode_lockstep(
+    dev: &dyn Mem,
+    cfg: hip_config,
+    lens0: &[usize],
+    steps: usize,
+    page: Option<usize>,
+    rng: &mut Rng,
+    what: &str,
+) {
     let c = valid(&cfg);
     let dt = c.dtype;
     let (hq, hkv, d) = (c.num_q_heads, c.num_kv_heads, c.head_dim);
     let cap = lens0.iter().max().unwrap() + steps;
     let k: Vec<Tensor> = lens0.iter().map(|_| Tensor::random(rng, dt, cap, hkv, d, 0, 1.0)).collect();
     let v: Vec<Tensor> = lens0.iter().map(|_| Tensor::random(rng, dt, cap, hkv, d, 0, 1.0)).collect();
-    let cache = |mem: &dyn Mem, rng: &mut Rng| Cache { k: k.clone(), v: v.clone(), page_size: page, capacity: cap }.upload(mem, dt, rng);
+    let cache = |mem: &dyn Mem, rng: &mut Rng| {
+        Cache { k: k.clone(), v: v.clone(), page_size: page, capacity: cap }.upload(mem, dt, rng)
+    };
     let (cctx, dctx) = (on(&Host, cfg), on(dev, cfg));
     let (ccache, dcache) = (cache(&Host, rng), cache(dev, rng));
     let batch = lens0.len();
@@ -381,7 +462,10 @@ fn decode_lockstep(dev: &dyn Mem, cfg: hip_config, lens0: &[usize], steps: usize
                     Selection::Scan => scan_margin(keys.nb, c.kb(), score),
                     Selection::Tree => search_margin(keys.nb, c.kb(), score).1,
                 };
-                assert!(margin < tie_eps(d), "{what} step {t} seq {b} head {mh}: masks differ, margin {margin}\n cpu {cr:?}\n dev {dr:?}");
+                assert!(
+                    margin < tie_eps(d),
+                    "{what} step {t} seq {b} head {mh}: masks differ, margin {margin}\n cpu {cr:?}\n dev {dr:?}"
+                );
                 skip.extend(c.mask_head_q_heads(mh).map(|h| (b, h)));
                 ties += 1;
             }
@@ -499,7 +583,8 @@ fn scan_decode_selects_a_planted_key() {
     for (hq, hkv, share, page) in [(4usize, 4usize, 1u32, None), (8, 2, 2, Some(16)), (8, 2, 1, Some(7))] {
         let d = 128;
         let mut cfg = config(dt, d as u32, hq as u32, hkv as u32);
-        (cfg.mask_sharing, cfg.refresh, cfg.k, cfg.decode_selection) = (share, 1, 64, hip_selection::HIP_ATTN_SELECT_SCAN as u32);
+        (cfg.mask_sharing, cfg.refresh, cfg.k, cfg.decode_selection) =
+            (share, 1, 64, hip_selection::HIP_ATTN_SELECT_SCAN as u32);
         let c = valid(&cfg);
         let ctx = on(dev, cfg);
         let lens = [30000usize, 5000, 1000];
@@ -509,10 +594,10 @@ fn scan_decode_selects_a_planted_key() {
             let v: Vec<Tensor> = lens.iter().map(|&l| Tensor::random(&mut rng, dt, l, hkv, d, 0, 1.0)).collect();
             // planted[b][mh] = the block that must be selected.
             let mut planted = vec![vec![0usize; c.mask_heads()]; lens.len()];
-            for (b, &len) in lens.iter().enumerate() {
+            for (b, (&len, planted_b)) in lens.iter().zip(planted.iter_mut()).enumerate() {
                 let keys = BlockKeys::new(len - 1, len, c.sink, c.window, c.bk, c.causal);
                 let mut used = std::collections::HashSet::new();
-                for mh in 0..c.mask_heads() {
+                for (mh, planted_bm) in planted_b.iter_mut().enumerate() {
                     // The key of the mask head's first q head, scaled by 8 (exact in bf16): its logit is 8 |q|^2,
                     // far above any random key's. Mask heads of one kv head get different positions.
                     let h = c.mask_head_q_heads(mh).next().unwrap();
@@ -528,7 +613,7 @@ fn scan_decode_selects_a_planted_key() {
                     let row: Vec<f32> = q.at(b, h).iter().map(|x| 8.0 * x).collect();
                     let at = (t * hkv + g) * d;
                     k[b].data[at..at + d].copy_from_slice(&row);
-                    planted[b][mh] = (t - c.sink) / c.bk;
+                    *planted_bm = (t - c.sink) / c.bk;
                 }
             }
             let cap = lens[0];
@@ -541,7 +626,10 @@ fn scan_decode_selects_a_planted_key() {
                     let (magic, _, _, blocks) = record(&st, state_ints(&c), b * c.mask_heads() + mh);
                     assert_eq!(magic, hip_attn::plan::STATE_MAGIC);
                     assert_eq!(blocks.len(), c.kb());
-                    assert!(blocks.contains(&(blk as i32)), "round {round} seq {b} mask head {mh}: planted block {blk} missing: {blocks:?}");
+                    assert!(
+                        blocks.contains(&(blk as i32)),
+                        "round {round} seq {b} mask head {mh}: planted block {blk} missing: {blocks:?}"
+                    );
                 }
             }
         }
@@ -577,7 +665,8 @@ fn graph_replays_decode(name: &str, selection: hip_selection) {
     let v: Vec<Tensor> = (0..batch).map(|_| Tensor::random(&mut rng, dt, cap, 2, 128, 0, 1.0)).collect();
     let (cctx, dctx) = (on(&Host, cfg), on(dev.as_ref(), cfg));
     let ccache = Cache { k: k.clone(), v: v.clone(), page_size: Some(16), capacity: cap }.upload(&Host, dt, &mut rng);
-    let dcache = Cache { k: k.clone(), v: v.clone(), page_size: Some(16), capacity: cap }.upload(dev.as_ref(), dt, &mut rng);
+    let dcache =
+        Cache { k: k.clone(), v: v.clone(), page_size: Some(16), capacity: cap }.upload(dev.as_ref(), dt, &mut rng);
     // Fixed device buffers the graph captures by address; their contents change between replays.
     let q0 = Tensor::random(&mut rng, dt, batch, 8, 128, 0, 1.0);
     let qb = dev.upload(&q0.bytes(dt));
@@ -606,7 +695,8 @@ fn graph_replays_decode(name: &str, selection: hip_selection) {
         // SAFETY: synchronous copies into the graph's input buffers, then a replay on the same stream.
         unsafe {
             result::memcpy_htod_sync(qb.addr as sys::CUdeviceptr, &q.bytes(dt)).unwrap();
-            result::memcpy_htod_sync(lensb.addr as sys::CUdeviceptr, &i32_bytes(&[lens[0] as i32, lens[1] as i32])).unwrap();
+            result::memcpy_htod_sync(lensb.addr as sys::CUdeviceptr, &i32_bytes(&[lens[0] as i32, lens[1] as i32]))
+                .unwrap();
             result::memset_d8_sync(ob.addr as sys::CUdeviceptr, 0xFF, ob.bytes).unwrap();
             result::graph::launch(graph, stream).unwrap();
         }
@@ -665,7 +755,11 @@ fn merge_matches_cpu_reference() {
                 lse_a: lab.addr as *const f32,
                 o_b: b.view(&bb),
                 lse_b: lbb.addr as *const f32,
-                o_out: hip_tensor_mut { data: ob.addr as *mut c_void, token_stride: (h * d) as i64, head_stride: d as i64 },
+                o_out: hip_tensor_mut {
+                    data: ob.addr as *mut c_void,
+                    token_stride: (h * d) as i64,
+                    head_stride: d as i64,
+                },
                 lse_out: lob.addr as *mut f32,
                 reserved: [0; 2],
             };
@@ -676,11 +770,16 @@ fn merge_matches_cpu_reference() {
         }
         for out in &outs {
             for r in [5, 9] {
-                assert!(out.0[r * d..(r + 1) * d].iter().all(|x| x.is_nan()) && out.1[r].is_nan(), "row {r} must be NaN");
+                assert!(
+                    out.0[r * d..(r + 1) * d].iter().all(|x| x.is_nan()) && out.1[r].is_nan(),
+                    "row {r} must be NaN"
+                );
             }
             assert!(out.0[7 * d..8 * d].iter().all(|x| x.is_finite()), "row 7 must not read the -inf side's O");
         }
-        let keep = |o: &[f32]| -> Vec<f32> { o.iter().enumerate().filter(|(i, _)| ![5, 9].contains(&(i / d))).map(|(_, &x)| x).collect() };
+        let keep = |o: &[f32]| -> Vec<f32> {
+            o.iter().enumerate().filter(|(i, _)| ![5, 9].contains(&(i / d))).map(|(_, &x)| x).collect()
+        };
         let want: Vec<f64> = keep(&outs[0].0).iter().map(|&x| x as f64).collect();
         assert!(rel_l2(&keep(&outs[1].0), &want) < tolerance(dt));
         for (i, (x, y)) in outs[0].1.iter().zip(&outs[1].1).enumerate().filter(|(i, _)| ![5, 9].contains(i)) {
@@ -730,7 +829,8 @@ fn device_index_errors_are_reported_by_the_next_call() {
         (cfg.k, cfg.window, cfg.flags) = (k, window, flags);
         let ctx = on(dev.as_ref(), cfg);
         let k: Vec<Tensor> = (0..2).map(|_| Tensor::random(&mut rng, dt, cap, 4, 64, 0, 1.0)).collect();
-        let cache = Cache { k: k.clone(), v: k.clone(), page_size: Some(8), capacity: cap }.upload(dev.as_ref(), dt, &mut rng);
+        let cache =
+            Cache { k: k.clone(), v: k.clone(), page_size: Some(8), capacity: cap }.upload(dev.as_ref(), dt, &mut rng);
         let q = Tensor::random(&mut rng, dt, 2, 4, 64, 0, 1.0);
         let state = dev.zeroed(ctx.state_size(2));
         // seqlens_k[1] = 999 > max_seqlen_k: only the device can see it.
@@ -773,7 +873,10 @@ fn kernel_cache_and_creation_time() {
         drop(ctx);
         let joined = log.join("\n");
         eprintln!("round {round} ({:.3} s):\n{joined}", times[round]);
-        assert!(joined.contains(if round == 0 { "compiled with NVRTC" } else { "loaded from the kernel cache" }), "{joined}");
+        assert!(
+            joined.contains(if round == 0 { "compiled with NVRTC" } else { "loaded from the kernel cache" }),
+            "{joined}"
+        );
     }
     // A corrupt cache file falls back to compiling.
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -830,11 +933,27 @@ fn deterministic_and_batch_invariant() {
     assert!(a.lse.iter().zip(&b.lse).all(|(x, y)| x.to_bits() == y.to_bits()), "prefill LSE differs run to run");
     assert_eq!(a.state, b.state, "prefill mask state differs run to run");
     // Sequence 2 alone.
-    let cut = |x: &Tensor, from: usize, n: usize| Tensor { rows: n, heads: x.heads, d: x.d, pad: 0, data: x.data[from * x.heads * x.d..(from + n) * x.heads * x.d].to_vec() };
-    let alone = Problem { tq: vec![3000], tk: vec![3000], q: cut(&p.q, p.q0(2), 3000), k: cut(&p.k, p.k0(2), 3000), v: cut(&p.v, p.k0(2), 3000), ..p.clone() };
+    let cut = |x: &Tensor, from: usize, n: usize| Tensor {
+        rows: n,
+        heads: x.heads,
+        d: x.d,
+        pad: 0,
+        data: x.data[from * x.heads * x.d..(from + n) * x.heads * x.d].to_vec(),
+    };
+    let alone = Problem {
+        tq: vec![3000],
+        tk: vec![3000],
+        q: cut(&p.q, p.q0(2), 3000),
+        k: cut(&p.k, p.k0(2), 3000),
+        v: cut(&p.v, p.k0(2), 3000),
+        ..p.clone()
+    };
     let s = run_prefill(dev, &ctx, &alone, false).unwrap();
     let rows = 3000 * hq * d;
-    assert!(s.o.iter().zip(&a.o[p.q0(2) * hq * d..][..rows]).all(|(x, y)| x.to_bits() == y.to_bits()), "prefill of a sequence depends on its batch");
+    assert!(
+        s.o.iter().zip(&a.o[p.q0(2) * hq * d..][..rows]).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "prefill of a sequence depends on its batch"
+    );
 
     let lens = [5000, 37, 20000, 700];
     let k: Vec<Tensor> = lens.iter().map(|&l| Tensor::random(&mut rng, dt, l, hkv, d, 0, 1.0)).collect();
@@ -847,10 +966,12 @@ fn deterministic_and_batch_invariant() {
     let again = run_decode(dev, &ctx, dt, &q, &cache, &lens, cap, &step(4)).unwrap();
     assert!(bits(&whole) == bits(&again), "decode differs run to run");
     for b in 0..lens.len() {
-        let one = Cache { k: vec![k[b].clone()], v: vec![v[b].clone()], page_size: Some(16), capacity: lens[b] }.upload(dev, dt, &mut rng);
+        let one = Cache { k: vec![k[b].clone()], v: vec![v[b].clone()], page_size: Some(16), capacity: lens[b] }
+            .upload(dev, dt, &mut rng);
         let qb = cut(&q, b, 1);
         let single = run_decode(dev, &ctx, dt, &qb, &one, &lens[b..b + 1], lens[b], &step(1)).unwrap();
-        let want: Vec<u32> = whole.o[b * hq * d..][..hq * d].iter().chain(&whole.lse[b * hq..][..hq]).map(|x| x.to_bits()).collect();
+        let want: Vec<u32> =
+            whole.o[b * hq * d..][..hq * d].iter().chain(&whole.lse[b * hq..][..hq]).map(|x| x.to_bits()).collect();
         assert!(bits(&single) == want, "decode of sequence {b} (length {}) alone differs from the batch", lens[b]);
     }
     eprintln!("prefill and decode bit-identical run to run; sequences alone equal their batch rows");
@@ -882,9 +1003,13 @@ fn concurrent_streams_match_serial() {
         c
     };
     let cfg = make_cfg();
-    let problems: Vec<Problem> = (0..4).map(|i| Problem::new(&mut rng, dt, 64, 4, 2, &[1500 + 100 * i], &[2000 + 100 * i], 0)).collect();
+    let problems: Vec<Problem> =
+        (0..4).map(|i| Problem::new(&mut rng, dt, 64, 4, 2, &[1500 + 100 * i], &[2000 + 100 * i], 0)).collect();
     let serial_ctx = on(dev.as_ref(), cfg);
-    let serial: Vec<Vec<u32>> = problems.iter().map(|p| run_prefill(dev.as_ref(), &serial_ctx, p, false).unwrap().o.iter().map(|x| x.to_bits()).collect()).collect();
+    let serial: Vec<Vec<u32>> = problems
+        .iter()
+        .map(|p| run_prefill(dev.as_ref(), &serial_ctx, p, false).unwrap().o.iter().map(|x| x.to_bits()).collect())
+        .collect();
     // `dev` (and its lock on device memory) lives to the end: every context below holds device memory.
     let shared = SharedCtx(Ctx::new(&cfg).unwrap().into_raw());
     let got: Vec<Vec<u32>> = std::thread::scope(|s| {
@@ -1018,7 +1143,12 @@ fn nonfinite_inputs_match_cpu() {
             let (w, g) = (&want.o[(r * hq + h) * d..][..d], &got.o[(r * hq + h) * d..][..d]);
             for e in 0..d {
                 if w[e].is_finite() {
-                    assert!(g[e].is_finite() && (g[e] - w[e]).abs() < 0.05, "row {r} head {h} element {e}: {} vs {}", g[e], w[e]);
+                    assert!(
+                        g[e].is_finite() && (g[e] - w[e]).abs() < 0.05,
+                        "row {r} head {h} element {e}: {} vs {}",
+                        g[e],
+                        w[e]
+                    );
                 } else {
                     assert!(!g[e].is_finite(), "row {r} head {h} element {e}: {} on CUDA, {} on the CPU", g[e], w[e]);
                 }
@@ -1047,7 +1177,8 @@ fn nonfinite_inputs_match_cpu() {
         let mut q = Tensor::random(&mut rng, dt, 2, hq, d, 0, 1.0);
         q.data[(hq + 3) * d + 9] = f32::NAN;
         let run = |mem: &dyn Mem, ctx: &Ctx| {
-            let cache = Cache { k: k.clone(), v: v.clone(), page_size: None, capacity: cap }.upload(mem, dt, &mut Rng::new(1));
+            let cache =
+                Cache { k: k.clone(), v: v.clone(), page_size: None, capacity: cap }.upload(mem, dt, &mut Rng::new(1));
             run_decode(mem, ctx, dt, &q, &cache, &lens, cap, &mem.zeroed(ctx.state_size(2))).unwrap()
         };
         let (want, got) = (run(&Host, &cpu), run(dev.as_ref(), &gpu));
@@ -1056,11 +1187,21 @@ fn nonfinite_inputs_match_cpu() {
             let (w, g) = (&want.o[row * d..][..d], &got.o[row * d..][..d]);
             let (lw, lg) = (want.lse[row], got.lse[row]);
             if (b == 0 && h < 2) || (b == 1 && h == 3) {
-                assert!(w.iter().all(|x| x.is_nan()) && lw.is_nan(), "cap {cap}: the CPU makes sequence {b} head {h} NaN");
-                assert!(g.iter().all(|x| x.is_nan()) && lg.is_nan(), "cap {cap}: sequence {b} head {h} on CUDA: {:?}.. lse {lg}", &g[..4]);
+                assert!(
+                    w.iter().all(|x| x.is_nan()) && lw.is_nan(),
+                    "cap {cap}: the CPU makes sequence {b} head {h} NaN"
+                );
+                assert!(
+                    g.iter().all(|x| x.is_nan()) && lg.is_nan(),
+                    "cap {cap}: sequence {b} head {h} on CUDA: {:?}.. lse {lg}",
+                    &g[..4]
+                );
             } else {
                 assert!(w.iter().zip(g).all(|(a, b)| (a - b).abs() < 0.05), "cap {cap}: sequence {b}, head {h}");
-                assert!((lw - lg).abs() < 1e-2 * lw.abs().max(1.0), "cap {cap}: lse of sequence {b} head {h}: {lg} vs {lw}");
+                assert!(
+                    (lw - lg).abs() < 1e-2 * lw.abs().max(1.0),
+                    "cap {cap}: lse of sequence {b} head {h}: {lg} vs {lw}"
+                );
             }
         }
         eprintln!("{name}: decode cap {cap}: NaN rows NaN on both backends, the others agree");
@@ -1118,14 +1259,25 @@ fn decode_search_abort_on_a_bad_page() {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn decode_bad_page(dev: &dyn Mem, cfg: hip_config, lens: &[usize], page: usize, bad: usize, branch: usize, rng: &mut Rng, what: &str) {
+fn decode_bad_page(
+    dev: &dyn Mem,
+    cfg: hip_config,
+    lens: &[usize],
+    page: usize,
+    bad: usize,
+    branch: usize,
+    rng: &mut Rng,
+    what: &str,
+) {
     let c = valid(&cfg);
     let dt = c.dtype;
     let (hq, hkv, d, batch) = (c.num_q_heads, c.num_kv_heads, c.head_dim, lens.len());
     let cap = *lens.iter().max().unwrap();
     let k: Vec<Tensor> = lens.iter().map(|_| Tensor::random(rng, dt, cap, hkv, d, 0, 1.0)).collect();
     let v: Vec<Tensor> = lens.iter().map(|_| Tensor::random(rng, dt, cap, hkv, d, 0, 1.0)).collect();
-    let cache = |mem: &dyn Mem, rng: &mut Rng| Cache { k: k.clone(), v: v.clone(), page_size: Some(page), capacity: cap }.upload(mem, dt, rng);
+    let cache = |mem: &dyn Mem, rng: &mut Rng| {
+        Cache { k: k.clone(), v: v.clone(), page_size: Some(page), capacity: cap }.upload(mem, dt, rng)
+    };
     let (cctx, dctx) = (on(&Host, cfg), on(dev, cfg));
     let (ccache, mut dcache) = (cache(&Host, rng), cache(dev, rng));
     // The representative of `branch` in the first iteration of the bad sequence's search (docs/ALGORITHM.md steps 2-3).
@@ -1155,7 +1307,10 @@ fn decode_bad_page(dev: &dyn Mem, cfg: hip_config, lens: &[usize], page: usize, 
         for h in 0..hq {
             let (o, lse) = (&dout.o[(b * hq + h) * d..][..d], dout.lse[b * hq + h]);
             if b == bad {
-                assert!(o.iter().all(|&x| x == 0.0) && lse == f32::NEG_INFINITY, "{what}: head {h} of the bad sequence");
+                assert!(
+                    o.iter().all(|&x| x == 0.0) && lse == f32::NEG_INFINITY,
+                    "{what}: head {h} of the bad sequence"
+                );
                 continue;
             }
             let idx = b * c.mask_heads() + c.mask_head_of(h);
@@ -1168,7 +1323,11 @@ fn decode_bad_page(dev: &dyn Mem, cfg: hip_config, lens: &[usize], page: usize, 
         }
     }
     for h in 0..c.mask_heads() {
-        assert_ne!(record(&ds, state_ints(&c), bad * c.mask_heads() + h).0, hip_attn::plan::STATE_MAGIC, "{what}: no mask kept");
+        assert_ne!(
+            record(&ds, state_ints(&c), bad * c.mask_heads() + h).0,
+            hip_attn::plan::STATE_MAGIC,
+            "{what}: no mask kept"
+        );
     }
     let err = rel_l2(&got, &want);
     assert!(err < tolerance(dt), "{what}: good sequences rel L2 {err}");
@@ -1199,7 +1358,8 @@ fn decode_mask_state_of_another_configuration() {
     other.window = 32;
     let (lens, cap) = ([300usize, 900], 900usize);
     let k: Vec<Tensor> = (0..2).map(|_| Tensor::random(&mut rng, dt, cap, 2, 64, 0, 1.0)).collect();
-    let dcache = Cache { k: k.clone(), v: k.clone(), page_size: Some(8), capacity: cap }.upload(dev.as_ref(), dt, &mut rng);
+    let dcache =
+        Cache { k: k.clone(), v: k.clone(), page_size: Some(8), capacity: cap }.upload(dev.as_ref(), dt, &mut rng);
     let ccache = Cache { k: k.clone(), v: k, page_size: Some(8), capacity: cap }.upload(&Host, dt, &mut rng);
     let q = Tensor::random(&mut rng, dt, 2, 4, 64, 0, 1.0);
     let (writer, reader, cpu) = (on(dev.as_ref(), other), on(dev.as_ref(), cfg), on(&Host, cfg));
@@ -1214,7 +1374,11 @@ fn decode_mask_state_of_another_configuration() {
     let ds = i32s(&dev.download(&dstate));
     for r in 0..2 * c.mask_heads() {
         let rec = &ds[r * state_ints(&c)..];
-        assert_eq!((rec[0], rec[1], rec[hip_attn::plan::STATE_FPRINT_IDX]), (hip_attn::plan::STATE_MAGIC, 1, fp), "record {r}");
+        assert_eq!(
+            (rec[0], rec[1], rec[hip_attn::plan::STATE_FPRINT_IDX]),
+            (hip_attn::plan::STATE_MAGIC, 1, fp),
+            "record {r}"
+        );
     }
     let want: Vec<f64> = co.o.iter().map(|&x| x as f64).collect();
     let err = rel_l2(&dout.o, &want);

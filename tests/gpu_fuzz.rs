@@ -50,13 +50,32 @@ fn hip_cfg(s: &Shape, backend: u32) -> hip_config {
 enum Fault {
     None,
     /// cu_seqlens_q (q = true) or cu_seqlens_k entry i set to v.
-    Cu { q: bool, i: usize, v: i32, why: &'static str },
-    SeqlensK { b: usize, v: i32 },
+    Cu {
+        q: bool,
+        i: usize,
+        v: i32,
+        why: &'static str,
+    },
+    SeqlensK {
+        b: usize,
+        v: i32,
+    },
     /// Page-table entry `entry` of sequence b set to v; `used`: the sequence reads that page.
-    Page { b: usize, entry: usize, v: i32, used: bool },
+    Page {
+        b: usize,
+        entry: usize,
+        v: i32,
+        used: bool,
+    },
     /// Record (b, mh) replaced by `words`; `bad`: the magic and this configuration's fingerprint with a header that
     /// does not fit, or another configuration's fingerprint; otherwise no magic (no mask yet).
-    Record { b: usize, mh: usize, words: Vec<i32>, bad: bool, what: &'static str },
+    Record {
+        b: usize,
+        mh: usize,
+        words: Vec<i32>,
+        bad: bool,
+        what: &'static str,
+    },
 }
 
 impl Fault {
@@ -94,8 +113,18 @@ fn gen_case(rng: &mut Rng, cfgs: &[hip_attn::config::Config]) -> Case {
             1 + rng.below(most)
         })
         .collect();
-    let tq: Vec<usize> =
-        tk.iter().map(|&t| if !prefill { 1 } else if rng.below(2) == 0 { t } else { 1 + rng.below(t) }).collect();
+    let tq: Vec<usize> = tk
+        .iter()
+        .map(|&t| {
+            if !prefill {
+                1
+            } else if rng.below(2) == 0 {
+                t
+            } else {
+                1 + rng.below(t)
+            }
+        })
+        .collect();
     let b = rng.below(batch);
     let kind = rng.below(10);
     let fault = if kind == 0 {
@@ -114,7 +143,11 @@ fn gen_case(rng: &mut Rng, cfgs: &[hip_attn::config::Config]) -> Case {
                 // The boundary moves up inside [cu[i], cu[i+1]]: sequence i-1 gets more queries than keys.
                 let room = (cu[i + 1] - cu[i]) as usize;
                 let extra = tk[i - 1].saturating_sub(tq[i - 1]) + 1;
-                if extra <= room { (cu[i] + extra as i32, "Tq > Tk") } else { (i32::MIN + rng.below(1000) as i32, "random") }
+                if extra <= room {
+                    (cu[i] + extra as i32, "Tq > Tk")
+                } else {
+                    (i32::MIN + rng.below(1000) as i32, "random")
+                }
             }
             _ => (rng.next_u64() as i32, "random"),
         };
@@ -191,8 +224,20 @@ fn prefill_ok(cq: &[i32], ck: &[i32], total_q: i32, total_k: i32, maxq: i32, max
         .map(|b| {
             let (qa, qb, ka, kb) = (cq[b], cq[b + 1], ck[b], ck[b + 1]);
             let (tq, tk) = (qb as i64 - qa as i64, kb as i64 - ka as i64);
-            ordered && qa >= 0 && qb >= qa && qb <= total_q && cq[0] == 0 && ck[0] == 0 && ka >= 0 && kb >= ka &&
-                kb <= total_k && cq[n] <= total_q && ck[n] <= total_k && tq <= maxq as i64 && tk <= maxk as i64 && tq <= tk
+            ordered
+                && qa >= 0
+                && qb >= qa
+                && qb <= total_q
+                && cq[0] == 0
+                && ck[0] == 0
+                && ka >= 0
+                && kb >= ka
+                && kb <= total_k
+                && cq[n] <= total_q
+                && ck[n] <= total_k
+                && tq <= maxq as i64
+                && tk <= maxk as i64
+                && tq <= tk
         })
         .collect()
 }
@@ -240,7 +285,11 @@ fn run_prefill_raw(mem: &dyn Mem, ctx: &Ctx, d: &Data, cq: &[i32], ck: &[i32]) -
         q: d.q.view(&qb),
         k: d.k.view(&kb),
         v: d.v.view(&vb),
-        o: hip_tensor_mut { data: ob.addr as *mut c_void, token_stride: d.q.row_stride() as i64, head_stride: d.q.d as i64 },
+        o: hip_tensor_mut {
+            data: ob.addr as *mut c_void,
+            token_stride: d.q.row_stride() as i64,
+            head_stride: d.q.d as i64,
+        },
         cu_seqlens_q: cqb.addr as *const i32,
         cu_seqlens_k: ckb.addr as *const i32,
         lse: lseb.addr as *mut f32,
@@ -338,11 +387,14 @@ fn hostile_device_index_data() {
         // SAFETY: no cache-dir pointer in these configs.
         .map(|s| unsafe { validate(&hip_cfg(s, hip_backend::HIP_ATTN_BACKEND_CPU as u32)) }.unwrap().0)
         .collect();
-    let cpu: Vec<Ctx> = CONFIGS.iter().map(|s| Ctx::new(&hip_cfg(s, hip_backend::HIP_ATTN_BACKEND_CPU as u32)).unwrap()).collect();
+    let cpu: Vec<Ctx> =
+        CONFIGS.iter().map(|s| Ctx::new(&hip_cfg(s, hip_backend::HIP_ATTN_BACKEND_CPU as u32)).unwrap()).collect();
     let cuda: Vec<Ctx> = match &dev {
         Some(_) => CONFIGS
             .iter()
-            .map(|s| Ctx::new(&hip_cfg(s, hip_backend::HIP_ATTN_BACKEND_CUDA as u32)).unwrap_or_else(|e| panic!("{e:?}")))
+            .map(|s| {
+                Ctx::new(&hip_cfg(s, hip_backend::HIP_ATTN_BACKEND_CUDA as u32)).unwrap_or_else(|e| panic!("{e:?}"))
+            })
             .collect(),
         None => vec![],
     };
@@ -427,7 +479,11 @@ fn hostile_device_index_data() {
         match &case.fault {
             Fault::None => {}
             Fault::Cu { q, i, v, .. } => {
-                if *q { cq[*i] = *v } else { ck[*i] = *v }
+                if *q {
+                    cq[*i] = *v
+                } else {
+                    ck[*i] = *v
+                }
             }
             Fault::SeqlensK { b, v } => blens[*b] = *v,
             Fault::Page { b, entry, v, .. } => edit = Some((*b, *entry, *v)),
@@ -504,7 +560,17 @@ fn hostile_device_index_data() {
 /// rows of skipped sequences are zeros with LSE -inf or untouched. Returns how many heads were skipped because
 /// the two backends chose different masks (near-ties; decode only, where the records show it).
 #[allow(clippy::too_many_arguments)]
-fn compare(case: &Case, d: &Data, c: &hip_attn::config::Config, cq: &[i32], ck: &[i32], lens: &[i32], want: &Raw, got: &Raw, what: &str) -> usize {
+fn compare(
+    case: &Case,
+    d: &Data,
+    c: &hip_attn::config::Config,
+    cq: &[i32],
+    ck: &[i32],
+    lens: &[i32],
+    want: &Raw,
+    got: &Raw,
+    what: &str,
+) -> usize {
     let (hq, hd, dt) = (c.num_q_heads, c.head_dim, d.dt);
     let (wo, go) = (d.q.unpack(dt, &want.o), d.q.unpack(dt, &got.o));
     let (wl, gl) = (f32s(&want.lse), f32s(&got.lse));
@@ -519,7 +585,11 @@ fn compare(case: &Case, d: &Data, c: &hip_attn::config::Config, cq: &[i32], ck: 
             if ok {
                 let same = (cq[b], cq[b + 1], ck[b], ck[b + 1]) == (d.cq[b], d.cq[b + 1], d.ck[b], d.ck[b + 1]);
                 let r = cq[b] as usize..cq[b + 1] as usize;
-                if same { valid[r].fill(true) } else { moved[r].fill(true) }
+                if same {
+                    valid[r].fill(true)
+                } else {
+                    moved[r].fill(true)
+                }
             }
         }
     } else {

@@ -35,26 +35,106 @@ macro_rules! layout {
 
 fn rust_layouts() -> HashMap<String, usize> {
     let mut m = HashMap::new();
-    layout!(m, hip_config {
-        struct_size, dtype, head_dim, num_q_heads, num_kv_heads, k, bq, bk, sink, window, sq, sk, refresh, causal,
-        mask_sharing, backend, device_ordinal, softmax_scale, flags, reserved_u32, kernel_cache_dir, log_callback,
-        log_user_data, decode_selection, prefill_scan_tail, reserved
-    });
+    layout!(
+        m,
+        hip_config {
+            struct_size,
+            dtype,
+            head_dim,
+            num_q_heads,
+            num_kv_heads,
+            k,
+            bq,
+            bk,
+            sink,
+            window,
+            sq,
+            sk,
+            refresh,
+            causal,
+            mask_sharing,
+            backend,
+            device_ordinal,
+            softmax_scale,
+            flags,
+            reserved_u32,
+            kernel_cache_dir,
+            log_callback,
+            log_user_data,
+            decode_selection,
+            prefill_scan_tail,
+            reserved
+        }
+    );
     layout!(m, hip_tensor { data, token_stride, head_stride });
     layout!(m, hip_tensor_mut { data, token_stride, head_stride });
-    layout!(m, hip_prefill_args {
-        struct_size, batch_size, total_q, total_k, max_seqlen_q, max_seqlen_k, q, k, v, o, cu_seqlens_q,
-        cu_seqlens_k, lse, mask_state_out, reserved
-    });
-    layout!(m, hip_kv_cache {
-        layout, page_size, k, v, seq_stride, token_stride, head_stride, page_table, page_table_stride, num_pages
-    });
-    layout!(m, hip_decode_args {
-        struct_size, batch_size, max_seqlen_k, reserved_u32, q, kv, seqlens_k, mask_state, o, lse, reserved
-    });
-    layout!(m, hip_merge_args {
-        struct_size, num_tokens, num_heads, reserved_u32, o_a, lse_a, o_b, lse_b, o_out, lse_out, reserved
-    });
+    layout!(
+        m,
+        hip_prefill_args {
+            struct_size,
+            batch_size,
+            total_q,
+            total_k,
+            max_seqlen_q,
+            max_seqlen_k,
+            q,
+            k,
+            v,
+            o,
+            cu_seqlens_q,
+            cu_seqlens_k,
+            lse,
+            mask_state_out,
+            reserved
+        }
+    );
+    layout!(
+        m,
+        hip_kv_cache {
+            layout,
+            page_size,
+            k,
+            v,
+            seq_stride,
+            token_stride,
+            head_stride,
+            page_table,
+            page_table_stride,
+            num_pages
+        }
+    );
+    layout!(
+        m,
+        hip_decode_args {
+            struct_size,
+            batch_size,
+            max_seqlen_k,
+            reserved_u32,
+            q,
+            kv,
+            seqlens_k,
+            mask_state,
+            o,
+            lse,
+            reserved
+        }
+    );
+    layout!(
+        m,
+        hip_merge_args {
+            struct_size,
+            num_tokens,
+            num_heads,
+            reserved_u32,
+            o_a,
+            lse_a,
+            o_b,
+            lse_b,
+            o_out,
+            lse_out,
+            reserved
+        }
+    );
     m
 }
 
@@ -128,7 +208,9 @@ fn bindgen_sees_the_rust_layout() {
     let rust = rust_layouts();
     assert!(clang.len() >= rust.len(), "bindgen reported only {} layout facts", clang.len());
     for (key, &c) in &clang {
-        let r = rust.get(key).unwrap_or_else(|| panic!("header has {key} = {c}, which the Rust layout test does not cover"));
+        let r = rust
+            .get(key)
+            .unwrap_or_else(|| panic!("header has {key} = {c}, which the Rust layout test does not cover"));
         assert_eq!(*r, c, "{key}: Rust {r}, C {c}");
     }
     for key in rust.keys() {
@@ -151,9 +233,20 @@ fn bindgen_sees_the_rust_layout() {
     }
     assert!(consts.keys().all(|k| k.starts_with("HIP_ATTN_")), "unprefixed constant in the header: {consts:?}");
     for f in [
-        "hip_version", "hip_abi_version", "hip_status_string", "hip_last_error_message", "hip_config_default",
-        "hip_ctx_create", "hip_ctx_destroy", "hip_ctx_last_error", "hip_prefill_workspace_size",
-        "hip_decode_workspace_size", "hip_mask_state_size", "hip_prefill", "hip_decode_step", "hip_merge_states",
+        "hip_version",
+        "hip_abi_version",
+        "hip_status_string",
+        "hip_last_error_message",
+        "hip_config_default",
+        "hip_ctx_create",
+        "hip_ctx_destroy",
+        "hip_ctx_last_error",
+        "hip_prefill_workspace_size",
+        "hip_decode_workspace_size",
+        "hip_mask_state_size",
+        "hip_prefill",
+        "hip_decode_step",
+        "hip_merge_states",
     ] {
         assert!(bindings.contains(&format!("pub fn {f}(")), "function {f} missing from the header");
     }
@@ -166,7 +259,11 @@ fn compile(test: &str, compiler: &str, std: &str, ext: &str) {
     }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let src = dir.join(format!("header_check.{ext}"));
-    std::fs::write(&src, "#include \"hip_attn.h\"\nint main(void) { hip_config c = hip_config_default(); return (int)c.k - 512; }\n").unwrap();
+    std::fs::write(
+        &src,
+        "#include \"hip_attn.h\"\nint main(void) { hip_config c = hip_config_default(); return (int)c.k - 512; }\n",
+    )
+    .unwrap();
     let out = Command::new(compiler)
         .args([&format!("-std={std}"), "-Wall", "-Wextra", "-Werror", "-pedantic", "-c", "-o"])
         .arg(dir.join(format!("header_check_{ext}.o")))
@@ -193,10 +290,14 @@ fn every_declaration_is_documented() {
     let h = std::fs::read_to_string(root().join("include/hip_attn.h")).unwrap();
     let lines: Vec<&str> = h.lines().collect();
     for (i, line) in lines.iter().enumerate() {
-        let decl = line.starts_with("typedef struct hip_") || (line.contains(" hip_") && line.ends_with(',') || line.ends_with(");")) && !line.starts_with(' ');
+        let decl = line.starts_with("typedef struct hip_")
+            || (line.contains(" hip_") && line.ends_with(',') || line.ends_with(");")) && !line.starts_with(' ');
         if decl && !line.starts_with('#') && !line.starts_with("HIP_ATTN_MUST_USE") {
             let prev: Vec<&str> = lines[..i].iter().rev().take(2).cloned().collect();
-            assert!(prev.iter().any(|p| p.contains("*/") || p.starts_with("HIP_ATTN_MUST_USE")), "undocumented: {line}");
+            assert!(
+                prev.iter().any(|p| p.contains("*/") || p.starts_with("HIP_ATTN_MUST_USE")),
+                "undocumented: {line}"
+            );
         }
     }
 }

@@ -11,7 +11,8 @@ use hip_attn::tensor::DType;
 #[test]
 fn every_kernel_variant_compiles() {
     if let Err(e) = hip_attn::cuda::ensure_nvrtc() {
-        let install = format!("{e}; pip install nvidia-cuda-nvrtc==13.0.88 and put its nvidia/cu13/lib on LD_LIBRARY_PATH");
+        let install =
+            format!("{e}; pip install nvidia-cuda-nvrtc==13.0.88 and put its nvidia/cu13/lib on LD_LIBRARY_PATH");
         return tools::missing("every_kernel_variant_compiles", "NVRTC", &install);
     }
     // (dtype, head_dim, q heads, kv heads, sharing, causal, k, bq, bk, sq, sk) for each arch.
@@ -42,7 +43,8 @@ fn every_kernel_variant_compiles() {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(&(arch, dt, d, hq, hkv, share, causal, k, bq, bk, sq, sk)) = variants.get(i) else { break };
                 let mut cfg = config(dt, d, hq, hkv);
-                (cfg.mask_sharing, cfg.causal, cfg.k, cfg.bq, cfg.bk, cfg.sq, cfg.sk) = (share, causal, k, bq, bk, sq, sk);
+                (cfg.mask_sharing, cfg.causal, cfg.k, cfg.bq, cfg.bk, cfg.sq, cfg.sk) =
+                    (share, causal, k, bq, bk, sq, sk);
                 // SAFETY: no cache-dir pointer.
                 let (c, _) = unsafe { validate(&cfg) }.unwrap();
                 check_supported(&c).unwrap_or_else(|e| panic!("variant {i} is outside the CUDA limits: {e}"));

@@ -10,9 +10,15 @@ use hip_attn::tensor::DType;
 fn masks_are_valid_and_exact_when_small() {
     let mut rng = Rng::fresh("mask");
     let mut exact_checked = 0;
-    for (bq, bk, sq, sk, k, share) in
-        [(8, 2, 1, 1, 16, 1), (16, 3, 2, 2, 30, 2), (4, 1, 1, 1, 9, 1), (8, 4, 3, 3, 40, 2), (32, 2, 1, 1, 64, 1), (8, 2, 1, 1, 120, 1), (4, 3, 2, 1, 150, 2)]
-    {
+    for (bq, bk, sq, sk, k, share) in [
+        (8, 2, 1, 1, 16, 1),
+        (16, 3, 2, 2, 30, 2),
+        (4, 1, 1, 1, 9, 1),
+        (8, 4, 3, 3, 40, 2),
+        (32, 2, 1, 1, 64, 1),
+        (8, 2, 1, 1, 120, 1),
+        (4, 3, 2, 1, 150, 2),
+    ] {
         let mut cfg = config(DType::F32, 64, 4, 2);
         (cfg.bq, cfg.bk, cfg.sq, cfg.sk, cfg.k, cfg.mask_sharing) = (bq, bk, sq, sk, k, share);
         (cfg.sink, cfg.window) = (3, 10);

@@ -6,8 +6,8 @@
 //! - a short run of the fuzz engine (tests/fuzz_engine) under memcheck, with exact-size heap blocks instead
 //!   of guard zones so that valgrind also catches out-of-bounds *reads*. The run is this test binary itself,
 //!   re-executed under valgrind with only the `memcheck_fuzz_child` test selected.
-mod fuzz_engine;
 mod common;
+mod fuzz_engine;
 
 use common::tools::{self, say};
 use std::path::{Path, PathBuf};
@@ -40,7 +40,13 @@ fn compile(src: &Path, exe: &Path, extra: &[&str]) {
     assert!(out.status.success(), "compiling {}:\n{}", src.display(), String::from_utf8_lossy(&out.stderr));
 }
 
-fn run_valgrind(args: &[&str], exe: &Path, dir: &Path, envs: &[(&str, &str)], exe_args: &[&str]) -> (bool, String, String) {
+fn run_valgrind(
+    args: &[&str],
+    exe: &Path,
+    dir: &Path,
+    envs: &[(&str, &str)],
+    exe_args: &[&str],
+) -> (bool, String, String) {
     let start = std::time::Instant::now();
     let out = Command::new("valgrind")
         .args(args)
@@ -50,12 +56,20 @@ fn run_valgrind(args: &[&str], exe: &Path, dir: &Path, envs: &[(&str, &str)], ex
         .envs(envs.iter().copied())
         .output()
         .expect("valgrind not runnable");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
-    say(&format!("{} under valgrind {}: {:?} in {:.1}s", exe.display(), args[0], out.status, start.elapsed().as_secs_f64()));
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    say(&format!(
+        "{} under valgrind {}: {:?} in {:.1}s",
+        exe.display(),
+        args[0],
+        out.status,
+        start.elapsed().as_secs_f64()
+    ));
     (out.status.success(), stdout, stderr)
 }
 
-const MEMCHECK: &[&str] = &["--tool=memcheck", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect"];
+const MEMCHECK: &[&str] =
+    &["--tool=memcheck", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect"];
 
 #[test]
 fn c_example_under_memcheck() {
@@ -96,10 +110,22 @@ fn fuzz_under_memcheck() {
     let exe = std::env::current_exe().unwrap();
     let dir = common::built_library_dir();
     let (ok, stdout, stderr) = run_valgrind(
-        &["--tool=memcheck", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite", "--redzone-size=256"],
+        &[
+            "--tool=memcheck",
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--redzone-size=256",
+        ],
         &exe,
         &dir,
-        &[(CHILD_ENV, "1"), ("HIP_ATTN_FUZZ_SECONDS", &secs), ("HIP_ATTN_FUZZ_GUARD", "0"), ("HIP_ATTN_FUZZ_TRACE", "1"), ("RUST_BACKTRACE", "0")],
+        &[
+            (CHILD_ENV, "1"),
+            ("HIP_ATTN_FUZZ_SECONDS", &secs),
+            ("HIP_ATTN_FUZZ_GUARD", "0"),
+            ("HIP_ATTN_FUZZ_TRACE", "1"),
+            ("RUST_BACKTRACE", "0"),
+        ],
         &["memcheck_fuzz_child", "--exact", "--nocapture", "--test-threads=1"],
     );
     // A valgrind report follows the "fuzz case HIP_ATTN_FUZZ_SEED=..." line of the case that caused it.

@@ -98,6 +98,9 @@ fn empty_side_is_not_read_and_nan_lse_propagates() {
     assert_eq!(&o[..d], b.at(0, 0), "row 0 is side b alone");
     assert_eq!(l[0], 0.5);
     assert!(o[d..2 * d].iter().all(|x| x.is_nan()) && l[1].is_nan(), "row 1 (NaN lse) is NaN");
-    assert!(o[2 * d..3 * d].iter().all(|&x| x == 0.0) && l[2] == f32::NEG_INFINITY, "row 2 (both empty) is zeros, -inf");
+    assert!(
+        o[2 * d..3 * d].iter().all(|&x| x == 0.0) && l[2] == f32::NEG_INFINITY,
+        "row 2 (both empty) is zeros, -inf"
+    );
     assert!(o[3 * d..].iter().all(|x| x.is_nan()) && l[3].is_nan(), "row 3 (NaN beside an empty side) is NaN");
 }

@@ -38,7 +38,10 @@ fn prefill_propagates_nan_and_inf_to_the_rows_that_attend_them() {
     let got = run_prefill(&Host, &ctx, &p, false).expect("non-finite inputs are not an error");
     let same = |r: usize, h: usize, what: &str| {
         let (a, b) = (row(&got.o, r, h), row(&want.o, r, h));
-        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "{what}: row {r} head {h} differs from clean");
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{what}: row {r} head {h} differs from clean"
+        );
         assert_eq!(got.lse[r * HQ + h].to_bits(), want.lse[r * HQ + h].to_bits(), "{what}: lse of row {r} head {h}");
     };
     let nan_row = |r: usize, h: usize, what: &str| {
@@ -130,8 +133,10 @@ fn decode_propagates_nan_to_the_rows_that_attend_it() {
             if (b == 0 && h < 2) || (b == 1 && h == 3) {
                 assert!(a.iter().all(|x| x.is_nan()) && la.is_nan(), "sequence {b} head {h} is not NaN");
             } else {
-                assert!(a.iter().zip(w).all(|(x, y)| x.to_bits() == y.to_bits()) && la.to_bits() == lw.to_bits(),
-                    "sequence {b} head {h} differs from clean");
+                assert!(
+                    a.iter().zip(w).all(|(x, y)| x.to_bits() == y.to_bits()) && la.to_bits() == lw.to_bits(),
+                    "sequence {b} head {h} differs from clean"
+                );
             }
         }
     }

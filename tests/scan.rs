@@ -39,7 +39,14 @@ fn score<'a>(c: &Config, keys: &BlockKeys, qs: &[&[f32]], key: impl Fn(usize) ->
 }
 
 /// TREE and SCAN selections of prefill query block [i0, i1) of sequence b for mask head mh.
-fn prefill_expected(c: &Config, p: &Problem, b: usize, mh: usize, i0: usize, i1: usize) -> (BlockKeys, Vec<u32>, Vec<u32>) {
+fn prefill_expected(
+    c: &Config,
+    p: &Problem,
+    b: usize,
+    mh: usize,
+    i0: usize,
+    i1: usize,
+) -> (BlockKeys, Vec<u32>, Vec<u32>) {
     let (tq, tk) = (p.tq[b], p.tk[b]);
     let keys = BlockKeys::new(tk - tq + i0, tk, c.sink, c.window, c.bk, c.causal);
     let qs: Vec<&[f32]> = c
@@ -159,7 +166,8 @@ fn planted_key_is_always_selected_by_decode_scan() {
             let qrow = q.at(0, 3).to_vec();
             let at = (pos * hkv + 1) * D;
             k.data[at..at + D].iter_mut().zip(&qrow).for_each(|(x, &y)| *x = 40.0 * y);
-            let cache = Cache { k: vec![k], v: vec![v.clone()], page_size: Some(16), capacity: len }.upload(&Host, DT, &mut rng);
+            let cache = Cache { k: vec![k], v: vec![v.clone()], page_size: Some(16), capacity: len }
+                .upload(&Host, DT, &mut rng);
             let state = Host.zeroed(ctx.state_size(1));
             run_decode(&Host, &ctx, DT, &q, &cache, &[len], len, &state).unwrap();
             let (magic, _, _, blocks) = record(&Host.download(&state), state_ints(&c), 1);
@@ -187,7 +195,8 @@ fn decode_scan_refreshes_every_refresh_steps_and_reuses_between() {
     let cap = l0 + steps;
     let k = Tensor::random(&mut rng, DT, cap, hkv, D, 0, 1.0);
     let v = Tensor::random(&mut rng, DT, cap, hkv, D, 0, 1.0);
-    let cache = Cache { k: vec![k.clone()], v: vec![v.clone()], page_size: None, capacity: cap }.upload(&Host, DT, &mut rng);
+    let cache =
+        Cache { k: vec![k.clone()], v: vec![v.clone()], page_size: None, capacity: cap }.upload(&Host, DT, &mut rng);
     let state = Host.zeroed(ctx.state_size(1));
     let mut stored: Vec<(i32, Vec<i32>)> = vec![];
     let (mut searches, mut differs) = (0, 0);
@@ -269,8 +278,10 @@ fn prefill_scan_tail_mask_state_feeds_decode() {
 
 /// f64 attention of one query row over an explicit key list.
 fn dense_keys(q: &[f32], k: &Tensor, v: &Tensor, g: usize, keys: &[usize], scale: f64) -> Vec<f64> {
-    let logits: Vec<f64> =
-        keys.iter().map(|&j| scale * q.iter().zip(k.at(j, g)).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()).collect();
+    let logits: Vec<f64> = keys
+        .iter()
+        .map(|&j| scale * q.iter().zip(k.at(j, g)).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>())
+        .collect();
     let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let sum: f64 = logits.iter().map(|s| (s - m).exp()).sum();
     let mut out = vec![0f64; q.len()];

@@ -144,7 +144,10 @@ pub unsafe fn decode(cfg: &Config, a: &DecodeArgs) -> Result<()> {
                 // SAFETY: the page table holds batch * pt_stride i32s and ceil(len / page_size) <= pt_stride.
                 let page = unsafe { read_i32(pg.page_table, b * pg.pt_stride + i) };
                 if page < 0 || page as usize >= pg.num_pages {
-                    return Err(Error::bad_index(format!("page_table[{b}][{i}] ({page}) outside [0, {})", pg.num_pages)));
+                    return Err(Error::bad_index(format!(
+                        "page_table[{b}][{i}] ({page}) outside [0, {})",
+                        pg.num_pages
+                    )));
                 }
             }
         }

@@ -81,8 +81,11 @@ pub(crate) unsafe fn read_seqs(a: &PrefillArgs) -> Result<()> {
 unsafe fn read_seq(a: &PrefillArgs, b: usize) -> Result<Seq> {
     // SAFETY: b + 1 <= batch (caller's contract).
     let cu = |addr: usize, i: usize| unsafe { read_i32(addr, i) } as i64;
-    let (q0, q1, k0, k1) = (cu(a.cu_seqlens_q, b), cu(a.cu_seqlens_q, b + 1), cu(a.cu_seqlens_k, b), cu(a.cu_seqlens_k, b + 1));
-    let inside = |lo: i64, hi: i64, total: usize, max: usize| 0 <= lo && lo <= hi && hi as usize <= total && (hi - lo) as usize <= max;
+    let (q0, q1, k0, k1) =
+        (cu(a.cu_seqlens_q, b), cu(a.cu_seqlens_q, b + 1), cu(a.cu_seqlens_k, b), cu(a.cu_seqlens_k, b + 1));
+    let inside = |lo: i64, hi: i64, total: usize, max: usize| {
+        0 <= lo && lo <= hi && hi as usize <= total && (hi - lo) as usize <= max
+    };
     if !inside(q0, q1, a.total_q, a.max_seqlen_q) || !inside(k0, k1, a.total_k, a.max_seqlen_k) {
         return Err(Error::bad_index(format!(
             "cu_seqlens of sequence {b} changed during the call (an output or the workspace overlaps them)"

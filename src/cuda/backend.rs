@@ -4,8 +4,8 @@
 //! they can be captured in a CUDA graph.
 
 use super::{
-    ensure_libraries, launch, launch_dependent, CacheConfig, CacheOutcome, CudaDevice, CudaError, DecodeParams, DeviceInfo,
-    KernelModule, LogLevel, MappedFlag, MergeParams, PrefillParams,
+    ensure_libraries, launch, launch_dependent, CacheConfig, CacheOutcome, CudaDevice, CudaError, DecodeParams,
+    DeviceInfo, KernelModule, LogLevel, MappedFlag, MergeParams, PrefillParams,
 };
 use crate::args::{Buffer, DecodeArgs, MergeArgs, PrefillArgs};
 use crate::config::{Config, CreateOptions, MaskSharing, Selection};
@@ -67,7 +67,11 @@ const MAX_GRID_YZ: usize = 65535;
 
 /// Query rows per CTA of hip_prefill_attn_dense (HIP_ATTN_DENSE_ROWS_FOR).
 fn dense_rows(d: usize) -> usize {
-    if d <= 128 { 128 } else { 64 }
+    if d <= 128 {
+        128
+    } else {
+        64
+    }
 }
 
 /// Keys per pipeline stage of the prefill attention kernels (HIP_ATTN_PREFILL_KEYS_FOR).
@@ -81,7 +85,11 @@ fn prefill_keys(d: usize) -> usize {
 
 /// Threads of hip_prefill_attn_dense (HIP_ATTN_DENSE_THREADS_FOR).
 fn dense_threads(d: usize) -> u32 {
-    if d <= 128 { 128 } else { prefill_threads(dense_rows(d), d) }
+    if d <= 128 {
+        128
+    } else {
+        prefill_threads(dense_rows(d), d)
+    }
 }
 
 /// Dynamic shared memory of hip_prefill_attn_dense (HIP_ATTN_DENSE_SMEM_FOR; the kernel asserts its layout fits).
@@ -252,9 +260,13 @@ fn occupancy(func: Option<cudarc::driver::sys::CUfunction>, threads: u32) -> Res
     let func = func.ok_or_else(|| Error::internal("a decode scan kernel was not loaded"))?;
     let mut n: std::ffi::c_int = 0;
     // SAFETY: `func` belongs to the loaded module of the bound context; the driver only writes `n`.
-    let r = unsafe { cudarc::driver::sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(&mut n, func, threads as i32, 0) };
+    let r =
+        unsafe { cudarc::driver::sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(&mut n, func, threads as i32, 0) };
     if r != CUresult::CUDA_SUCCESS {
-        return Err(Error::new(HIP_ATTN_STATUS_CUDA_ERROR, format!("cuOccupancyMaxActiveBlocksPerMultiprocessor: {r:?}")));
+        return Err(Error::new(
+            HIP_ATTN_STATUS_CUDA_ERROR,
+            format!("cuOccupancyMaxActiveBlocksPerMultiprocessor: {r:?}"),
+        ));
     }
     Ok(n.max(0) as usize)
 }
@@ -290,13 +302,22 @@ impl CudaBackend {
         let log = |level: LogLevel, msg: &str| opts.log.log(level.into(), msg);
         log(
             LogLevel::Info,
-            &format!("device {} ({}), compute capability {}.{}, {} SMs: compiling for {}", info.ordinal, info.name,
-                info.cc_major, info.cc_minor, info.sm_count, info.arch),
+            &format!(
+                "device {} ({}), compute capability {}.{}, {} SMs: compiling for {}",
+                info.ordinal, info.name, info.cc_major, info.cc_minor, info.sm_count, info.arch
+            ),
         );
         let cache = CacheConfig { enabled: true, dir: opts.kernel_cache_dir.clone() };
         let started = std::time::Instant::now();
-        let (module, outcome) =
-            KernelModule::build(&dev, &cache, SOURCES[0].0, &SOURCES, &compile_options(cfg, &info.arch), &KERNELS, &log)?;
+        let (module, outcome) = KernelModule::build(
+            &dev,
+            &cache,
+            SOURCES[0].0,
+            &SOURCES,
+            &compile_options(cfg, &info.arch),
+            &KERNELS,
+            &log,
+        )?;
         let how = match outcome {
             CacheOutcome::Hit => "loaded from the kernel cache",
             _ => "compiled with NVRTC",
@@ -429,7 +450,14 @@ impl CudaBackend {
         // memory the caller promised; the context is bound; the grids follow cuda/hip_params.h. The two attention
         // kernels write the rows of disjoint sets of sequences.
         unsafe {
-            launch(self.func(PREFILL_SEARCH)?, (blocks, cfg.mask_heads() as u32, batch), (SEARCH_THREADS, 1, 1), 0, s, &p)?;
+            launch(
+                self.func(PREFILL_SEARCH)?,
+                (blocks, cfg.mask_heads() as u32, batch),
+                (SEARCH_THREADS, 1, 1),
+                0,
+                s,
+                &p,
+            )?;
             if layout.tail_blocks > 0 {
                 let grid = (layout.tail_blocks as u32, cfg.mask_heads() as u32, batch);
                 launch(self.func(PREFILL_SCAN)?, grid, (SEARCH_THREADS, 1, 1), 0, s, &p)?;
@@ -481,7 +509,7 @@ impl CudaBackend {
         let mut config: cudarc::driver::sys::CUlaunchConfig = unsafe { std::mem::zeroed() };
         (config.gridDimX, config.gridDimY, config.gridDimZ) = (self.dsearch_cl, 1, 1);
         (config.blockDimX, config.blockDimY, config.blockDimZ) = (SEARCH_THREADS, 1, 1);
-        config.sharedMemBytes = self.dsearch_pad[1];  // as launched
+        config.sharedMemBytes = self.dsearch_pad[1]; // as launched
         let mut n: std::ffi::c_int = 0;
         // SAFETY: the context is bound, `func` belongs to the loaded module (its cluster shape is compiled in),
         // `config` and `n` live across the call; the driver only reads `config` and writes `n`.
@@ -681,7 +709,8 @@ mod tests {
         // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.
         let (c, _) = unsafe { crate::config::validate(&raw) }.unwrap();
         let ns = [1usize, 2, 3, 255, 256, 4097, 131071, 1 << 20];
-        let body: String = ns.iter().map(|n| format!("printf(\"%lld\\n\", HIP_ATTN_SCAN_REGION_BYTES({n}LL));\n")).collect();
+        let body: String =
+            ns.iter().map(|n| format!("printf(\"%lld\\n\", HIP_ATTN_SCAN_REGION_BYTES({n}LL));\n")).collect();
         let want: Vec<u64> = ns.iter().map(|&n| crate::plan::scan_region_bytes(&c, n).unwrap() as u64).collect();
         if let Some(got) = crate::cuda::params::tests::host_c_numbers("scan-region", &body) {
             assert_eq!(got, want);
@@ -737,7 +766,9 @@ mod tests {
 
     #[test]
     fn decode_search_uses_clusters_from_sm_90() {
-        for (arch, cl) in [("sm_80", 1), ("sm_86", 1), ("sm_89", 1), ("sm_90", 8), ("sm_90a", 8), ("sm_100a", 8), ("sm_120", 8)] {
+        for (arch, cl) in
+            [("sm_80", 1), ("sm_86", 1), ("sm_89", 1), ("sm_90", 8), ("sm_90a", 8), ("sm_100a", 8), ("sm_120", 8)]
+        {
             assert_eq!(decode_search_cluster(arch), cl, "{arch}");
         }
         assert_eq!(decode_search_cluster("compute_90"), 1, "not a real architecture: no cluster");

@@ -179,7 +179,10 @@ pub fn load_or_compile(
         return Ok((compile()?, CacheOutcome::Disabled));
     }
     let Some(dir) = cache.resolve_dir() else {
-        log(LogLevel::Info, "kernel cache disabled: no cache directory (none configured, HOME and XDG_CACHE_HOME unset); compiling");
+        log(
+            LogLevel::Info,
+            "kernel cache disabled: no cache directory (none configured, HOME and XDG_CACHE_HOME unset); compiling",
+        );
         return Ok((compile()?, CacheOutcome::Disabled));
     };
     load_or_compile_in(&dir, key, compile, log)
@@ -211,7 +214,10 @@ pub fn load_or_compile_in(
             Ok((cubin, CacheOutcome::Miss))
         }
         Err(why) => {
-            log(LogLevel::Warn, &format!("kernel cache not written to {} ({why}); continuing without it", dir.display()));
+            log(
+                LogLevel::Warn,
+                &format!("kernel cache not written to {} ({why}); continuing without it", dir.display()),
+            );
             Ok((cubin, CacheOutcome::Error))
         }
     }
@@ -280,12 +286,8 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn write_entry(dir: &Path, path: &Path, key: &CacheKey, payload: &[u8]) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| format!("cannot create directory: {e}"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        key.hex(),
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp =
+        dir.join(format!(".{}.{}.{}.tmp", key.hex(), std::process::id(), TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
     let result = (|| {
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -335,9 +337,7 @@ impl Default for Sha256 {
 impl Sha256 {
     pub fn new() -> Self {
         Sha256 {
-            state: [
-                0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-            ],
+            state: [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19],
             buf: [0; 64],
             buf_len: 0,
             total: 0,
@@ -642,9 +642,8 @@ mod tests {
         assert!(matches!(o, CacheOutcome::Miss | CacheOutcome::Error), "{o:?}");
         // And no temp files remain either way.
         fs::set_permissions(&d.0, fs::Permissions::from_mode(0o755)).unwrap();
-        let temps = fs::read_dir(&d.0).unwrap().filter(|e| {
-            e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp")
-        });
+        let temps =
+            fs::read_dir(&d.0).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"));
         assert_eq!(temps.count(), 0);
     }
 

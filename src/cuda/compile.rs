@@ -25,9 +25,7 @@ pub fn nvrtc_version() -> Result<(i32, i32), CudaError> {
     ensure_nvrtc()?;
     let (mut major, mut minor) = (0i32, 0i32);
     // SAFETY: NVRTC is loaded (ensure_nvrtc); both pointers are valid writable c_ints.
-    unsafe { sys::nvrtcVersion(&mut major, &mut minor) }
-        .result()
-        .map_err(|e| nvrtc_err("nvrtcVersion", e))?;
+    unsafe { sys::nvrtcVersion(&mut major, &mut minor) }.result().map_err(|e| nvrtc_err("nvrtcVersion", e))?;
     Ok((major, minor))
 }
 
@@ -151,9 +149,7 @@ pub fn compile_cubin_with_log(
 
     let mut size: usize = 0;
     // SAFETY: prog.0 is a live, successfully compiled program; `size` is a valid writable usize.
-    unsafe { sys::nvrtcGetCUBINSize(prog.0, &mut size) }
-        .result()
-        .map_err(|e| nvrtc_err("nvrtcGetCUBINSize", e))?;
+    unsafe { sys::nvrtcGetCUBINSize(prog.0, &mut size) }.result().map_err(|e| nvrtc_err("nvrtcGetCUBINSize", e))?;
     if size == 0 {
         return Err(CudaError::Compile { arch: arch.to_string(), log: format!("NVRTC produced no CUBIN\n{log}") });
     }

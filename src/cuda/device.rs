@@ -248,12 +248,7 @@ pub fn select_arch(major: i32, minor: i32) -> Result<String, CudaError> {
 /// Pure part of [`select_arch`]: 9.0 -> sm_90a; 10.0 -> sm_100a when NVRTC lists 100; otherwise sm_XY when
 /// NVRTC lists it, else the newest listed sm_XZ of the same major with Z <= Y (a cubin runs on later minors of
 /// its major); below 8.0 -> UnsupportedArch; nothing usable -> ArchNotSupportedByNvrtc.
-pub fn select_arch_from(
-    major: i32,
-    minor: i32,
-    supported: &[i32],
-    nvrtc: (i32, i32),
-) -> Result<String, CudaError> {
+pub fn select_arch_from(major: i32, minor: i32, supported: &[i32], nvrtc: (i32, i32)) -> Result<String, CudaError> {
     if major < 8 || !(0..=9).contains(&minor) {
         return Err(CudaError::UnsupportedArch { major, minor });
     }

@@ -35,10 +35,8 @@ impl MappedFlag {
         let bytes = std::mem::size_of::<u32>();
         // SAFETY: the context is current. The returned memory is uninitialised; it is zeroed below before any
         // read. cuMemHostAlloc returns page-aligned memory, so it is aligned for u32/AtomicU32.
-        let p = unsafe {
-            result::malloc_host(bytes, sys::CU_MEMHOSTALLOC_DEVICEMAP | sys::CU_MEMHOSTALLOC_PORTABLE)
-        }
-        .map_err(|e| drv_alloc("cuMemHostAlloc", "device error flag", bytes, e))?;
+        let p = unsafe { result::malloc_host(bytes, sys::CU_MEMHOSTALLOC_DEVICEMAP | sys::CU_MEMHOSTALLOC_PORTABLE) }
+            .map_err(|e| drv_alloc("cuMemHostAlloc", "device error flag", bytes, e))?;
         let Some(host) = NonNull::new(p as *mut u32) else {
             return Err(CudaError::OutOfMemory { what: "device error flag", bytes });
         };

@@ -34,9 +34,7 @@ impl KernelModule {
         check_elf(cubin)?;
         let cnames = names
             .iter()
-            .map(|n| {
-                CString::new(*n).map_err(|_| CudaError::InvalidArgument { what: format!("kernel name {n:?}") })
-            })
+            .map(|n| CString::new(*n).map_err(|_| CudaError::InvalidArgument { what: format!("kernel name {n:?}") }))
             .collect::<Result<Vec<_>, _>>()?;
         let _g = dev.bind()?;
         // SAFETY: the context is current; `cubin` is a complete ELF image (checked above) that stays alive for
@@ -52,8 +50,8 @@ impl KernelModule {
         };
         for (name, cname) in names.iter().zip(cnames) {
             // SAFETY: `module` is loaded and not unloaded (owned by `m`); the context is current.
-            let f = unsafe { result::module::get_function(module, cname) }
-                .map_err(|e| drv("cuModuleGetFunction", e))?;
+            let f =
+                unsafe { result::module::get_function(module, cname) }.map_err(|e| drv("cuModuleGetFunction", e))?;
             m.functions.push((name.to_string(), f));
         }
         Ok(m)

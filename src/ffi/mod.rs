@@ -47,14 +47,21 @@ unsafe fn read_struct<T: Copy>(ptr: *const T, name: &str) -> Result<T> {
         return Err(Error::null(name));
     }
     if (ptr as usize) % std::mem::align_of::<T>() != 0 {
-        return Err(Error::misaligned(format!("{name} (0x{:x}) is not {}-byte aligned", ptr as usize, std::mem::align_of::<T>())));
+        return Err(Error::misaligned(format!(
+            "{name} (0x{:x}) is not {}-byte aligned",
+            ptr as usize,
+            std::mem::align_of::<T>()
+        )));
     }
     let ours = std::mem::size_of::<T>();
     // SAFETY: every versioned struct starts with a u32 struct_size; ptr is non-NULL and aligned.
     let size = unsafe { (ptr as *const u32).read() };
-    let mismatch = |why: String| Error::new(HIP_ATTN_STATUS_STRUCT_SIZE_MISMATCH, format!("{name}.struct_size ({size}) {why}"));
+    let mismatch =
+        |why: String| Error::new(HIP_ATTN_STATUS_STRUCT_SIZE_MISMATCH, format!("{name}.struct_size ({size}) {why}"));
     if (size as usize) < ours {
-        return Err(mismatch(format!("is smaller than sizeof({name}) ({ours}) of this library: set it to sizeof({name})")));
+        return Err(mismatch(format!(
+            "is smaller than sizeof({name}) ({ours}) of this library: set it to sizeof({name})"
+        )));
     }
     if size > MAX_STRUCT_SIZE {
         return Err(mismatch(format!("exceeds {MAX_STRUCT_SIZE}")));
@@ -355,7 +362,11 @@ pub unsafe extern "C" fn hip_decode_step(
 /// As for `hip_prefill`, with `hip_merge_args`.
 #[must_use]
 #[no_mangle]
-pub unsafe extern "C" fn hip_merge_states(ctx: *const hip_ctx, args: *const hip_merge_args, stream: *mut c_void) -> hip_status {
+pub unsafe extern "C" fn hip_merge_states(
+    ctx: *const hip_ctx,
+    args: *const hip_merge_args,
+    stream: *mut c_void,
+) -> hip_status {
     // SAFETY: caller's contract.
     let c = unsafe { context(ctx) }.ok();
     guard(c, || {

@@ -91,8 +91,7 @@ pub enum hip_log_level {
 /// chosen architecture). `message` is valid only during the call. Called on the thread that calls
 /// `hip_ctx_create`; never from run calls.
 #[allow(non_camel_case_types)]
-pub type hip_log_callback =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, level: u32, message: *const c_char)>;
+pub type hip_log_callback = Option<unsafe extern "C" fn(user_data: *mut c_void, level: u32, message: *const c_char)>;
 
 /// Context configuration. Start from `hip_config_default()`, then set the shape fields.
 #[allow(non_camel_case_types)]

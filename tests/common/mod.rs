@@ -282,7 +282,16 @@ pub struct Problem {
 }
 impl Problem {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(rng: &mut Rng, dt: DType, d: usize, hq: usize, hkv: usize, tq: &[usize], tk: &[usize], pad: usize) -> Self {
+    pub fn new(
+        rng: &mut Rng,
+        dt: DType,
+        d: usize,
+        hq: usize,
+        hkv: usize,
+        tq: &[usize],
+        tk: &[usize],
+        pad: usize,
+    ) -> Self {
         let (nq, nk) = (tq.iter().sum(), tk.iter().sum());
         Problem {
             dt,
@@ -297,7 +306,12 @@ impl Problem {
         }
     }
     pub fn cu(lens: &[usize]) -> Vec<i32> {
-        std::iter::once(0).chain(lens.iter().scan(0, |s, &l| { *s += l; Some(*s as i32) })).collect()
+        std::iter::once(0)
+            .chain(lens.iter().scan(0, |s, &l| {
+                *s += l;
+                Some(*s as i32)
+            }))
+            .collect()
     }
     pub fn q0(&self, b: usize) -> usize {
         self.tq[..b].iter().sum()
@@ -315,7 +329,12 @@ pub struct PrefillOut {
 }
 
 /// Runs hip_prefill on `mem` and returns everything it wrote; outputs are poisoned first.
-pub fn run_prefill(mem: &dyn Mem, ctx: &Ctx, p: &Problem, want_state: bool) -> Result<PrefillOut, (hip_status, String)> {
+pub fn run_prefill(
+    mem: &dyn Mem,
+    ctx: &Ctx,
+    p: &Problem,
+    want_state: bool,
+) -> Result<PrefillOut, (hip_status, String)> {
     run_prefill_claiming(mem, ctx, p, want_state, *p.tk.iter().max().unwrap())
 }
 
@@ -362,7 +381,11 @@ pub fn run_prefill_faulty(
         q: p.q.view(&qb),
         k: p.k.view(&kb),
         v: p.v.view(&vb),
-        o: hip_tensor_mut { data: ob.addr as *mut c_void, token_stride: p.q.row_stride() as i64, head_stride: p.d as i64 },
+        o: hip_tensor_mut {
+            data: ob.addr as *mut c_void,
+            token_stride: p.q.row_stride() as i64,
+            head_stride: p.d as i64,
+        },
         cu_seqlens_q: cuq.addr as *const i32,
         cu_seqlens_k: cuk.addr as *const i32,
         lse: lseb.addr as *mut f32,
@@ -399,7 +422,9 @@ pub fn dense(p: &Problem, scale: f64, allowed: impl Fn(usize, usize, usize, usiz
                 let q = p.q.at(q0 + i, h);
                 let logits: Vec<(usize, f64)> = (0..tk)
                     .filter(|&j| allowed(b, h, pos, j))
-                    .map(|j| (j, scale * q.iter().zip(p.k.at(k0 + j, g)).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()))
+                    .map(|j| {
+                        (j, scale * q.iter().zip(p.k.at(k0 + j, g)).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>())
+                    })
                     .collect();
                 if logits.is_empty() {
                     continue;
@@ -541,7 +566,16 @@ pub struct DecodeOut {
 #[allow(clippy::too_many_arguments)]
 /// hip_decode_args for queries `q` (uploaded in `qb`, one row per sequence), lengths `lens` (int32, one per
 /// sequence: the batch size), outputs `o` shaped like q and `lse`.
-pub fn decode_args(q: &Tensor, qb: &Buf, cache: &CacheBufs, lens: &Buf, capacity: usize, state: &Buf, o: &Buf, lse: &Buf) -> hip_decode_args {
+pub fn decode_args(
+    q: &Tensor,
+    qb: &Buf,
+    cache: &CacheBufs,
+    lens: &Buf,
+    capacity: usize,
+    state: &Buf,
+    o: &Buf,
+    lse: &Buf,
+) -> hip_decode_args {
     hip_decode_args {
         struct_size: std::mem::size_of::<hip_decode_args>() as u32,
         batch_size: (lens.bytes / 4) as u32,
@@ -595,7 +629,14 @@ pub fn record(state: &[u8], rec_ints: usize, index: usize) -> (i32, i32, i32, Ve
 }
 
 /// Prefill masks read back from a workspace: blocks selected for (slot, mask head).
-pub fn workspace_mask(cfg: &hip_attn::config::Config, ws: &[u8], total_q: usize, batch: usize, slot: usize, mh: usize) -> Vec<i32> {
+pub fn workspace_mask(
+    cfg: &hip_attn::config::Config,
+    ws: &[u8],
+    total_q: usize,
+    batch: usize,
+    slot: usize,
+    mh: usize,
+) -> Vec<i32> {
     let layout = hip_attn::plan::PrefillWorkspace::new(cfg, batch, total_q).unwrap();
     let idx = i32s(&ws[layout.idx_offset..]);
     let cnt = i32s(&ws[layout.cnt_offset..]);

@@ -246,7 +246,8 @@ impl Plan {
             if st == HIP_ATTN_STATUS_SUCCESS {
                 return Err(format!("succeeded despite faults {:?}", self.labels()));
             }
-            let allowed: Vec<hip_status> = self.faults.iter().chain(&self.maybe).flat_map(|f| f.1.iter().copied()).collect();
+            let allowed: Vec<hip_status> =
+                self.faults.iter().chain(&self.maybe).flat_map(|f| f.1.iter().copied()).collect();
             if !allowed.contains(&st) {
                 return Err(format!("{st:?} is not among {allowed:?} expected for faults {:?}", self.labels()));
             }
@@ -313,7 +314,11 @@ impl Bufs {
             t.region.canaries().map_err(|e| format!("{}: {e}", t.name))?;
             let now = t.region.read();
             let first_diff = |mask: Option<&Vec<bool>>| {
-                now.iter().zip(&t.before).enumerate().find(|(i, (a, b))| a != b && mask.map_or(true, |m| !m[*i])).map(|x| x.0)
+                now.iter()
+                    .zip(&t.before)
+                    .enumerate()
+                    .find(|(i, (a, b))| a != b && mask.map_or(true, |m| !m[*i]))
+                    .map(|x| x.0)
             };
             match t.role {
                 Role::Input => {
@@ -479,7 +484,16 @@ fn ptr_of(bufs: &Bufs, i: usize, p: Ptr) -> usize {
 }
 
 /// Which stride fault to inject into a view (None = keep the valid layout).
-fn stride_fault(rng: &mut Rng, plan: &mut Plan, lay: &mut Lay, rows: usize, heads: usize, d: usize, es: usize, output: bool) {
+fn stride_fault(
+    rng: &mut Rng,
+    plan: &mut Plan,
+    lay: &mut Lay,
+    rows: usize,
+    heads: usize,
+    d: usize,
+    es: usize,
+    output: bool,
+) {
     let per = (16 / es) as i64;
     let token = rng.chance(50);
     match rng.below(if output { 4 } else { 3 }) {
@@ -532,7 +546,14 @@ fn stride_fault(rng: &mut Rng, plan: &mut Plan, lay: &mut Lay, rows: usize, head
 
 /// Makes one pointer NULL or misaligned; false when it already carries a fault (one fault per pointer, or a
 /// second one would hide the first from the expectation).
-fn ptr_fault(rng: &mut Rng, plan: &mut Plan, p: &mut Ptr, align: usize, null_label: &'static str, mis_label: &'static str) -> bool {
+fn ptr_fault(
+    rng: &mut Rng,
+    plan: &mut Plan,
+    p: &mut Ptr,
+    align: usize,
+    null_label: &'static str,
+    mis_label: &'static str,
+) -> bool {
     if *p != Ptr::Ok {
         return false;
     }
@@ -648,7 +669,8 @@ impl Cfg {
             mh: if per_kv { hkv } else { hq },
             state_ints: hip_attn::plan::state_ints_for(kb),
             // SAFETY: the harness's configs hold NULL or a live NUL-terminated kernel_cache_dir.
-            fingerprint: unsafe { hip_attn::config::validate(c) }.map_or(0, |v| hip_attn::plan::state_fingerprint(&v.0)),
+            fingerprint: unsafe { hip_attn::config::validate(c) }
+                .map_or(0, |v| hip_attn::plan::state_fingerprint(&v.0)),
         }
     }
     /// Mask head of q head h.
@@ -1009,7 +1031,10 @@ impl Case {
             let n = usize::from_le_bytes(bufs.r(oi).read().try_into().unwrap());
             let c = self.cfg.as_ref().unwrap();
             if which == 2 && n != a[0] as usize * c.mh * c.state_ints * 4 {
-                return Err(format!("mask_state_size({}) = {n}, expected batch * mask heads * {} ints", a[0], c.state_ints));
+                return Err(format!(
+                    "mask_state_size({}) = {n}, expected batch * mask heads * {} ints",
+                    a[0], c.state_ints
+                ));
             }
             // Monotone: one more of any argument never needs fewer bytes.
             if a.iter().all(|&x| x < 1 << 20) {
@@ -1034,7 +1059,14 @@ impl Case {
         Ok(())
     }
 
-    fn ws_size(&self, prefill: bool, batch: usize, total_q: usize, max_q: usize, max_k: usize) -> Result<usize, String> {
+    fn ws_size(
+        &self,
+        prefill: bool,
+        batch: usize,
+        total_q: usize,
+        max_q: usize,
+        max_k: usize,
+    ) -> Result<usize, String> {
         let mut n = 0usize;
         // SAFETY: live context, writable out.
         let st = unsafe {
@@ -1118,7 +1150,14 @@ impl Case {
         let (mq, mk) = (*tq.iter().max().unwrap(), (*tk.iter().max().unwrap()).max(1));
         let max_q = (mq + if rng.chance(20) { rng.usize(1, 5) } else { 0 }).min(total_q);
         let max_k = (mk + if rng.chance(20) { rng.usize(1, 5) } else { 0 }).min(total_k);
-        let cu = |l: &[usize]| -> Vec<i32> { std::iter::once(0).chain(l.iter().scan(0, |s, &x| { *s += x; Some(*s as i32) })).collect() };
+        let cu = |l: &[usize]| -> Vec<i32> {
+            std::iter::once(0)
+                .chain(l.iter().scan(0, |s, &x| {
+                    *s += x;
+                    Some(*s as i32)
+                }))
+                .collect()
+        };
         let (mut cu_q, mut cu_k) = (cu(&tq), cu(&tk));
         let mut lq = gen_layout(rng, total_q, hq, d, es, true);
         let mut lk = gen_layout(rng, total_k, hkv, d, es, true);
@@ -1325,10 +1364,26 @@ impl Case {
             total_k: tkd,
             max_seqlen_q: mqd,
             max_seqlen_k: mkd,
-            q: hip_tensor { data: ptr_of(&bufs, qi, ptrs[0]) as *const c_void, token_stride: lq.ts, head_stride: lq.hs },
-            k: hip_tensor { data: ptr_of(&bufs, ki, ptrs[1]) as *const c_void, token_stride: lk.ts, head_stride: lk.hs },
-            v: hip_tensor { data: ptr_of(&bufs, vi, ptrs[2]) as *const c_void, token_stride: lv.ts, head_stride: lv.hs },
-            o: hip_tensor_mut { data: ptr_of(&bufs, oi, ptrs[3]) as *mut c_void, token_stride: lo.ts, head_stride: lo.hs },
+            q: hip_tensor {
+                data: ptr_of(&bufs, qi, ptrs[0]) as *const c_void,
+                token_stride: lq.ts,
+                head_stride: lq.hs,
+            },
+            k: hip_tensor {
+                data: ptr_of(&bufs, ki, ptrs[1]) as *const c_void,
+                token_stride: lk.ts,
+                head_stride: lk.hs,
+            },
+            v: hip_tensor {
+                data: ptr_of(&bufs, vi, ptrs[2]) as *const c_void,
+                token_stride: lv.ts,
+                head_stride: lv.hs,
+            },
+            o: hip_tensor_mut {
+                data: ptr_of(&bufs, oi, ptrs[3]) as *mut c_void,
+                token_stride: lo.ts,
+                head_stride: lo.hs,
+            },
             cu_seqlens_q: ptr_of(&bufs, cqi, ptrs[4]) as *const i32,
             cu_seqlens_k: ptr_of(&bufs, cki, ptrs[5]) as *const i32,
             lse: lse_i.map_or(0, |i| ptr_of(&bufs, i, ptrs[6])) as *mut f32,
@@ -1380,8 +1435,17 @@ impl Case {
         if let Some(i) = st_i {
             let init_ok = state_init != 2;
             // Records of sequences without queries keep what was there before the call.
-            let min_len: Vec<usize> =
-                (0..batch).map(|b| if tq[b] > 0 { tk[b] } else if init_ok { 0 } else { usize::MAX }).collect();
+            let min_len: Vec<usize> = (0..batch)
+                .map(|b| {
+                    if tq[b] > 0 {
+                        tk[b]
+                    } else if init_ok {
+                        0
+                    } else {
+                        usize::MAX
+                    }
+                })
+                .collect();
             let bytes = bufs.r(i).read()[..state_bytes].to_vec();
             self.states.insert(batch, StateBlob { bytes, min_len, pristine: init_ok });
         }
@@ -1398,7 +1462,12 @@ impl Case {
                         let g = c.kv_of(h);
                         let qoff = (q0 + i) * lq.ts as usize + h * lq.hs as usize;
                         let keys: Vec<(usize, usize)> = (0..nkeys)
-                            .map(|j| ((k0 + j) * lk.ts as usize + g * lk.hs as usize, (k0 + j) * lv.ts as usize + g * lv.hs as usize))
+                            .map(|j| {
+                                (
+                                    (k0 + j) * lk.ts as usize + g * lk.hs as usize,
+                                    (k0 + j) * lv.ts as usize + g * lv.hs as usize,
+                                )
+                            })
                             .collect();
                         let (want, want_lse) = dense_row(dt, d, c.scale, q, qoff, k, v, &keys);
                         let ooff = (q0 + i) * lo.ts as usize + h * lo.hs as usize;
@@ -1407,7 +1476,9 @@ impl Case {
                             let at = ((q0 + i) * hq + h) * 4;
                             let got = f32::from_le_bytes(l[at..at + 4].try_into().unwrap()) as f64;
                             if (got - want_lse).abs() > 2e-3 * (1.0 + want_lse.abs()) {
-                                return Err(format!("prefill seq {b} query {i} head {h}: lse {got} vs dense {want_lse}"));
+                                return Err(format!(
+                                    "prefill seq {b} query {i} head {h}: lse {got} vs dense {want_lse}"
+                                ));
                             }
                         }
                     }
@@ -1440,7 +1511,11 @@ impl Case {
             _ => {
                 let rng = &mut self.rng;
                 let batch = rng.pick(&[1, 1, 2, 2, 3, 4]);
-                let mut state = StateBlob { bytes: vec![0; batch * c.mh * c.state_ints * 4], min_len: vec![0; batch], pristine: true };
+                let mut state = StateBlob {
+                    bytes: vec![0; batch * c.mh * c.state_ints * 4],
+                    min_len: vec![0; batch],
+                    pristine: true,
+                };
                 match rng.below(10) {
                     0..=4 => {}
                     5 | 6 => {
@@ -1523,8 +1598,13 @@ impl Case {
             }
         };
         let (mut ss, mut kts, mut khs) = kv_lay(&mut rng);
-        let mut layout = if sess.paged.is_some() { hip_kv_layout::HIP_ATTN_KV_PAGED as u32 } else { hip_kv_layout::HIP_ATTN_KV_CONTIGUOUS as u32 };
-        let (mut ps, mut pt_stride, mut num_pages) = sess.paged.map_or((0, 0, 0), |p| (p.0 as u32, p.1 as u32, p.2 as u32));
+        let mut layout = if sess.paged.is_some() {
+            hip_kv_layout::HIP_ATTN_KV_PAGED as u32
+        } else {
+            hip_kv_layout::HIP_ATTN_KV_CONTIGUOUS as u32
+        };
+        let (mut ps, mut pt_stride, mut num_pages) =
+            sess.paged.map_or((0, 0, 0), |p| (p.0 as u32, p.1 as u32, p.2 as u32));
         let mut table: Vec<i32> = Vec::new();
         if let Some((psz, pts, np)) = sess.paged {
             table = vec![0; batch * pts];
@@ -1689,15 +1769,23 @@ impl Case {
                     let mh = rng.usize(0, c.mh - 1);
                     let p = lens[b] - 1;
                     let e_hi = c.sink.max(p + 1);
-                    let e_valid = if c.causal { (p + 1).saturating_sub(c.window).max(c.sink) } else { (p + 1).max(c.sink) };
+                    let e_valid =
+                        if c.causal { (p + 1).saturating_sub(c.window).max(c.sink) } else { (p + 1).max(c.sink) };
                     let nbk = |e: usize| if e > c.sink { (e - c.sink).div_ceil(c.bk) } else { 0 };
                     let lim = c.kb.min(nbk(e_valid));
-                    let mut rec = vec![hip_attn::plan::STATE_MAGIC, rng.usize(0, 20) as i32, e_valid as i32, 0, c.fingerprint];
+                    let mut rec =
+                        vec![hip_attn::plan::STATE_MAGIC, rng.usize(0, 20) as i32, e_valid as i32, 0, c.fingerprint];
                     let h = hip_attn::plan::STATE_HEADER;
                     let kind = rng.below(6);
                     match kind {
                         0 => rec[2] = (e_hi + 1 + rng.beyond(100)) as i32,
-                        1 => rec[2] = if c.sink > 0 { c.sink as i32 - 1 - rng.beyond(5) as i32 } else { -1 - rng.beyond(5) as i32 },
+                        1 => {
+                            rec[2] = if c.sink > 0 {
+                                c.sink as i32 - 1 - rng.beyond(5) as i32
+                            } else {
+                                -1 - rng.beyond(5) as i32
+                            }
+                        }
                         2 => rec[3] = -(rng.usize(1, 100) as i32),
                         3 => rec[3] = (lim + 1 + rng.beyond(5)) as i32,
                         4 if lim >= 1 => {
@@ -1823,7 +1911,11 @@ impl Case {
             batch_size: bs,
             max_seqlen_k: mkd,
             reserved_u32,
-            q: hip_tensor { data: ptr_of(&bufs, qi, ptrs[0]) as *const c_void, token_stride: lq.ts, head_stride: lq.hs },
+            q: hip_tensor {
+                data: ptr_of(&bufs, qi, ptrs[0]) as *const c_void,
+                token_stride: lq.ts,
+                head_stride: lq.hs,
+            },
             kv: hip_kv_cache {
                 layout,
                 page_size: ps,
@@ -1838,7 +1930,11 @@ impl Case {
             },
             seqlens_k: ptr_of(&bufs, sli, ptrs[4]) as *const i32,
             mask_state: ptr_of(&bufs, sti, ptrs[5]) as *mut c_void,
-            o: hip_tensor_mut { data: ptr_of(&bufs, oi, ptrs[1]) as *mut c_void, token_stride: lo.ts, head_stride: lo.hs },
+            o: hip_tensor_mut {
+                data: ptr_of(&bufs, oi, ptrs[1]) as *mut c_void,
+                token_stride: lo.ts,
+                head_stride: lo.hs,
+            },
             lse: lse_i.map_or(0, |i| ptr_of(&bufs, i, ptrs[7])) as *mut f32,
             reserved,
         };
@@ -1905,7 +2001,9 @@ impl Case {
                     let keys: Vec<(usize, usize)> = (0..lens[b])
                         .map(|t| {
                             let base = match sess.paged {
-                                Some((psz, pts, _)) => table[b * pts + t / psz] as usize * ss as usize + (t % psz) * kts as usize,
+                                Some((psz, pts, _)) => {
+                                    table[b * pts + t / psz] as usize * ss as usize + (t % psz) * kts as usize
+                                }
                                 None => b * ss as usize + t * kts as usize,
                             } + g * khs as usize;
                             (base, base)
@@ -1913,7 +2011,13 @@ impl Case {
                         .collect();
                     let qoff = b * lq.ts as usize + h * lq.hs as usize;
                     let (want, want_lse) = dense_row(dt, d, c.scale, q, qoff, kr, vr, &keys);
-                    compare_row(dt, o, b * lo.ts as usize + h * lo.hs as usize, &want, &format!("decode seq {b} head {h}"))?;
+                    compare_row(
+                        dt,
+                        o,
+                        b * lo.ts as usize + h * lo.hs as usize,
+                        &want,
+                        &format!("decode seq {b} head {h}"),
+                    )?;
                     if let Some(l) = &lse {
                         let at = (b * hq + h) * 4;
                         let got = f32::from_le_bytes(l[at..at + 4].try_into().unwrap()) as f64;
@@ -1943,8 +2047,11 @@ impl Case {
         let rng = &mut self.rng;
         let n = rng.usize(1, 24);
         let h = rng.pick(&[1, 1, 2, 3, 4, 8]);
-        let (mut la, mut lb, mut lo) =
-            (gen_layout(rng, n, h, d, es, true), gen_layout(rng, n, h, d, es, true), gen_layout(rng, n, h, d, es, false));
+        let (mut la, mut lb, mut lo) = (
+            gen_layout(rng, n, h, d, es, true),
+            gen_layout(rng, n, h, d, es, true),
+            gen_layout(rng, n, h, d, es, false),
+        );
         let alias = rng.pick(&[0, 0, 1, 2]); // 0 none, 1 out = a, 2 out = b
         if alias == 1 {
             la = lo;
@@ -2021,7 +2128,13 @@ impl Case {
         let mut bufs = Bufs::default();
         let ai = bufs.add("o_a", tensor_region(rn, rh, d, es, la), if alias == 1 { Role::Output } else { Role::Input });
         let bi = bufs.add("o_b", tensor_region(rn, rh, d, es, lb), if alias == 2 { Role::Output } else { Role::Input });
-        let oi = if alias == 0 { bufs.add("o_out", tensor_region(rn, rh, d, es, lo), Role::Output) } else if alias == 1 { ai } else { bi };
+        let oi = if alias == 0 {
+            bufs.add("o_out", tensor_region(rn, rh, d, es, lo), Role::Output)
+        } else if alias == 1 {
+            ai
+        } else {
+            bi
+        };
         for (i, lay) in [(ai, la), (bi, lb)] {
             if extent(rn, rh, d, es, lay).is_some() {
                 fill_input(bufs.r(i), rn, rh, d, dt, lay, finite, rng);
@@ -2052,7 +2165,8 @@ impl Case {
                 .chain([0u8; 16])
                 .collect()
         };
-        let lai = bufs.add("lse_a", Region::from_bytes(&lse_vals(rng)), if lse_alias { Role::Output } else { Role::Input });
+        let lai =
+            bufs.add("lse_a", Region::from_bytes(&lse_vals(rng)), if lse_alias { Role::Output } else { Role::Input });
         let lbi = bufs.add("lse_b", Region::from_bytes(&lse_vals(rng)), Role::Input);
         let loi = want_lse_out.then(|| {
             let i = if lse_alias {
@@ -2072,11 +2186,23 @@ impl Case {
             num_tokens: nt,
             num_heads: nh,
             reserved_u32,
-            o_a: hip_tensor { data: ptr_of(&bufs, ai, ptrs[0]) as *const c_void, token_stride: la.ts, head_stride: la.hs },
+            o_a: hip_tensor {
+                data: ptr_of(&bufs, ai, ptrs[0]) as *const c_void,
+                token_stride: la.ts,
+                head_stride: la.hs,
+            },
             lse_a: ptr_of(&bufs, lai, ptrs[1]) as *const f32,
-            o_b: hip_tensor { data: ptr_of(&bufs, bi, ptrs[2]) as *const c_void, token_stride: lb.ts, head_stride: lb.hs },
+            o_b: hip_tensor {
+                data: ptr_of(&bufs, bi, ptrs[2]) as *const c_void,
+                token_stride: lb.ts,
+                head_stride: lb.hs,
+            },
             lse_b: ptr_of(&bufs, lbi, ptrs[3]) as *const f32,
-            o_out: hip_tensor_mut { data: ptr_of(&bufs, oi, ptrs[4]) as *mut c_void, token_stride: lo.ts, head_stride: lo.hs },
+            o_out: hip_tensor_mut {
+                data: ptr_of(&bufs, oi, ptrs[4]) as *mut c_void,
+                token_stride: lo.ts,
+                head_stride: lo.hs,
+            },
             lse_out: loi.map_or(0, |i| ptr_of(&bufs, i, ptrs[5])) as *mut f32,
             reserved,
         };
@@ -2124,12 +2250,21 @@ impl Case {
                     let ob = t * lb.ts as usize + hh * lb.hs as usize;
                     (
                         (0..d)
-                            .map(|i| (wa * read_elem(&tmp_a, dt, oa + i) as f64 + wb * read_elem(&tmp_b, dt, ob + i) as f64) / (wa + wb))
+                            .map(|i| {
+                                (wa * read_elem(&tmp_a, dt, oa + i) as f64 + wb * read_elem(&tmp_b, dt, ob + i) as f64)
+                                    / (wa + wb)
+                            })
                             .collect(),
                         mx + (wa + wb).ln(),
                     )
                 };
-                compare_row(dt, o, t * lo.ts as usize + hh * lo.hs as usize, &want, &format!("merge row {t} head {hh}"))?;
+                compare_row(
+                    dt,
+                    o,
+                    t * lo.ts as usize + hh * lo.hs as usize,
+                    &want,
+                    &format!("merge row {t} head {hh}"),
+                )?;
                 if let Some(l) = &lse_out {
                     let got = lse_of(l, at);
                     if !(got == wl || (got - wl).abs() <= 1e-5 * (1.0 + wl.abs())) {
@@ -2163,7 +2298,16 @@ impl Case {
 
 /// Dense attention of one query over `keys` (element offsets of each key's and value's row), in f64 from the
 /// stored (dtype-rounded) values.
-fn dense_row(dt: DType, d: usize, scale: f64, q: &Region, qoff: usize, k: &Region, v: &Region, keys: &[(usize, usize)]) -> (Vec<f64>, f64) {
+fn dense_row(
+    dt: DType,
+    d: usize,
+    scale: f64,
+    q: &Region,
+    qoff: usize,
+    k: &Region,
+    v: &Region,
+    keys: &[(usize, usize)],
+) -> (Vec<f64>, f64) {
     let qv: Vec<f64> = (0..d).map(|i| read_elem(q, dt, qoff + i) as f64).collect();
     let logits: Vec<f64> = keys
         .iter()
@@ -2263,7 +2407,10 @@ pub fn run_case(seed: u64) -> Result<Stats, String> {
         Ok(Err(e)) => e,
         Err(p) => format!(
             "harness panic: {}",
-            p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
         ),
     };
     Err(format!("HIP_ATTN_FUZZ_SEED=0x{seed:016x}: {failure}\n  case log:\n    {}", case.log.join("\n    ")))
@@ -2309,14 +2456,18 @@ pub fn main_entry(default_secs: f64) {
     install_signal_handlers();
     if let Some(seed) = std::env::var("HIP_ATTN_FUZZ_SEED").ok().and_then(|s| parse_seed(&s)) {
         match run_case(seed) {
-            Ok(s) => say(&format!("fuzz: HIP_ATTN_FUZZ_SEED=0x{seed:016x} passed ({} calls: {:?})", s.calls, s.by_label)),
+            Ok(s) => {
+                say(&format!("fuzz: HIP_ATTN_FUZZ_SEED=0x{seed:016x} passed ({} calls: {:?})", s.calls, s.by_label))
+            }
             Err(e) => panic!("{e}"),
         }
         return;
     }
     let secs: f64 = std::env::var("HIP_ATTN_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_secs);
     let master = match std::env::var("HIP_ATTN_FUZZ_MASTER").ok() {
-        Some(s) if s == "time" => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+        Some(s) if s == "time" => {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        }
         Some(s) => parse_seed(&s).expect("HIP_ATTN_FUZZ_MASTER"),
         None => 0x4869_5031,
     };
@@ -2367,5 +2518,10 @@ pub fn main_entry(default_secs: f64) {
             say(&format!("0x{s:016x}  # {k} ({} calls)", total.by_label[k]));
         }
     }
-    assert!(failures.is_empty(), "{} failing fuzz case(s); replay one with the seed shown:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failing fuzz case(s); replay one with the seed shown:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

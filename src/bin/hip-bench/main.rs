@@ -59,8 +59,8 @@ use hip_attn::{
     hip_abi_version, hip_backend, hip_config, hip_config_default, hip_ctx, hip_ctx_create, hip_ctx_destroy,
     hip_decode_args, hip_decode_step, hip_decode_workspace_size, hip_dtype, hip_kv_cache, hip_kv_layout,
     hip_last_error_message, hip_mask_sharing, hip_mask_state_size, hip_prefill, hip_prefill_args,
-    hip_prefill_workspace_size, hip_selection, hip_status, hip_status_string, hip_tensor, hip_tensor_mut,
-    hip_version, HIP_ATTN_ABI_VERSION,
+    hip_prefill_workspace_size, hip_selection, hip_status, hip_status_string, hip_tensor, hip_tensor_mut, hip_version,
+    HIP_ATTN_ABI_VERSION,
 };
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::fmt::Write as _;
@@ -2227,7 +2227,13 @@ fn prefill_jobs(args: &Args, shapes: &[Shape]) -> Vec<PrefillJob> {
         };
         for shape in shapes {
             let target = (shape.name == "MHA-32").then_some(Target::MinTflops(300.0));
-            jobs.push(exact("exact-window", "prefill, exact (window >= T)", *shape, Hip { window: t, ..HEADLINE }, target));
+            jobs.push(exact(
+                "exact-window",
+                "prefill, exact (window >= T)",
+                *shape,
+                Hip { window: t, ..HEADLINE },
+                target,
+            ));
         }
         let target = Some(Target::MinTflops(300.0));
         // The same exact attention with 128-query blocks (a compile-time option like any other): each gathered

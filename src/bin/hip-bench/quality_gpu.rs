@@ -25,9 +25,9 @@
 
 use super::quality::{make_head, quantile, Kind};
 use super::{
-    check, decode_args, hip_decode_step, hip_kv_cache, hip_kv_layout, json_num, json_str, len_label, mix64, open_device,
-    plan, record_blocks, sync, sync_device, validated, write_json, Args, Backend, Ctx, DevBuf, Device, Fail, Hip,
-    HostBuf, OpenError, Res, Rng, Shape, D, HEADLINE, K, M, TIE_EPS,
+    check, decode_args, hip_decode_step, hip_kv_cache, hip_kv_layout, json_num, json_str, len_label, mix64,
+    open_device, plan, record_blocks, sync, sync_device, validated, write_json, Args, Backend, Ctx, DevBuf, Device,
+    Fail, Hip, HostBuf, OpenError, Res, Rng, Shape, D, HEADLINE, K, M, TIE_EPS,
 };
 use hip_attn::config::Selection;
 use hip_attn::spec::{query_block_score, scan_select, tree_search, BlockKeys};
@@ -620,15 +620,8 @@ pub fn markdown(rows: &[QgRow]) -> String {
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
-        let lead = format!(
-            "| {} | {} | {} x {} | {} | {} |",
-            r.kind,
-            len_label(r.t),
-            r.heads,
-            r.seqs,
-            sel_name(r.sel),
-            r.k
-        );
+        let lead =
+            format!("| {} | {} | {} x {} | {} | {} |", r.kind, len_label(r.t), r.heads, r.seqs, sel_name(r.sel), r.k);
         if let Some(st) = &r.status {
             let _ = writeln!(s, "{lead} {} | - | - | - | - | - | - |", super::cell_text(st));
             continue;
@@ -643,13 +636,7 @@ pub fn markdown(rows: &[QgRow]) -> String {
         let _ = writeln!(
             s,
             "{lead} {:.3} | {:.3} | {:.2e} | {:.2e} | {:.0} | {}/{} | {masks} |",
-            r.recall_mean,
-            r.recall_p5,
-            r.err_mean,
-            r.err_p95,
-            r.attended_mean,
-            r.salient_found,
-            r.salient_trials
+            r.recall_mean, r.recall_p5, r.err_mean, r.err_p95, r.attended_mean, r.salient_found, r.salient_trials
         );
     }
     s
