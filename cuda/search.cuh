@@ -512,8 +512,10 @@ __device__ int tree_search(SearchSmem& sm, int rank, int nrows, const QRow& qrow
         }
         cluster_sync();
         // The leader keeps the verdict it reads here: after the next barrier a CTA already in the next iteration
-        // may store into its sm.abort. (The others' copies are written only by the leader, before that barrier.)
-        const int abort = rank == 0 ? sm.abort : 0;
+        // may store into its sm.abort. The others must not read their copy now: the leader is writing it until the
+        // next barrier. (A plain `rank == 0 ? sm.abort : 0` compiled to a load on every CTA whose value the others
+        // discarded: a race compute-sanitizer's racecheck reported. The volatile load cannot be speculated.)
+        const int abort = rank == 0 ? *(volatile int*)&sm.abort : 0;
         if (rank == 0) {
             if (!abort && select_branches(sm)) ntodo = plan_scoring(sm, true, true);
             for (int i = tid; i < (CL - 1) * KB; i += S_THREADS) {
