@@ -34,23 +34,6 @@ fn append_prefill(ctx: &Ctx, dt: DType, q: &Tensor, b: usize, k: &Tensor, v: &Te
     run_prefill(&Host, ctx, &p, true).unwrap()
 }
 
-/// f64 attention of one query row over an explicit key list.
-fn dense_keys(q: &[f32], k: &Tensor, v: &Tensor, g: usize, keys: &[usize], scale: f64) -> Vec<f64> {
-    let logits: Vec<f64> = keys
-        .iter()
-        .map(|&j| scale * q.iter().zip(k.at(j, g)).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>())
-        .collect();
-    let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = logits.iter().map(|s| (s - m).exp()).sum();
-    let mut out = vec![0f64; q.len()];
-    for (&j, &s) in keys.iter().zip(&logits) {
-        for (o, &x) in out.iter_mut().zip(v.at(j, g)) {
-            *o += (s - m).exp() / sum * x as f64;
-        }
-    }
-    out
-}
-
 fn keys_of(c: &Config, e: usize, blocks: &[i32], p: usize) -> Vec<usize> {
     let bk = BlockKeys::with_e(e, p + 1, c.sink, c.bk);
     let sel: Vec<u32> = blocks.iter().map(|&x| x as u32).collect();

@@ -275,20 +275,3 @@ fn prefill_scan_tail_mask_state_feeds_decode() {
         assert!(rel_l2(&out.o[h * D..(h + 1) * D], &want) < 1e-5, "head {h}");
     }
 }
-
-/// f64 attention of one query row over an explicit key list.
-fn dense_keys(q: &[f32], k: &Tensor, v: &Tensor, g: usize, keys: &[usize], scale: f64) -> Vec<f64> {
-    let logits: Vec<f64> = keys
-        .iter()
-        .map(|&j| scale * q.iter().zip(k.at(j, g)).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>())
-        .collect();
-    let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = logits.iter().map(|s| (s - m).exp()).sum();
-    let mut out = vec![0f64; q.len()];
-    for (&j, &s) in keys.iter().zip(&logits) {
-        for (o, &x) in out.iter_mut().zip(v.at(j, g)) {
-            *o += (s - m).exp() / sum * x as f64;
-        }
-    }
-    out
-}

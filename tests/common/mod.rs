@@ -407,6 +407,23 @@ pub fn run_prefill_faulty(
 }
 
 // ---------- the f64 dense oracle ----------
+/// f64 attention of one query row over an explicit key list (keys of kv head `g`).
+pub fn dense_keys(q: &[f32], k: &Tensor, v: &Tensor, g: usize, keys: &[usize], scale: f64) -> Vec<f64> {
+    let logits: Vec<f64> = keys
+        .iter()
+        .map(|&j| scale * q.iter().zip(k.at(j, g)).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>())
+        .collect();
+    let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = logits.iter().map(|s| (s - m).exp()).sum();
+    let mut out = vec![0f64; q.len()];
+    for (&j, &s) in keys.iter().zip(&logits) {
+        for (o, &x) in out.iter_mut().zip(v.at(j, g)) {
+            *o += (s - m).exp() / sum * x as f64;
+        }
+    }
+    out
+}
+
 /// Dense softmax attention in f64 over the keys `allowed(b, h, p, j)` admits (p = query position, j = key).
 /// Returns outputs [total_q, hq, d] and LSEs [total_q, hq].
 pub fn dense(p: &Problem, scale: f64, allowed: impl Fn(usize, usize, usize, usize) -> bool) -> (Vec<f64>, Vec<f64>) {
