@@ -8,7 +8,7 @@ DIST=dist/gpu
 rm -rf "$DIST"
 mkdir -p "$DIST/bin"
 
-cargo build --release --lib --bins
+cargo build --release --lib --bins --features internals
 ln -sf libhip_attn.so target/release/libhip_attn.so.1
 cp target/release/libhip_attn.so "$DIST/bin/libhip_attn.so.1"
 [ -x target/release/hip-bench ] && cp target/release/hip-bench "$DIST/bin/"

@@ -1,10 +1,9 @@
-//! Run-call arguments: the C argument structs turned into validated descriptors. Everything a host can check
-//! without touching backend memory is checked here, once, for both backends: pointers, alignment, strides,
-//! extents, struct sizes and scalar ranges. Index data that lives in backend memory (cu_seqlens, seqlens_k,
-//! page tables, mask state) is checked by the backend that reads it.
+//! Run-call arguments as validated descriptors, and the rules shared by every entry point: count ranges, index
+//! arrays and caller buffers, and the aliasing rule. The C shell (`crate::ffi::convert`) reads the C argument
+//! structs through these rules, once, for both backends: pointers, alignment, strides, extents and scalar ranges.
+//! Index data that lives in backend memory (cu_seqlens, seqlens_k, page tables, mask state) is checked by the
+//! backend that reads it.
 
-use crate::config::Config;
-use crate::ffi::types::*;
 use crate::status::{Error, Result};
 use crate::tensor::{check_ptr, check_span, KvView, LseView, TensorView, BUFFER_ALIGN};
 
@@ -12,7 +11,8 @@ use crate::tensor::{check_ptr, check_span, KvView, LseView, TensorView, BUFFER_A
 /// with int32 and cu_seqlens, seqlens_k and page tables are int32, so a larger count could not be addressed.
 pub const MAX_TOKENS: usize = i32::MAX as usize;
 
-fn count(field: &str, value: u32, min: usize) -> Result<usize> {
+/// A count of a run call (or of a size query) as usize, between `min` and [`MAX_TOKENS`].
+pub fn count(field: &str, value: u32, min: usize) -> Result<usize> {
     let v = value as usize;
     if v < min || v > MAX_TOKENS {
         return Err(Error::arg(format!("{field} ({value}) must be between {min} and {MAX_TOKENS}")));
@@ -82,7 +82,7 @@ fn check_aliasing(spans: &[Span], allowed: &[(&str, &str)]) -> Result<()> {
 }
 
 /// An int32 index array of `n` entries in backend memory: NULL, alignment and address-space checks.
-fn index_array(field: &'static str, addr: usize, n: usize, written: bool) -> Result<Span> {
+pub fn index_array(field: &'static str, addr: usize, n: usize, written: bool) -> Result<Span> {
     check_ptr(field, addr, 4)?;
     let bytes = crate::status::checked_mul(n, 4, field)?;
     let end = check_span(field, addr, bytes, || format!("{n} int32"))?;
@@ -90,17 +90,10 @@ fn index_array(field: &'static str, addr: usize, n: usize, written: bool) -> Res
 }
 
 /// A caller buffer of `bytes` (workspace, mask state): NULL, alignment and address-space checks.
-fn buffer(field: &'static str, addr: usize, bytes: usize) -> Result<Buffer> {
+pub fn buffer(field: &'static str, addr: usize, bytes: usize) -> Result<Buffer> {
     check_ptr(field, addr, BUFFER_ALIGN)?;
     check_span(field, addr, bytes, || format!("{bytes} bytes"))?;
     Ok(Buffer { addr, bytes })
-}
-
-fn reserved_zero(field: &str, reserved: &[u64]) -> Result<()> {
-    match reserved.iter().position(|&r| r != 0) {
-        Some(i) => Err(Error::arg(format!("{field}[{i}] must be 0"))),
-        None => Ok(()),
-    }
 }
 
 /// A caller buffer in backend memory (workspace, mask state, index arrays).
@@ -128,54 +121,18 @@ pub struct PrefillArgs {
 }
 
 impl PrefillArgs {
-    pub fn validate(cfg: &Config, a: &hip_prefill_args) -> Result<PrefillArgs> {
-        reserved_zero("reserved", &a.reserved)?;
-        let batch = count("batch_size", a.batch_size, 1)?;
-        let total_q = count("total_q", a.total_q, 1)?;
-        let total_k = count("total_k", a.total_k, 1)?;
-        let max_seqlen_q = count("max_seqlen_q", a.max_seqlen_q, 1)?;
-        let max_seqlen_k = count("max_seqlen_k", a.max_seqlen_k, 1)?;
-        if max_seqlen_q > total_q {
-            return Err(Error::arg(format!("max_seqlen_q ({max_seqlen_q}) exceeds total_q ({total_q})")));
+    pub fn shape(&self) -> crate::plan::PrefillShape {
+        crate::plan::PrefillShape {
+            batch: self.batch,
+            total_q: self.total_q,
+            max_seqlen_q: self.max_seqlen_q,
+            max_seqlen_k: self.max_seqlen_k,
         }
-        if max_seqlen_k > total_k {
-            return Err(Error::arg(format!("max_seqlen_k ({max_seqlen_k}) exceeds total_k ({total_k})")));
-        }
-        if total_q > total_k {
-            return Err(Error::arg(format!(
-                "total_q ({total_q}) exceeds total_k ({total_k}): every sequence needs Tq <= Tk"
-            )));
-        }
-        let (d, hq, hkv, dt) = (cfg.head_dim, cfg.num_q_heads, cfg.num_kv_heads, cfg.dtype);
-        let q = TensorView::input("q", &a.q, total_q, hq, d, dt)?;
-        let k = TensorView::input("k", &a.k, total_k, hkv, d, dt)?;
-        let v = TensorView::input("v", &a.v, total_k, hkv, d, dt)?;
-        let o = TensorView::output("o", &a.o, total_q, hq, d, dt)?;
-        index_array("cu_seqlens_q", a.cu_seqlens_q as usize, batch + 1, false)?;
-        index_array("cu_seqlens_k", a.cu_seqlens_k as usize, batch + 1, false)?;
-        let lse = LseView::new("lse", a.lse as usize, total_q, hq)?;
-        let mask_state_out = if a.mask_state_out.is_null() {
-            None
-        } else {
-            Some(buffer("mask_state_out", a.mask_state_out as usize, crate::plan::mask_state_bytes(cfg, batch)?)?)
-        };
-        let args = PrefillArgs {
-            batch,
-            total_q,
-            total_k,
-            max_seqlen_q,
-            max_seqlen_k,
-            q,
-            k,
-            v,
-            o,
-            cu_seqlens_q: a.cu_seqlens_q as usize,
-            cu_seqlens_k: a.cu_seqlens_k as usize,
-            lse,
-            mask_state_out,
-        };
-        check_aliasing(&args.spans(), PREFILL_ALIASES)?;
-        Ok(args)
+    }
+
+    /// The aliasing rule of `hip_prefill`.
+    pub fn check_aliasing(&self) -> Result<()> {
+        check_aliasing(&self.spans(), PREFILL_ALIASES)
     }
 
     /// Every argument's byte range (the workspace aside).
@@ -236,69 +193,13 @@ pub struct DecodeArgs {
 }
 
 impl DecodeArgs {
-    pub fn validate(cfg: &Config, a: &hip_decode_args) -> Result<DecodeArgs> {
-        reserved_zero("reserved", &a.reserved)?;
-        if a.reserved_u32 != 0 {
-            return Err(Error::arg("reserved_u32 must be 0"));
-        }
-        let batch = count("batch_size", a.batch_size, 1)?;
-        let max_seqlen_k = count("max_seqlen_k", a.max_seqlen_k, 1)?;
-        let (d, hq, hkv, dt) = (cfg.head_dim, cfg.num_q_heads, cfg.num_kv_heads, cfg.dtype);
-        let q = TensorView::input("q", &a.q, batch, hq, d, dt)?;
-        let o = TensorView::output("o", &a.o, batch, hq, d, dt)?;
-        let c = &a.kv;
-        let (kv, paging) = match c.layout {
-            x if x == hip_kv_layout::HIP_ATTN_KV_CONTIGUOUS as u32 => {
-                let kv = KvView::new(
-                    c.k as usize,
-                    c.v as usize,
-                    batch,
-                    c.seq_stride,
-                    max_seqlen_k,
-                    c.token_stride,
-                    hkv,
-                    c.head_stride,
-                    d,
-                    dt,
-                    false,
-                )?;
-                (kv, None)
-            }
-            x if x == hip_kv_layout::HIP_ATTN_KV_PAGED as u32 => {
-                let page_size = count("kv.page_size", c.page_size, 1)?;
-                let pt_stride = count("kv.page_table_stride", c.page_table_stride, 1)?;
-                let num_pages = count("kv.num_pages", c.num_pages, 1)?;
-                if max_seqlen_k.div_ceil(page_size) > pt_stride {
-                    return Err(Error::arg(format!(
-                        "kv.page_table_stride ({pt_stride}) cannot hold max_seqlen_k ({max_seqlen_k}) tokens in \
-                         pages of {page_size}"
-                    )));
-                }
-                index_array("kv.page_table", c.page_table as usize, batch * pt_stride, false)?;
-                let kv = KvView::new(
-                    c.k as usize,
-                    c.v as usize,
-                    num_pages,
-                    c.seq_stride,
-                    page_size,
-                    c.token_stride,
-                    hkv,
-                    c.head_stride,
-                    d,
-                    dt,
-                    true,
-                )?;
-                (kv, Some(Paging { page_size, page_table: c.page_table as usize, pt_stride, num_pages }))
-            }
-            v => return Err(Error::arg(format!("kv.layout ({v}) is not a hip_kv_layout value"))),
-        };
-        index_array("seqlens_k", a.seqlens_k as usize, batch, false)?;
-        let mask_state = buffer("mask_state", a.mask_state as usize, crate::plan::mask_state_bytes(cfg, batch)?)?;
-        let lse = LseView::new("lse", a.lse as usize, batch, hq)?;
-        let seqlens_k = a.seqlens_k as usize;
-        let args = DecodeArgs { batch, max_seqlen_k, q, kv, paging, seqlens_k, mask_state, o, lse };
-        check_aliasing(&args.spans(), DECODE_ALIASES)?;
-        Ok(args)
+    pub fn shape(&self) -> crate::plan::DecodeShape {
+        crate::plan::DecodeShape { batch: self.batch, max_seqlen_k: self.max_seqlen_k }
+    }
+
+    /// The aliasing rule of `hip_decode_step`.
+    pub fn check_aliasing(&self) -> Result<()> {
+        check_aliasing(&self.spans(), DECODE_ALIASES)
     }
 
     /// Every argument's byte range (the workspace aside). The mask state is read and written.
@@ -333,36 +234,22 @@ pub struct MergeArgs {
 }
 
 impl MergeArgs {
-    pub fn validate(cfg: &Config, m: &hip_merge_args) -> Result<MergeArgs> {
-        reserved_zero("reserved", &m.reserved)?;
-        if m.reserved_u32 != 0 {
-            return Err(Error::arg("reserved_u32 must be 0"));
-        }
-        let n = count("num_tokens", m.num_tokens, 1)?;
-        let h = count("num_heads", m.num_heads, 1)?;
-        let (d, dt) = (cfg.head_dim, cfg.dtype);
-        let required = |field: &str, addr: usize| -> Result<LseView> {
-            check_ptr(field, addr, 4)?;
-            LseView::new(field, addr, n, h)?.ok_or_else(|| Error::null(field))
-        };
-        let args = MergeArgs {
-            a: TensorView::input("o_a", &m.o_a, n, h, d, dt)?,
-            lse_a: required("lse_a", m.lse_a as usize)?,
-            b: TensorView::input("o_b", &m.o_b, n, h, d, dt)?,
-            lse_b: required("lse_b", m.lse_b as usize)?,
-            out: TensorView::output("o_out", &m.o_out, n, h, d, dt)?,
-            lse_out: LseView::new("lse_out", m.lse_out as usize, n, h)?,
-        };
+    /// Every argument's byte range.
+    pub fn spans(&self) -> Vec<Span> {
         let mut spans = vec![
-            Span::tensor("o_a", &args.a, false),
-            Span::lse("lse_a", &args.lse_a, false),
-            Span::tensor("o_b", &args.b, false),
-            Span::lse("lse_b", &args.lse_b, false),
-            Span::tensor("o_out", &args.out, true),
+            Span::tensor("o_a", &self.a, false),
+            Span::lse("lse_a", &self.lse_a, false),
+            Span::tensor("o_b", &self.b, false),
+            Span::lse("lse_b", &self.lse_b, false),
+            Span::tensor("o_out", &self.out, true),
         ];
-        spans.extend(args.lse_out.map(|l| Span::lse("lse_out", &l, true)));
-        check_aliasing(&spans, MERGE_ALIASES)?;
-        Ok(args)
+        spans.extend(self.lse_out.map(|l| Span::lse("lse_out", &l, true)));
+        spans
+    }
+
+    /// The aliasing rule of `hip_merge_states`.
+    pub fn check_aliasing(&self) -> Result<()> {
+        check_aliasing(&self.spans(), MERGE_ALIASES)
     }
 }
 

@@ -2,11 +2,10 @@
 //! creation (only its last-error message changes, behind a mutex), so it is Send + Sync and one context may
 //! serve several threads at once, each call with its own workspace.
 
-use crate::args::{check_workspace, DecodeArgs, MergeArgs, PrefillArgs, MAX_TOKENS};
+use crate::args::{check_workspace, count as tokens, DecodeArgs, MergeArgs, PrefillArgs};
 use crate::config::{BackendKind, Config, CreateOptions};
-use crate::ffi::types::{hip_decode_args, hip_merge_args, hip_prefill_args};
-use crate::plan::{self, DecodeWorkspace, PrefillWorkspace};
-use crate::status::{Error, Result};
+use crate::plan::{self, DecodePlan, DecodeShape, DeviceTraits, PrefillPlan, PrefillShape};
+use crate::status::Result;
 use std::ffi::CString;
 use std::sync::Mutex;
 
@@ -19,14 +18,6 @@ pub struct Context {
     cfg: Config,
     backend: Backend,
     last_error: Mutex<CString>,
-}
-
-fn tokens(field: &str, v: u32, min: usize) -> Result<usize> {
-    let v = v as usize;
-    if v < min || v > MAX_TOKENS {
-        return Err(Error::arg(format!("{field} ({v}) must be between {min} and {MAX_TOKENS}")));
-    }
-    Ok(v)
 }
 
 impl Context {
@@ -53,18 +44,37 @@ impl Context {
         self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The plan of a prefill of this shape: what `hip_prefill_workspace_size` reports and `prefill` runs.
+    pub fn prefill_plan(&self, shape: PrefillShape) -> Result<PrefillPlan> {
+        PrefillPlan::new(&self.cfg, shape)
+    }
+
+    /// The plan of a decode step of this shape on this context's backend.
+    pub fn decode_plan(&self, shape: DecodeShape) -> Result<DecodePlan> {
+        DecodePlan::new(&self.cfg, shape, self.device_traits().as_ref())
+    }
+
+    fn device_traits(&self) -> Option<DeviceTraits> {
+        match &self.backend {
+            Backend::Cpu => None,
+            Backend::Cuda(c) => Some(c.device_traits()),
+        }
+    }
+
     pub fn prefill_workspace_size(&self, batch: u32, total_q: u32, max_q: u32, max_k: u32) -> Result<usize> {
-        let batch = tokens("batch_size", batch, 1)?;
-        let total_q = tokens("total_q", total_q, 1)?;
-        let max_q = tokens("max_seqlen_q", max_q, 1)?;
-        tokens("max_seqlen_k", max_k, 1)?;
-        Ok(PrefillWorkspace::with_tail(&self.cfg, batch, total_q, max_q)?.bytes)
+        let shape = PrefillShape {
+            batch: tokens("batch_size", batch, 1)?,
+            total_q: tokens("total_q", total_q, 1)?,
+            max_seqlen_q: tokens("max_seqlen_q", max_q, 1)?,
+            max_seqlen_k: tokens("max_seqlen_k", max_k, 1)?,
+        };
+        Ok(self.prefill_plan(shape)?.workspace.bytes)
     }
 
     pub fn decode_workspace_size(&self, batch: u32, max_k: u32) -> Result<usize> {
         let batch = tokens("batch_size", batch, 1)?;
-        let max_k = tokens("max_seqlen_k", max_k, 1)?;
-        Ok(DecodeWorkspace::new(&self.cfg, batch, max_k)?.bytes)
+        let max_seqlen_k = tokens("max_seqlen_k", max_k, 1)?;
+        Ok(self.decode_plan(DecodeShape { batch, max_seqlen_k })?.workspace.bytes)
     }
 
     pub fn mask_state_size(&self, batch: u32) -> Result<usize> {
@@ -72,46 +82,44 @@ impl Context {
     }
 
     /// # Safety
-    /// The pointers in `raw`, `workspace` and `stream` are what the C API documents: memory of the context's
-    /// backend spanning the described extents, and a stream of the context's device (CUDA).
-    pub unsafe fn prefill(&self, raw: &hip_prefill_args, ws: usize, ws_bytes: usize, stream: usize) -> Result<()> {
-        let a = PrefillArgs::validate(&self.cfg, raw)?;
-        let needed = PrefillWorkspace::with_tail(&self.cfg, a.batch, a.total_q, a.max_seqlen_q)?.bytes;
-        let ws = check_workspace(ws, ws_bytes, needed, &a.spans())?;
+    /// `a` was validated against this context's configuration; its pointers, `workspace` and `stream` are what the
+    /// C API documents: memory of the context's backend spanning the described extents, and a stream of the
+    /// context's device (CUDA).
+    pub unsafe fn prefill(&self, a: &PrefillArgs, ws: usize, ws_bytes: usize, stream: usize) -> Result<()> {
+        let plan = self.prefill_plan(a.shape())?;
+        let ws = check_workspace(ws, ws_bytes, plan.workspace.bytes, &a.spans())?;
         match &self.backend {
             // SAFETY: forwarded from this function's contract.
-            Backend::Cpu => unsafe { crate::cpu::prefill(&self.cfg, &a, ws) },
+            Backend::Cpu => unsafe { crate::cpu::prefill(&self.cfg, &plan, a, ws) },
             // SAFETY: as above.
-            Backend::Cuda(c) => unsafe { c.prefill(&self.cfg, &a, ws, stream) },
+            Backend::Cuda(c) => unsafe { c.prefill(&self.cfg, &plan, a, ws, stream) },
         }
     }
 
     /// # Safety
     /// As for `prefill`.
-    pub unsafe fn decode(&self, raw: &hip_decode_args, ws: usize, ws_bytes: usize, stream: usize) -> Result<()> {
-        let a = DecodeArgs::validate(&self.cfg, raw)?;
-        let needed = DecodeWorkspace::new(&self.cfg, a.batch, a.max_seqlen_k)?.bytes;
-        let ws = check_workspace(ws, ws_bytes, needed, &a.spans())?;
+    pub unsafe fn decode(&self, a: &DecodeArgs, ws: usize, ws_bytes: usize, stream: usize) -> Result<()> {
+        let plan = self.decode_plan(a.shape())?;
+        let ws = check_workspace(ws, ws_bytes, plan.workspace.bytes, &a.spans())?;
         match &self.backend {
             // SAFETY: forwarded from this function's contract.
-            Backend::Cpu => unsafe { crate::cpu::decode(&self.cfg, &a) },
+            Backend::Cpu => unsafe { crate::cpu::decode(&self.cfg, a) },
             // SAFETY: as above.
-            Backend::Cuda(c) => unsafe { c.decode(&self.cfg, &a, ws, stream) },
+            Backend::Cuda(c) => unsafe { c.decode(&self.cfg, &plan, a, ws, stream) },
         }
     }
 
     /// # Safety
     /// As for `prefill`.
-    pub unsafe fn merge(&self, raw: &hip_merge_args, stream: usize) -> Result<()> {
-        let m = MergeArgs::validate(&self.cfg, raw)?;
+    pub unsafe fn merge(&self, m: &MergeArgs, stream: usize) -> Result<()> {
         match &self.backend {
             // SAFETY: forwarded from this function's contract.
             Backend::Cpu => {
-                unsafe { crate::cpu::merge(&m) };
+                unsafe { crate::cpu::merge(m) };
                 Ok(())
             }
             // SAFETY: as above.
-            Backend::Cuda(c) => unsafe { c.merge(&self.cfg, &m, stream) },
+            Backend::Cuda(c) => unsafe { c.merge(&self.cfg, m, stream) },
         }
     }
 }

@@ -1,10 +1,209 @@
-//! Buffer layouts shared by both backends: the prefill and decode workspaces and the persistent mask state.
+//! Plans: everything decided per call shape, each in exactly one function, as FlashInfer's plan/run split does.
+//! A `PrefillPlan` or `DecodePlan` is built once from the configuration and a call's host-side scalars; the
+//! workspace-size queries return its sizes and both backends run from it: the workspace layouts and their
+//! offsets, the mask-state record size, the dense-only decision, the decode and SCAN split counts, the decode
+//! search kernel and every launch grid.
+//!
 //! Sizes depend only on the configuration and the host-side scalars of a call, never on the backend, so an
-//! engine sized against the CPU backend is sized right for CUDA. Layouts mirror cuda/hip_params.h.
+//! engine sized against the CPU backend is sized right for CUDA. What depends on the device (split counts and
+//! the kernel choice of a decode step) is planned only for the CUDA backend, from its `DeviceTraits`. Layouts
+//! mirror cuda/hip_params.h.
 
-use crate::config::{Config, MaskSharing};
+use crate::config::{Config, MaskSharing, Selection};
 use crate::status::{checked_add, checked_mul, Result};
 use crate::tensor::DType;
+
+/// A CUDA launch grid (x, y, z).
+pub type Grid = (u32, u32, u32);
+
+/// The host-side scalars of a prefill call that its plan depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefillShape {
+    pub batch: usize,
+    pub total_q: usize,
+    pub max_seqlen_q: usize,
+    pub max_seqlen_k: usize,
+}
+
+/// A prefill call's plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefillPlan {
+    pub shape: PrefillShape,
+    /// The workspace layout; `workspace.bytes` is what `hip_prefill_workspace_size` returns.
+    pub workspace: PrefillWorkspace,
+    /// i32s per mask-state record.
+    pub state_ints: usize,
+    /// Every query block selects all of its key blocks (`prefill_all_dense`): only the dense attention runs.
+    pub dense_only: bool,
+    /// hip_prefill_search: (query blocks of the longest sequence, mask heads, batch).
+    pub search_grid: Grid,
+    /// hip_prefill_scan over the tail query blocks; None without `prefill_scan_tail`.
+    pub scan_grid: Option<Grid>,
+    /// hip_prefill_attn_dense: (row tiles of the longest sequence, q heads, batch).
+    pub dense_grid: Grid,
+    /// hip_prefill_attn (block-sparse): (query blocks, q heads, batch); None when `dense_only`.
+    pub sparse_grid: Option<Grid>,
+}
+
+impl PrefillPlan {
+    pub fn new(cfg: &Config, shape: PrefillShape) -> Result<Self> {
+        let workspace = PrefillWorkspace::with_tail(cfg, shape.batch, shape.total_q, shape.max_seqlen_q)?;
+        let dense_only = prefill_all_dense(cfg, shape.max_seqlen_k);
+        let (mh, hq, batch) = (cfg.mask_heads() as u32, cfg.num_q_heads as u32, shape.batch as u32);
+        let blocks = shape.max_seqlen_q.div_ceil(cfg.bq) as u32;
+        let rows = crate::cuda::backend::dense_rows(cfg.head_dim);
+        Ok(PrefillPlan {
+            shape,
+            workspace,
+            state_ints: state_ints(cfg),
+            dense_only,
+            search_grid: (blocks, mh, batch),
+            scan_grid: (workspace.tail_blocks > 0).then_some((workspace.tail_blocks as u32, mh, batch)),
+            dense_grid: (shape.max_seqlen_q.div_ceil(rows) as u32, hq, batch),
+            sparse_grid: (!dense_only).then_some((blocks, hq, batch)),
+        })
+    }
+}
+
+/// The host-side scalars of a decode step that its plan depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeShape {
+    pub batch: usize,
+    pub max_seqlen_k: usize,
+}
+
+/// What a decode plan needs to know of the CUDA device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceTraits {
+    pub sm_count: usize,
+    /// CTAs per cluster of the wide decode search (1: no clusters, only the one-CTA search).
+    pub search_cluster: u32,
+    /// CTAs of hip_decode_scan resident on the whole device at once.
+    pub scan_resident: usize,
+}
+
+/// How a decode step selects the blocks of the (sequence, mask head) pairs that search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeSearch {
+    /// The tree search: hip_decode_search_wide with `cluster` CTAs per search when `cluster` > 1, else
+    /// hip_decode_search.
+    Tree { cluster: u32 },
+    /// hip_decode_scan with `splits` CTAs per (sequence, mask head), then hip_decode_scan_merge.
+    Scan { splits: usize },
+}
+
+/// The CUDA launches of a decode step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLaunch {
+    pub search: DecodeSearch,
+    /// The search kernel's grid: (mask heads x cluster, batch, 1) for the tree search, (splits, mask heads, batch)
+    /// for the scan.
+    pub search_grid: Grid,
+    /// hip_decode_scan_merge: (mask heads, batch, 1); None for the tree search.
+    pub scan_merge_grid: Option<Grid>,
+    /// Key-list chunks per (sequence, q head); with 1 the attention writes the outputs itself
+    /// (hip_decode_attn_direct) and no combine runs.
+    pub splits: usize,
+    /// hip_decode_attn or hip_decode_attn_direct: (splits, q heads, batch).
+    pub attn_grid: Grid,
+    /// hip_decode_combine: (q heads, batch, 1); None with one split.
+    pub combine_grid: Option<Grid>,
+}
+
+/// A decode step's plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodePlan {
+    pub shape: DecodeShape,
+    /// The workspace layout; `workspace.bytes` is what `hip_decode_workspace_size` returns (for any device).
+    pub workspace: DecodeWorkspace,
+    /// i32s per mask-state record.
+    pub state_ints: usize,
+    /// The CUDA launches; None when planned without a device (the CPU backend, which needs none of it).
+    pub launch: Option<DecodeLaunch>,
+}
+
+impl DecodePlan {
+    pub fn new(cfg: &Config, shape: DecodeShape, device: Option<&DeviceTraits>) -> Result<Self> {
+        let workspace = DecodeWorkspace::new(cfg, shape.batch, shape.max_seqlen_k)?;
+        let launch = device.map(|dev| {
+            let (mh, hq, b) = (cfg.mask_heads() as u32, cfg.num_q_heads as u32, shape.batch as u32);
+            let (search, search_grid, scan_merge_grid) = match cfg.decode_selection {
+                Selection::Scan => {
+                    let units = shape.batch * cfg.mask_heads();
+                    let splits = scan_splits(units, shape.max_seqlen_k.div_ceil(cfg.bk), dev.scan_resident);
+                    (DecodeSearch::Scan { splits }, (splits as u32, mh, b), Some((mh, b, 1)))
+                }
+                Selection::Tree => {
+                    let cluster = decode_search_cluster(cfg, dev, shape.batch);
+                    (DecodeSearch::Tree { cluster }, (mh * cluster, b, 1), None)
+                }
+            };
+            let splits = decode_splits(cfg, shape, dev.sm_count);
+            DecodeLaunch {
+                search,
+                search_grid,
+                scan_merge_grid,
+                splits,
+                attn_grid: (splits as u32, hq, b),
+                combine_grid: (splits > 1).then_some((hq, b, 1)),
+            }
+        });
+        Ok(DecodePlan { shape, workspace, state_ints: state_ints(cfg), launch })
+    }
+}
+
+/// Splits per (sequence, head) so that a decode step puts about two CTAs on every SM, without splitting a
+/// key list into chunks shorter than a tile. A split's share of the key list is n*s/splits, so the result
+/// depends on `splits`: with HIP_ATTN_FLAG_BATCH_INVARIANT it comes from the configuration alone (the most
+/// keys a step can attend, in 128-key chunks), never from the batch size, max_seqlen_k or the SM count.
+pub fn decode_splits(cfg: &Config, shape: DecodeShape, sm_count: usize) -> usize {
+    let most_keys = cfg.sink + cfg.kb() * cfg.bk + cfg.window + cfg.refresh;
+    if cfg.batch_invariant {
+        return most_keys.div_ceil(128).clamp(1, DECODE_MAX_SPLITS);
+    }
+    let rows = shape.batch * cfg.num_q_heads;
+    let want = (2 * sm_count.max(1)).div_ceil(rows);
+    want.clamp(1, DECODE_MAX_SPLITS).min(most_keys.min(shape.max_seqlen_k).div_ceil(64).max(1))
+}
+
+/// CTAs per search of the decode tree search for `batch` sequences: the cluster kernel's `search_cluster` CTAs
+/// while every search's cluster fits at about 4 CTAs per SM, else 1 (the one-CTA kernel). A search is a chain
+/// of dependent gathers: spread over a cluster it finishes several times sooner, which pays while the clusters
+/// fit on the GPU at once; beyond that the one-CTA kernel keeps every SM busy without the cluster's extra CTAs
+/// (each holds ~43 KB of shared memory even on steps that reuse the mask). Both compute the same masks (a branch
+/// is scored by one CTA either way: the same dot products and max, then the same selection), so the choice does
+/// not change results. With HIP_ATTN_FLAG_BATCH_INVARIANT the choice looks at one sequence's searches only, so
+/// that batch invariance never rests on that equality.
+pub fn decode_search_cluster(cfg: &Config, dev: &DeviceTraits, batch: usize) -> u32 {
+    let searches = if cfg.batch_invariant { 1 } else { batch } * cfg.mask_heads();
+    pick_search_cluster(dev.search_cluster, dev.sm_count.max(1), searches)
+}
+
+/// The rule of `decode_search_cluster`: `cluster` while all `searches` clusters fit at about 4 CTAs per SM.
+fn pick_search_cluster(cluster: u32, sm_count: usize, searches: usize) -> u32 {
+    if cluster > 1 && searches.saturating_mul(cluster as usize) <= 4 * sm_count {
+        cluster
+    } else {
+        1
+    }
+}
+
+/// Fewest key blocks per CTA of the decode SCAN worth a split of their own (each split also selects its own
+/// candidates, which the merge then reads).
+const SCAN_MIN_BLOCKS: usize = 256;
+
+/// CTAs of the decode SCAN per (sequence, mask head): `units` (sequence, mask head) pairs of at most `nbmax` key
+/// blocks each, on `resident` CTAs at a time. The number of waves over the splits is what a step takes, so it picks
+/// the fewest splits within 5% of the best ratio, at most SCAN_MAX_SPLITS and at most one per SCAN_MIN_BLOCKS
+/// blocks. The masks do not depend on it (each block's score and the exact top-Kb are the same for any split), so
+/// HIP_ATTN_FLAG_BATCH_INVARIANT holds whatever it picks.
+pub fn scan_splits(units: usize, nbmax: usize, resident: usize) -> usize {
+    let most = nbmax.div_ceil(SCAN_MIN_BLOCKS).clamp(1, SCAN_MAX_SPLITS);
+    let resident = resident.max(1);
+    let cost = |s: usize| (s * units).div_ceil(resident) as f64 / s as f64;
+    let best = (1..=most).map(cost).fold(f64::INFINITY, f64::min);
+    (1..=most).find(|&s| cost(s) <= best * 1.05).unwrap_or(1)
+}
 
 /// Mask-state record header (see cuda/hip_params.h): magic, step counter, e, count, fingerprint of the writing
 /// context's configuration; then Kb block indices.
@@ -191,8 +390,8 @@ impl DecodeWorkspace {
 
 #[cfg(test)]
 mod tests {
-    use super::{prefill_all_dense, state_fingerprint};
-    use crate::config::{default_config, validate};
+    use super::*;
+    use crate::ffi::convert::{config as validate, default_config};
     use crate::spec::BlockKeys;
 
     /// The fingerprint changes with every parameter that gives a record its meaning and with none of the others,
@@ -276,5 +475,174 @@ mod tests {
             let tk = dense_to + 1;
             assert!(BlockKeys::new(tk - 1, tk, c.sink, c.window, c.bk, c.causal).nb > c.kb(), "k {k}: bound not tight");
         }
+    }
+
+    #[test]
+    fn scan_splits_fill_the_device_in_whole_waves() {
+        // H200 at 2 CTAs per SM (264 resident): MHA-32 batch 1 at 128k (65534 blocks) fills one wave with 8
+        // splits; a short cache gets one split per 256 blocks at most; many sequences need no split.
+        assert_eq!(scan_splits(32, 65534, 264), 8);
+        assert_eq!(scan_splits(32, 300, 264), 2);
+        assert_eq!(scan_splits(32, 200, 264), 1);
+        assert_eq!(scan_splits(16 * 32, 16384, 264), 1);
+        for (units, nbmax) in [(1, 1 << 19), (8, 65534), (3, 10), (1000, 1 << 20)] {
+            let s = scan_splits(units, nbmax, 264);
+            assert!((1..=SCAN_MAX_SPLITS).contains(&s), "{units} {nbmax}: {s}");
+        }
+        let one = scan_splits(1, 1 << 19, 264);
+        assert!((61..=64).contains(&one), "one sequence and head: about as many splits as allowed, not {one}");
+        assert_eq!(scan_splits(1, 1 << 19, 0), 1, "no occupancy figure: one split per pair");
+    }
+
+    #[test]
+    fn decode_search_spreads_over_clusters_only_while_they_fit() {
+        // H200: 132 SMs, clusters of 8. MHA-32 batch 1 (32 searches) and GQA-8 up to batch 8 fit; MHA-32 batch 16
+        // (512 searches) does not.
+        assert_eq!(pick_search_cluster(8, 132, 32), 8);
+        assert_eq!(pick_search_cluster(8, 132, 66), 8);
+        assert_eq!(pick_search_cluster(8, 132, 67), 1);
+        assert_eq!(pick_search_cluster(8, 132, 512), 1);
+        assert_eq!(pick_search_cluster(8, 132, usize::MAX), 1, "no overflow");
+        // No clusters (sm_80, or none fits): always the one-CTA kernel.
+        assert_eq!(pick_search_cluster(1, 132, 1), 1);
+    }
+
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+    use crate::ffi::convert::{config as validate, default_config};
+
+    fn cfg(edit: impl FnOnce(&mut crate::ffi::types::hip_config)) -> Config {
+        let mut raw = default_config();
+        (raw.num_q_heads, raw.num_kv_heads) = (8, 2);
+        edit(&mut raw);
+        // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.
+        unsafe { validate(&raw) }.unwrap().0
+    }
+
+    fn configs() -> Vec<Config> {
+        vec![
+            cfg(|_| {}),
+            cfg(|c| c.mask_sharing = 2),
+            cfg(|c| (c.prefill_scan_tail, c.k, c.bq) = (100, 64, 16)),
+            cfg(|c| (c.prefill_scan_tail, c.k, c.bk, c.head_dim) = (1, 0, 3, 64)),
+            cfg(|c| (c.decode_selection, c.k, c.bk) = (1, 1000, 7)),
+            cfg(|c| (c.decode_selection, c.head_dim, c.mask_sharing, c.k) = (1, 256, 2, 1)),
+        ]
+    }
+
+    const DEVICE: DeviceTraits = DeviceTraits { sm_count: 132, search_cluster: 8, scan_resident: 264 };
+
+    /// Every region of the prefill workspace starts on SUB_ALIGN, holds what the kernels index into it, and ends
+    /// inside `bytes`; the size is monotone in each shape scalar (so one query for the largest batch serves all).
+    #[test]
+    fn prefill_plan_regions_are_aligned_disjoint_and_in_bounds() {
+        for c in configs() {
+            for (batch, total_q, max_q, max_k) in [(1, 1, 1, 1), (3, 100, 70, 5000), (7, 4097, 1000, 1000)] {
+                let shape = PrefillShape { batch, total_q, max_seqlen_q: max_q, max_seqlen_k: max_k };
+                let p = PrefillPlan::new(&c, shape).unwrap();
+                let w = p.workspace;
+                let at = format!("{c:?} {shape:?}");
+                for off in [w.idx_offset, w.cnt_offset, w.tail_offset, w.bytes] {
+                    assert_eq!(off % SUB_ALIGN, 0, "{at}");
+                }
+                assert!(w.slots >= total_q / c.bq + batch, "{at}: a slot per query block of every sequence");
+                assert!(w.idx_offset + w.slots * c.mask_heads() * c.kb() * 4 <= w.cnt_offset, "{at}");
+                assert!(w.cnt_offset + w.slots * c.mask_heads() * 4 <= w.tail_offset, "{at}");
+                let tail = batch * w.tail_blocks * c.mask_heads() * 3 * c.kb().max(1) * 8;
+                assert!(w.tail_offset + tail <= w.bytes, "{at}");
+                assert_eq!(w.tail_blocks > 0, c.prefill_scan_tail > 0, "{at}");
+                assert_eq!(p.scan_grid.is_some(), w.tail_blocks > 0, "{at}");
+                assert_eq!(p.sparse_grid.is_none(), p.dense_only, "{at}");
+                assert_eq!(p.dense_only, prefill_all_dense(&c, max_k), "{at}");
+                assert_eq!(p.state_ints, state_ints(&c));
+                let blocks = max_q.div_ceil(c.bq) as u32;
+                assert_eq!(p.search_grid, (blocks, c.mask_heads() as u32, batch as u32), "{at}");
+                for bigger in [
+                    PrefillShape { batch: batch + 1, ..shape },
+                    PrefillShape { total_q: total_q + c.bq, ..shape },
+                    PrefillShape { max_seqlen_q: max_q + c.bq, ..shape },
+                ] {
+                    assert!(PrefillPlan::new(&c, bigger).unwrap().workspace.bytes >= w.bytes, "{at} -> {bigger:?}");
+                }
+            }
+        }
+    }
+
+    /// The decode workspace: aligned, disjoint regions inside `bytes`, sized for DECODE_MAX_SPLITS partials and
+    /// (SCAN) a region per (sequence, mask head); and the same with or without a device, so the size query (no
+    /// device needed) equals what a CUDA run uses.
+    #[test]
+    fn decode_plan_regions_are_aligned_disjoint_and_device_independent() {
+        for c in configs() {
+            for (batch, max_k) in [(1, 1), (5, 300), (64, 131072)] {
+                let shape = DecodeShape { batch, max_seqlen_k: max_k };
+                let p = DecodePlan::new(&c, shape, Some(&DEVICE)).unwrap();
+                let w = p.workspace;
+                let at = format!("{c:?} {shape:?}");
+                assert_eq!(DecodePlan::new(&c, shape, None).unwrap().workspace, w, "{at}");
+                let rows = batch * c.num_q_heads * DECODE_MAX_SPLITS;
+                assert!(w.part_o_offset + rows * c.head_dim * 4 <= w.part_lse_offset, "{at}");
+                let lse_end = w.part_lse_offset + rows * 4;
+                if c.decode_selection == Selection::Scan {
+                    assert!(lse_end <= w.scan_offset, "{at}");
+                    let scan = batch * c.mask_heads() * scan_region_bytes(&c, max_k).unwrap();
+                    assert!(w.scan_offset + scan <= w.bytes, "{at}");
+                    assert_eq!(w.scan_offset % SUB_ALIGN, 0);
+                } else {
+                    assert!(lse_end <= w.bytes && w.scan_offset == 0, "{at}");
+                }
+                assert_eq!((w.part_lse_offset % SUB_ALIGN, w.bytes % SUB_ALIGN), (0, 0), "{at}");
+                let l = p.launch.unwrap();
+                assert!((1..=DECODE_MAX_SPLITS).contains(&l.splits), "{at}");
+                assert_eq!(l.combine_grid.is_none(), l.splits == 1, "{at}: one split writes directly");
+                assert_eq!(l.attn_grid, (l.splits as u32, c.num_q_heads as u32, batch as u32));
+                match l.search {
+                    DecodeSearch::Scan { splits } => {
+                        assert_eq!(c.decode_selection, Selection::Scan);
+                        assert!((1..=SCAN_MAX_SPLITS).contains(&splits), "{at}");
+                        assert_eq!(l.search_grid, (splits as u32, c.mask_heads() as u32, batch as u32));
+                        assert_eq!(l.scan_merge_grid, Some((c.mask_heads() as u32, batch as u32, 1)));
+                    }
+                    DecodeSearch::Tree { cluster } => {
+                        assert_eq!(c.decode_selection, Selection::Tree);
+                        assert_eq!(l.search_grid, (c.mask_heads() as u32 * cluster, batch as u32, 1), "{at}");
+                        assert_eq!(l.scan_merge_grid, None);
+                    }
+                }
+                assert!(DecodePlan::new(&c, shape, None).unwrap().launch.is_none(), "no device, no launches");
+            }
+        }
+    }
+
+    /// The decode split rule at its boundaries: two CTAs per SM over batch x q heads rows, never a chunk under 64
+    /// keys, at most DECODE_MAX_SPLITS; with HIP_ATTN_FLAG_BATCH_INVARIANT, from the configuration alone.
+    #[test]
+    fn decode_split_rule_boundaries() {
+        // Defaults: sink 4 + Kb 256 x bk 2 + window 128 + refresh 8 = 652 keys at most; 8 q heads.
+        let c = cfg(|_| {});
+        let splits = |batch, max_k, sms| decode_splits(&c, DecodeShape { batch, max_seqlen_k: max_k }, sms);
+        assert_eq!(splits(1, 1 << 20, 132), 11, "652 keys: ceil(652 / 64) chunks, under the 33 that 132 SMs want");
+        assert_eq!(splits(1, 64, 132), 1, "64 keys: one chunk");
+        assert_eq!(splits(1, 65, 132), 2, "65 keys: two chunks");
+        assert_eq!(splits(33, 1 << 20, 132), 1, "264 rows already give every SM two CTAs");
+        assert_eq!(splits(32, 1 << 20, 132), 2, "256 rows: 264 CTAs need two splits");
+        assert_eq!(splits(1, 1 << 20, 0), 1, "no SM count: one CTA per row");
+        let wide = cfg(|c| c.k = 1 << 14);
+        let s = decode_splits(&wide, DecodeShape { batch: 1, max_seqlen_k: 1 << 20 }, 1000);
+        assert_eq!(s, DECODE_MAX_SPLITS, "capped");
+        let inv = cfg(|c| c.flags = crate::ffi::types::HIP_ATTN_FLAG_BATCH_INVARIANT);
+        for (batch, max_k, sms) in [(1, 1, 1), (1, 1 << 20, 132), (512, 7, 8)] {
+            let s = decode_splits(&inv, DecodeShape { batch, max_seqlen_k: max_k }, sms);
+            assert_eq!(s, 652usize.div_ceil(128), "batch-invariant: 128-key chunks of the most keys");
+        }
+        // And the search kernel: one sequence's searches decide under HIP_ATTN_FLAG_BATCH_INVARIANT.
+        let dev = DeviceTraits { sm_count: 4, search_cluster: 8, scan_resident: 8 };
+        assert_eq!(decode_search_cluster(&c, &dev, 1), 1, "8 searches x 8 CTAs > 4 per SM of 4 SMs");
+        assert_eq!(decode_search_cluster(&cfg(|c| c.num_q_heads = 2), &dev, 1), 8);
+        assert_eq!(decode_search_cluster(&cfg(|c| (c.num_q_heads, c.flags) = (2, 1)), &dev, 100), 8);
+        assert_eq!(decode_search_cluster(&cfg(|c| c.num_q_heads = 2), &dev, 100), 1);
     }
 }

@@ -65,6 +65,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+#[cfg(any(test, feature = "internals"))]
 /// One query's part of a branch score (docs/ALGORITHM.md §4): the max of q.k over the keys of `block` (a
 /// [start, end) range from `BlockKeys::block_range`) taken with stride `sk`; `key(t)` is key t's row. The branch
 /// score is the max of this over the block's sampled queries.
@@ -141,6 +142,7 @@ impl SearchScratch {
     }
 }
 
+#[cfg(any(test, feature = "internals"))]
 /// The tree search of docs/ALGORITHM.md: returns the selected block indices of a domain of `nb` blocks, `kb` at most,
 /// sorted ascending. `score(rep)` is the branch score of representative block `rep`.
 pub fn tree_search(nb: usize, kb: usize, score: impl FnMut(usize) -> f32) -> Vec<u32> {
@@ -191,6 +193,7 @@ pub fn tree_search_in(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f32,
     &s.out
 }
 
+#[cfg(any(test, feature = "internals"))]
 /// SCAN selection (docs/ALGORITHM.md, "Selection modes: TREE and SCAN"): every block of the domain scored as a
 /// representative is, the `kb` best kept (ties: lower block index), sorted ascending. k = 0 selects nothing,
 /// NB <= Kb all. Equals `brute_force_top`, in O(Kb) memory.
@@ -226,6 +229,7 @@ pub fn scan_select_in(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f32,
     &s.out
 }
 
+#[cfg(any(test, feature = "internals"))]
 /// The brute-force block top-`kb` (by the same scores and tie rule): what the tree search must equal when
 /// NB <= 2*Kb, and the definition of SCAN (the test oracle; it holds all NB scores at once).
 pub fn brute_force_top(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f32) -> Vec<u32> {

@@ -1,7 +1,6 @@
 //! Tensor descriptors: a caller's pointer plus strides, validated once (NULL, alignment, stride rules,
 //! overflow of the extent) and then used by every backend. Element conversion lives here too.
 
-use crate::ffi::types::{hip_dtype, hip_tensor, hip_tensor_mut};
 use crate::status::{checked_add, checked_mul, Error, Result};
 use half::{bf16, f16};
 
@@ -23,14 +22,6 @@ pub enum DType {
 }
 
 impl DType {
-    pub fn from_raw(v: u32) -> Option<DType> {
-        match v {
-            x if x == hip_dtype::HIP_ATTN_DTYPE_BF16 as u32 => Some(DType::Bf16),
-            x if x == hip_dtype::HIP_ATTN_DTYPE_F16 as u32 => Some(DType::F16),
-            x if x == hip_dtype::HIP_ATTN_DTYPE_F32 as u32 => Some(DType::F32),
-            _ => None,
-        }
-    }
     pub fn size(self) -> usize {
         match self {
             DType::Bf16 | DType::F16 => 2,
@@ -44,6 +35,7 @@ impl DType {
             DType::F32 => "f32",
         }
     }
+    #[cfg(any(test, feature = "internals"))]
     /// Rounds an f32 to this dtype and back (what storing and reloading a value does).
     pub fn round(self, x: f32) -> f32 {
         match self {
@@ -202,10 +194,10 @@ fn check_no_overlap(field: &str, dims: &[(usize, usize)], head_dim: usize) -> Re
 }
 
 impl TensorView {
-    /// Validates a raw view. `field` names it in messages ("q", "o_a", ...). `writable` views must not have two
-    /// (row, head) pairs share an element, or results would depend on write order.
+    /// Validates a caller's view. `field` names it in messages ("q", "o_a", ...). `writable` views must not have
+    /// two (row, head) pairs share an element, or results would depend on write order.
     #[allow(clippy::too_many_arguments)]
-    fn new(
+    pub fn new(
         field: &str,
         addr: usize,
         row_stride: i64,
@@ -228,28 +220,6 @@ impl TensorView {
         let bytes = elem_bytes(field, extent(field, &dims, head_dim)?, dtype, layout)?;
         check_span(field, addr, bytes, layout)?;
         Ok(view)
-    }
-
-    pub fn input(
-        field: &str,
-        t: &hip_tensor,
-        rows: usize,
-        heads: usize,
-        head_dim: usize,
-        dtype: DType,
-    ) -> Result<Self> {
-        Self::new(field, t.data as usize, t.token_stride, t.head_stride, rows, heads, head_dim, dtype, false)
-    }
-
-    pub fn output(
-        field: &str,
-        t: &hip_tensor_mut,
-        rows: usize,
-        heads: usize,
-        head_dim: usize,
-        dtype: DType,
-    ) -> Result<Self> {
-        Self::new(field, t.data as usize, t.token_stride, t.head_stride, rows, heads, head_dim, dtype, true)
     }
 
     /// Elements from the base to one past the last element the view touches.

@@ -5,7 +5,7 @@ use super::{attend, block_score, read_i32, read_row, write_lse, write_row, KvRow
 use crate::args::{Buffer, PrefillArgs};
 use crate::config::Config;
 use crate::config::Selection;
-use crate::plan::{self, PrefillWorkspace};
+use crate::plan::{self, PrefillPlan, PrefillWorkspace};
 use crate::spec::{scan_select_in, tree_search_in, BlockKeys};
 use crate::status::{Error, Result};
 use crate::tensor::TensorView;
@@ -111,14 +111,15 @@ impl KvRows for SeqRows<'_> {
     }
 }
 
-/// Runs a prefill. `ws` holds the masks afterwards, in the layout the CUDA kernels use.
+/// Runs a prefill. `ws` holds the masks afterwards, in the plan's layout, which the CUDA kernels use too.
 ///
 /// # Safety
-/// Every pointer in `a` and `ws` is host memory spanning its validated extent.
-pub unsafe fn prefill(cfg: &Config, a: &PrefillArgs, ws: Buffer) -> Result<()> {
+/// Every pointer in `a` and `ws` is host memory spanning its validated extent, and `ws` spans the plan's
+/// workspace.
+pub unsafe fn prefill(cfg: &Config, plan: &PrefillPlan, a: &PrefillArgs, ws: Buffer) -> Result<()> {
     // SAFETY: forwarded from the caller's contract.
     unsafe { read_seqs(a)? };
-    let layout = PrefillWorkspace::new(cfg, a.batch, a.total_q)?;
+    let layout = &plan.workspace;
     let (d, kb) = (cfg.head_dim, cfg.kb());
     // A query block holds at most min(bq, max_seqlen_q) queries; the search samples every sq-th.
     let per_head = cfg.bq.min(a.max_seqlen_q).div_ceil(cfg.sq);
@@ -150,7 +151,7 @@ pub unsafe fn prefill(cfg: &Config, a: &PrefillArgs, ws: Buffer) -> Result<()> {
                     Selection::Scan => scan_select_in(keys.nb, kb, score, &mut scratch.search),
                 };
                 // SAFETY: the slot is below layout.slots and ws holds layout.bytes (checked by the context).
-                unsafe { store_mask(cfg, &layout, ws, PrefillWorkspace::slot(cfg, s.q0, b, j), mh, sel) };
+                unsafe { store_mask(cfg, layout, ws, PrefillWorkspace::slot(cfg, s.q0, b, j), mh, sel) };
                 for h in heads.clone() {
                     for i in i0..i1 {
                         let p = s.tk - s.tq + i;

@@ -8,9 +8,8 @@ use super::{
     DeviceInfo, KernelModule, LogLevel, MappedFlag, MergeParams, PrefillParams,
 };
 use crate::args::{Buffer, DecodeArgs, MergeArgs, PrefillArgs};
-use crate::config::{Config, CreateOptions, MaskSharing, Selection};
-use crate::ffi::types::hip_log_level;
-use crate::plan::{self, DecodeWorkspace, PrefillWorkspace, DECODE_MAX_SPLITS, SCAN_MAX_SPLITS};
+use crate::config::{Config, CreateOptions, MaskSharing};
+use crate::plan::{self, DecodePlan, DecodeSearch, DeviceTraits, PrefillPlan};
 use crate::status::{hip_status::*, Error, Result};
 use crate::tensor::DType;
 use cudarc::driver::sys::{CUfunction_attribute, CUresult, CUstream};
@@ -48,6 +47,7 @@ const DECODE_SEARCH: usize = 2;
 const DECODE_ATTN: usize = 3;
 const DECODE_COMBINE: usize = 4;
 const MERGE: usize = 5;
+#[cfg(any(test, feature = "internals"))]
 pub const PARAMS_LAYOUT: usize = 6;
 const DECODE_SEARCH_WIDE: usize = 7;
 const PREFILL_ATTN_DENSE: usize = 8;
@@ -66,7 +66,7 @@ const MERGE_HEADS_PER_CTA: usize = 4;
 const MAX_GRID_YZ: usize = 65535;
 
 /// Query rows per CTA of hip_prefill_attn_dense (HIP_ATTN_DENSE_ROWS_FOR).
-fn dense_rows(d: usize) -> usize {
+pub(crate) fn dense_rows(d: usize) -> usize {
     if d <= 128 {
         128
     } else {
@@ -122,17 +122,6 @@ impl From<CudaError> for Error {
             _ => HIP_ATTN_STATUS_CUDA_ERROR,
         };
         Error::new(status, e.to_string())
-    }
-}
-
-impl From<LogLevel> for hip_log_level {
-    fn from(l: LogLevel) -> hip_log_level {
-        match l {
-            LogLevel::Error => hip_log_level::HIP_ATTN_LOG_ERROR,
-            LogLevel::Warn => hip_log_level::HIP_ATTN_LOG_WARN,
-            LogLevel::Info => hip_log_level::HIP_ATTN_LOG_INFO,
-            LogLevel::Debug => hip_log_level::HIP_ATTN_LOG_DEBUG,
-        }
     }
 }
 
@@ -202,6 +191,7 @@ pub fn compile_options(cfg: &Config, arch: &str) -> Vec<String> {
     ]
 }
 
+#[cfg(any(test, feature = "internals"))]
 /// The kernel sources, for tools and tests that compile them outside a context.
 pub fn sources() -> &'static [(&'static str, &'static str)] {
     &SOURCES
@@ -225,33 +215,6 @@ fn dsearch_smem_pad(info: &DeviceInfo, static_smem: i32) -> u32 {
         return 0;
     }
     pad as u32
-}
-
-/// Fewest key blocks per CTA of the decode SCAN worth a split of their own (each split also selects its own
-/// candidates, which the merge then reads).
-const SCAN_MIN_BLOCKS: usize = 256;
-
-/// CTAs of the decode SCAN per (sequence, mask head): `units` (sequence, mask head) pairs of at most `nbmax` key
-/// blocks each, on `resident` CTAs at a time. The number of waves over the splits is what a step takes, so it picks
-/// the fewest splits within 5% of the best ratio, at most SCAN_MAX_SPLITS and at most one per SCAN_MIN_BLOCKS
-/// blocks. The masks do not depend on it (each block's score and the exact top-Kb are the same for any split), so
-/// HIP_ATTN_FLAG_BATCH_INVARIANT holds whatever it picks.
-fn pick_scan_splits(units: usize, nbmax: usize, resident: usize) -> usize {
-    let most = nbmax.div_ceil(SCAN_MIN_BLOCKS).clamp(1, SCAN_MAX_SPLITS);
-    let resident = resident.max(1);
-    let cost = |s: usize| (s * units).div_ceil(resident) as f64 / s as f64;
-    let best = (1..=most).map(cost).fold(f64::INFINITY, f64::min);
-    (1..=most).find(|&s| cost(s) <= best * 1.05).unwrap_or(1)
-}
-
-/// The rule of `CudaBackend::decode_search_kernel`: the cluster kernel (with `cluster` CTAs per search) while all
-/// `searches` clusters fit at about 4 CTAs per SM, else the one-CTA kernel.
-fn pick_decode_search(cluster: u32, sm_count: usize, searches: usize) -> (usize, u32) {
-    if cluster > 1 && searches.saturating_mul(cluster as usize) <= 4 * sm_count {
-        (DECODE_SEARCH_WIDE, cluster)
-    } else {
-        (DECODE_SEARCH, 1)
-    }
 }
 
 /// CTAs of `func` (launched with `threads` threads and no dynamic shared memory) that fit on one SM; the
@@ -299,7 +262,7 @@ impl CudaBackend {
         ensure_libraries()?;
         let dev = CudaDevice::new(ordinal, None)?;
         let info = dev.info();
-        let log = |level: LogLevel, msg: &str| opts.log.log(level.into(), msg);
+        let log = |level: LogLevel, msg: &str| opts.log.log(level, msg);
         log(
             LogLevel::Info,
             &format!(
@@ -347,6 +310,15 @@ impl CudaBackend {
         Ok(backend)
     }
 
+    /// What decode plans need of this device.
+    pub fn device_traits(&self) -> DeviceTraits {
+        DeviceTraits {
+            sm_count: self.dev.info().sm_count.max(1) as usize,
+            search_cluster: self.dsearch_cl,
+            scan_resident: self.scan_resident,
+        }
+    }
+
     fn func(&self, i: usize) -> Result<cudarc::driver::sys::CUfunction> {
         self.module.func(i).ok_or_else(|| Error::internal(format!("kernel {} was not loaded", KERNELS[i])))
     }
@@ -392,6 +364,7 @@ impl CudaBackend {
         )))
     }
 
+    #[cfg(any(test, feature = "internals"))]
     /// The device address of the mapped error flag (tests use it with the layout kernel).
     pub fn flag_ptr(&self) -> u64 {
         self.flag.device_ptr()
@@ -400,11 +373,18 @@ impl CudaBackend {
     /// # Safety
     /// Every pointer in `a` and `ws` is device memory of this context's device spanning its validated extent,
     /// and `stream` is NULL or a stream of that device.
-    pub unsafe fn prefill(&self, cfg: &Config, a: &PrefillArgs, ws: Buffer, stream: usize) -> Result<()> {
+    pub unsafe fn prefill(
+        &self,
+        cfg: &Config,
+        plan: &PrefillPlan,
+        a: &PrefillArgs,
+        ws: Buffer,
+        stream: usize,
+    ) -> Result<()> {
         batch_limit(a.batch)?;
         self.take_device_error()?;
         let _bound = self.dev.bind()?;
-        let layout = PrefillWorkspace::with_tail(cfg, a.batch, a.total_q, a.max_seqlen_q)?;
+        let layout = &plan.workspace;
         let p = PrefillParams {
             q: a.q.addr as u64,
             k: a.k.addr as u64,
@@ -435,69 +415,30 @@ impl CudaBackend {
             mask_heads: cfg.mask_heads() as i32,
             sink: cfg.sink as i32,
             window: cfg.window as i32,
-            state_ints: plan::state_ints(cfg) as i32,
+            state_ints: plan.state_ints as i32,
             slots: layout.slots as i32,
             scale: cfg.scale,
             scan_tail: cfg.prefill_scan_tail.min(i32::MAX as usize) as i32,
             tail_blocks: layout.tail_blocks as i32,
             state_fingerprint: plan::state_fingerprint(cfg),
         };
-        let blocks = a.max_seqlen_q.div_ceil(cfg.bq) as u32;
-        let (heads, batch) = (cfg.num_q_heads as u32, a.batch as u32);
-        let rows = dense_rows(cfg.head_dim);
         let s = stream as CUstream;
         // SAFETY: the parameter block matches hip_prefill_params (layout checked by a GPU test) and addresses
         // memory the caller promised; the context is bound; the grids follow cuda/hip_params.h. The two attention
         // kernels write the rows of disjoint sets of sequences.
         unsafe {
-            launch(
-                self.func(PREFILL_SEARCH)?,
-                (blocks, cfg.mask_heads() as u32, batch),
-                (SEARCH_THREADS, 1, 1),
-                0,
-                s,
-                &p,
-            )?;
-            if layout.tail_blocks > 0 {
-                let grid = (layout.tail_blocks as u32, cfg.mask_heads() as u32, batch);
+            launch(self.func(PREFILL_SEARCH)?, plan.search_grid, (SEARCH_THREADS, 1, 1), 0, s, &p)?;
+            if let Some(grid) = plan.scan_grid {
                 launch(self.func(PREFILL_SCAN)?, grid, (SEARCH_THREADS, 1, 1), 0, s, &p)?;
             }
-            let dense_grid = (a.max_seqlen_q.div_ceil(rows) as u32, heads, batch);
             let (dense_block, smem) = ((dense_threads(cfg.head_dim), 1, 1), dense_smem(cfg.head_dim));
-            launch(self.func(PREFILL_ATTN_DENSE)?, dense_grid, dense_block, smem, s, &p)?;
-            if !plan::prefill_all_dense(cfg, a.max_seqlen_k) {
+            launch(self.func(PREFILL_ATTN_DENSE)?, plan.dense_grid, dense_block, smem, s, &p)?;
+            if let Some(grid) = plan.sparse_grid {
                 let threads = prefill_threads(cfg.bq, cfg.head_dim);
-                launch(self.func(PREFILL_ATTN)?, (blocks, heads, batch), (threads, 1, 1), 0, s, &p)?;
+                launch(self.func(PREFILL_ATTN)?, grid, (threads, 1, 1), 0, s, &p)?;
             }
         }
         Ok(())
-    }
-
-    /// Splits per (sequence, head) so that a decode step puts about two CTAs on every SM, without splitting a
-    /// key list into chunks shorter than a tile. A split's share of the key list is n*s/splits, so the result
-    /// depends on `splits`: with HIP_ATTN_FLAG_BATCH_INVARIANT it comes from the configuration alone (the most
-    /// keys a step can attend, in 128-key chunks), never from the batch size, max_seqlen_k or the SM count.
-    fn decode_splits(&self, cfg: &Config, a: &DecodeArgs) -> usize {
-        let most_keys = cfg.sink + cfg.kb() * cfg.bk + cfg.window + cfg.refresh;
-        if cfg.batch_invariant {
-            return most_keys.div_ceil(128).clamp(1, DECODE_MAX_SPLITS);
-        }
-        let rows = a.batch * cfg.num_q_heads;
-        let want = (2 * self.dev.info().sm_count.max(1) as usize).div_ceil(rows);
-        want.clamp(1, DECODE_MAX_SPLITS).min(most_keys.min(a.max_seqlen_k).div_ceil(64).max(1))
-    }
-
-    /// The decode search kernel for `searches` (sequence, mask head) pairs, and its CTAs per search. A search is
-    /// a chain of dependent gathers: spread over a cluster it finishes ~6x sooner (H200, 128k), which pays while
-    /// the clusters fit on the GPU at once; beyond that the one-CTA kernel keeps every SM busy without the
-    /// cluster's extra CTAs (each holds ~43 KB of shared memory even on steps that reuse the mask). Both compute
-    /// the same masks (a branch is scored by one CTA either way: the same dot products and max, then the
-    /// same selection), so the choice does not change results.
-    /// With HIP_ATTN_FLAG_BATCH_INVARIANT the choice looks at one sequence's searches only, so that batch
-    /// invariance never rests on that equality.
-    fn decode_search_kernel(&self, cfg: &Config, batch: usize) -> (usize, u32) {
-        let searches = if cfg.batch_invariant { 1 } else { batch } * cfg.mask_heads();
-        pick_decode_search(self.dsearch_cl, self.dev.info().sm_count.max(1) as usize, searches)
     }
 
     /// Whether at least one cluster of the wide decode search can be resident (the driver's occupancy query).
@@ -519,18 +460,20 @@ impl CudaBackend {
 
     /// # Safety
     /// As for `prefill`.
-    pub unsafe fn decode(&self, cfg: &Config, a: &DecodeArgs, ws: Buffer, stream: usize) -> Result<()> {
+    pub unsafe fn decode(
+        &self,
+        cfg: &Config,
+        plan: &DecodePlan,
+        a: &DecodeArgs,
+        ws: Buffer,
+        stream: usize,
+    ) -> Result<()> {
         batch_limit(a.batch)?;
         self.take_device_error()?;
         let _bound = self.dev.bind()?;
-        let layout = DecodeWorkspace::new(cfg, a.batch, a.max_seqlen_k)?;
-        let splits = self.decode_splits(cfg, a);
-        let scan = cfg.decode_selection == Selection::Scan;
-        let scan_splits = if scan {
-            pick_scan_splits(a.batch * cfg.mask_heads(), a.max_seqlen_k.div_ceil(cfg.bk), self.scan_resident)
-        } else {
-            1
-        };
+        let l = plan.launch.ok_or_else(|| Error::internal("a decode plan without the CUDA launches"))?;
+        let layout = &plan.workspace;
+        let scan = matches!(l.search, DecodeSearch::Scan { .. });
         let (page_size, page_table, pt_stride, num_pages) =
             a.paging.map_or((0, 0, 0, 0), |p| (p.page_size, p.page_table, p.pt_stride, p.num_pages));
         let p = DecodeParams {
@@ -565,41 +508,47 @@ impl CudaBackend {
             sink: cfg.sink as i32,
             window: cfg.window as i32,
             refresh: cfg.refresh.min(i32::MAX as usize) as i32,
-            state_ints: plan::state_ints(cfg) as i32,
-            num_splits: splits as i32,
+            state_ints: plan.state_ints as i32,
+            num_splits: l.splits as i32,
             scale: cfg.scale,
-            scan_splits: scan_splits as i32,
+            scan_splits: match l.search {
+                DecodeSearch::Scan { splits } => splits as i32,
+                DecodeSearch::Tree { .. } => 1,
+            },
             state_fingerprint: plan::state_fingerprint(cfg),
             reserved: 0,
         };
-        let (b, hq, mh) = (a.batch as u32, cfg.num_q_heads as u32, cfg.mask_heads() as u32);
         let s = stream as CUstream;
         // SAFETY: as in prefill, for hip_decode_params; the workspace holds DECODE_MAX_SPLITS >= splits partials
-        // and, with SCAN, the scan regions of `layout` for this batch and max_seqlen_k.
+        // and, with SCAN, the scan regions of the plan's layout for this batch and max_seqlen_k.
         unsafe {
-            if scan {
-                // The scan waits for the caller's work as an ordinary launch; the merge, a dependent launch, waits
-                // for the scan's candidates with pdl_wait().
-                launch(self.func(DECODE_SCAN)?, (scan_splits as u32, mh, b), (SCAN_THREADS, 1, 1), 0, s, &p)?;
-                let merge = (self.func(DECODE_SCAN_MERGE)?, (mh, b, 1), (SCAN_THREADS, 1, 1));
-                if self.pdl {
-                    launch_dependent(merge.0, merge.1, merge.2, s, &p)?;
-                } else {
-                    launch(merge.0, merge.1, merge.2, 0, s, &p)?;
+            match l.search {
+                DecodeSearch::Scan { .. } => {
+                    // The scan waits for the caller's work as an ordinary launch; the merge, a dependent launch,
+                    // waits for the scan's candidates with pdl_wait().
+                    launch(self.func(DECODE_SCAN)?, l.search_grid, (SCAN_THREADS, 1, 1), 0, s, &p)?;
+                    let grid = l.scan_merge_grid.ok_or_else(|| Error::internal("a SCAN plan without its merge"))?;
+                    let merge = (self.func(DECODE_SCAN_MERGE)?, grid, (SCAN_THREADS, 1, 1));
+                    if self.pdl {
+                        launch_dependent(merge.0, merge.1, merge.2, s, &p)?;
+                    } else {
+                        launch(merge.0, merge.1, merge.2, 0, s, &p)?;
+                    }
                 }
-            } else {
-                let (search, cl) = self.decode_search_kernel(cfg, a.batch);
-                let pad = self.dsearch_pad[(search == DECODE_SEARCH_WIDE) as usize];
-                launch(self.func(search)?, (mh * cl, b, 1), (SEARCH_THREADS, 1, 1), pad, s, &p)?;
+                DecodeSearch::Tree { cluster } => {
+                    let search = if cluster > 1 { DECODE_SEARCH_WIDE } else { DECODE_SEARCH };
+                    let pad = self.dsearch_pad[(search == DECODE_SEARCH_WIDE) as usize];
+                    launch(self.func(search)?, l.search_grid, (SEARCH_THREADS, 1, 1), pad, s, &p)?;
+                }
             }
             // The search kernel does not wait on the caller's previous work programmatically (an ordinary launch);
             // the kernels after it do, and call pdl_wait() before touching what the kernel before them writes.
             // With one split the attention writes the output rows itself, as the combine would (the same values).
-            let direct = splits == 1;
-            let attn_kernel = if direct { DECODE_ATTN_DIRECT } else { DECODE_ATTN };
-            let attn = (self.func(attn_kernel)?, (splits as u32, hq, b), (DECODE_THREADS, 1, 1));
-            let combine = (self.func(DECODE_COMBINE)?, (hq, b, 1), (COMBINE_THREADS, 1, 1));
-            for (f, grid, block) in std::iter::once(attn).chain((!direct).then_some(combine)) {
+            let attn_kernel = if l.combine_grid.is_none() { DECODE_ATTN_DIRECT } else { DECODE_ATTN };
+            let attn = (self.func(attn_kernel)?, l.attn_grid, (DECODE_THREADS, 1, 1));
+            let combine = l.combine_grid.map(|grid| self.func(DECODE_COMBINE).map(|f| (f, grid, (COMBINE_THREADS, 1, 1))));
+            let combine = combine.transpose()?;
+            for (f, grid, block) in std::iter::once(attn).chain(combine) {
                 if self.pdl {
                     launch_dependent(f, grid, block, s, &p)?;
                 } else {
@@ -636,6 +585,7 @@ impl CudaBackend {
         Ok(())
     }
 
+    #[cfg(any(test, feature = "internals"))]
     /// Launches the layout kernel (tests compare its output with the Rust mirrors of the parameter blocks).
     ///
     /// # Safety
@@ -651,8 +601,7 @@ impl CudaBackend {
 #[cfg(test)]
 mod tests {
     use super::{
-        decode_search_cluster, dense_rows, dense_smem, dense_threads, dsearch_smem_pad, pick_decode_search,
-        pick_scan_splits, prefill_keys, prefill_threads, DECODE_SEARCH, DECODE_SEARCH_WIDE,
+        decode_search_cluster, dense_rows, dense_smem, dense_threads, dsearch_smem_pad, prefill_keys, prefill_threads,
     };
     use crate::cuda::DeviceInfo;
 
@@ -704,10 +653,10 @@ mod tests {
     /// kernels use to find their region.
     #[test]
     fn scan_region_mirrors_the_header() {
-        let mut raw = crate::config::default_config();
+        let mut raw = crate::ffi::convert::default_config();
         (raw.bk, raw.num_q_heads, raw.num_kv_heads) = (1, 1, 1);
         // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.
-        let (c, _) = unsafe { crate::config::validate(&raw) }.unwrap();
+        let (c, _) = unsafe { crate::ffi::convert::config(&raw) }.unwrap();
         let ns = [1usize, 2, 3, 255, 256, 4097, 131071, 1 << 20];
         let body: String =
             ns.iter().map(|n| format!("printf(\"%lld\\n\", HIP_ATTN_SCAN_REGION_BYTES({n}LL));\n")).collect();
@@ -716,23 +665,6 @@ mod tests {
             assert_eq!(got, want);
         }
         assert_eq!(crate::plan::SCAN_MAX_SPLITS, 64, "HIP_ATTN_SCAN_MAX_SPLITS");
-    }
-
-    #[test]
-    fn scan_splits_fill_the_device_in_whole_waves() {
-        // H200 at 2 CTAs per SM (264 resident): MHA-32 batch 1 at 128k (65534 blocks) fills one wave with 8
-        // splits; a short cache gets one split per 256 blocks at most; many sequences need no split.
-        assert_eq!(pick_scan_splits(32, 65534, 264), 8);
-        assert_eq!(pick_scan_splits(32, 300, 264), 2);
-        assert_eq!(pick_scan_splits(32, 200, 264), 1);
-        assert_eq!(pick_scan_splits(16 * 32, 16384, 264), 1);
-        for (units, nbmax) in [(1, 1 << 19), (8, 65534), (3, 10), (1000, 1 << 20)] {
-            let s = pick_scan_splits(units, nbmax, 264);
-            assert!((1..=crate::plan::SCAN_MAX_SPLITS).contains(&s), "{units} {nbmax}: {s}");
-        }
-        let one = pick_scan_splits(1, 1 << 19, 264);
-        assert!((61..=64).contains(&one), "one sequence and head: about as many splits as allowed, not {one}");
-        assert_eq!(pick_scan_splits(1, 1 << 19, 0), 1, "no occupancy figure: one split per pair");
     }
 
     #[test]
@@ -749,19 +681,6 @@ mod tests {
         assert_eq!(dsearch_smem_pad(&device(164 << 10), 44_576), 0);
         // A pad past the 48 KiB a CTA gets without opting in is not taken.
         assert_eq!(dsearch_smem_pad(&device(400 << 10), 30_000), 0);
-    }
-
-    #[test]
-    fn decode_search_spreads_over_clusters_only_while_they_fit() {
-        // H200: 132 SMs, clusters of 8. MHA-32 batch 1 (32 searches) and GQA-8 up to batch 8 fit; MHA-32 batch 16
-        // (512 searches) does not.
-        assert_eq!(pick_decode_search(8, 132, 32), (DECODE_SEARCH_WIDE, 8));
-        assert_eq!(pick_decode_search(8, 132, 66), (DECODE_SEARCH_WIDE, 8));
-        assert_eq!(pick_decode_search(8, 132, 67), (DECODE_SEARCH, 1));
-        assert_eq!(pick_decode_search(8, 132, 512), (DECODE_SEARCH, 1));
-        assert_eq!(pick_decode_search(8, 132, usize::MAX), (DECODE_SEARCH, 1), "no overflow");
-        // No clusters (sm_80, or none fits): always the one-CTA kernel.
-        assert_eq!(pick_decode_search(1, 132, 1), (DECODE_SEARCH, 1));
     }
 
     #[test]

@@ -24,23 +24,39 @@
 //! Destruction: drop modules and flag (any order; each keeps the context alive), then the device.
 
 pub mod backend;
+// The runtime layer (modules below) is general: some of its functions serve only this repository's tests and
+// tools, which reach them with the `internals` feature.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub mod cache;
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub mod compile;
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub mod device;
 pub mod error;
 pub mod flag;
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub mod launch;
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub mod loader;
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub mod module;
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub mod params;
 
 pub use backend::CudaBackend;
-pub use cache::{CacheConfig, CacheKey, CacheOutcome, LogLevel};
-pub use compile::{compile_cubin, compile_cubin_with_log, nvrtc_supported_archs, nvrtc_version};
-pub use device::{select_arch, CtxGuard, CtxHandle, CudaDevice, DeviceInfo};
+pub use cache::{CacheConfig, CacheOutcome, LogLevel};
+pub use device::{CudaDevice, DeviceInfo};
 pub use error::CudaError;
 pub use flag::MappedFlag;
-pub use launch::{launch, launch_args, launch_dependent};
-pub use loader::{ensure_driver, ensure_libraries, ensure_nvrtc};
+pub use launch::{launch, launch_dependent};
+pub use loader::ensure_libraries;
 pub use module::KernelModule;
 pub use params::{DecodeParams, MergeParams, PrefillParams};
+#[cfg(feature = "internals")]
+pub use {
+    cache::CacheKey,
+    compile::{compile_cubin, compile_cubin_with_log, nvrtc_supported_archs, nvrtc_version},
+    device::{select_arch, CtxGuard, CtxHandle},
+    launch::launch_args,
+    loader::{ensure_driver, ensure_nvrtc},
+};

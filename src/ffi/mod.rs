@@ -1,8 +1,10 @@
-//! The C shell: every `extern "C"` entry point of libhip_attn. Each one does the same four things and nothing
-//! else: check pointers, read versioned structs (`read_struct`), call the safe core (`crate::context`), and turn
-//! the result into a `hip_status` with the message recorded (`guard`). No panic crosses this boundary.
+//! The C shell: every `extern "C"` entry point of libhip_attn. Each one does the same five things and nothing
+//! else: check pointers, read versioned structs (`read_struct`), convert them into validated Rust types
+//! (`convert`), call the safe core (`crate::context`), and turn the result into a `hip_status` with the message
+//! recorded (`guard`). No panic crosses this boundary, and no C struct goes past it.
 
-pub mod types;
+pub(crate) mod convert;
+pub(crate) mod types;
 
 use crate::context::Context;
 use crate::status::{self, hip_status, Error, Result};
@@ -125,7 +127,7 @@ pub extern "C" fn hip_last_error_message() -> *const c_char {
 /// causal, mask per q head, bf16, head_dim 128, CPU backend). num_q_heads and num_kv_heads are 0: set them.
 #[no_mangle]
 pub extern "C" fn hip_config_default() -> hip_config {
-    crate::config::default_config()
+    convert::default_config()
 }
 
 /// Validates `config` and creates a context; on success `*out` owns it (free with `hip_ctx_destroy`). On
@@ -146,7 +148,7 @@ pub unsafe extern "C" fn hip_ctx_create(config: *const hip_config, out: *mut *mu
         // SAFETY: caller's contract on config.
         let raw = unsafe { read_struct(config, "hip_config")? };
         // SAFETY: kernel_cache_dir is NULL or a C string (caller's contract).
-        let (cfg, opts) = unsafe { crate::config::validate(&raw)? };
+        let (cfg, opts) = unsafe { convert::config(&raw)? };
         let ctx = Box::new(hip_ctx { inner: Context::new(cfg, opts)? });
         // SAFETY: as above.
         unsafe { out.write(Box::into_raw(ctx)) };
@@ -307,7 +309,8 @@ pub unsafe extern "C" fn hip_prefill(
     guard(c, || {
         let c = c.ok_or_else(|| Error::null("ctx"))?;
         // SAFETY: caller's contract.
-        let a = unsafe { read_struct(args, "hip_prefill_args")? };
+        let raw = unsafe { read_struct(args, "hip_prefill_args")? };
+        let a = convert::prefill_args(c.config(), &raw)?;
         // SAFETY: caller's contract, forwarded.
         unsafe { c.prefill(&a, workspace as usize, workspace_bytes, stream as usize) }
     })
@@ -344,7 +347,8 @@ pub unsafe extern "C" fn hip_decode_step(
     guard(c, || {
         let c = c.ok_or_else(|| Error::null("ctx"))?;
         // SAFETY: caller's contract.
-        let a = unsafe { read_struct(args, "hip_decode_args")? };
+        let raw = unsafe { read_struct(args, "hip_decode_args")? };
+        let a = convert::decode_args(c.config(), &raw)?;
         // SAFETY: caller's contract, forwarded.
         unsafe { c.decode(&a, workspace as usize, workspace_bytes, stream as usize) }
     })
@@ -372,8 +376,9 @@ pub unsafe extern "C" fn hip_merge_states(
     guard(c, || {
         let c = c.ok_or_else(|| Error::null("ctx"))?;
         // SAFETY: caller's contract.
-        let a = unsafe { read_struct(args, "hip_merge_args")? };
+        let raw = unsafe { read_struct(args, "hip_merge_args")? };
+        let m = convert::merge_args(c.config(), &raw)?;
         // SAFETY: caller's contract, forwarded.
-        unsafe { c.merge(&a, stream as usize) }
+        unsafe { c.merge(&m, stream as usize) }
     })
 }
