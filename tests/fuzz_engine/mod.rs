@@ -430,8 +430,15 @@ pub fn run_case(seed: u64) -> Result<Stats, String> {
     run(Input::Seed(seed))
 }
 
-/// Seeds of tests/fuzz-corpus/seeds.txt: one per line, `0x...` or decimal, `#` starts a comment.
-pub fn corpus() -> Vec<(u64, String)> {
+/// A case of the corpus.
+pub enum Stored {
+    Seed(u64),
+    Script(Script),
+}
+
+/// The cases of tests/fuzz-corpus/seeds.txt: one per line, a seed (`0x...` or decimal) or `case ` and a script in
+/// its replay form; `#` starts a comment.
+pub fn corpus() -> Vec<(Stored, String)> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-corpus/seeds.txt");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
@@ -441,8 +448,11 @@ pub fn corpus() -> Vec<(u64, String)> {
             if val.is_empty() {
                 return None;
             }
-            let seed = parse_seed(val).unwrap_or_else(|| panic!("bad corpus line {line:?}"));
-            Some((seed, comment.trim().to_string()))
+            let case = match val.strip_prefix("case ") {
+                Some(s) => Stored::Script(s.parse().unwrap_or_else(|e| panic!("bad corpus line {line:?}: {e}"))),
+                None => Stored::Seed(parse_seed(val).unwrap_or_else(|| panic!("bad corpus line {line:?}"))),
+            };
+            Some((case, comment.trim().to_string()))
         })
         .collect()
 }
@@ -568,15 +578,20 @@ pub fn main_entry(default_secs: f64) {
         }
         r
     };
-    let seeds = corpus.iter().map(|c| c.0).chain((0u64..).map(|i| mix(master.wrapping_add(i))));
-    for (n, seed) in seeds.enumerate() {
-        if n >= corpus.len() && (!cover || start.elapsed() >= budget || failures.len() >= 5) {
-            break;
-        }
-        match one(Input::Seed(seed)) {
+    // The corpus, then (coverage run only) seeds from the master seed.
+    for n in 0.. {
+        let input = match corpus.get(n) {
+            Some((Stored::Seed(s), _)) => Input::Seed(*s),
+            Some((Stored::Script(s), _)) => Input::Script(s),
+            None if !cover || start.elapsed() >= budget || failures.len() >= 5 => break,
+            None => Input::Seed(mix(master.wrapping_add((n - corpus.len()) as u64))),
+        };
+        match one(input) {
             Ok(s) => {
-                for k in s.by_label.keys() {
-                    first_seen.entry(k.clone()).or_insert(seed);
+                if let Input::Seed(seed) = input {
+                    for k in s.by_label.keys() {
+                        first_seen.entry(k.clone()).or_insert(seed);
+                    }
                 }
             }
             Err(e) => {
