@@ -342,7 +342,8 @@ thread_local! {
 
 /// Keeps panics of the harness (caught per case and reported with it) from printing a backtrace each while
 /// proptest shrinks; the previous hook comes back when the guard drops.
-struct QuietPanics(Option<Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>>);
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+struct QuietPanics(Option<PanicHook>);
 
 fn quiet_panics() -> QuietPanics {
     let prev = std::panic::take_hook();
