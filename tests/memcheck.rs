@@ -128,7 +128,7 @@ fn fuzz_under_memcheck() {
         ],
         &["memcheck_fuzz_child", "--exact", "--nocapture", "--test-threads=1"],
     );
-    // A valgrind report follows the "fuzz case HIP_ATTN_FUZZ_SEED=..." line of the case that caused it.
+    // A valgrind report follows the "fuzz case HIP_ATTN_FUZZ_SEED=..." or "...CASE='...'" line of its case.
     let summary = stderr.lines().filter(|l| l.starts_with("fuzz:")).collect::<Vec<_>>().join("\n");
     say(&summary);
     assert!(ok && stdout.contains("1 passed"), "fuzz engine under valgrind memcheck:\n{stdout}\n{stderr}");
