@@ -18,10 +18,10 @@
 //! - rotary: q and k are one shared direction plus noise, with rotary position encoding (base 10000, as Llama)
 //!   applied: nearby keys score higher, with the long-range oscillations RoPE brings.
 
-use super::{mix64, Noise, HEADLINE};
+use crate::{inputs::*, report::*, workloads::*};
 use hip_attn::spec::{query_block_score, tree_search, BlockKeys};
+use std::time::Instant;
 
-const D: usize = super::D;
 /// Heads (independent inputs) and rows sampled per head, per (kind, length).
 const HEADS: usize = 4;
 const ROWS: usize = 64;
@@ -232,7 +232,7 @@ pub fn run(lengths: &[usize], seed: u64, mut progress: impl FnMut(&str)) -> Vec<
     let mut out = Vec::new();
     for &t in lengths {
         for kind in Kind::ALL {
-            progress(&format!("quality/{}/{}", kind.name(), super::len_label(t)));
+            progress(&format!("quality/{}/{}", kind.name(), len_label(t)));
             out.push(measure(kind, t, seed));
         }
     }
@@ -248,7 +248,7 @@ pub fn markdown(rows: &[QualityRow]) -> String {
         s.push_str(&format!(
             "| {} | {} | {} | {:.3} | {:.3} | {:.2e} | {:.2e} | {:.0} |\n",
             r.kind,
-            super::len_label(r.t),
+            len_label(r.t),
             r.rows,
             r.recall_mean,
             r.recall_p5,
@@ -275,6 +275,29 @@ pub fn json(rows: &[QualityRow], seed: u64) -> String {
         "{{\n  \"kind\": \"hip-bench quality\",\n  \"seed\": {seed},\n  \"settings\": \"{SETTINGS}\",\n  \"rows\": [\n{}\n  ]\n}}\n",
         items.join(",\n")
     )
+}
+
+/// `--quality`: the quality table on stdout, JSON to --json PATH or hip-quality.json (and $OUT/hip-quality.json).
+pub(super) fn run_mode(args: &crate::cli::Args) -> i32 {
+    let k = 1024;
+    let lengths: &[usize] = if args.quick { &[8 * k] } else { &[8 * k, 32 * k, 128 * k] };
+    let start = Instant::now();
+    let rows = run(lengths, args.seed, |id| elog!("[{:6.1} s] {id}", start.elapsed().as_secs_f64()));
+    let text = format!(
+        "## hip-bench quality\n\n- {}; seed {}; command `{}`\n\n{}",
+        SETTINGS,
+        args.seed,
+        args.command_line,
+        markdown(&rows)
+    );
+    let shown = emit(&text);
+    let path = args.json.clone().unwrap_or_else(|| "hip-quality.json".into());
+    let written = write_json(&path, "hip-quality.json", &json(&rows, args.seed));
+    if shown && written {
+        0
+    } else {
+        1
+    }
 }
 
 #[cfg(test)]

@@ -16,10 +16,8 @@
 //! The ratios the protocol (docs/) sets targets for (single SCAN step / dense step, refresh-8 step / dense step,
 //! prefill with the tail / without) are printed after the table and written to the JSON under "ratios", from the graph rows.
 
-use super::{
-    block_sets, count_decode, fmt_ms, json_num, json_str, len_label, plan, stats, DecodeJob, DecodeMode, DecodeModeJob,
-    PrefillJob, Res, Row, Shape, Stats, Target, Work, D, HEADLINE, K, M,
-};
+use crate::{api::*, report::*, workloads::*};
+use hip_attn::plan;
 use std::fmt::Write as _;
 
 /// The header line of a `--scan` run.

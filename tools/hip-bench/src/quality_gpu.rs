@@ -24,13 +24,11 @@
 //! means fewer samples).
 
 use super::quality::{make_head, quantile, Kind};
-use super::{
-    check, decode_args, hip_decode_step, hip_kv_cache, hip_kv_layout, json_num, json_str, len_label, mix64,
-    open_device, plan, record_blocks, sync, sync_device, validated, write_json, Args, Backend, Ctx, DevBuf, Device,
-    Fail, Hip, HostBuf, OpenError, Res, Rng, Shape, D, HEADLINE, K, M, TIE_EPS,
-};
+use crate::{api::*, check::*, cli::*, device::*, inputs::*, report::*, workloads::*};
 use hip_attn::config::Selection;
+use hip_attn::plan;
 use hip_attn::spec::{query_block_score, scan_select, tree_search, BlockKeys};
+use hip_attn::{hip_decode_step, hip_kv_cache, hip_kv_layout};
 use std::ffi::c_void;
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -531,7 +529,7 @@ fn set_fail(r: &mut QgRow, f: &Fail) {
 /// query; none where the domain is empty).
 fn salient_positions(s: &Scale, seed: u64) -> Vec<Vec<Option<usize>>> {
     let hip = HEADLINE;
-    let mut rng = Rng(seed ^ TAG_SALIENT);
+    let mut rng = Rng::from_state(seed ^ TAG_SALIENT);
     lengths(s)[..s.salient_runs]
         .iter()
         .map(|&len| {
