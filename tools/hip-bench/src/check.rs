@@ -103,66 +103,29 @@ impl CheckResult {
     }
 }
 
-/// The smallest score gap between the last kept and the first dropped branch over the iterations of docs/ALGORITHM.md's
-/// tree search, replayed with f64 scores. Two implementations may select differently only where it is below the
-/// arithmetic precision.
-pub(crate) fn search_margin(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f64) -> f64 {
-    if kb == 0 || nb <= kb {
-        return f64::INFINITY;
-    }
-    let mut chunks: Vec<(usize, usize)> = (0..kb).map(|c| (c * nb / kb, (c + 1) * nb / kb)).collect();
-    let mut margin = f64::INFINITY;
-    while chunks.iter().any(|&(f, l)| l - f > 1) {
-        let mut cands: Vec<(f64, usize, (usize, usize))> = Vec::with_capacity(2 * kb);
-        for &(f, l) in &chunks {
-            let halves = if l - f >= 2 {
-                let m = f + (l - f).div_ceil(2);
-                vec![(f, m), (m, l)]
-            } else {
-                vec![(f, l)]
-            };
-            for (a, b) in halves {
-                let rep = (a + b - 1) / 2;
-                cands.push((score(rep), rep, (a, b)));
-            }
-        }
-        cands.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
-        if cands.len() > kb {
-            margin = margin.min(cands[kb - 1].0 - cands[kb].0);
-        }
-        cands.truncate(kb);
-        chunks = cands.iter().map(|c| c.2).collect();
-    }
-    margin
-}
-
-/// f64 branch score: max over the (already sampled) queries and the keys of representative block `rep` taken
-/// with stride sk. `keys` is one kv head's [tokens, D] rows.
+/// f64 branch score (testkit's replay): max over the (already sampled) queries and the keys of representative block
+/// `rep` taken with stride sk. `keys` is one kv head's [tokens, D] rows.
 pub(crate) fn score_f64(keys_geo: &BlockKeys, rep: usize, sk: usize, queries: &[Vec<f32>], keys: &[f32]) -> f64 {
-    let (a, b) = keys_geo.block_range(rep);
-    let mut best = f64::NEG_INFINITY;
-    for q in queries {
-        for t in (a..b).step_by(sk) {
-            let k = &keys[t * D..(t + 1) * D];
-            best = best.max(q.iter().zip(k).map(|(&x, &y)| x as f64 * y as f64).sum());
-        }
-    }
-    best
+    testkit::branch_score(queries.len(), keys_geo.block_range(rep), sk, |i, t| {
+        testkit::dot(&queries[i], &keys[t * D..(t + 1) * D])
+    })
 }
 
-/// Whether differing masks are a near-tie of the selection `sel` for the block whose first query sits at `p0`.
+/// Whether differing masks are a near-tie of the selection `sel` for the block whose first query sits at `p0`: the
+/// f64 replay of the search meets a score gap below TIE_EPS at some cut.
 pub(crate) fn is_near_tie(hip: &Hip, sel: Selection, p0: usize, tk: usize, queries: &[Vec<f32>], keys: &[f32]) -> bool {
     let geo = BlockKeys::new(p0, tk, hip.sink, hip.window, hip.bk, true);
     let score = |rep| score_f64(&geo, rep, hip.sk, queries, keys);
     let margin = match sel {
-        Selection::Tree => search_margin(geo.nb, hip.kb(), score),
-        Selection::Scan => crate::scan::scan_margin(geo.nb, hip.kb(), score),
+        Selection::Tree => testkit::tree_replay(geo.nb, hip.kb(), score).1,
+        Selection::Scan => testkit::scan_margin(geo.nb, hip.kb(), score),
     };
     margin < TIE_EPS
 }
 
-/// Exact f64 attention (docs/ALGORITHM.md §6) of query `q` at position `p` over the keys that `geo` and the
-/// `selected` blocks give it, with the default scale 1/sqrt(D). `keys` and `values` are one kv head's [tokens, D].
+/// Exact f64 attention (docs/ALGORITHM.md §6, testkit's oracle) of query `q` at position `p` over the keys that `geo`
+/// and the `selected` blocks give it, with the default scale 1/sqrt(D). `keys` and `values` are one kv head's
+/// [tokens, D].
 pub(crate) fn attend_f64(
     geo: &BlockKeys,
     p: usize,
@@ -171,24 +134,11 @@ pub(crate) fn attend_f64(
     keys: &[f32],
     values: &[f32],
 ) -> Vec<f32> {
-    let scale = 1.0 / (D as f64).sqrt();
     let sel: Vec<u32> = selected.iter().map(|&x| x as u32).collect();
-    let mut logits: Vec<(usize, f64)> = Vec::new();
-    geo.for_each_key(p, true, &sel, |j| {
-        let k = &keys[j * D..(j + 1) * D];
-        logits.push((j, scale * q.iter().zip(k).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>()));
-    });
-    let m = logits.iter().map(|l| l.1).fold(f64::NEG_INFINITY, f64::max);
-    let mut acc = vec![0f64; D];
-    let mut sum = 0f64;
-    for &(j, s) in &logits {
-        let w = (s - m).exp();
-        sum += w;
-        for (a, &v) in acc.iter_mut().zip(&values[j * D..(j + 1) * D]) {
-            *a += w * v as f64;
-        }
-    }
-    acc.iter().map(|a| (a / sum) as f32).collect()
+    let mut attended = Vec::new();
+    geo.for_each_key(p, true, &sel, |j| attended.push(j));
+    let rows = attended.iter().map(|&j| (&keys[j * D..(j + 1) * D], &values[j * D..(j + 1) * D]));
+    testkit::attend(q, 1.0 / (D as f64).sqrt(), rows).o.iter().map(|&a| a as f32).collect()
 }
 
 /// Everything one prefill check unit needs: which block of which mask head, and what the device produced.

@@ -147,35 +147,20 @@ fn row_quality(h: &Head, t: usize, p: usize) -> (f64, f64, usize) {
     let mut attended = vec![false; p + 1];
     keys.for_each_key(p, true, &selected, |j| attended[j] = true);
 
+    // Dense attention and HiP's (the softmax over the attended keys alone), both from testkit's f64 oracle. The share
+    // of dense probability mass on HiP's keys is HiP's denominator over dense's, on a common scale.
     let scale = 1.0 / (D as f64).sqrt();
     let qrow = &h.q[p * D..(p + 1) * D];
-    let logits: Vec<f64> = (0..=p)
-        .map(|j| qrow.iter().zip(&h.k[j * D..(j + 1) * D]).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * scale)
-        .collect();
-    let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let (mut z, mut z_hip) = (0f64, 0f64);
-    let (mut o, mut o_hip) = ([0f64; D], [0f64; D]);
-    for (j, &l) in logits.iter().enumerate() {
-        let w = (l - m).exp();
-        z += w;
-        let vj = &h.v[j * D..(j + 1) * D];
-        for d in 0..D {
-            o[d] += w * vj[d] as f64;
-        }
-        if attended[j] {
-            z_hip += w;
-            for d in 0..D {
-                o_hip[d] += w * vj[d] as f64;
-            }
-        }
-    }
+    let row = |j: usize| (&h.k[j * D..(j + 1) * D], &h.v[j * D..(j + 1) * D]);
+    let dense = testkit::attend(qrow, scale, (0..=p).map(row));
+    let sparse = testkit::attend(qrow, scale, (0..=p).filter(|&j| attended[j]).map(row));
+    let recall = sparse.z * (sparse.max - dense.max).exp() / dense.z;
     let (mut num, mut den) = (0f64, 0f64);
-    for d in 0..D {
-        let (a, b) = (o_hip[d] / z_hip, o[d] / z);
+    for (a, b) in sparse.o.iter().zip(&dense.o) {
         num += (a - b) * (a - b);
         den += b * b;
     }
-    (z_hip / z, (num / den.max(1e-300)).sqrt(), attended.iter().filter(|&&x| x).count())
+    (recall, (num / den.max(1e-300)).sqrt(), attended.iter().filter(|&&x| x).count())
 }
 
 pub struct QualityRow {

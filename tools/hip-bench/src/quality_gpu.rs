@@ -292,10 +292,6 @@ fn bf16_bits(x: &[f32]) -> Vec<u16> {
     x.iter().map(|&v| half::bf16::from_f32(v).to_bits()).collect()
 }
 
-fn dot64(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
-}
-
 /// Dense attention of one query (at p = len - 1, over keys [0, len)) and the definition's block scores of its search
 /// domain (f32, spec.rs's order, so they equal the CPU backend's).
 struct Reference {
@@ -315,19 +311,8 @@ fn scale() -> f64 {
 fn reference(h: &HeadData, q: &[f32], len: usize) -> Reference {
     let hip = HEADLINE;
     let key = |t: usize| &h.k[t * D..(t + 1) * D];
-    let logits: Vec<f64> = (0..len).map(|t| scale() * dot64(q, key(t))).collect();
-    let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let (mut z, mut o) = (0f64, vec![0f64; D]);
-    for (t, &l) in logits.iter().enumerate() {
-        let w = (l - m).exp();
-        z += w;
-        for (a, &v) in o.iter_mut().zip(&h.v[t * D..(t + 1) * D]) {
-            *a += w * v as f64;
-        }
-    }
-    for a in &mut o {
-        *a /= z;
-    }
+    let dense = testkit::attend(q, scale(), (0..len).map(|t| (key(t), &h.v[t * D..(t + 1) * D])));
+    let (m, z, o) = (dense.max, dense.z, dense.o);
     let geo = BlockKeys::new(len - 1, len, hip.sink, hip.window, hip.bk, true);
     let scores = (0..geo.nb).map(|j| query_block_score(q, geo.block_range(j), hip.sk, key)).collect();
     Reference { len, geo, m, z, o, scores }
@@ -340,7 +325,7 @@ fn recall(h: &HeadData, q: &[f32], r: &Reference, e: usize, blocks: &[i32]) -> (
     let sel: Vec<u32> = blocks.iter().map(|&x| x.max(0) as u32).collect();
     let (mut mass, mut n) = (0f64, 0usize);
     geo.for_each_key(r.len - 1, true, &sel, |j| {
-        mass += (scale() * dot64(q, &h.k[j * D..(j + 1) * D]) - r.m).exp();
+        mass += (scale() * testkit::dot(q, &h.k[j * D..(j + 1) * D]) - r.m).exp();
         n += 1;
     });
     (mass / r.z, n)
@@ -362,8 +347,8 @@ fn matches_spec(r: &Reference, sel: Selection, kb: usize, e: usize, blocks: &[i3
     let magnitude = r.scores.iter().fold(0f32, |a, &s| a.max(s.abs())) as f64;
     let eps = TIE_EPS * (magnitude / 10.0).max(1.0);
     let margin = match sel {
-        Selection::Tree => super::search_margin(r.geo.nb, kb, |j| r.scores[j] as f64),
-        Selection::Scan => super::scan::scan_margin(r.geo.nb, kb, |j| r.scores[j] as f64),
+        Selection::Tree => testkit::tree_replay(r.geo.nb, kb, |j| r.scores[j] as f64).1,
+        Selection::Scan => testkit::scan_margin(r.geo.nb, kb, |j| r.scores[j] as f64),
     };
     (e == r.geo.e && margin < eps).then_some(false)
 }

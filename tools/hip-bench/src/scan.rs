@@ -129,17 +129,6 @@ fn count_decode_scan(shape: &Shape, hip: &super::Hip, len: usize, batch: usize, 
     Work { flops: base.flops + b * flops, bytes: base.bytes + b * bytes }
 }
 
-/// The score gap between the Kb-th and the (Kb+1)-th best block of a SCAN selection (infinite when every block
-/// is selected): two implementations may select differently only where it is below the arithmetic precision.
-pub fn scan_margin(nb: usize, kb: usize, score: impl FnMut(usize) -> f64) -> f64 {
-    if kb == 0 || nb <= kb {
-        return f64::INFINITY;
-    }
-    let mut s: Vec<f64> = (0..nb).map(score).collect();
-    s.sort_by(|a, b| b.total_cmp(a));
-    s[kb - 1] - s[kb]
-}
-
 /// Runs untimed steps (`run(set)`) until every set's step count is a multiple of `cycle`: its next step is then
 /// the first of a refresh cycle (the one that searches).
 pub fn align_cycles(done: &mut [usize], cycle: usize, mut run: impl FnMut(usize) -> Res<()>) -> Res<()> {
@@ -375,16 +364,6 @@ mod tests {
         }
         let units = super::super::self_test_decode(shape, SELF_TEST_HIP, 5).unwrap_or_else(|_| panic!("decode"));
         assert!(units.iter().all(|u| !u.mask_differs && u.cmp[0].num == 0.0));
-    }
-
-    #[test]
-    fn scan_margin_is_the_gap_at_the_cut() {
-        let s = [1.0, 5.0, 3.0, 4.5, 2.0];
-        assert_eq!(scan_margin(5, 1, |j| s[j]), 0.5);
-        assert_eq!(scan_margin(5, 2, |j| s[j]), 1.5);
-        assert_eq!(scan_margin(5, 3, |j| s[j]), 1.0);
-        assert_eq!(scan_margin(5, 5, |j| s[j]), f64::INFINITY);
-        assert_eq!(scan_margin(5, 0, |j| s[j]), f64::INFINITY);
     }
 
     #[test]

@@ -83,9 +83,12 @@ mod tests {
 
     #[test]
     fn scan_margin_is_the_gap_at_the_cut() {
-        let s = [5.0, 1.0, 4.0, 2.0];
-        assert_eq!(scan_margin(4, 2, |j| s[j]), 2.0);
-        assert_eq!(scan_margin(4, 4, |j| s[j]), f64::INFINITY);
+        let s = [1.0, 5.0, 3.0, 4.5, 2.0];
+        assert_eq!(scan_margin(5, 1, |j| s[j]), 0.5);
+        assert_eq!(scan_margin(5, 2, |j| s[j]), 1.5);
+        assert_eq!(scan_margin(5, 3, |j| s[j]), 1.0);
+        assert_eq!(scan_margin(5, 5, |j| s[j]), f64::INFINITY);
+        assert_eq!(scan_margin(5, 0, |j| s[j]), f64::INFINITY);
     }
 
     #[test]
