@@ -166,41 +166,13 @@ fn real_main() -> i32 {
     }
     let elapsed = b.start.elapsed().as_secs_f64();
     b.progress(format_args!("finished {} rows in {elapsed:.1} s", rows.len()));
-    let mut header = Header {
-        device: header_line,
-        driver: b.dev.driver.clone(),
-        date: utc_now(),
-        command: b.args.command_line.clone(),
-        seed: b.args.seed,
-        elapsed_s: elapsed,
-        library: library_line(),
-        extra: vec![
-            (
-                "shapes".into(),
-                "MHA-32: 32 q / 32 kv heads; GQA-8: 32 q / 8 kv heads, one mask search per kv head (GQA-8q: one per \
-                 q head); D=128, bf16, causal, batch 1 unless xN"
-                    .into(),
-            ),
-            (
-                "hip".into(),
-                "k=512 bq=32 bk=2 sink 4 window 128 sq 1 sk 1 (decode refresh: 2^30 cached, 1 search every step); \
-                 decode KV cache paged, 64 tokens per page"
-                    .into(),
-            ),
-        ],
-        raw: Vec::new(),
-    };
-    let mut text = String::new();
-    if b.args.scan {
-        header.extra.push(("scan rows".into(), scan::SETTINGS.into()));
-        let ratios = scan::ratios(&rows);
-        header.raw.push(("ratios".into(), scan::ratio_json(&ratios)));
-        text = scan::ratio_markdown(&ratios);
-    }
+    let header = Header::speed_run(header_line, b.dev.driver.clone(), &b.args, elapsed);
+    let (header, text) = if b.args.scan { scan::with_ratios(header, &rows) } else { (header, String::new()) };
+    let mut text = text;
     text.insert_str(0, &markdown(&header, &rows));
     let printed = emit(&text);
     let path = b.args.json.clone().unwrap_or_else(|| "hip-bench.json".into());
-    let json_ok = write_json(&path, "hip-bench.json", &json(&header, &rows));
+    let json_ok = write_json(&path, "hip-bench.json", &json_text(&json(&header, &rows)));
     let failed = rows.iter().filter(|r| r.failed()).count();
     if failed > 0 {
         elog!("hip-bench: {failed} row(s) failed (check or error)");

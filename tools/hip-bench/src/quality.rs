@@ -245,21 +245,19 @@ pub fn markdown(rows: &[QualityRow]) -> String {
     s
 }
 
-pub fn json(rows: &[QualityRow], seed: u64) -> String {
-    let items: Vec<String> = rows
+/// The JSON report of `--quality` (keys as in bench-results/*-quality.json).
+pub fn json(rows: &[QualityRow], seed: u64) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
-            format!(
-                "    {{\"input\": \"{}\", \"length\": {}, \"rows\": {}, \"recall_mean\": {}, \"recall_p5\": {}, \
-                 \"rel_l2_mean\": {}, \"rel_l2_p95\": {}, \"attended_mean\": {}}}",
-                r.kind, r.t, r.rows, r.recall_mean, r.recall_p5, r.err_mean, r.err_p95, r.attended_mean
-            )
+            serde_json::json!({
+                "input": r.kind, "length": r.t, "rows": r.rows, "recall_mean": r.recall_mean,
+                "recall_p5": r.recall_p5, "rel_l2_mean": r.err_mean, "rel_l2_p95": r.err_p95,
+                "attended_mean": r.attended_mean,
+            })
         })
         .collect();
-    format!(
-        "{{\n  \"kind\": \"hip-bench quality\",\n  \"seed\": {seed},\n  \"settings\": \"{SETTINGS}\",\n  \"rows\": [\n{}\n  ]\n}}\n",
-        items.join(",\n")
-    )
+    serde_json::json!({"kind": "hip-bench quality", "seed": seed, "settings": SETTINGS, "rows": rows})
 }
 
 /// `--quality`: the quality table on stdout, JSON to --json PATH or hip-quality.json (and $OUT/hip-quality.json).
@@ -277,7 +275,7 @@ pub(super) fn run_mode(args: &crate::cli::Args) -> i32 {
     );
     let shown = emit(&text);
     let path = args.json.clone().unwrap_or_else(|| "hip-quality.json".into());
-    let written = write_json(&path, "hip-quality.json", &json(&rows, args.seed));
+    let written = write_json(&path, "hip-quality.json", &json_text(&json(&rows, args.seed)));
     if shown && written {
         0
     } else {

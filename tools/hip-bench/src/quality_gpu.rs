@@ -606,7 +606,7 @@ pub fn markdown(rows: &[QgRow]) -> String {
         let lead =
             format!("| {} | {} | {} x {} | {} | {} |", r.kind, len_label(r.t), r.heads, r.seqs, sel_name(r.sel), r.k);
         if let Some(st) = &r.status {
-            let _ = writeln!(s, "{lead} {} | - | - | - | - | - | - |", super::cell_text(st));
+            let _ = writeln!(s, "{lead} {} | - | - | - | - | - | - |", cell_text(st));
             continue;
         }
         let mut masks = format!("{}/{}", r.mask_equal, r.samples);
@@ -625,37 +625,28 @@ pub fn markdown(rows: &[QgRow]) -> String {
     s
 }
 
-pub fn json(rows: &[QgRow], head: &str) -> String {
-    let num = |x: f64| json_num(Some(x));
-    let items: Vec<String> = rows
+/// The JSON report of `--quality-gpu`: the header fields `head`, then the rows (keys as in
+/// bench-results/*-quality-gpu.json).
+pub fn json(rows: &[QgRow], head: serde_json::Value) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
-            format!(
-                "    {{\"input\": \"{}\", \"length\": {}, \"heads\": {}, \"seqs\": {}, \"selection\": \"{}\", \
-                 \"k\": {}, \"samples\": {}, \"recall_mean\": {}, \"recall_p5\": {}, \"rel_l2_mean\": {}, \
-                 \"rel_l2_p95\": {}, \"attended_mean\": {}, \"salient_found\": {}, \"salient_trials\": {}, \
-                 \"masks_equal_spec\": {}, \"masks_near_tie\": {}, \"status\": {}}}",
-                r.kind,
-                r.t,
-                r.heads,
-                r.seqs,
-                sel_name(r.sel),
-                r.k,
-                r.samples,
-                num(r.recall_mean),
-                num(r.recall_p5),
-                num(r.err_mean),
-                num(r.err_p95),
-                num(r.attended_mean),
-                r.salient_found,
-                r.salient_trials,
-                r.mask_equal,
-                r.mask_ties,
-                r.status.as_deref().map_or("null".into(), json_str)
-            )
+            serde_json::json!({
+                "input": r.kind, "length": r.t, "heads": r.heads, "seqs": r.seqs, "selection": sel_name(r.sel),
+                "k": r.k, "samples": r.samples, "recall_mean": r.recall_mean, "recall_p5": r.recall_p5,
+                "rel_l2_mean": r.err_mean, "rel_l2_p95": r.err_p95, "attended_mean": r.attended_mean,
+                "salient_found": r.salient_found, "salient_trials": r.salient_trials,
+                "masks_equal_spec": r.mask_equal, "masks_near_tie": r.mask_ties, "status": r.status,
+            })
         })
         .collect();
-    format!("{{\n  \"kind\": \"hip-bench quality-gpu\",\n{head}  \"rows\": [\n{}\n  ]\n}}\n", items.join(",\n"))
+    let mut top = serde_json::Map::new();
+    top.insert("kind".into(), "hip-bench quality-gpu".into());
+    if let serde_json::Value::Object(head) = head {
+        top.extend(head);
+    }
+    top.insert("rows".into(), rows.into());
+    top.into()
 }
 
 /// `--quality-gpu [--cpu]`: the table on stdout, JSON to --json PATH or hip-quality-gpu.json (and $OUT).
@@ -684,7 +675,7 @@ pub fn run(args: &Args) -> i32 {
         }
     };
     let log = |m: &str| elog!("[{:7.1} s] {m}", start.elapsed().as_secs_f64());
-    log(&format!("{device}; {}; seed {}", super::library_line(), args.seed));
+    log(&format!("{device}; {}; seed {}", library_line(), args.seed));
     let mut rows = Vec::new();
     for s in scales {
         for kind in Kind::ALL {
@@ -707,27 +698,20 @@ pub fn run(args: &Args) -> i32 {
         "## hip-bench quality on the backend\n\n- {device}; {}; {}\n- seed {}; date {}; elapsed {elapsed:.1} s; \
          command `{}`\n- samples per row: heads x sequences (one query each, at lengths T - 257 b or closer); \
          salient: one planted key per head and run\n\n{}",
-        super::library_line(),
+        library_line(),
         SETTINGS,
         args.seed,
-        super::utc_now(),
+        utc_now(),
         args.command_line,
         markdown(&rows)
     );
-    let shown = super::emit(&text);
-    let head = format!(
-        "  \"device\": {},\n  \"library\": {},\n  \"settings\": {},\n  \"seed\": {},\n  \"date\": {},\n  \
-         \"command\": {},\n  \"elapsed_s\": {},\n",
-        json_str(&device),
-        json_str(&super::library_line()),
-        json_str(SETTINGS),
-        args.seed,
-        json_str(&super::utc_now()),
-        json_str(&args.command_line),
-        json_num(Some(elapsed))
-    );
+    let shown = emit(&text);
+    let head = serde_json::json!({
+        "device": device, "library": library_line(), "settings": SETTINGS, "seed": args.seed, "date": utc_now(),
+        "command": args.command_line, "elapsed_s": elapsed,
+    });
     let path = args.json.clone().unwrap_or_else(|| "hip-quality-gpu.json".into());
-    let written = write_json(&path, "hip-quality-gpu.json", &json(&rows, &head));
+    let written = write_json(&path, "hip-quality-gpu.json", &json_text(&json(&rows, head)));
     let bad: Vec<&QgRow> = rows.iter().filter(|r| r.failed || r.suspicious()).collect();
     for r in &bad {
         log(&format!(

@@ -1,10 +1,11 @@
 //! Results: timing statistics, the Markdown table and the JSON file (serde_json; keys as in bench-results/).
 
 use hip_attn::{hip_abi_version, hip_version};
+use serde_json::{json, Map, Value};
 use std::ffi::CStr;
 use std::fmt::Write as _;
 
-use crate::{api::*, check::*, workloads::*};
+use crate::{api::*, check::*, cli::Args, workloads::*};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Stats {
@@ -148,24 +149,42 @@ pub(crate) struct Header {
     pub(crate) elapsed_s: f64,
     pub(crate) library: String,
     pub(crate) extra: Vec<(String, String)>,
-    /// Fields written to the JSON as they are (already JSON values).
-    pub(crate) raw: Vec<(String, String)>,
+    /// Further JSON fields (the `--scan` ratios).
+    pub(crate) raw: Vec<(String, Value)>,
 }
 
+impl Header {
+    /// The header of a speed run (the default set or `--scan`'s), finished `elapsed_s` after it started.
+    pub(crate) fn speed_run(device: String, driver: String, args: &Args, elapsed_s: f64) -> Header {
+        let extra = [
+            (
+                "shapes",
+                "MHA-32: 32 q / 32 kv heads; GQA-8: 32 q / 8 kv heads, one mask search per kv head (GQA-8q: one per q \
+                 head); D=128, bf16, causal, batch 1 unless xN",
+            ),
+            (
+                "hip",
+                "k=512 bq=32 bk=2 sink 4 window 128 sq 1 sk 1 (decode refresh: 2^30 cached, 1 search every step); \
+                 decode KV cache paged, 64 tokens per page",
+            ),
+        ];
+        Header {
+            device,
+            driver,
+            date: utc_now(),
+            command: args.command_line.clone(),
+            seed: args.seed,
+            elapsed_s,
+            library: library_line(),
+            extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            raw: Vec::new(),
+        }
+    }
+}
+
+/// The current time for the report's header, e.g. "2026-12-02 07:04:51 UTC".
 pub(crate) fn utc_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = secs.div_euclid(86400) + 719_468;
-    let rem = secs.rem_euclid(86400);
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + (month <= 2) as i64;
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+    jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
 pub(crate) fn markdown(h: &Header, rows: &[Row]) -> String {
@@ -270,100 +289,83 @@ pub(crate) fn cell_text(s: &str) -> String {
     }
 }
 
-pub(crate) fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+/// The JSON text of a report: one field per line, and each element of an array of objects (the rows) on one line,
+/// so that files in bench-results/ diff line by line.
+pub(crate) fn json_text(v: &Value) -> String {
+    let Value::Object(fields) = v else { return format!("{v}\n") };
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| match v {
+            Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+                let rows: Vec<String> = items.iter().map(|i| format!("    {i}")).collect();
+                format!("  {}: [\n{}\n  ]", Value::from(k.as_str()), rows.join(",\n"))
             }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+            v => format!("  {}: {v}", Value::from(k.as_str())),
+        })
+        .collect();
+    format!("{{\n{}\n}}\n", body.join(",\n"))
 }
 
-pub(crate) fn json_num(x: Option<f64>) -> String {
-    match x {
-        Some(v) if v.is_finite() => format!("{v}"),
-        _ => "null".into(),
-    }
-}
-
-pub(crate) fn json(h: &Header, rows: &[Row]) -> String {
-    let mut s = String::from("{\n");
-    let _ = writeln!(s, "  \"tool\": \"hip-bench\",");
-    let _ = writeln!(s, "  \"library\": {},", json_str(&h.library));
-    let _ = writeln!(s, "  \"device\": {},", json_str(&h.device));
-    let _ = writeln!(s, "  \"driver_version\": {},", json_str(&h.driver));
-    let _ = writeln!(s, "  \"date\": {},", json_str(&h.date));
-    let _ = writeln!(s, "  \"command\": {},", json_str(&h.command));
-    let _ = writeln!(s, "  \"seed\": {},", h.seed);
-    let _ = writeln!(s, "  \"elapsed_s\": {},", json_num(Some(h.elapsed_s)));
+/// The JSON report of a speed run. Keys are those of every earlier hip-bench.json (bench-results/), which
+/// tests/json_keys.rs holds the program to; a number that is not finite is written as null.
+pub(crate) fn json(h: &Header, rows: &[Row]) -> Value {
+    let mut top = Map::new();
+    top.insert("tool".into(), json!("hip-bench"));
+    top.insert("library".into(), json!(h.library));
+    top.insert("device".into(), json!(h.device));
+    top.insert("driver_version".into(), json!(h.driver));
+    top.insert("date".into(), json!(h.date));
+    top.insert("command".into(), json!(h.command));
+    top.insert("seed".into(), json!(h.seed));
+    top.insert("elapsed_s".into(), json!(h.elapsed_s));
     for (k, v) in &h.extra {
-        let _ = writeln!(s, "  {}: {},", json_str(&k.replace(' ', "_")), json_str(v));
+        top.insert(k.replace(' ', "_"), json!(v));
     }
     for (k, v) in &h.raw {
-        let _ = writeln!(s, "  {}: {v},", json_str(k));
+        top.insert(k.clone(), v.clone());
     }
-    let _ = writeln!(
-        s,
-        "  \"ceilings\": {{\"tflops\": {}, \"tb_per_s\": {}}},",
-        PEAK_FLOPS / 1e12,
-        PEAK_BYTES_PER_S / 1e12
-    );
-    let _ = writeln!(s, "  \"rows\": [");
-    for (i, r) in rows.iter().enumerate() {
-        let t = r.time;
-        let c = r.check.as_ref();
-        let fields = [
-            ("id", json_str(&r.id)),
-            ("work", json_str(&r.work)),
-            ("shape", json_str(&r.shape)),
-            ("length", json_str(&r.length)),
-            ("tokens", r.tokens.to_string()),
-            ("batch", r.batch.to_string()),
-            ("median_ms", json_num(t.map(|t| t.median))),
-            ("p10_ms", json_num(t.map(|t| t.p10))),
-            ("p90_ms", json_num(t.map(|t| t.p90))),
-            ("min_ms", json_num(t.map(|t| t.min))),
-            ("mean_ms", json_num(t.map(|t| t.mean))),
-            ("runs", t.map_or("null".into(), |t| t.n.to_string())),
-            ("counted_flops", json_num(r.counted.map(|w| w.flops))),
-            ("counted_bytes", json_num(r.counted.map(|w| w.bytes))),
-            ("tflops", json_num(r.tflops())),
-            ("gb_per_s", json_num(r.gbps())),
-            ("floor_ms", json_num(r.counted.map(|w| w.floor_ms()))),
-            ("workspace_bytes", r.ws_bytes.map_or("null".into(), |w| w.to_string())),
-            (
-                "workspace_bytes_per_token",
-                json_num(r.ws_bytes.filter(|_| r.tokens > 0).map(|w| w as f64 / (r.tokens * r.batch) as f64)),
-            ),
-            ("mask_state_bytes", r.state_bytes.map_or("null".into(), |w| w.to_string())),
-            ("rel_l2", json_num(c.map(|c| c.rel_l2))),
-            ("check_pass", c.map_or("null".into(), |c| c.pass().to_string())),
-            ("check_units", c.map_or("null".into(), |c| c.units.to_string())),
-            ("check_ties", c.map_or("null".into(), |c| c.ties.to_string())),
-            ("check_mask_mismatches", c.map_or("null".into(), |c| c.mask_mismatches.to_string())),
-            ("check_what", c.map_or("null".into(), |c| json_str(&c.what))),
-            ("target", r.target.map_or("null".into(), |t| json_str(&t.text()))),
-            ("target_met", r.target_met().map_or("null".into(), |m| m.to_string())),
-            ("skipped", r.skipped.as_deref().map_or("null".into(), json_str)),
-            ("error", r.error.as_deref().map_or("null".into(), json_str)),
-            ("notes", format!("[{}]", r.notes.iter().map(|n| json_str(n)).collect::<Vec<_>>().join(", "))),
-        ];
-        let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
-        let _ = writeln!(s, "    {{{}}}{}", body.join(", "), if i + 1 < rows.len() { "," } else { "" });
-    }
-    s.push_str("  ]\n}\n");
-    s
+    top.insert("ceilings".into(), json!({"tflops": PEAK_FLOPS / 1e12, "tb_per_s": PEAK_BYTES_PER_S / 1e12}));
+    top.insert("rows".into(), Value::Array(rows.iter().map(row_json).collect()));
+    Value::Object(top)
+}
+
+fn row_json(r: &Row) -> Value {
+    let t = r.time;
+    let c = r.check.as_ref();
+    json!({
+        "id": r.id,
+        "work": r.work,
+        "shape": r.shape,
+        "length": r.length,
+        "tokens": r.tokens,
+        "batch": r.batch,
+        "median_ms": t.map(|t| t.median),
+        "p10_ms": t.map(|t| t.p10),
+        "p90_ms": t.map(|t| t.p90),
+        "min_ms": t.map(|t| t.min),
+        "mean_ms": t.map(|t| t.mean),
+        "runs": t.map(|t| t.n),
+        "counted_flops": r.counted.map(|w| w.flops),
+        "counted_bytes": r.counted.map(|w| w.bytes),
+        "tflops": r.tflops(),
+        "gb_per_s": r.gbps(),
+        "floor_ms": r.counted.map(|w| w.floor_ms()),
+        "workspace_bytes": r.ws_bytes,
+        "workspace_bytes_per_token":
+            r.ws_bytes.filter(|_| r.tokens > 0).map(|w| w as f64 / (r.tokens * r.batch) as f64),
+        "mask_state_bytes": r.state_bytes,
+        "rel_l2": c.map(|c| c.rel_l2),
+        "check_pass": c.map(|c| c.pass()),
+        "check_units": c.map(|c| c.units),
+        "check_ties": c.map(|c| c.ties),
+        "check_mask_mismatches": c.map(|c| c.mask_mismatches),
+        "check_what": c.map(|c| c.what.clone()),
+        "target": r.target.map(|t| t.text()),
+        "target_met": r.target_met(),
+        "skipped": r.skipped,
+        "error": r.error,
+        "notes": r.notes,
+    })
 }
 
 /// Writes `text` to `path` and, when $OUT is set, to $OUT/`name` as well.
@@ -399,4 +401,85 @@ pub(crate) fn emit(text: &str) -> bool {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{parse, Parsed};
+
+    /// A file of bench-results/, parsed.
+    fn recorded(name: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench-results").join(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn keys(v: &Value) -> Vec<String> {
+        v.as_object().expect("an object").keys().cloned().collect()
+    }
+
+    fn args(line: &str) -> Args {
+        match parse(line.split(' ').map(String::from).collect()) {
+            Parsed::Run(a) => *a,
+            Parsed::Exit(code) => panic!("{line}: exit {code}"),
+        }
+    }
+
+    /// A row with every optional part filled in, and one with none.
+    fn rows() -> Vec<Row> {
+        let mut full = Row::new("prefill/MHA-32/8k", "prefill", "MHA-32", 8192, 1, Some(Target::MaxMs(1.0)));
+        full.time = Some(stats(&[1.0, 2.0, f64::NAN]));
+        full.counted = Some(Work { flops: 1e12, bytes: 1e9 });
+        full.ws_bytes = Some(4096);
+        full.state_bytes = Some(64);
+        full.check = Some(CheckResult::from_units(&[], 0, "units".into()));
+        full.notes.push("a \"quoted\" note\nover two lines".into());
+        let mut failed = Row::new("decode-cached/GQA-8/1M", "decode", "GQA-8", 1 << 20, 16, None);
+        failed.error = Some("cuMemAlloc: out of memory".into());
+        vec![full, failed]
+    }
+
+    #[test]
+    fn speed_json_keeps_the_keys_of_bench_results() {
+        for (file, line) in [
+            ("2026-11-30-1404-h200.json", "hip-bench --json x"),
+            ("2026-12-02-0704-h200-scan.json", "hip-bench --scan"),
+        ] {
+            let old = recorded(file);
+            let a = args(line);
+            let header = Header::speed_run("H200".into(), "13.0".into(), &a, 1.5);
+            let (header, _) = if a.scan { crate::scan::with_ratios(header, &rows()) } else { (header, String::new()) };
+            let new: Value = serde_json::from_str(&json_text(&json(&header, &rows()))).expect("valid JSON");
+            assert_eq!(keys(&new), keys(&old), "{file}: top-level keys");
+            for (r, o) in new["rows"].as_array().unwrap().iter().zip(old["rows"].as_array().unwrap()) {
+                assert_eq!(keys(r), keys(o), "{file}: row keys");
+            }
+            assert_eq!(new["rows"][1]["error"], "cuMemAlloc: out of memory");
+            assert_eq!(new["rows"][0]["notes"][0], "a \"quoted\" note\nover two lines");
+            assert!(new["rows"][0]["rel_l2"].is_null(), "a non-finite number becomes null");
+        }
+    }
+
+    #[test]
+    fn scan_ratios_keep_their_keys() {
+        let old = recorded("2026-12-02-0704-h200-scan.json");
+        let mk = |id: &str, ms: f64| {
+            let mut r = Row::new(id, "w", "MHA-32", 131072, 1, None);
+            r.time = Some(stats(&[ms]));
+            r
+        };
+        let rows = [mk("decode-scan-every/MHA-32/128k/graph", 2.0), mk("decode-dense/MHA-32/128k/graph", 1.0)];
+        let ratios = crate::scan::ratio_json(&crate::scan::ratios(&rows));
+        let (new, old) = (&ratios[0], &old["ratios"][0]);
+        assert!(new.is_object(), "no ratio from {ratios}");
+        assert_eq!(keys(new), keys(old));
+    }
+
+    #[test]
+    fn dates_are_utc_to_the_second() {
+        let d = utc_now();
+        assert_eq!(d.len(), "2026-12-02 07:04:51 UTC".len(), "{d}");
+        assert!(d.ends_with(" UTC") && d.as_bytes()[4] == b'-' && d.as_bytes()[13] == b':', "{d}");
+    }
 }

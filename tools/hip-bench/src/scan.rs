@@ -262,25 +262,25 @@ pub fn ratio_markdown(ratios: &[Ratio]) -> String {
     s
 }
 
-pub fn ratio_json(ratios: &[Ratio]) -> String {
-    let items: Vec<String> = ratios
+/// A `--scan` run's header (its settings and the ratios) and the ratio table that follows the main one.
+pub fn with_ratios(mut header: Header, rows: &[Row]) -> (Header, String) {
+    header.extra.push(("scan rows".into(), SETTINGS.into()));
+    let ratios = ratios(rows);
+    header.raw.push(("ratios".into(), ratio_json(&ratios)));
+    (header, ratio_markdown(&ratios))
+}
+
+pub fn ratio_json(ratios: &[Ratio]) -> serde_json::Value {
+    ratios
         .iter()
         .map(|r| {
-            format!(
-                "{{\"what\": {}, \"numerator\": {}, \"denominator\": {}, \"numerator_ms\": {}, \"denominator_ms\": {}, \
-                 \"value\": {}, \"target\": {}, \"target_met\": {}}}",
-                json_str(&r.what),
-                json_str(&r.num),
-                json_str(&r.den),
-                json_num(Some(r.num_ms)),
-                json_num(Some(r.den_ms)),
-                json_num(Some(r.value())),
-                r.max.map_or("null".into(), |m| json_str(m.1)),
-                r.met().map_or("null".into(), |m| m.to_string())
-            )
+            serde_json::json!({
+                "what": r.what, "numerator": r.num, "denominator": r.den, "numerator_ms": r.num_ms,
+                "denominator_ms": r.den_ms, "value": r.value(), "target": r.max.map(|m| m.1),
+                "target_met": r.met(),
+            })
         })
-        .collect();
-    format!("[{}]", items.join(", "))
+        .collect()
 }
 
 #[cfg(test)]
@@ -395,6 +395,8 @@ mod tests {
         let md = ratio_markdown(&r);
         assert!(md.contains("| 0.500 |") && md.contains("MISSED"), "{md}");
         let js = ratio_json(&r);
-        assert!(js.starts_with("[{\"what\": ") && js.contains("\"target_met\": false"), "{js}");
+        assert_eq!(js.as_array().map(Vec::len), Some(3), "{js}");
+        assert_eq!(js[1]["target_met"], false, "{js}");
+        assert_eq!(js[0]["numerator"], r[0].num, "{js}");
     }
 }
