@@ -254,6 +254,7 @@ pub(crate) fn count_prefill(shape: &Shape, hip: &Hip, t: usize) -> Work {
 /// Split-K chunks per (sequence, q head) of a CUDA decode step: mirrors `CudaBackend::decode_splits` (about two
 /// CTAs per SM, at most DECODE_MAX_SPLITS, never chunks under 64 keys). Only the partials' few hundred KB of the
 /// byte count depend on it.
+// TODO(plan): a copy of the backend's decode split rule; take it from the Plan once it exists.
 pub(crate) fn decode_splits(shape: &Shape, hip: &Hip, batch: usize, max_seqlen_k: usize, sm_count: usize) -> usize {
     let rows = batch * shape.hq;
     let want = (2 * sm_count.max(1)).div_ceil(rows);
