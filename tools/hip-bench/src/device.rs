@@ -10,6 +10,7 @@ use crate::{api::*, inputs::*};
 pub(crate) const UPLOAD_CHUNK_BYTES: usize = 256 << 20;
 /// Device memory left free beyond what a configuration allocates (context, kernels, fragmentation).
 pub(crate) const MEM_MARGIN: usize = 1 << 30;
+
 // ---------------------------------------------------------------------------------------------------------------
 // Device memory, events, graphs
 // ---------------------------------------------------------------------------------------------------------------
