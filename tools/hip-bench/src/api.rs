@@ -9,7 +9,7 @@ use hip_attn::{
 };
 use std::ffi::{c_void, CStr};
 
-use crate::workloads::*;
+use crate::workloads::{D, PAGE};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Errors

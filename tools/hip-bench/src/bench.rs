@@ -6,7 +6,25 @@ use hip_attn::{hip_config, hip_decode_args, hip_decode_step, hip_kv_cache, hip_p
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::time::Instant;
 
-use crate::{api::*, check::*, cli::*, device::*, inputs::*, report::*, workloads::*};
+use crate::{
+    api::{check, decode_args, drv, paged_kv, prefill_args, validated, Ctx, Fail, Res},
+    check::{
+        cpu_decode_unit, cpu_prefill_unit, par_map, prefill_unit_spans, record_blocks, unit_heads, CacheSource,
+        CheckResult, DecodeUnit, PrefillUnit,
+    },
+    cli::Args,
+    device::{sync, sync_device, time_each, DevBuf, Device, GraphExec, MEM_MARGIN},
+    inputs::{
+        mix64, pool_rows, shuffled_pages, to_f32, token_rows, Noise, Rng, TAG_CACHE_K, TAG_CACHE_V, TAG_DECODE_Q,
+        TAG_K, TAG_Q, TAG_V,
+    },
+    report::{len_label, stats, Row},
+    workloads::{
+        count_decode, count_prefill, Backend, DecodeJob, DecodeMode, DecodeModeJob, Hip, PrefillJob, Shape, Target,
+        Work, CACHED_REFRESH, D, DECODE_STEPS, DECODE_STEPS_QUICK, DECODE_WARMUP_ROUNDS, HEADLINE, MAX_SETS, MHA32,
+        PAGE, PREFILL_MAX_RUNS, PREFILL_MIN_RUNS, PREFILL_TIMED_MS, PREFILL_WARMUP, SET_SPACING,
+    },
+};
 
 // ---------------------------------------------------------------------------------------------------------------
 // The benchmark

@@ -8,7 +8,15 @@ use hip_attn::spec::BlockKeys;
 use hip_attn::{hip_decode_step, hip_kv_cache, hip_kv_layout, hip_prefill};
 use std::fmt::Write as _;
 
-use crate::{api::*, cli::*, inputs::*, workloads::*};
+use crate::{
+    api::{check, decode_args, paged_kv, prefill_args, validated, Ctx, Fail, Res},
+    cli::Args,
+    inputs::{
+        par_rows, pool_rows, shuffled_pages, to_f32, token_rows, HostBuf, Noise, TAG_CACHE_K, TAG_CACHE_V,
+        TAG_DECODE_Q, TAG_K, TAG_Q, TAG_V,
+    },
+    workloads::{Backend, Hip, Shape, CACHED_REFRESH, D, HEADLINE, PAGE, SET_SPACING},
+};
 
 /// Output relative L2 tolerance for bf16 (docs/ALGORITHM.md §9).
 pub(crate) const TOLERANCE: f64 = 1e-2;

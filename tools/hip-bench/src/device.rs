@@ -4,7 +4,10 @@ use cudarc::driver::{result, sys, CudaContext};
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use crate::{api::*, inputs::*};
+use crate::{
+    api::{drv, Fail, Res},
+    inputs::par_rows,
+};
 
 /// Host staging chunk for uploads of generated data.
 pub(crate) const UPLOAD_CHUNK_BYTES: usize = 256 << 20;

@@ -4,7 +4,7 @@
 use half::bf16;
 use std::ffi::c_void;
 
-use crate::workloads::*;
+use crate::workloads::{D, PAGE};
 pub(crate) use testkit::{mix64, Rng, GOLDEN};
 
 /// Generator tags of the inputs (see `Noise`).

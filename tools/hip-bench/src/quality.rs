@@ -18,7 +18,11 @@
 //! - rotary: q and k are one shared direction plus noise, with rotary position encoding (base 10000, as Llama)
 //!   applied: nearby keys score higher, with the long-range oscillations RoPE brings.
 
-use crate::{inputs::*, report::*, workloads::*};
+use crate::{
+    inputs::{mix64, Noise},
+    report::{emit, json_text, len_label, write_json},
+    workloads::{D, HEADLINE},
+};
 use hip_attn::spec::{query_block_score, tree_search, BlockKeys};
 use std::time::Instant;
 

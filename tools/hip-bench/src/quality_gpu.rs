@@ -24,7 +24,15 @@
 //! means fewer samples).
 
 use super::quality::{make_head, quantile, Kind};
-use crate::{api::*, check::*, cli::*, device::*, inputs::*, report::*, workloads::*};
+use crate::{
+    api::{check, decode_args, validated, Ctx, Fail, Res},
+    check::{record_blocks, TIE_EPS},
+    cli::Args,
+    device::{open_device, sync, sync_device, DevBuf, Device, OpenError},
+    inputs::{mix64, HostBuf, Rng},
+    report::{cell_text, emit, json_text, len_label, library_line, utc_now, write_json},
+    workloads::{Backend, Hip, Shape, D, HEADLINE, K, M},
+};
 use hip_attn::config::Selection;
 use hip_attn::plan;
 use hip_attn::spec::{query_block_score, scan_select, tree_search, BlockKeys};

@@ -5,7 +5,12 @@ use serde_json::{json, Map, Value};
 use std::ffi::CStr;
 use std::fmt::Write as _;
 
-use crate::{api::*, check::*, cli::Args, workloads::*};
+use crate::cli::Args;
+use crate::{
+    api::Fail,
+    check::{CheckResult, TIE_EPS, TOLERANCE},
+    workloads::{Target, Work, PEAK_BYTES_PER_S, PEAK_FLOPS},
+};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Stats {

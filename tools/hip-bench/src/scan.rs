@@ -16,7 +16,14 @@
 //! The ratios the protocol (docs/) sets targets for (single SCAN step / dense step, refresh-8 step / dense step,
 //! prefill with the tail / without) are printed after the table and written to the JSON under "ratios", from the graph rows.
 
-use crate::{api::*, report::*, workloads::*};
+use crate::{
+    api::Res,
+    report::{fmt_ms, len_label, stats, Header, Row, Stats},
+    workloads::{
+        block_sets, count_decode, DecodeJob, DecodeMode, DecodeModeJob, PrefillJob, Shape, Target, Work, D, HEADLINE,
+        K, M,
+    },
+};
 use hip_attn::plan;
 use std::fmt::Write as _;
 

@@ -6,7 +6,10 @@ use hip_attn::plan::{self};
 use hip_attn::{hip_backend, hip_config, hip_config_default, hip_dtype, hip_mask_sharing, hip_selection};
 use std::fmt::Write as _;
 
-use crate::{cli::*, report::*};
+use crate::{
+    cli::Args,
+    report::{emit, fmt_bytes, fmt_ms, len_label},
+};
 
 /// Head dimension of every shape of docs/BENCHMARK-PROTOCOL.md.
 pub(crate) const D: usize = 128;
