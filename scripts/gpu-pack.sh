@@ -8,10 +8,12 @@ DIST=dist/gpu
 rm -rf "$DIST"
 mkdir -p "$DIST/bin"
 
-cargo build --release --lib --bins --features internals
+# The workspace's default members: the library and tools/hip-bench (one invocation, so both use one build of the
+# library).
+cargo build --release --lib --bins
 ln -sf libhip_attn.so target/release/libhip_attn.so.1
 cp target/release/libhip_attn.so "$DIST/bin/libhip_attn.so.1"
-[ -x target/release/hip-bench ] && cp target/release/hip-bench "$DIST/bin/"
+cp target/release/hip-bench "$DIST/bin/"
 
 # Test executables, by target name, from cargo's own report of what it built.
 cargo test --release --no-run --message-format=json 2>/dev/null | python3 -c '

@@ -34,36 +34,10 @@ pub fn soname_dir(name: &str) -> PathBuf {
     dir
 }
 
-// ---------- random numbers (no external crate needed for tests) ----------
-pub struct Rng(u64);
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-    /// A fresh seed per run (docs/ALGORITHM.md tests want fresh inputs), printed so a failure can be replayed with
-    /// HIP_ATTN_TEST_SEED.
-    pub fn fresh(tag: &str) -> Rng {
-        let seed = std::env::var("HIP_ATTN_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-        });
-        eprintln!("[{tag}] HIP_ATTN_TEST_SEED={seed}");
-        Rng::new(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    pub fn sym(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
+// ---------- random numbers ----------
+/// The one RNG of the repository's tests and tools (tools/testkit): `Rng::new(seed)`, and `Rng::fresh(tag)` for a
+/// fresh seed per run that is printed so that a failure can be replayed with HIP_ATTN_TEST_SEED.
+pub use testkit::Rng;
 
 // ---------- configuration ----------
 pub fn dtype_raw(dt: DType) -> u32 {
@@ -406,26 +380,14 @@ pub fn run_prefill_faulty(
     })
 }
 
-// ---------- the f64 dense oracle ----------
+// ---------- the f64 dense oracle (tools/testkit) ----------
 /// f64 attention of one query row over an explicit key list (keys of kv head `g`).
 pub fn dense_keys(q: &[f32], k: &Tensor, v: &Tensor, g: usize, keys: &[usize], scale: f64) -> Vec<f64> {
-    let logits: Vec<f64> = keys
-        .iter()
-        .map(|&j| scale * q.iter().zip(k.at(j, g)).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>())
-        .collect();
-    let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = logits.iter().map(|s| (s - m).exp()).sum();
-    let mut out = vec![0f64; q.len()];
-    for (&j, &s) in keys.iter().zip(&logits) {
-        for (o, &x) in out.iter_mut().zip(v.at(j, g)) {
-            *o += (s - m).exp() / sum * x as f64;
-        }
-    }
-    out
+    testkit::attend(q, scale, keys.iter().map(|&j| (k.at(j, g), v.at(j, g)))).o
 }
 
 /// Dense softmax attention in f64 over the keys `allowed(b, h, p, j)` admits (p = query position, j = key).
-/// Returns outputs [total_q, hq, d] and LSEs [total_q, hq].
+/// Returns outputs [total_q, hq, d] and LSEs [total_q, hq] (a row that admits no key keeps zeros and -inf).
 pub fn dense(p: &Problem, scale: f64, allowed: impl Fn(usize, usize, usize, usize) -> bool) -> (Vec<f64>, Vec<f64>) {
     let group = p.hq / p.hkv;
     let mut out = vec![0f64; p.q.rows * p.hq * p.d];
@@ -436,26 +398,13 @@ pub fn dense(p: &Problem, scale: f64, allowed: impl Fn(usize, usize, usize, usiz
             let g = h / group;
             for i in 0..tq {
                 let pos = tk - tq + i;
-                let q = p.q.at(q0 + i, h);
-                let logits: Vec<(usize, f64)> = (0..tk)
-                    .filter(|&j| allowed(b, h, pos, j))
-                    .map(|j| {
-                        (j, scale * q.iter().zip(p.k.at(k0 + j, g)).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>())
-                    })
-                    .collect();
-                if logits.is_empty() {
+                let keys = (0..tk).filter(|&j| allowed(b, h, pos, j)).map(|j| (p.k.at(k0 + j, g), p.v.at(k0 + j, g)));
+                let a = testkit::attend(p.q.at(q0 + i, h), scale, keys);
+                if a.z == 0.0 {
                     continue;
                 }
-                let m = logits.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
-                let sum: f64 = logits.iter().map(|x| (x.1 - m).exp()).sum();
-                let o = &mut out[((q0 + i) * p.hq + h) * p.d..][..p.d];
-                for &(j, s) in &logits {
-                    let w = (s - m).exp() / sum;
-                    for (x, &vv) in o.iter_mut().zip(p.v.at(k0 + j, g)) {
-                        *x += w * vv as f64;
-                    }
-                }
-                lse[(q0 + i) * p.hq + h] = m + sum.ln();
+                out[((q0 + i) * p.hq + h) * p.d..][..p.d].copy_from_slice(&a.o);
+                lse[(q0 + i) * p.hq + h] = a.lse();
             }
         }
     }
@@ -661,53 +610,19 @@ pub fn workspace_mask(
     idx[rec * cfg.kb()..][..cnt[rec] as usize].to_vec()
 }
 
-// ---------- near-tie aware mask comparison ----------
+// ---------- near-tie aware mask comparison (tools/testkit) ----------
 /// The tree search replayed with f64 scores, returning the selection and the smallest gap between the last kept
 /// and the first dropped candidate over all iterations. When two implementations select differently, that gap
 /// must be below the arithmetic precision for the difference to be a tie and not a bug.
-pub fn search_margin(nb: usize, kb: usize, mut score: impl FnMut(usize) -> f64) -> (Vec<i32>, f64) {
-    if kb == 0 {
-        return (vec![], f64::INFINITY);
-    }
-    if nb <= kb {
-        return ((0..nb as i32).collect(), f64::INFINITY);
-    }
-    let mut chunks: Vec<(usize, usize)> = (0..kb).map(|c| (c * nb / kb, (c + 1) * nb / kb)).collect();
-    let mut margin = f64::INFINITY;
-    while chunks.iter().any(|&(f, l)| l - f > 1) {
-        let mut cands: Vec<(f64, usize, (usize, usize))> = Vec::new();
-        for &(f, l) in &chunks {
-            let parts = if l - f >= 2 {
-                let m = f + (l - f).div_ceil(2);
-                vec![(f, m), (m, l)]
-            } else {
-                vec![(f, l)]
-            };
-            for (a, b) in parts {
-                let rep = (a + b - 1) / 2;
-                cands.push((score(rep), rep, (a, b)));
-            }
-        }
-        cands.sort_by(|x, y| y.0.partial_cmp(&x.0).unwrap().then(x.1.cmp(&y.1)));
-        if cands.len() > kb {
-            margin = margin.min(cands[kb - 1].0 - cands[kb].0);
-        }
-        cands.truncate(kb);
-        chunks = cands.iter().map(|c| c.2).collect();
-    }
-    let mut sel: Vec<i32> = chunks.iter().map(|c| c.0 as i32).collect();
-    sel.sort();
-    (sel, margin)
+pub fn search_margin(nb: usize, kb: usize, score: impl FnMut(usize) -> f64) -> (Vec<i32>, f64) {
+    testkit::tree_replay(nb, kb, score)
 }
 
 /// f64 branch score of docs/ALGORITHM.md for explicit query rows (already sampled) against keys of one kv head each.
 pub fn score_f64(queries: &[(&[f32], &Tensor, usize, usize)], a: usize, b: usize, sk: usize) -> f64 {
     // queries: (q row, key tensor, kv head, row offset of the sequence in the key tensor)
-    let mut best = f64::NEG_INFINITY;
-    for &(q, k, g, k0) in queries {
-        for t in (a..b).step_by(sk) {
-            best = best.max(q.iter().zip(k.at(k0 + t, g)).map(|(&x, &y)| x as f64 * y as f64).sum());
-        }
-    }
-    best
+    testkit::branch_score(queries.len(), (a, b), sk, |i, t| {
+        let (q, k, g, k0) = queries[i];
+        testkit::dot(q, k.at(k0 + t, g))
+    })
 }

@@ -18,10 +18,14 @@
 //! - rotary: q and k are one shared direction plus noise, with rotary position encoding (base 10000, as Llama)
 //!   applied: nearby keys score higher, with the long-range oscillations RoPE brings.
 
-use super::{mix64, Noise, HEADLINE};
+use crate::{
+    inputs::{mix64, Noise},
+    report::{emit, json_text, len_label, write_json},
+    workloads::{D, HEADLINE},
+};
 use hip_attn::spec::{query_block_score, tree_search, BlockKeys};
+use std::time::Instant;
 
-const D: usize = super::D;
 /// Heads (independent inputs) and rows sampled per head, per (kind, length).
 const HEADS: usize = 4;
 const ROWS: usize = 64;
@@ -147,35 +151,20 @@ fn row_quality(h: &Head, t: usize, p: usize) -> (f64, f64, usize) {
     let mut attended = vec![false; p + 1];
     keys.for_each_key(p, true, &selected, |j| attended[j] = true);
 
+    // Dense attention and HiP's (the softmax over the attended keys alone), both from testkit's f64 oracle. The share
+    // of dense probability mass on HiP's keys is HiP's denominator over dense's, on a common scale.
     let scale = 1.0 / (D as f64).sqrt();
     let qrow = &h.q[p * D..(p + 1) * D];
-    let logits: Vec<f64> = (0..=p)
-        .map(|j| qrow.iter().zip(&h.k[j * D..(j + 1) * D]).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * scale)
-        .collect();
-    let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let (mut z, mut z_hip) = (0f64, 0f64);
-    let (mut o, mut o_hip) = ([0f64; D], [0f64; D]);
-    for (j, &l) in logits.iter().enumerate() {
-        let w = (l - m).exp();
-        z += w;
-        let vj = &h.v[j * D..(j + 1) * D];
-        for d in 0..D {
-            o[d] += w * vj[d] as f64;
-        }
-        if attended[j] {
-            z_hip += w;
-            for d in 0..D {
-                o_hip[d] += w * vj[d] as f64;
-            }
-        }
-    }
+    let row = |j: usize| (&h.k[j * D..(j + 1) * D], &h.v[j * D..(j + 1) * D]);
+    let dense = testkit::attend(qrow, scale, (0..=p).map(row));
+    let sparse = testkit::attend(qrow, scale, (0..=p).filter(|&j| attended[j]).map(row));
+    let recall = sparse.z * (sparse.max - dense.max).exp() / dense.z;
     let (mut num, mut den) = (0f64, 0f64);
-    for d in 0..D {
-        let (a, b) = (o_hip[d] / z_hip, o[d] / z);
+    for (a, b) in sparse.o.iter().zip(&dense.o) {
         num += (a - b) * (a - b);
         den += b * b;
     }
-    (z_hip / z, (num / den.max(1e-300)).sqrt(), attended.iter().filter(|&&x| x).count())
+    (recall, (num / den.max(1e-300)).sqrt(), attended.iter().filter(|&&x| x).count())
 }
 
 pub struct QualityRow {
@@ -232,7 +221,7 @@ pub fn run(lengths: &[usize], seed: u64, mut progress: impl FnMut(&str)) -> Vec<
     let mut out = Vec::new();
     for &t in lengths {
         for kind in Kind::ALL {
-            progress(&format!("quality/{}/{}", kind.name(), super::len_label(t)));
+            progress(&format!("quality/{}/{}", kind.name(), len_label(t)));
             out.push(measure(kind, t, seed));
         }
     }
@@ -248,7 +237,7 @@ pub fn markdown(rows: &[QualityRow]) -> String {
         s.push_str(&format!(
             "| {} | {} | {} | {:.3} | {:.3} | {:.2e} | {:.2e} | {:.0} |\n",
             r.kind,
-            super::len_label(r.t),
+            len_label(r.t),
             r.rows,
             r.recall_mean,
             r.recall_p5,
@@ -260,21 +249,42 @@ pub fn markdown(rows: &[QualityRow]) -> String {
     s
 }
 
-pub fn json(rows: &[QualityRow], seed: u64) -> String {
-    let items: Vec<String> = rows
+/// The JSON report of `--quality` (keys as in bench-results/*-quality.json).
+pub fn json(rows: &[QualityRow], seed: u64) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
-            format!(
-                "    {{\"input\": \"{}\", \"length\": {}, \"rows\": {}, \"recall_mean\": {}, \"recall_p5\": {}, \
-                 \"rel_l2_mean\": {}, \"rel_l2_p95\": {}, \"attended_mean\": {}}}",
-                r.kind, r.t, r.rows, r.recall_mean, r.recall_p5, r.err_mean, r.err_p95, r.attended_mean
-            )
+            serde_json::json!({
+                "input": r.kind, "length": r.t, "rows": r.rows, "recall_mean": r.recall_mean,
+                "recall_p5": r.recall_p5, "rel_l2_mean": r.err_mean, "rel_l2_p95": r.err_p95,
+                "attended_mean": r.attended_mean,
+            })
         })
         .collect();
-    format!(
-        "{{\n  \"kind\": \"hip-bench quality\",\n  \"seed\": {seed},\n  \"settings\": \"{SETTINGS}\",\n  \"rows\": [\n{}\n  ]\n}}\n",
-        items.join(",\n")
-    )
+    serde_json::json!({"kind": "hip-bench quality", "seed": seed, "settings": SETTINGS, "rows": rows})
+}
+
+/// `--quality`: the quality table on stdout, JSON to --json PATH or hip-quality.json (and $OUT/hip-quality.json).
+pub(super) fn run_mode(args: &crate::cli::Args) -> i32 {
+    let k = 1024;
+    let lengths: &[usize] = if args.quick { &[8 * k] } else { &[8 * k, 32 * k, 128 * k] };
+    let start = Instant::now();
+    let rows = run(lengths, args.seed, |id| elog!("[{:6.1} s] {id}", start.elapsed().as_secs_f64()));
+    let text = format!(
+        "## hip-bench quality\n\n- {}; seed {}; command `{}`\n\n{}",
+        SETTINGS,
+        args.seed,
+        args.command_line,
+        markdown(&rows)
+    );
+    let shown = emit(&text);
+    let path = args.json.clone().unwrap_or_else(|| "hip-quality.json".into());
+    let written = write_json(&path, "hip-quality.json", &json_text(&json(&rows, args.seed)));
+    if shown && written {
+        0
+    } else {
+        1
+    }
 }
 
 #[cfg(test)]

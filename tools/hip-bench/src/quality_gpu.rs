@@ -24,13 +24,19 @@
 //! means fewer samples).
 
 use super::quality::{make_head, quantile, Kind};
-use super::{
-    check, decode_args, hip_decode_step, hip_kv_cache, hip_kv_layout, json_num, json_str, len_label, mix64,
-    open_device, plan, record_blocks, sync, sync_device, validated, write_json, Args, Backend, Ctx, DevBuf, Device,
-    Fail, Hip, HostBuf, OpenError, Res, Rng, Shape, D, HEADLINE, K, M, TIE_EPS,
+use crate::{
+    api::{check, decode_args, validated, Ctx, Fail, Res},
+    check::{record_blocks, TIE_EPS},
+    cli::Args,
+    device::{open_device, sync, sync_device, DevBuf, Device, OpenError},
+    inputs::{mix64, HostBuf, Rng},
+    report::{cell_text, emit, json_text, len_label, library_line, utc_now, write_json},
+    workloads::{Backend, Hip, Shape, D, HEADLINE, K, M},
 };
 use hip_attn::config::Selection;
+use hip_attn::plan;
 use hip_attn::spec::{query_block_score, scan_select, tree_search, BlockKeys};
+use hip_attn::{hip_decode_step, hip_kv_cache, hip_kv_layout};
 use std::ffi::c_void;
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -294,10 +300,6 @@ fn bf16_bits(x: &[f32]) -> Vec<u16> {
     x.iter().map(|&v| half::bf16::from_f32(v).to_bits()).collect()
 }
 
-fn dot64(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
-}
-
 /// Dense attention of one query (at p = len - 1, over keys [0, len)) and the definition's block scores of its search
 /// domain (f32, spec.rs's order, so they equal the CPU backend's).
 struct Reference {
@@ -317,19 +319,8 @@ fn scale() -> f64 {
 fn reference(h: &HeadData, q: &[f32], len: usize) -> Reference {
     let hip = HEADLINE;
     let key = |t: usize| &h.k[t * D..(t + 1) * D];
-    let logits: Vec<f64> = (0..len).map(|t| scale() * dot64(q, key(t))).collect();
-    let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let (mut z, mut o) = (0f64, vec![0f64; D]);
-    for (t, &l) in logits.iter().enumerate() {
-        let w = (l - m).exp();
-        z += w;
-        for (a, &v) in o.iter_mut().zip(&h.v[t * D..(t + 1) * D]) {
-            *a += w * v as f64;
-        }
-    }
-    for a in &mut o {
-        *a /= z;
-    }
+    let dense = testkit::attend(q, scale(), (0..len).map(|t| (key(t), &h.v[t * D..(t + 1) * D])));
+    let (m, z, o) = (dense.max, dense.z, dense.o);
     let geo = BlockKeys::new(len - 1, len, hip.sink, hip.window, hip.bk, true);
     let scores = (0..geo.nb).map(|j| query_block_score(q, geo.block_range(j), hip.sk, key)).collect();
     Reference { len, geo, m, z, o, scores }
@@ -342,7 +333,7 @@ fn recall(h: &HeadData, q: &[f32], r: &Reference, e: usize, blocks: &[i32]) -> (
     let sel: Vec<u32> = blocks.iter().map(|&x| x.max(0) as u32).collect();
     let (mut mass, mut n) = (0f64, 0usize);
     geo.for_each_key(r.len - 1, true, &sel, |j| {
-        mass += (scale() * dot64(q, &h.k[j * D..(j + 1) * D]) - r.m).exp();
+        mass += (scale() * testkit::dot(q, &h.k[j * D..(j + 1) * D]) - r.m).exp();
         n += 1;
     });
     (mass / r.z, n)
@@ -364,8 +355,8 @@ fn matches_spec(r: &Reference, sel: Selection, kb: usize, e: usize, blocks: &[i3
     let magnitude = r.scores.iter().fold(0f32, |a, &s| a.max(s.abs())) as f64;
     let eps = TIE_EPS * (magnitude / 10.0).max(1.0);
     let margin = match sel {
-        Selection::Tree => super::search_margin(r.geo.nb, kb, |j| r.scores[j] as f64),
-        Selection::Scan => super::scan::scan_margin(r.geo.nb, kb, |j| r.scores[j] as f64),
+        Selection::Tree => testkit::tree_replay(r.geo.nb, kb, |j| r.scores[j] as f64).1,
+        Selection::Scan => testkit::scan_margin(r.geo.nb, kb, |j| r.scores[j] as f64),
     };
     (e == r.geo.e && margin < eps).then_some(false)
 }
@@ -531,7 +522,7 @@ fn set_fail(r: &mut QgRow, f: &Fail) {
 /// query; none where the domain is empty).
 fn salient_positions(s: &Scale, seed: u64) -> Vec<Vec<Option<usize>>> {
     let hip = HEADLINE;
-    let mut rng = Rng(seed ^ TAG_SALIENT);
+    let mut rng = Rng::from_state(seed ^ TAG_SALIENT);
     lengths(s)[..s.salient_runs]
         .iter()
         .map(|&len| {
@@ -623,7 +614,7 @@ pub fn markdown(rows: &[QgRow]) -> String {
         let lead =
             format!("| {} | {} | {} x {} | {} | {} |", r.kind, len_label(r.t), r.heads, r.seqs, sel_name(r.sel), r.k);
         if let Some(st) = &r.status {
-            let _ = writeln!(s, "{lead} {} | - | - | - | - | - | - |", super::cell_text(st));
+            let _ = writeln!(s, "{lead} {} | - | - | - | - | - | - |", cell_text(st));
             continue;
         }
         let mut masks = format!("{}/{}", r.mask_equal, r.samples);
@@ -642,37 +633,28 @@ pub fn markdown(rows: &[QgRow]) -> String {
     s
 }
 
-pub fn json(rows: &[QgRow], head: &str) -> String {
-    let num = |x: f64| json_num(Some(x));
-    let items: Vec<String> = rows
+/// The JSON report of `--quality-gpu`: the header fields `head`, then the rows (keys as in
+/// bench-results/*-quality-gpu.json).
+pub fn json(rows: &[QgRow], head: serde_json::Value) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
-            format!(
-                "    {{\"input\": \"{}\", \"length\": {}, \"heads\": {}, \"seqs\": {}, \"selection\": \"{}\", \
-                 \"k\": {}, \"samples\": {}, \"recall_mean\": {}, \"recall_p5\": {}, \"rel_l2_mean\": {}, \
-                 \"rel_l2_p95\": {}, \"attended_mean\": {}, \"salient_found\": {}, \"salient_trials\": {}, \
-                 \"masks_equal_spec\": {}, \"masks_near_tie\": {}, \"status\": {}}}",
-                r.kind,
-                r.t,
-                r.heads,
-                r.seqs,
-                sel_name(r.sel),
-                r.k,
-                r.samples,
-                num(r.recall_mean),
-                num(r.recall_p5),
-                num(r.err_mean),
-                num(r.err_p95),
-                num(r.attended_mean),
-                r.salient_found,
-                r.salient_trials,
-                r.mask_equal,
-                r.mask_ties,
-                r.status.as_deref().map_or("null".into(), json_str)
-            )
+            serde_json::json!({
+                "input": r.kind, "length": r.t, "heads": r.heads, "seqs": r.seqs, "selection": sel_name(r.sel),
+                "k": r.k, "samples": r.samples, "recall_mean": r.recall_mean, "recall_p5": r.recall_p5,
+                "rel_l2_mean": r.err_mean, "rel_l2_p95": r.err_p95, "attended_mean": r.attended_mean,
+                "salient_found": r.salient_found, "salient_trials": r.salient_trials,
+                "masks_equal_spec": r.mask_equal, "masks_near_tie": r.mask_ties, "status": r.status,
+            })
         })
         .collect();
-    format!("{{\n  \"kind\": \"hip-bench quality-gpu\",\n{head}  \"rows\": [\n{}\n  ]\n}}\n", items.join(",\n"))
+    let mut top = serde_json::Map::new();
+    top.insert("kind".into(), "hip-bench quality-gpu".into());
+    if let serde_json::Value::Object(head) = head {
+        top.extend(head);
+    }
+    top.insert("rows".into(), rows.into());
+    top.into()
 }
 
 /// `--quality-gpu [--cpu]`: the table on stdout, JSON to --json PATH or hip-quality-gpu.json (and $OUT).
@@ -701,7 +683,7 @@ pub fn run(args: &Args) -> i32 {
         }
     };
     let log = |m: &str| elog!("[{:7.1} s] {m}", start.elapsed().as_secs_f64());
-    log(&format!("{device}; {}; seed {}", super::library_line(), args.seed));
+    log(&format!("{device}; {}; seed {}", library_line(), args.seed));
     let mut rows = Vec::new();
     for s in scales {
         for kind in Kind::ALL {
@@ -724,27 +706,20 @@ pub fn run(args: &Args) -> i32 {
         "## hip-bench quality on the backend\n\n- {device}; {}; {}\n- seed {}; date {}; elapsed {elapsed:.1} s; \
          command `{}`\n- samples per row: heads x sequences (one query each, at lengths T - 257 b or closer); \
          salient: one planted key per head and run\n\n{}",
-        super::library_line(),
+        library_line(),
         SETTINGS,
         args.seed,
-        super::utc_now(),
+        utc_now(),
         args.command_line,
         markdown(&rows)
     );
-    let shown = super::emit(&text);
-    let head = format!(
-        "  \"device\": {},\n  \"library\": {},\n  \"settings\": {},\n  \"seed\": {},\n  \"date\": {},\n  \
-         \"command\": {},\n  \"elapsed_s\": {},\n",
-        json_str(&device),
-        json_str(&super::library_line()),
-        json_str(SETTINGS),
-        args.seed,
-        json_str(&super::utc_now()),
-        json_str(&args.command_line),
-        json_num(Some(elapsed))
-    );
+    let shown = emit(&text);
+    let head = serde_json::json!({
+        "device": device, "library": library_line(), "settings": SETTINGS, "seed": args.seed, "date": utc_now(),
+        "command": args.command_line, "elapsed_s": elapsed,
+    });
     let path = args.json.clone().unwrap_or_else(|| "hip-quality-gpu.json".into());
-    let written = write_json(&path, "hip-quality-gpu.json", &json(&rows, &head));
+    let written = write_json(&path, "hip-quality-gpu.json", &json_text(&json(&rows, head)));
     let bad: Vec<&QgRow> = rows.iter().filter(|r| r.failed || r.suspicious()).collect();
     for r in &bad {
         log(&format!(
