@@ -12,25 +12,20 @@
 pub const DRAW_BITS: u32 = 16;
 pub const DRAW_MAX: u64 = (1 << DRAW_BITS) - 1;
 
-/// The splitmix64 finalizer: a bijection that spreads seeds.
-pub fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+/// The splitmix64 finalizer, the test kit's (tools/testkit): a bijection that spreads seeds.
+pub use testkit::mix64 as mix;
 
-/// The engine's one seeded generator (the state of a splitmix64 stream); the test kit's RNG can replace it here,
-/// at the price of regenerating the corpus seeds.
+/// The engine's one seeded generator: the test kit's SplitMix64, started from the state the corpus seeds were
+/// recorded with (so every corpus seed still gives the same case).
 #[derive(Clone)]
-pub struct Stream(u64);
+pub struct Stream(testkit::Rng);
 
 impl Stream {
     pub fn new(seed: u64) -> Stream {
-        Stream(mix(seed ^ 0x6869_702d_6675_7a7a))
+        Stream(testkit::Rng::from_state(mix(seed ^ 0x6869_702d_6675_7a7a)))
     }
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.0)
+        self.0.next_u64()
     }
 }
 

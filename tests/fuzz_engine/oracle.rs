@@ -12,21 +12,10 @@ pub fn dense_row(
     v: &Region,
     keys: &[(usize, usize)],
 ) -> (Vec<f64>, f64) {
-    let qv: Vec<f64> = (0..d).map(|i| read_elem(q, dt, qoff + i) as f64).collect();
-    let logits: Vec<f64> = keys
-        .iter()
-        .map(|&(ko, _)| scale * (0..d).map(|i| qv[i] * read_elem(k, dt, ko + i) as f64).sum::<f64>())
-        .collect();
-    let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = logits.iter().map(|&s| (s - m).exp()).sum();
-    let mut out = vec![0f64; d];
-    for (&(_, vo), &s) in keys.iter().zip(&logits) {
-        let w = (s - m).exp() / sum;
-        for (i, o) in out.iter_mut().enumerate() {
-            *o += w * read_elem(v, dt, vo + i) as f64;
-        }
-    }
-    (out, m + sum.ln())
+    let row = |off: usize, r: &Region| -> Vec<f32> { (0..d).map(|i| read_elem(r, dt, off + i)).collect() };
+    let att = testkit::attend(&row(qoff, q), scale, keys.iter().map(|&(ko, vo)| (row(ko, k), row(vo, v))));
+    let lse = att.lse();
+    (att.o, lse)
 }
 
 pub fn compare_row(dt: DType, o: &Region, off: usize, want: &[f64], what: &str) -> Result<(), String> {
