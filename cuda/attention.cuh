@@ -14,7 +14,7 @@ namespace hip {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Prefill geometry for a CTA of QT query rows: QT = BQ for the block-sparse kernel (one CTA per query block), or
-// the dense kernel's larger tile (HIP_ATTN_DENSE_ROWS) when every query block attends every key it may see, so
+// the dense kernel's larger tile (hip_contract::dense_rows) when every query block attends every key it may see, so
 // that one gathered K/V tile serves four times the rows. Warps are (row group r, key split s): a row group is
 // 16 * MT query rows (QT padded to that; MT below). With one or two row groups, two warps share each row group
 // and split every key tile in halves (merging their softmax states at the end), so the default BQ = 32 still
@@ -27,11 +27,11 @@ namespace hip {
 template <int QT, bool DENSE>
 struct PfGeo {
     static constexpr int MT = DENSE && D <= 128 ? 2 : 1;  // 16-row m-tiles per warp
-    static constexpr int THREADS = DENSE ? HIP_ATTN_DENSE_THREADS_FOR(D) : HIP_ATTN_PREFILL_THREADS_FOR(QT, D);
+    static constexpr int THREADS = DENSE ? hip_contract::dense_threads(D) : hip_contract::prefill_threads(QT, D);
     static constexpr int WARPS = THREADS / 32;
     static constexpr int BQP = round_up(QT, 16 * MT);
     static constexpr int RG = BQP / (16 * MT);                     // row groups (of 16 * MT rows)
-    static constexpr int TK = HIP_ATTN_PREFILL_KEYS_FOR(D);        // keys per stage
+    static constexpr int TK = hip_contract::prefill_keys(D);        // keys per stage
     static constexpr int KS = WARPS / RG;                          // key splits inside a tile
     static constexpr int KW = TK / KS;                             // keys per warp per tile
     // Threads per gathered key row: the largest power of two that THREADS / TK allows, at most one per 16-byte
@@ -43,7 +43,7 @@ struct PfGeo {
     // CTAs capped so ran 6% slower than one CTA of ~168 registers per SM).
     // (Two m-tiles per warp: two CTAs of up to 255 registers.)
     static constexpr int MIN_CTAS = MT == 2 ? 2 : D <= 128 && KS == 2 ? cmax(1, 65536 / (THREADS * 128)) : 1;
-    static_assert(WARPS == RG * (DENSE ? 1 : HIP_ATTN_PREFILL_KSPLIT_FOR(QT, D)), "thread macros disagree with the tiling");
+    static_assert(WARPS == RG * (DENSE ? 1 : hip_contract::prefill_ksplit(QT, D)), "thread macros disagree with the tiling");
     static_assert(MT == 1 || KS == 1, "two m-tiles per warp only without a key split");
     static_assert(KW % 16 == 0, "each warp needs whole 16-key k-steps for P.V");
     static_assert(MT > 1 || BQP * ROW <= 4 * TK * ROW, "Q staging must fit in the K/V stage buffers");
@@ -77,7 +77,7 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
     constexpr int PF_THREADS = G::THREADS, BQP = G::BQP, RG = G::RG, PF_TK = G::TK, KS = G::KS, KW = G::KW;
     constexpr int PF_SUBS = G::SUBS, MT = G::MT;
     static_assert(DENSE || sizeof(PrefillSmem<QT, DENSE>) <= 48 * 1024, "prefill attention exceeds 48 KB static smem");
-    static_assert(!DENSE || sizeof(PrefillSmem<QT, DENSE>) <= HIP_ATTN_DENSE_SMEM_FOR(D),
+    static_assert(!DENSE || sizeof(PrefillSmem<QT, DENSE>) <= hip_contract::dense_smem(D),
                   "dense prefill attention needs more shared memory than the host launches it with");
     PrefillSmem<QT, DENSE>& sm = cta_smem<PrefillSmem<QT, DENSE>, DENSE>();
     const int j = DENSE && CAUSAL ? gridDim.x - 1 - blockIdx.x : blockIdx.x, h = blockIdx.y, b = blockIdx.z;

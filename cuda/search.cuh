@@ -18,7 +18,7 @@
 namespace hip {
 
 constexpr int S_THREADS = HIP_ATTN_SEARCH_THREADS;
-// CTAs per decode search (a thread-block cluster on sm_90; see HIP_DSEARCH_CL in hip_params.h).
+// CTAs per decode search (a thread-block cluster on sm_90; see HIP_DSEARCH_CL in hip_contract.h).
 constexpr int S_DCL = HIP_DSEARCH_CL;
 static_assert(S_DCL >= 1 && S_DCL <= 8, "HIP_DSEARCH_CL outside [1, 8] (8 is the portable cluster size)");
 #if HIP_DSEARCH_CL > 1 && defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900

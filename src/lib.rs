@@ -5,6 +5,8 @@
 //! - `ffi`: the C shell (`extern "C"` entry points and the C-visible types), thin and audited.
 //! - `status`: status codes and error messages. `config`: configuration validation. `tensor`: tensor
 //!   descriptors and element conversion. `args`: run-call argument validation. `plan`: buffer layouts.
+//! - `contract`: the Rust-CUDA contract (parameter blocks, record layout, error bits, geometry), defined once;
+//!   the kernels' header cuda/generated/hip_contract.h is generated from it.
 //! - `spec`: docs/ALGORITHM.md's key sets and tree search as plain functions.
 //! - `context`: the safe core that binds a configuration to a backend.
 //! - `cpu`: the exact CPU reference backend. `cuda`: the CUDA backend (kernels in `cuda/`).
@@ -12,6 +14,7 @@
 pub mod args;
 pub mod config;
 pub mod context;
+pub mod contract;
 pub mod cpu;
 pub mod cuda;
 pub mod ffi;
