@@ -22,10 +22,11 @@ use cudarc::driver::sys::{CUfunction_attribute, CUresult, CUstream};
 
 /// Kernel sources, embedded: NVRTC compiles hip_attn.cu with the others as named headers. hip_contract.h is the
 /// text build.rs generates from src/contract.rs (cuda/generated/hip_contract.h is its committed copy).
-const SOURCES: [(&str, &str); 7] = [
+const SOURCES: [(&str, &str); 8] = [
     ("hip_attn.cu", include_str!("../../cuda/hip_attn.cu")),
     ("hip_contract.h", include_str!(concat!(env!("OUT_DIR"), "/hip_contract.h"))),
     ("common.cuh", include_str!("../../cuda/common.cuh")),
+    ("decode_kv.cuh", include_str!("../../cuda/decode_kv.cuh")),
     ("search.cuh", include_str!("../../cuda/search.cuh")),
     ("scan.cuh", include_str!("../../cuda/scan.cuh")),
     ("attention.cuh", include_str!("../../cuda/attention.cuh")),
