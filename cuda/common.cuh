@@ -7,7 +7,7 @@
 #ifndef HIP_ATTN_COMMON_CUH
 #define HIP_ATTN_COMMON_CUH
 
-#include "hip_params.h"
+#include "hip_contract.h"
 
 #if !defined(HIP_DTYPE) || !defined(HIP_HEAD_DIM) || !defined(HIP_KB) || !defined(HIP_BQ) || !defined(HIP_BK) || \
     !defined(HIP_SQ) || !defined(HIP_SK) || !defined(HIP_GROUP) || !defined(HIP_SHARE_KV) || !defined(HIP_CAUSAL)
@@ -16,9 +16,9 @@
 
 static_assert(HIP_DTYPE == 0 || HIP_DTYPE == 1, "HIP_DTYPE must be 0 (bf16) or 1 (f16)");
 static_assert(HIP_HEAD_DIM == 64 || HIP_HEAD_DIM == 128 || HIP_HEAD_DIM == 256, "HIP_HEAD_DIM must be 64, 128 or 256");
-static_assert(HIP_BQ >= 1 && HIP_BQ <= HIP_ATTN_CUDA_MAX_BQ, "HIP_BQ outside [1, HIP_ATTN_CUDA_MAX_BQ]");
+static_assert(HIP_BQ >= 1 && HIP_BQ <= hip_contract::cuda_max_bq(HIP_HEAD_DIM), "HIP_BQ outside [1, cuda_max_bq(HIP_HEAD_DIM)]");
 static_assert(HIP_BK >= 1 && HIP_BK <= HIP_ATTN_CUDA_MAX_BK, "HIP_BK outside [1, HIP_ATTN_CUDA_MAX_BK]");
-static_assert(HIP_KB >= 0 && HIP_KB <= HIP_ATTN_CUDA_MAX_KB, "HIP_KB outside [0, HIP_ATTN_CUDA_MAX_KB]");
+static_assert(HIP_KB >= 0 && HIP_KB <= hip_contract::cuda_max_kb(HIP_HEAD_DIM), "HIP_KB outside [0, cuda_max_kb(HIP_HEAD_DIM)]");
 static_assert(HIP_SQ >= 1 && HIP_SK >= 1, "HIP_SQ and HIP_SK must be >= 1");
 static_assert(HIP_GROUP >= 1 && HIP_GROUP <= HIP_ATTN_CUDA_MAX_GROUP, "HIP_GROUP outside [1, HIP_ATTN_CUDA_MAX_GROUP]");
 static_assert(HIP_SHARE_KV == 0 || HIP_SHARE_KV == 1, "HIP_SHARE_KV must be 0 or 1");
@@ -276,7 +276,11 @@ __device__ __forceinline__ void set_error(unsigned long long flag_ptr, u32 bit) 
 // ---------------------------------------------------------------------------------------------------------------
 // Geometry of one query block (or decode query), docs/ALGORITHM.md section 3
 
-// Number of search blocks in [sink, e): blocks of BK keys starting at sink, the last one clipped at e.
+// Number of search blocks in [sink, e): blocks of BK keys starting at sink, the last one clipped at e. This is
+// hip_contract::search_blocks (src/contract.rs) in the kernels' 32-bit form: calling the 64-bit contract function
+// here changed the compiled code of every kernel that builds a key list, so the kernels keep this form (a host
+// test compiles this body against the contract) and prefill_seq_dense compares it with KB as
+// hip_contract::all_blocks_selected does.
 __device__ __forceinline__ int num_search_blocks(int sink, int e) {
     return e > sink ? (int)(((long long)e - sink + BK - 1) / BK) : 0;
 }
@@ -344,7 +348,7 @@ __device__ __forceinline__ bool prefill_seq(const hip_prefill_params& p, int b, 
            s.Tk <= p.max_seqlen_k && s.Tq <= s.Tk;
 }
 
-// Mask-state records (layout in hip_params.h). Every kernel that writes a record goes through store_record, so
+// Mask-state records (layout in hip_contract.h). Every kernel that writes a record goes through store_record, so
 // that none leaves without the writer's fingerprint.
 
 // Writes a whole record: step, e, count, the fingerprint `fp` (the parameter block's state_fingerprint) and

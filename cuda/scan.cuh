@@ -220,7 +220,7 @@ __device__ __forceinline__ void scan_write_record(const hip_decode_params& p, in
     store_record(rec, 1, e, count, p.state_fingerprint, [&](int i) { return blocks[i]; });
 }
 
-// The scan workspace of (sequence b, mask head mh): see HIP_ATTN_SCAN_REGION_BYTES in hip_params.h.
+// The scan workspace of (sequence b, mask head mh): see scan_region_bytes in hip_contract.h.
 struct ScanRegion {
     int* stat;
     u32* keys;
@@ -228,7 +228,7 @@ struct ScanRegion {
 };
 __device__ __forceinline__ ScanRegion scan_region(const hip_decode_params& p, int b, int mh) {
     const long long nbmax = ((long long)p.max_seqlen_k + BK - 1) / BK;
-    char* base = (char*)p.scan_ws + ((long long)b * p.mask_heads + mh) * HIP_ATTN_SCAN_REGION_BYTES(nbmax);
+    char* base = (char*)p.scan_ws + ((long long)b * p.mask_heads + mh) * hip_contract::scan_region_bytes(HIP_ATTN_SCAN_MAX_SPLITS, nbmax);
     ScanRegion r;
     r.stat = (int*)base;
     r.keys = (u32*)(base + 4 * SC_MAXS);

@@ -14,11 +14,12 @@
 #define HIP_ATTN_SEARCH_CUH
 
 #include "common.cuh"
+#include "decode_kv.cuh"
 
 namespace hip {
 
 constexpr int S_THREADS = HIP_ATTN_SEARCH_THREADS;
-// CTAs per decode search (a thread-block cluster on sm_90; see HIP_DSEARCH_CL in hip_params.h).
+// CTAs per decode search (a thread-block cluster on sm_90; see HIP_DSEARCH_CL in hip_contract.h).
 constexpr int S_DCL = HIP_DSEARCH_CL;
 static_assert(S_DCL >= 1 && S_DCL <= 8, "HIP_DSEARCH_CL outside [1, 8] (8 is the portable cluster size)");
 #if HIP_DSEARCH_CL > 1 && defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
@@ -608,30 +609,6 @@ __device__ __forceinline__ void prefill_search(const hip_prefill_params& p) {
         int* rec = (int*)p.mask_state + ((long long)b * p.mask_heads + mh) * p.state_ints;
         store_record(rec, 1, e, count, p.state_fingerprint, [&](int i) { return sm.chunks[i].x; });
     }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Element offset of KV-cache row t of sequence b, kv head kvh (the same for k_cache and v_cache, which share their
-// strides), contiguous or paged. Returns -1 and sets `bad` on a bad page reference.
-__device__ __forceinline__ long long decode_kv_offset(const hip_decode_params& p, int b, int kvh, int t, bool& bad) {
-    if (!p.paged) return (long long)b * p.kv_seq_stride + (long long)t * p.kv_tok_stride + (long long)kvh * p.kv_head_stride;
-    const int pi = t / p.page_size;
-    if (pi >= p.pt_stride) {
-        bad = true;
-        return -1;
-    }
-    const int page = ((const int*)p.page_table)[(long long)b * p.pt_stride + pi];
-    if (page < 0 || page >= p.num_pages) {
-        bad = true;
-        return -1;
-    }
-    return (long long)page * p.kv_seq_stride + (long long)(t - pi * p.page_size) * p.kv_tok_stride +
-           (long long)kvh * p.kv_head_stride;
-}
-
-// Decode-side validation shared by search and attention: the sequence length and, when paged, the page size.
-__device__ __forceinline__ bool decode_seq_ok(const hip_decode_params& p, int Tk) {
-    return Tk >= 1 && Tk <= p.max_seqlen_k && (!p.paged || p.page_size >= 1);
 }
 
 // A stored record (magic already matched) is usable when its e and blocks can only name keys of [0, Tk).

@@ -21,8 +21,9 @@
 //!    choice, the dense-only decision and the launch grids. FlashInfer's plan/run split: plan once per shape, run
 //!    many times.
 //! 4. The backends: `cpu` (the exact reference, the oracle for everything) and `cuda`, which copies the
-//!    configuration, the arguments and the plan into a parameter block (`cuda/params.rs`, the mirror of
-//!    `cuda/hip_params.h`) and launches kernels compiled for the configuration (`cuda::backend::compile_options`
+//!    configuration, the arguments and the plan into a parameter block (`contract.rs`: the parameter blocks,
+//!    record layout, error bits and geometry, defined once; the kernels' header `cuda/generated/hip_contract.h` is
+//!    generated from it) and launches kernels compiled for the configuration (`cuda::backend::compile_options`
 //!    turns its fields into -D options).
 //!
 //! Following a field, `hip_config.window` say: `ffi::convert::config` checks its range into `Config::window`;
@@ -52,6 +53,7 @@ internal_modules! {
     args;
     config;
     context;
+    contract;
     cpu;
     cuda;
     ffi;

@@ -6,8 +6,8 @@
 //!
 //! Sizes depend only on the configuration and the host-side scalars of a call, never on the backend, so an
 //! engine sized against the CPU backend is sized right for CUDA. What depends on the device (split counts and
-//! the kernel choice of a decode step) is planned only for the CUDA backend, from its `DeviceTraits`. Layouts
-//! mirror cuda/hip_params.h.
+//! the kernel choice of a decode step) is planned only for the CUDA backend, from its `DeviceTraits`. The record
+//! layout and the SCAN region are those of src/contract.rs, which the kernels' header is generated from.
 
 use crate::config::{Config, MaskSharing, Selection};
 use crate::status::{checked_add, checked_mul, Result};
@@ -51,7 +51,7 @@ impl PrefillPlan {
         let dense_only = prefill_all_dense(cfg, shape.max_seqlen_k);
         let (mh, hq, batch) = (cfg.mask_heads() as u32, cfg.num_q_heads as u32, shape.batch as u32);
         let blocks = shape.max_seqlen_q.div_ceil(cfg.bq) as u32;
-        let rows = crate::cuda::backend::dense_rows(cfg.head_dim);
+        let rows = crate::contract::dense_rows(cfg.head_dim as i64) as usize;
         Ok(PrefillPlan {
             shape,
             workspace,
@@ -205,15 +205,12 @@ pub fn scan_splits(units: usize, nbmax: usize, resident: usize) -> usize {
     (1..=most).find(|&s| cost(s) <= best * 1.05).unwrap_or(1)
 }
 
-/// Mask-state record header (see cuda/hip_params.h): magic, step counter, e, count, fingerprint of the writing
+/// Mask-state record header (src/contract.rs): magic, step counter, e, count, fingerprint of the writing
 /// context's configuration; then Kb block indices.
-pub const STATE_MAGIC: i32 = 0x4869_5031;
-pub const STATE_MAGIC_IDX: usize = 0;
-pub const STATE_STEP_IDX: usize = 1;
-pub const STATE_E_IDX: usize = 2;
-pub const STATE_COUNT_IDX: usize = 3;
-pub const STATE_FPRINT_IDX: usize = 4;
-pub const STATE_HEADER: usize = 5;
+pub use crate::contract::{
+    SCAN_MAX_SPLITS, STATE_COUNT_IDX, STATE_E_IDX, STATE_FPRINT_IDX, STATE_HEADER, STATE_MAGIC, STATE_MAGIC_IDX,
+    STATE_STEP_IDX,
+};
 
 /// Largest number of key-list chunks a decode step splits one (sequence, head) into.
 pub const DECODE_MAX_SPLITS: usize = 32;
@@ -335,23 +332,26 @@ impl PrefillWorkspace {
 }
 
 /// True when every sequence of a prefill with at most `max_seqlen_k` keys has the search select every block of
-/// every query block (cuda/attention.cuh, prefill_seq_dense, decides per sequence; this bound implies it): the
-/// block-sparse attention kernel then has nothing to do and the CUDA backend runs only the dense one.
+/// every query block (the kernels decide it per sequence with the same contract::all_blocks_selected; this bound
+/// implies it): the block-sparse attention kernel then has nothing to do and the CUDA backend runs only the dense
+/// one.
 pub fn prefill_all_dense(cfg: &Config, max_seqlen_k: usize) -> bool {
     // The largest e of any query block: its first query sits before Tk, so e <= max(sink, Tk - window).
     let e = if cfg.causal { max_seqlen_k.saturating_sub(cfg.window) } else { max_seqlen_k };
-    e.max(cfg.sink).saturating_sub(cfg.sink).div_ceil(cfg.bk) <= cfg.kb()
+    // Validated configurations and lengths stay far below i64::MAX.
+    crate::contract::all_blocks_selected(cfg.sink as i64, e as i64, cfg.bk as i64, cfg.kb() as i64)
 }
 
-/// Most CTAs of the decode SCAN per (sequence, mask head) (HIP_ATTN_SCAN_MAX_SPLITS).
-pub const SCAN_MAX_SPLITS: usize = 64;
-
 /// Bytes of the decode SCAN workspace region of one (sequence, mask head) for at most `max_k` keys
-/// (HIP_ATTN_SCAN_REGION_BYTES): a status per split, then a score key and a block index per key block.
+/// (contract::scan_region_bytes): a status per split, then a score key and a block index per key block.
 pub fn scan_region_bytes(cfg: &Config, max_k: usize) -> Result<usize> {
     let nbmax = max_k.div_ceil(cfg.bk);
-    let b = checked_add(4 * SCAN_MAX_SPLITS, checked_mul(nbmax, 8, "decode workspace")?, "decode workspace")?;
-    Ok(checked_add(b, 15, "decode workspace")? / 16 * 16)
+    // The contract's arithmetic in i64; a length whose region could overflow it is a size overflow.
+    if nbmax > (i64::MAX as usize - 4 * SCAN_MAX_SPLITS - 15) / 8 {
+        return Err(crate::status::Error::overflow("decode workspace"));
+    }
+    let bytes = crate::contract::scan_region_bytes(SCAN_MAX_SPLITS as i64, nbmax as i64);
+    usize::try_from(bytes).map_err(|_| crate::status::Error::internal("negative SCAN region size"))
 }
 
 /// Decode workspace: split-K partial outputs (f32 [batch][Hq][DECODE_MAX_SPLITS][D]) and their LSEs

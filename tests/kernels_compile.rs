@@ -1,6 +1,9 @@
 //! Every kernel variant compiles with NVRTC for sm_80 and sm_90a, without a GPU (CI installs NVRTC from the
 //! `nvidia-cuda-nvrtc` wheel): a kernel that does not compile never lands. Skips, saying why, without libnvrtc
 //! (a failure under HIP_ATTN_REQUIRE_TOOLS=1, as in CI).
+//!
+//! With `HIP_ATTN_DUMP_CUBINS=<dir>` every variant's cubin is also written to `<dir>/<arch>-<options>.cubin`, so
+//! that `scripts/cubin-diff.sh OLD NEW` can show that a change of the sources left the compiled kernels alone.
 mod common;
 use common::{config, tools};
 use hip_attn::config::validate;
@@ -35,6 +38,10 @@ fn every_kernel_variant_compiles() {
     ] {
         variants.push(("sm_90a", DType::Bf16, d, 32, 8, share, causal, k, bq, bk, sq, sk));
     }
+    let dump = std::env::var_os("HIP_ATTN_DUMP_CUBINS").map(std::path::PathBuf::from);
+    if let Some(dir) = &dump {
+        std::fs::create_dir_all(dir).unwrap();
+    }
     let failures = std::sync::Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -53,6 +60,9 @@ fn every_kernel_variant_compiles() {
                 match compile_cubin(sources()[0].0, sources(), &opts, arch) {
                     Ok(cubin) => {
                         eprintln!("{arch} {opts:?}: {} bytes in {:.2} s", cubin.len(), t.elapsed().as_secs_f64());
+                        if let Some(dir) = &dump {
+                            std::fs::write(dir.join(cubin_name(arch, &opts)), &cubin).unwrap();
+                        }
                         // Every entry point the backend resolves (the SCAN kernels included) is in the cubin.
                         let text = String::from_utf8_lossy(&cubin);
                         for name in KERNELS.iter().filter(|n| !text.contains(**n)) {
@@ -66,6 +76,16 @@ fn every_kernel_variant_compiles() {
     });
     let failures = failures.into_inner().unwrap();
     assert!(failures.is_empty(), "{} variants failed to compile:\n{}", failures.len(), failures.join("\n\n"));
+}
+
+/// A file name that says which variant a dumped cubin is: the architecture, then every -D option's value by name.
+fn cubin_name(arch: &str, opts: &[String]) -> String {
+    let defs: Vec<String> = opts
+        .iter()
+        .filter_map(|o| o.strip_prefix("-DHIP_"))
+        .map(|o| o.replace('=', "").to_ascii_lowercase().replace('_', ""))
+        .collect();
+    format!("{arch}-{}.cubin", defs.join("-"))
 }
 
 /// NVRTC off LD_LIBRARY_PATH: the compile test passes with a SKIP line, and fails under HIP_ATTN_REQUIRE_TOOLS=1.

@@ -9,31 +9,39 @@ use super::{
 };
 use crate::args::{Buffer, DecodeArgs, MergeArgs, PrefillArgs};
 use crate::config::{Config, CreateOptions, MaskSharing};
+use crate::contract::{
+    self, COMBINE_THREADS, CUDA_MAX_BK, CUDA_MAX_GROUP, DECODE_THREADS, DEVERR_ALL, DEVERR_MASK_CONFIG,
+    DEVERR_MASK_STATE, DEVERR_PAGE_TABLE, DEVERR_SEQLENS, MERGE_HEADS_PER_CTA, MERGE_THREADS, SCAN_THREADS,
+    SEARCH_THREADS,
+};
 use crate::plan::{self, DecodePlan, DecodeSearch, DeviceTraits, PrefillPlan};
 use crate::status::{hip_status::*, Error, Result};
 use crate::tensor::DType;
 use cudarc::driver::sys::{CUfunction_attribute, CUresult, CUstream};
 
-/// Kernel sources, embedded: NVRTC compiles hip_attn.cu with the others as named headers.
-const SOURCES: [(&str, &str); 7] = [
+/// Kernel sources, embedded: NVRTC compiles hip_attn.cu with the others as named headers. hip_contract.h is the
+/// text build.rs generates from src/contract.rs (cuda/generated/hip_contract.h is its committed copy).
+const SOURCES: [(&str, &str); 10] = [
     ("hip_attn.cu", include_str!("../../cuda/hip_attn.cu")),
-    ("hip_params.h", include_str!("../../cuda/hip_params.h")),
+    ("hip_contract.h", include_str!(concat!(env!("OUT_DIR"), "/hip_contract.h"))),
     ("common.cuh", include_str!("../../cuda/common.cuh")),
+    ("decode_kv.cuh", include_str!("../../cuda/decode_kv.cuh")),
     ("search.cuh", include_str!("../../cuda/search.cuh")),
     ("scan.cuh", include_str!("../../cuda/scan.cuh")),
     ("attention.cuh", include_str!("../../cuda/attention.cuh")),
+    ("attn/prefill.cuh", include_str!("../../cuda/attn/prefill.cuh")),
+    ("attn/decode.cuh", include_str!("../../cuda/attn/decode.cuh")),
     ("merge.cuh", include_str!("../../cuda/merge.cuh")),
 ];
 
 /// Kernel entry points, in the order `KernelModule` resolves them (indices below).
-pub const KERNELS: [&str; 13] = [
+pub const KERNELS: [&str; 12] = [
     "hip_prefill_search",
     "hip_prefill_attn",
     "hip_decode_search",
     "hip_decode_attn",
     "hip_decode_combine",
     "hip_merge_states",
-    "hip_params_layout",
     "hip_decode_search_wide",
     "hip_prefill_attn_dense",
     "hip_decode_attn_direct",
@@ -47,61 +55,26 @@ const DECODE_SEARCH: usize = 2;
 const DECODE_ATTN: usize = 3;
 const DECODE_COMBINE: usize = 4;
 const MERGE: usize = 5;
-#[cfg(any(test, feature = "internals"))]
-pub const PARAMS_LAYOUT: usize = 6;
-const DECODE_SEARCH_WIDE: usize = 7;
-const PREFILL_ATTN_DENSE: usize = 8;
-const DECODE_ATTN_DIRECT: usize = 9;
-const DECODE_SCAN: usize = 10;
-const DECODE_SCAN_MERGE: usize = 11;
-const PREFILL_SCAN: usize = 12;
+const DECODE_SEARCH_WIDE: usize = 6;
+const PREFILL_ATTN_DENSE: usize = 7;
+const DECODE_ATTN_DIRECT: usize = 8;
+const DECODE_SCAN: usize = 9;
+const DECODE_SCAN_MERGE: usize = 10;
+const PREFILL_SCAN: usize = 11;
 
-// Launch geometry and limits, mirroring the section of cuda/hip_params.h that defines them.
-const SEARCH_THREADS: u32 = 128;
-const DECODE_THREADS: u32 = 128;
-const SCAN_THREADS: u32 = 256;
-const COMBINE_THREADS: u32 = 128;
-const MERGE_THREADS: u32 = 128;
-const MERGE_HEADS_PER_CTA: usize = 4;
 const MAX_GRID_YZ: usize = 65535;
 
-/// Query rows per CTA of hip_prefill_attn_dense (HIP_ATTN_DENSE_ROWS_FOR).
-pub(crate) fn dense_rows(d: usize) -> usize {
-    if d <= 128 {
-        128
-    } else {
-        64
-    }
-}
-
-/// Keys per pipeline stage of the prefill attention kernels (HIP_ATTN_PREFILL_KEYS_FOR).
-fn prefill_keys(d: usize) -> usize {
-    match d {
-        64 => 64,
-        128 => 32,
-        _ => 16,
-    }
-}
-
-/// Threads of hip_prefill_attn_dense (HIP_ATTN_DENSE_THREADS_FOR).
+// The contract's geometry (src/contract.rs) in the host's integer types.
 fn dense_threads(d: usize) -> u32 {
-    if d <= 128 {
-        128
-    } else {
-        prefill_threads(dense_rows(d), d)
-    }
+    contract::dense_threads(d as i64) as u32
 }
 
-/// Dynamic shared memory of hip_prefill_attn_dense (HIP_ATTN_DENSE_SMEM_FOR; the kernel asserts its layout fits).
 fn dense_smem(d: usize) -> u32 {
-    let q_elems = if d <= 128 { dense_rows(d) * (d + 8) } else { 8 };
-    (2 * 2 * prefill_keys(d) * (d + 8) * 2 + q_elems * 2 + 2 * prefill_keys(d) * 4 + 64) as u32
+    contract::dense_smem(d as i64) as u32
 }
 
 fn prefill_threads(bq: usize, d: usize) -> u32 {
-    let groups = bq.div_ceil(16);
-    let ksplit = if d <= 128 && groups <= 2 { 2 } else { 1 };
-    (32 * groups * ksplit) as u32
+    contract::prefill_threads(bq as i64, d as i64) as u32
 }
 
 impl From<CudaError> for Error {
@@ -125,10 +98,11 @@ impl From<CudaError> for Error {
     }
 }
 
-/// What the CUDA kernels support beyond the common validation (cuda/hip_params.h, "Supported ranges").
+/// What the CUDA kernels support beyond the common validation (src/contract.rs: cuda_max_bq, cuda_max_kb,
+/// CUDA_MAX_BK, CUDA_MAX_GROUP).
 pub fn check_supported(cfg: &Config) -> Result<()> {
     let d = cfg.head_dim;
-    let (max_bq, max_kb) = if d <= 128 { (128, 1024) } else { (64, 512) };
+    let (max_bq, max_kb) = (contract::cuda_max_bq(d as i64) as usize, contract::cuda_max_kb(d as i64) as usize);
     let unsupported = |what: String| Err(Error::unsupported(format!("{what} on the CUDA backend")));
     if cfg.dtype == DType::F32 {
         return unsupported("dtype f32 is not supported (use bf16 or f16)".into());
@@ -139,23 +113,20 @@ pub fn check_supported(cfg: &Config) -> Result<()> {
     if cfg.kb() > max_kb {
         return unsupported(format!("k ({}) needs {} key blocks; at most {max_kb} are supported", cfg.k, cfg.kb()));
     }
-    if cfg.bk > 128 {
-        return unsupported(format!("bk ({}) above 128 is not supported", cfg.bk));
+    if cfg.bk > CUDA_MAX_BK {
+        return unsupported(format!("bk ({}) above {CUDA_MAX_BK} is not supported", cfg.bk));
     }
-    if cfg.group() > 64 {
-        return unsupported(format!("a GQA group of {} q heads per kv head (above 64) is not supported", cfg.group()));
+    if cfg.group() > CUDA_MAX_GROUP {
+        return unsupported(format!(
+            "a GQA group of {} q heads per kv head (above {CUDA_MAX_GROUP}) is not supported",
+            cfg.group()
+        ));
     }
     if cfg.num_q_heads > MAX_GRID_YZ {
         return unsupported(format!("num_q_heads ({}) above {MAX_GRID_YZ} is not supported", cfg.num_q_heads));
     }
     Ok(())
 }
-
-/// Device error bits (HIP_ATTN_DEVERR_* in cuda/hip_params.h).
-const DEVERR_SEQLENS: u32 = 1;
-const DEVERR_PAGE_TABLE: u32 = 2;
-const DEVERR_MASK_STATE: u32 = 4;
-const DEVERR_MASK_CONFIG: u32 = 8;
 
 /// CTAs per decode mask search when compiling for `arch` ("sm_90a", "sm_80", ...): a cluster of 8 (the portable
 /// size) where thread-block clusters exist (sm_90 and newer), else 1. The grid of hip_decode_search_wide scales
@@ -355,7 +326,7 @@ impl CudaBackend {
                  each configuration its own mask state)",
             );
         }
-        if bits & !(DEVERR_SEQLENS | DEVERR_PAGE_TABLE | DEVERR_MASK_STATE | DEVERR_MASK_CONFIG) != 0 {
+        if bits & !DEVERR_ALL != 0 {
             what.push("an unknown device error");
         }
         Err(Error::bad_index(format!(
@@ -424,7 +395,7 @@ impl CudaBackend {
         };
         let s = stream as CUstream;
         // SAFETY: the parameter block matches hip_prefill_params (layout checked by a GPU test) and addresses
-        // memory the caller promised; the context is bound; the grids follow cuda/hip_params.h. The two attention
+        // memory the caller promised; the context is bound; the grids follow src/contract.rs. The two attention
         // kernels write the rows of disjoint sets of sequences.
         unsafe {
             launch(self.func(PREFILL_SEARCH)?, plan.search_grid, (SEARCH_THREADS, 1, 1), 0, s, &p)?;
@@ -586,14 +557,28 @@ impl CudaBackend {
     }
 
     #[cfg(any(test, feature = "internals"))]
-    /// Launches the layout kernel (tests compare its output with the Rust mirrors of the parameter blocks).
+    /// Compiles the layout kernel that src/contract.rs generates for its parameter blocks, runs it on `stream`
+    /// and waits for it (tests compare its output with `contract::expected_layout()`, the Rust layout). It is not
+    /// part of the context's module, so the kernels an engine runs do not carry it.
     ///
     /// # Safety
-    /// `out` is device memory for `params::expected_layout().len()` u64s.
+    /// `out` is device memory for `contract::expected_layout().len()` u64s.
     pub unsafe fn launch_layout_kernel(&self, out: u64, stream: usize) -> Result<()> {
+        let header = contract::header_text();
+        let source = contract::layout_kernel_source();
+        let sources = [("layout.cu", source.as_str()), ("hip_contract.h", header.as_str())];
+        let cubin = super::compile_cubin("layout.cu", &sources, &["-std=c++17".into()], &self.dev.info().arch)?;
+        let module = KernelModule::load(&self.dev, &cubin, &[contract::LAYOUT_KERNEL_NAME])?;
+        let func = module.func(0).ok_or_else(|| Error::internal("the layout kernel was not loaded"))?;
         let _bound = self.dev.bind()?;
-        // SAFETY: hip_params_layout takes one u64 pointer argument.
-        unsafe { launch(self.func(PARAMS_LAYOUT)?, (1, 1, 1), (1, 1, 1), 0, stream as CUstream, &out) }?;
+        // SAFETY: hip_params_layout takes one u64 pointer argument, a buffer the caller provides. The module is
+        // unloaded only after the stream has finished the kernel (the synchronization below).
+        unsafe { launch(func, (1, 1, 1), (1, 1, 1), 0, stream as CUstream, &out) }?;
+        // SAFETY: the caller's stream, in the bound context.
+        unsafe { cudarc::driver::sys::cuStreamSynchronize(stream as CUstream) }
+            .result()
+            .map_err(|e| Error::from(super::error::drv("cuStreamSynchronize", e)))?;
+        drop(module);
         Ok(())
     }
 }
@@ -601,7 +586,7 @@ impl CudaBackend {
 #[cfg(test)]
 mod tests {
     use super::{
-        decode_search_cluster, dense_rows, dense_smem, dense_threads, dsearch_smem_pad, prefill_keys, prefill_threads,
+        decode_search_cluster, dsearch_smem_pad,
     };
     use crate::cuda::DeviceInfo;
 
@@ -620,51 +605,6 @@ mod tests {
             can_map_host_memory: true,
             arch: "sm_90a".into(),
         }
-    }
-
-    /// The host's mirrors of the launch geometry in cuda/hip_params.h (threads, rows, keys per stage, the dense
-    /// kernel's dynamic shared memory, which the kernel only checks from below) equal the header's macros.
-    #[test]
-    fn launch_geometry_mirrors_the_header() {
-        let dims = [64usize, 128, 256];
-        let mut body = String::new();
-        let mut want = Vec::new();
-        for d in dims {
-            for (mac, v) in [
-                ("HIP_ATTN_DENSE_ROWS_FOR", dense_rows(d) as u64),
-                ("HIP_ATTN_DENSE_THREADS_FOR", dense_threads(d) as u64),
-                ("HIP_ATTN_PREFILL_KEYS_FOR", prefill_keys(d) as u64),
-                ("HIP_ATTN_DENSE_SMEM_FOR", dense_smem(d) as u64),
-            ] {
-                body.push_str(&format!("printf(\"%d\\n\", (int)({mac}({d})));\n"));
-                want.push(v);
-            }
-            for bq in 1..=dense_rows(d) {
-                body.push_str(&format!("printf(\"%d\\n\", (int)HIP_ATTN_PREFILL_THREADS_FOR({bq}, {d}));\n"));
-                want.push(prefill_threads(bq, d) as u64);
-            }
-        }
-        if let Some(got) = crate::cuda::params::tests::host_c_numbers("geometry", &body) {
-            assert_eq!(got, want);
-        }
-    }
-
-    /// The SCAN workspace region of the host (plan.rs) equals the header's HIP_ATTN_SCAN_REGION_BYTES, which the
-    /// kernels use to find their region.
-    #[test]
-    fn scan_region_mirrors_the_header() {
-        let mut raw = crate::ffi::convert::default_config();
-        (raw.bk, raw.num_q_heads, raw.num_kv_heads) = (1, 1, 1);
-        // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.
-        let (c, _) = unsafe { crate::ffi::convert::config(&raw) }.unwrap();
-        let ns = [1usize, 2, 3, 255, 256, 4097, 131071, 1 << 20];
-        let body: String =
-            ns.iter().map(|n| format!("printf(\"%lld\\n\", HIP_ATTN_SCAN_REGION_BYTES({n}LL));\n")).collect();
-        let want: Vec<u64> = ns.iter().map(|&n| crate::plan::scan_region_bytes(&c, n).unwrap() as u64).collect();
-        if let Some(got) = crate::cuda::params::tests::host_c_numbers("scan-region", &body) {
-            assert_eq!(got, want);
-        }
-        assert_eq!(crate::plan::SCAN_MAX_SPLITS, 64, "HIP_ATTN_SCAN_MAX_SPLITS");
     }
 
     #[test]

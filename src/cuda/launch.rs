@@ -32,7 +32,7 @@ fn target_stream(stream: CUstream) -> CUstream {
 /// # Safety
 /// * The context that loaded `func` is current on the calling thread (hold a `CtxGuard` from `bind()`), and the
 ///   module owning `func` is still loaded.
-/// * `P` has exactly the layout of the kernel's single parameter (a `#[repr(C)]` mirror, see params.rs), and
+/// * `P` has exactly the layout of the kernel's single parameter (a `#[repr(C)]` block of src/contract.rs), and
 ///   every device address inside it is valid for what the kernel will do with it until the kernel has finished
 ///   (on the stream's timeline, not the host's).
 /// * `stream` is null (replaced by the per-thread default stream) or a live stream of that same context, owned by

@@ -1,0 +1,463 @@
+// Prefill attention (FlashAttention-2 style): one CTA per query tile and q head gathers key tiles from the HiP key
+// list with cp.async and computes S = QK^T and O += PV with mma.sync. prefill_attn runs the stages in order: the
+// main loop over key tiles, in each tile the masking and the online softmax (log2 domain), then the epilogue
+// (merge of the key splits, row normalization, LSE). The stages stay in one function: moving them into device
+// functions of their own changed the compiled code. Included by attention.cuh.
+#ifndef HIP_ATTN_ATTN_PREFILL_CUH
+#define HIP_ATTN_ATTN_PREFILL_CUH
+
+namespace hip {
+
+// ---------------------------------------------------------------------------------------------------------------
+// Prefill geometry for a CTA of QT query rows: QT = BQ for the block-sparse kernel (one CTA per query block), or
+// the dense kernel's larger tile (hip_contract::dense_rows) when every query block attends every key it may see, so
+// that one gathered K/V tile serves four times the rows. Warps are (row group r, key split s): a row group is
+// 16 * MT query rows (QT padded to that; MT below). With one or two row groups, two warps share each row group
+// and split every key tile in halves (merging their softmax states at the end), so the default BQ = 32 still
+// runs 4 warps per CTA.
+// K and V tiles are double-buffered: tile t+1 is in flight (cp.async) while tile t is computed.
+// The dense kernel (head_dim <= 128) gives each warp MT = 2 m-tiles (32 rows), as FlashAttention-2 does: every K
+// and V fragment read from shared memory then feeds two MMAs, which halves the shared-memory traffic per FLOP
+// that one 16-row m-tile per warp spends (the kernel's limit at 8 warps of 16 rows). Q then stays in shared memory
+// (its fragments no longer fit in registers beside two m-tiles of O) and 4-warp CTAs run two per SM.
+template <int QT, bool DENSE>
+struct PfGeo {
+    static constexpr int MT = DENSE && D <= 128 ? 2 : 1;  // 16-row m-tiles per warp
+    static constexpr int THREADS = DENSE ? hip_contract::dense_threads(D) : hip_contract::prefill_threads(QT, D);
+    static constexpr int WARPS = THREADS / 32;
+    static constexpr int BQP = round_up(QT, 16 * MT);
+    static constexpr int RG = BQP / (16 * MT);                     // row groups (of 16 * MT rows)
+    static constexpr int TK = hip_contract::prefill_keys(D);        // keys per stage
+    static constexpr int KS = WARPS / RG;                          // key splits inside a tile
+    static constexpr int KW = TK / KS;                             // keys per warp per tile
+    // Threads per gathered key row: the largest power of two that THREADS / TK allows, at most one per 16-byte
+    // chunk (where that ratio is not a power of two, e.g. 96 threads for 32 keys, some threads sit the copies out).
+    static constexpr int SUBS = cmin(D / 8, prev_pow2(cmax(1, THREADS / TK)));
+    // CTAs per SM the register budget is sized for: with a key split (half the score tile per warp) up to
+    // head_dim 128, 128 registers per thread (no spills on sm_90 at BQ <= 32: 4 CTAs instead of the 3 that ~157
+    // registers allowed); else the compiler's choice (without the split, a 128 cap spills 40-100 bytes; 8-warp
+    // CTAs capped so ran 6% slower than one CTA of ~168 registers per SM).
+    // (Two m-tiles per warp: two CTAs of up to 255 registers.)
+    static constexpr int MIN_CTAS = MT == 2 ? 2 : D <= 128 && KS == 2 ? cmax(1, 65536 / (THREADS * 128)) : 1;
+    static_assert(WARPS == RG * (DENSE ? 1 : hip_contract::prefill_ksplit(QT, D)), "thread macros disagree with the tiling");
+    static_assert(MT == 1 || KS == 1, "two m-tiles per warp only without a key split");
+    static_assert(KW % 16 == 0, "each warp needs whole 16-key k-steps for P.V");
+    static_assert(MT > 1 || BQP * ROW <= 4 * TK * ROW, "Q staging must fit in the K/V stage buffers");
+    static_assert((KS - 1) * RG * 16 * (D + 2) * 4 <= 4 * TK * ROW * 2, "split merge scratch must fit in K/V stages");
+};
+
+template <int QT, bool DENSE>
+struct PrefillSmem {
+    using G = PfGeo<QT, DENSE>;
+    alignas(16) elem_t kv[2][2][G::TK * ROW];      // [stage][K, V] (first: Q staging when MT == 1; last:
+                                                   // split-merge scratch)
+    alignas(16) elem_t q[G::MT > 1 ? G::BQP * ROW : 8];  // MT > 1: Q, read at every tile
+    int kpos[2][G::TK];                            // key position of each row of a stage
+    int blocks[DENSE ? 1 : KBX];                   // selected blocks of this query block
+};
+
+// A sequence whose every query block has a search domain of at most KB blocks: the search selects all of them, so
+// each query attends every key up to its own position (causal) or every key (non-causal). It depends on the
+// sequence alone, so the kernel that takes a sequence never depends on the rest of the batch.
+__device__ __forceinline__ bool prefill_seq_dense(const hip_prefill_params& p, const PrefillSeq& s) {
+    const int p0 = s.Tk - s.Tq + (s.Tq > 0 ? (s.Tq - 1) / BQ * BQ : 0);  // first query of the last block
+    return num_search_blocks(p.sink, local_start(p.sink, p.window, p0, s.Tk)) <= KB;
+}
+
+// One CTA: QT query rows of one q head. The block-sparse kernel (DENSE false) takes the valid sequences that
+// prefill_seq_dense rejects; the dense one takes the others (and reports bad sequence bounds), reads no mask and
+// starts the longest tiles first.
+template <int QT, bool DENSE>
+__device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
+    using G = PfGeo<QT, DENSE>;
+    constexpr int PF_THREADS = G::THREADS, BQP = G::BQP, RG = G::RG, PF_TK = G::TK, KS = G::KS, KW = G::KW;
+    constexpr int PF_SUBS = G::SUBS, MT = G::MT;
+    static_assert(DENSE || sizeof(PrefillSmem<QT, DENSE>) <= 48 * 1024, "prefill attention exceeds 48 KB static smem");
+    static_assert(!DENSE || sizeof(PrefillSmem<QT, DENSE>) <= hip_contract::dense_smem(D),
+                  "dense prefill attention needs more shared memory than the host launches it with");
+    PrefillSmem<QT, DENSE>& sm = cta_smem<PrefillSmem<QT, DENSE>, DENSE>();
+    const int j = DENSE && CAUSAL ? gridDim.x - 1 - blockIdx.x : blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, tq = lane & 3;
+    constexpr int CPR = D / 8;
+
+    PrefillSeq s;
+    const bool ok = prefill_seq(p, b, s);
+    // The dense kernel is always launched (the host may skip the block-sparse one), so it also takes the sequences
+    // with bad bounds: their rows are zeroed and the error reported whichever route they would have taken.
+    if (DENSE ? ok && !prefill_seq_dense(p, s) : !ok || prefill_seq_dense(p, s)) return;  // the other kernel's
+    const long long slot = s.q_range_ok ? (long long)s.q0 / BQ + b + j : -1;
+    const bool slot_ok = DENSE || (slot >= 0 && slot < p.slots);
+    elem_t* obase = (elem_t*)p.o;
+    float* lse_out = (float*)p.lse;
+
+    if (!ok || !slot_ok) {
+        if (tid == 0 && (!ok || (long long)j * QT < s.Tq)) set_error(p.error_flag, HIP_ATTN_DEVERR_SEQLENS);
+        if (!s.q_range_ok) return;
+        // Zero this block's rows so that a skipped sequence never leaves stale output behind.
+        const int first = j * QT;
+        const int len = cmin(QT, s.Tq - first);
+        for (int c = tid; c < len * CPR; c += PF_THREADS) {
+            const int r = c / CPR, part = c - r * CPR;
+            *(uint4*)(obase + (long long)(s.q0 + first + r) * p.o_tok_stride + (long long)h * p.o_head_stride +
+                      part * 8) = make_uint4(0, 0, 0, 0);
+        }
+        if (lse_out)
+            for (int r = tid; r < len; r += PF_THREADS)
+                lse_out[(long long)(s.q0 + first + r) * p.num_q_heads + h] = HIP_NEG_INF;
+        return;
+    }
+    if ((long long)j * QT >= s.Tq) return;
+
+    const int first = j * QT;
+    const int len = cmin(QT, s.Tq - first);
+    const int p0 = s.Tk - s.Tq + first;  // position of the first query
+    const int plast = p0 + len - 1;
+    const int e = local_start(p.sink, p.window, p0, s.Tk);
+    const int mh = SHARE ? h / GROUP : h;
+    const int kvh = h / GROUP;
+
+    int count = 0;
+    if (!DENSE && KB > 0) {
+        const long long m = slot * p.mask_heads + mh;
+        count = cmin(cmax(((const int*)p.mask_cnt)[m], 0), KB);
+        const int* src = (const int*)p.mask_idx + m * KB;
+        for (int i = tid; i < count; i += PF_THREADS) sm.blocks[i] = src[i];
+    }
+    KeyList kl;
+    if (DENSE) {  // one local range from key 0: [0, plast] (causal) or [0, Tk)
+        kl.nS = kl.nM = 0;
+        kl.nL = CAUSAL ? plast + 1 : s.Tk;
+        kl.sink = kl.e = kl.NB = 0;
+    } else {
+        kl.nS = cmin(p.sink, s.Tk);
+        kl.nM = count * BK;
+        kl.nL = CAUSAL ? cmax(0, plast + 1 - e) : 0;
+        kl.sink = p.sink;
+        kl.e = e;
+        kl.NB = num_search_blocks(p.sink, e);
+    }
+    kl.blocks = sm.blocks;
+    const int nkeys = kl.size();
+    const int ntiles = ceil_div(nkeys, PF_TK);
+
+    const elem_t* qg = (const elem_t*)p.q + (long long)(s.q0 + first) * p.q_tok_stride + (long long)h * p.q_head_stride;
+    const elem_t* kg = (const elem_t*)p.k + (long long)s.k0 * p.k_tok_stride + (long long)kvh * p.k_head_stride;
+    const elem_t* vg = (const elem_t*)p.v + (long long)s.k0 * p.v_tok_stride + (long long)kvh * p.v_head_stride;
+
+    // Stage Q (zero rows past the block): MT == 1 through the K/V buffers, into registers as A fragments; MT > 1
+    // into its own buffer, where the A fragments are read at every tile.
+    elem_t* qs = MT > 1 ? &sm.q[0] : &sm.kv[0][0][0];
+    for (int c = tid; c < BQP * CPR; c += PF_THREADS) {
+        const int r = c / CPR, part = c - r * CPR;
+        cp_async16(smem_addr(&qs[r * ROW + part * 8]), qg + (long long)r * p.q_tok_stride + part * 8, r < len);
+    }
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();  // also publishes sm.blocks
+
+    const int r = warp % RG;   // row group
+    const int ks = warp / RG;  // key split
+    const int row0 = r * 16 * MT;  // the warp's first query row
+    const u32 q_lane = smem_addr(qs) + ((row0 + (lane & 15)) * ROW + (lane >> 4) * 8) * 2;
+    u32 qf[MT == 1 ? D / 16 : 1][4];
+    if (MT == 1) {
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(q_lane + kk * 32, qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+        __syncthreads();  // Q staging area becomes the K/V stages
+    }
+
+    // ldmatrix addresses: one smem base plus compile-time offsets, so they fold into the instruction's immediate.
+    constexpr u32 V_BYTES = PF_TK * ROW * 2;
+    constexpr u32 STAGE_BYTES = 2 * V_BYTES;
+    const u32 kv_lane = smem_addr(&sm.kv[0][0][0]) + ks * KW * ROW * 2;
+    const u32 k_lane_off = (((lane & 7) + ((lane >> 4) << 3)) * ROW + ((lane >> 3) & 1) * 8) * 2;
+    const u32 v_lane_off = ((lane & 15) * ROW + (lane >> 4) * 8) * 2;
+
+    // Gather tile t (K and V rows of key-list slots t*PF_TK ..) into stage t&1; always commits a group so that
+    // the wait counts stay uniform. PF_SUBS threads share a key row: they look its position up and form its
+    // addresses once, then copy interleaved 16-byte chunks (per-chunk address arithmetic outweighed the MMAs).
+    // PF_TK * PF_SUBS never exceeds the CTA, so a copying thread takes the same row and chunks of every tile.
+    // The dense kernel (registers to spare) keeps that row's shared-memory address and chunk offsets across tiles
+    // and folds the chunks' offsets into the copies: its issue shrank from ~100 to ~60 instructions per tile. The
+    // same change in the block-sparse kernel, held at 128 registers, made prefill 2% slower: it keeps its form.
+    static_assert(PF_TK * PF_SUBS <= PF_THREADS, "one row per copying thread");
+    const int crow = tid / PF_SUBS, csub = tid - crow * PF_SUBS;
+    const bool copier = tid < PF_TK * PF_SUBS;
+    const u32 kd0 = smem_addr(&sm.kv[0][0][crow * ROW + csub * 8]);
+    const elem_t* kg_c = kg + csub * 8;
+    const elem_t* vg_c = vg + csub * 8;
+    auto issue = [&](int t) {
+        if constexpr (DENSE) {
+            if (t < ntiles && copier) {
+                const int st = t & 1;
+                const int pos = kl.pos(t * PF_TK + crow);
+                const bool v = pos != INVALID_POS;
+                if (csub == 0) sm.kpos[st][crow] = pos;
+                const elem_t* ks_src = kg_c + (v ? (long long)pos * p.k_tok_stride : 0);
+                const elem_t* vs_src = vg_c + (v ? (long long)pos * p.v_tok_stride : 0);
+                cp_chunks<CPR / PF_SUBS, PF_SUBS * 16, V_BYTES>(kd0 + st * STAGE_BYTES, ks_src, vs_src, v);
+            }
+        } else if (t < ntiles) {
+            const int st = t & 1;
+            for (int w = tid; w < PF_TK * PF_SUBS; w += PF_THREADS) {
+                const int row = w / PF_SUBS, sub = w - row * PF_SUBS;
+                const int pos = kl.pos(t * PF_TK + row);
+                const bool v = pos != INVALID_POS;
+                if (sub == 0) sm.kpos[st][row] = pos;
+                const elem_t* ks_src = kg + (v ? (long long)pos * p.k_tok_stride : 0);
+                const elem_t* vs_src = vg + (v ? (long long)pos * p.v_tok_stride : 0);
+                const u32 kd = smem_addr(&sm.kv[st][0][row * ROW]), vd = smem_addr(&sm.kv[st][1][row * ROW]);
+#pragma unroll
+                for (int j = 0; j < CPR / PF_SUBS; ++j) {
+                    const int part = sub + j * PF_SUBS;
+                    cp_async16(kd + part * 16, ks_src + part * 8, v);
+                    cp_async16(vd + part * 16, vs_src + part * 8, v);
+                }
+            }
+        }
+        cp_async_commit();
+    };
+
+    // Query rows of this lane: g and g + 8 of each m-tile. Padded rows borrow the last query's position.
+    int lim[MT][2];
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+            const int qi = cmin(row0 + m * 16 + g + hh * 8, len - 1);
+            lim[m][hh] = CAUSAL ? p0 + qi : INVALID_POS - 1;
+        }
+    const float sl2 = p.scale * LOG2E;
+
+    float o[MT][D / 8][4];
+    float mrow[MT][2], lrow[MT][2];
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) o[m][n][i] = 0.f;
+        mrow[m][0] = mrow[m][1] = HIP_NEG_INF;
+        lrow[m][0] = lrow[m][1] = 0.f;
+    }
+
+    issue(0);
+    for (int t = 0; t < ntiles; ++t) {
+        issue(t + 1);        // stage (t+1)&1 was released by the barrier that ended tile t-1
+        cp_async_wait<1>();  // tile t landed
+        __syncthreads();
+        const int st = t & 1;
+
+        float sc[MT][KW / 8][4];
+#pragma unroll
+        for (int m = 0; m < MT; ++m)
+#pragma unroll
+            for (int n = 0; n < KW / 8; ++n)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) sc[m][n][i] = 0.f;
+        {
+            const u32 kt = kv_lane + st * STAGE_BYTES + k_lane_off;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                u32 qa[MT][4];
+#pragma unroll
+                for (int m = 0; m < MT; ++m) {
+                    if (MT == 1) {
+#pragma unroll
+                        for (int i = 0; i < 4; ++i) qa[m][i] = qf[kk][i];
+                    } else {
+                        ldsm_x4(q_lane + (m * 16 * ROW + kk * 16) * 2, qa[m][0], qa[m][1], qa[m][2], qa[m][3]);
+                    }
+                }
+#pragma unroll
+                for (int n = 0; n < KW / 8; n += 2) {
+                    u32 b0, b1, b2, b3;
+                    ldsm_x4(kt + (n * 8 * ROW + kk * 16) * 2, b0, b1, b2, b3);
+#pragma unroll
+                    for (int m = 0; m < MT; ++m) {
+                        mma16816(sc[m][n], qa[m], b0, b1);
+                        mma16816(sc[m][n + 1], qa[m], b2, b3);
+                    }
+                }
+            }
+        }
+
+        // Mask, then online softmax (log2 domain). Each lane holds rows g (sc[m][][0..1]) and g+8 (sc[m][][2..3]) of
+        // each m-tile.
+        u32 pf[MT][KW / 16][4];
+        const int* kp = &sm.kpos[st][ks * KW];
+        // Dense: a slice of keys that all exist and lie at or before this warp's first row needs no mask (all but
+        // the diagonal tiles; the slots are the key positions).
+        const int slice_end = t * PF_TK + (ks + 1) * KW;
+        const bool unmasked = DENSE && slice_end <= nkeys && (!CAUSAL || slice_end - 1 <= p0 + cmin(row0, len - 1));
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+            float mx[2] = {HIP_NEG_INF, HIP_NEG_INF};
+            if (unmasked) {
+#pragma unroll
+                for (int n = 0; n < KW / 8; ++n)
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        sc[m][n][i] *= sl2;
+                        mx[i >> 1] = fmaxf(mx[i >> 1], sc[m][n][i]);
+                    }
+            } else {
+#pragma unroll
+                for (int n = 0; n < KW / 8; ++n) {
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        const int pos = kp[n * 8 + 2 * tq + (i & 1)];
+                        const float v = pos <= lim[m][i >> 1] ? sc[m][n][i] * sl2 : HIP_NEG_INF;
+                        sc[m][n][i] = v;
+                        mx[i >> 1] = fmaxf(mx[i >> 1], v);
+                    }
+                }
+            }
+            float alpha[2], mu[2];
+            bool settled = true;  // neither row's maximum moved
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+                const float mnew = fmaxf(mrow[m][hh], quad_max(mx[hh]));
+                mu[hh] = mnew == HIP_NEG_INF ? 0.f : mnew;  // a row with no key yet: exp2(-inf - 0) = 0, no NaN
+                alpha[hh] = exp2_ftz(mrow[m][hh] - mu[hh]);
+                settled &= mnew == mrow[m][hh];
+                mrow[m][hh] = mnew;
+            }
+            float rs[2] = {0.f, 0.f};
+#pragma unroll
+            for (int n = 0; n < KW / 8; ++n) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const float e2 = exp2_ftz(sc[m][n][i] - mu[i >> 1]);
+                    sc[m][n][i] = e2;
+                    rs[i >> 1] += e2;
+                }
+            }
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) lrow[m][hh] = lrow[m][hh] * alpha[hh] + rs[hh];
+            // Once the rows' maxima settle most tiles move none of the m-tile's 16 rows, and the 64 multiplies per
+            // lane would all be by 1 (or, for rows without keys yet, of zeros): skipped, warp-uniformly.
+            if (!__all_sync(0xffffffffu, settled)) {
+#pragma unroll
+                for (int n = 0; n < D / 8; ++n) {
+                    o[m][n][0] *= alpha[0];
+                    o[m][n][1] *= alpha[0];
+                    o[m][n][2] *= alpha[1];
+                    o[m][n][3] *= alpha[1];
+                }
+            }
+            // C fragments of S become A fragments of P (16 keys per k-step).
+#pragma unroll
+            for (int kk = 0; kk < KW / 16; ++kk) {
+                pf[m][kk][0] = pack2(sc[m][2 * kk][0], sc[m][2 * kk][1]);
+                pf[m][kk][1] = pack2(sc[m][2 * kk][2], sc[m][2 * kk][3]);
+                pf[m][kk][2] = pack2(sc[m][2 * kk + 1][0], sc[m][2 * kk + 1][1]);
+                pf[m][kk][3] = pack2(sc[m][2 * kk + 1][2], sc[m][2 * kk + 1][3]);
+            }
+        }
+
+        {
+            const u32 vt = kv_lane + st * STAGE_BYTES + V_BYTES + v_lane_off;
+#pragma unroll
+            for (int kk = 0; kk < KW / 16; ++kk) {
+#pragma unroll
+                for (int n = 0; n < D / 8; n += 2) {
+                    u32 b0, b1, b2, b3;
+                    ldsm_x4_t(vt + (kk * 16 * ROW + n * 8) * 2, b0, b1, b2, b3);
+#pragma unroll
+                    for (int m = 0; m < MT; ++m) {
+                        mma16816(o[m][n], pf[m][kk], b0, b1);
+                        mma16816(o[m][n + 1], pf[m][kk], b2, b3);
+                    }
+                }
+            }
+        }
+        __syncthreads();  // every warp is done with stage t&1
+    }
+    cp_async_wait<0>();
+
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) lrow[m][hh] = quad_sum(lrow[m][hh]);
+
+    // Merge the key splits of each row group: splits 1..KS-1 park (m, l, o) in smem, split 0 folds them in (a key
+    // split implies one m-tile per warp).
+    if (KS > 1) {
+        float* scratch = (float*)&sm.kv[0][0][0];
+        constexpr int RS = D + 2;  // one row: o[D], m, l
+        __syncthreads();
+        if (ks > 0) {
+            float* base = scratch + ((ks - 1) * RG + r) * 16 * RS;
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+                float* row = base + (g + 8 * hh) * RS;
+#pragma unroll
+                for (int n = 0; n < D / 8; ++n) {
+                    row[n * 8 + 2 * tq] = o[0][n][2 * hh];
+                    row[n * 8 + 2 * tq + 1] = o[0][n][2 * hh + 1];
+                }
+                if (tq == 0) {
+                    row[D] = mrow[0][hh];
+                    row[D + 1] = lrow[0][hh];
+                }
+            }
+        }
+        __syncthreads();
+        if (ks == 0) {
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+                float mm = mrow[0][hh];
+                for (int s2 = 1; s2 < KS; ++s2)
+                    mm = fmaxf(mm, scratch[(((s2 - 1) * RG + r) * 16 + g + 8 * hh) * RS + D]);
+                const float mref = mm == HIP_NEG_INF ? 0.f : mm;
+                const float a0 = exp2f(mrow[0][hh] - mref);
+                float l = lrow[0][hh] * a0;
+#pragma unroll
+                for (int n = 0; n < D / 8; ++n) {
+                    o[0][n][2 * hh] *= a0;
+                    o[0][n][2 * hh + 1] *= a0;
+                }
+                for (int s2 = 1; s2 < KS; ++s2) {
+                    const float* row = scratch + (((s2 - 1) * RG + r) * 16 + g + 8 * hh) * RS;
+                    const float a = exp2f(row[D] - mref);
+                    l += row[D + 1] * a;
+#pragma unroll
+                    for (int n = 0; n < D / 8; ++n) {
+                        o[0][n][2 * hh] += row[n * 8 + 2 * tq] * a;
+                        o[0][n][2 * hh + 1] += row[n * 8 + 2 * tq + 1] * a;
+                    }
+                }
+                mrow[0][hh] = mm;
+                lrow[0][hh] = l;
+            }
+        }
+    }
+
+    if (ks == 0) {
+#pragma unroll
+        for (int m = 0; m < MT; ++m)
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+                const int qi = row0 + m * 16 + g + 8 * hh;
+                if (qi < len) {
+                    const float l = lrow[m][hh];
+                    // A row that attends nothing (l == 0) writes zeros; a NaN logit made l NaN, and the row stays NaN.
+                    const float inv = l != 0.f ? 1.f / l : 0.f;
+                    elem_t* orow =
+                        obase + (long long)(s.q0 + first + qi) * p.o_tok_stride + (long long)h * p.o_head_stride;
+#pragma unroll
+                    for (int n = 0; n < D / 8; ++n)
+                        *(u32*)(orow + n * 8 + 2 * tq) = pack2(o[m][n][2 * hh] * inv, o[m][n][2 * hh + 1] * inv);
+                    if (lse_out && tq == 0)
+                        lse_out[(long long)(s.q0 + first + qi) * p.num_q_heads + h] =
+                            l != 0.f ? (mrow[m][hh] + log2f(l)) * LN2 : HIP_NEG_INF;
+                }
+            }
+    }
+}
+
+}  // namespace hip
+
+#endif
