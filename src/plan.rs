@@ -329,6 +329,14 @@ impl PrefillWorkspace {
     pub fn slot(cfg: &Config, cu_q_b: usize, b: usize, j: usize) -> usize {
         cu_q_b / cfg.bq + b + j
     }
+
+    /// Byte offsets in the workspace of the mask of (slot, mask head `mh`): its block count (one i32) and its
+    /// block indices (Kb i32s). The CUDA kernels index `mask_cnt` / `mask_idx` the same way
+    /// (cuda/search.cuh, prefill_search).
+    pub fn mask_offsets(&self, cfg: &Config, slot: usize, mh: usize) -> (usize, usize) {
+        let rec = slot * cfg.mask_heads() + mh;
+        (self.cnt_offset + 4 * rec, self.idx_offset + 4 * rec * cfg.kb())
+    }
 }
 
 /// True when every sequence of a prefill with at most `max_seqlen_k` keys has the search select every block of

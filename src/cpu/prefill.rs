@@ -178,15 +178,15 @@ pub unsafe fn prefill(cfg: &Config, plan: &PrefillPlan, a: &PrefillArgs, ws: Buf
 /// # Safety
 /// `ws` spans `layout.bytes` of writable host memory and `slot < layout.slots`.
 unsafe fn store_mask(cfg: &Config, layout: &PrefillWorkspace, ws: Buffer, slot: usize, mh: usize, sel: &[u32]) {
-    let idx = (ws.addr + layout.idx_offset) as *mut i32;
-    let cnt = (ws.addr + layout.cnt_offset) as *mut i32;
-    let rec = slot * cfg.mask_heads() + mh;
-    // SAFETY: rec < slots * mask_heads, sel.len() <= kb: inside the two arrays of the layout.
+    let (cnt_at, idx_at) = layout.mask_offsets(cfg, slot, mh);
+    let (cnt, idx) = ((ws.addr + cnt_at) as *mut i32, (ws.addr + idx_at) as *mut i32);
+    // SAFETY: slot < slots and mh < mask_heads, so the count and the Kb indices (sel.len() <= kb) lie inside the
+    // two arrays of the layout.
     unsafe {
         for (i, &blk) in sel.iter().enumerate() {
-            idx.add(rec * cfg.kb() + i).write(blk as i32);
+            idx.add(i).write(blk as i32);
         }
-        cnt.add(rec).write(sel.len() as i32);
+        cnt.write(sel.len() as i32);
     }
 }
 

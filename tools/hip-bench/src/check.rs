@@ -175,9 +175,8 @@ pub(crate) fn prefill_unit_spans(
 ) -> (usize, usize, usize, usize) {
     let p0 = j * hip.bq;
     let nq = hip.bq.min(t - p0);
-    // TODO(plan): the mask records' place in the prefill workspace, restated; take it from the Plan.
-    let rec = PrefillWorkspace::slot(cfg, 0, 0, j) * cfg.mask_heads() + mh;
-    (p0 * shape.hq * D * 2, nq * shape.hq * D, layout.cnt_offset + 4 * rec, layout.idx_offset + 4 * rec * cfg.kb())
+    let (cnt_at, idx_at) = layout.mask_offsets(cfg, PrefillWorkspace::slot(cfg, 0, 0, j), mh);
+    (p0 * shape.hq * D * 2, nq * shape.hq * D, cnt_at, idx_at)
 }
 
 /// The heads of mask head `mh` from full rows [nq][hq][D] (bf16 bits): [nq][heads_per_mask][D] as f32.

@@ -130,8 +130,7 @@ fn count_decode_scan(shape: &Shape, hip: &super::Hip, len: usize, batch: usize, 
     let mh = shape.mask_heads() as f64;
     let d = D as f64;
     let flops = 2.0 * d * (keys * shape.heads_per_mask()) as f64 * mh;
-    // TODO(plan): a copy of the mask-state record size; take it from the Plan once it exists.
-    let state_ints = (plan::STATE_HEADER + hip.kb()).div_ceil(4) * 4;
+    let state_ints = plan::state_ints_for(hip.kb());
     let bytes = d * 2.0 * keys as f64 * mh + mh * 4.0 * (state_ints as f64 - 1.0);
     let b = batch as f64;
     Work { flops: base.flops + b * flops, bytes: base.bytes + b * bytes }

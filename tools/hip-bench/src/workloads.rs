@@ -254,15 +254,12 @@ pub(crate) fn count_prefill(shape: &Shape, hip: &Hip, t: usize) -> Work {
     Work { flops: attn_flops + search_flops, bytes: io + masks }
 }
 
-/// Split-K chunks per (sequence, q head) of a CUDA decode step: mirrors `CudaBackend::decode_splits` (about two
-/// CTAs per SM, at most DECODE_MAX_SPLITS, never chunks under 64 keys). Only the partials' few hundred KB of the
-/// byte count depend on it.
-// TODO(plan): a copy of the backend's decode split rule; take it from the Plan once it exists.
+/// Split-K chunks per (sequence, q head) of a CUDA decode step: the plan's rule (`plan::decode_splits`) for this
+/// shape's configuration. Only the partials' few hundred KB of the byte count depend on it.
 pub(crate) fn decode_splits(shape: &Shape, hip: &Hip, batch: usize, max_seqlen_k: usize, sm_count: usize) -> usize {
-    let rows = batch * shape.hq;
-    let want = (2 * sm_count.max(1)).div_ceil(rows);
-    let max_keys = (hip.sink + hip.kb() * hip.bk + hip.window + hip.refresh).min(max_seqlen_k);
-    want.clamp(1, plan::DECODE_MAX_SPLITS).min(max_keys.div_ceil(64).max(1))
+    let cfg =
+        crate::api::validated(&shape.config(hip, Backend::Cpu)).expect("the benchmark's configurations are valid");
+    plan::decode_splits(&cfg, plan::DecodeShape { batch, max_seqlen_k }, sm_count)
 }
 
 /// Counted work of one decode step of `batch` sequences of `len` keys each (the new query at p = len - 1; for a
