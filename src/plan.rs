@@ -331,8 +331,8 @@ impl PrefillWorkspace {
     }
 
     /// Byte offsets in the workspace of the mask of (slot, mask head `mh`): its block count (one i32) and its
-    /// block indices (Kb i32s). The CUDA kernels index `mask_cnt` / `mask_idx` the same way
-    /// (cuda/search.cuh, prefill_search).
+    /// block indices (Kb i32s). The CUDA kernels index `mask_cnt` / `mask_idx` the same way (cuda/search.cuh's
+    /// prefill search writes them, cuda/attn/prefill.cuh reads them).
     pub fn mask_offsets(&self, cfg: &Config, slot: usize, mh: usize) -> (usize, usize) {
         let rec = slot * cfg.mask_heads() + mh;
         (self.cnt_offset + 4 * rec, self.idx_offset + 4 * rec * cfg.kb())
