@@ -16,6 +16,10 @@
 #ifndef HOPPER_STAGES
 #define HOPPER_STAGES 2
 #endif
+// 1: the next tile's S = Q K^T is issued together with this tile's P V, and its softmax runs while P V does.
+#ifndef HOPPER_OVERLAP
+#define HOPPER_OVERLAP 0
+#endif
 #define HOPPER_BM 128
 #define HOPPER_BN 128
 #define HOPPER_D 128
@@ -98,8 +102,10 @@ static __device__ __forceinline__ void wgmma_fence() {
 static __device__ __forceinline__ void wgmma_commit() {
     asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
 }
-static __device__ __forceinline__ void wgmma_wait0() {
-    asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+// Waits until at most N committed wgmma groups of this warpgroup are still running (they complete in order).
+template <int N>
+static __device__ __forceinline__ void wgmma_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
 }
 
 // d[64] (+)= A(64x16, K-major, shared) * B(16x128, K-major, shared); accumulate = 0 overwrites d.
@@ -137,6 +143,20 @@ static __device__ __forceinline__ void wgmma_pv(float* d, const unsigned* a, uns
         : "memory");
 }
 
+// Pins registers in place around the asynchronous wgmma: the compiler cannot move their reads or writes across
+// this (volatile asm is never reordered against another volatile asm such as the wait), so nothing touches an
+// accumulator or an A fragment while a wgmma that uses it may still be running.
+template <int N>
+static __device__ __forceinline__ void pin(float* x) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) asm volatile("" : "+f"(x[i])::"memory");
+}
+template <int N>
+static __device__ __forceinline__ void pin(unsigned* x) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) asm volatile("" : "+r"(x[i])::"memory");
+}
+
 static __device__ __forceinline__ float ex2(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -148,6 +168,84 @@ static __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
     unsigned r;
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
     return r;
+}
+
+// S (64 x 128, this warpgroup's rows) = Q K^T over d = 128: 8 k-steps of 16, each in half kk / 4 of the tiles,
+// 32 bytes into their 128-byte rows.
+static __device__ __forceinline__ void issue_s(float* acc_s, unsigned q_tile, unsigned k_tile) {
+#pragma unroll
+    for (int kk = 0; kk < HOPPER_D / 16; ++kk) {
+        const unsigned off = (kk / 4) * HOPPER_HALF + (kk % 4) * 32;
+        wgmma_s(acc_s, gmma_desc(q_tile + off, 16, 1024), gmma_desc(k_tile + off, 16, 1024), kk > 0);
+    }
+}
+
+// O (64 x 128, two 64-column accumulators) += P V(tile): keys 16 kk .. 16 kk + 15 are rows 16 kk.. of each half
+// of the V tile, two 8-row swizzle atoms of 1024 bytes. With n = 64 the B operand lies in one atom column, so
+// the leading offset is never stepped: both offsets are 1024 and either reading of them is the same layout.
+static __device__ __forceinline__ void issue_pv(float (*acc_o)[32], const unsigned* p, unsigned v_tile) {
+#pragma unroll
+    for (int kk = 0; kk < HOPPER_BN / 16; ++kk)
+#pragma unroll
+        for (int c = 0; c < 2; ++c)
+            wgmma_pv(acc_o[c], &p[4 * kk], gmma_desc(v_tile + c * HOPPER_HALF + kk * 2048, 1024, 1024));
+}
+
+// One arrival per consumer warp on an "empty" barrier: the warpgroup's wgmma reads of the stage have completed.
+static __device__ __forceinline__ void release(unsigned bar, int lane) {
+    __syncwarp();
+    if (lane == 0) mbar_arrive(bar);
+}
+
+// The diagonal tile `kt`: key kt * 128 + col is visible to query q only when it is <= q (which also hides the
+// zero-filled keys past T from every real row).
+static __device__ __forceinline__ void mask_diagonal(float* acc_s, int kt, int q_row0, int c0) {
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int key = kt * HOPPER_BN + 8 * j + c0 + (e & 1);
+            const int q = q_row0 + 8 * (e >> 1);
+            if (key > q) acc_s[4 * j + e] = -HOPPER_INF;
+        }
+}
+
+// Online softmax of one S tile: updates the running max `m` (log2 units, scale included) and this thread's row
+// sums `l`, returns the factor `alpha` the older O must be scaled by, and P as bf16 pairs already in the
+// A-fragment order of m64nNk16 (4 registers per 16 keys: the accumulator layout of m64nN is that order).
+static __device__ __forceinline__ void softmax_tile(const float* acc_s, float scale_log2, float* m, float* l,
+                                                    float* alpha, unsigned* p) {
+    float mx[2] = {m[0], m[1]};
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) mx[e >> 1] = fmaxf(mx[e >> 1], acc_s[4 * j + e] * scale_log2);
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        alpha[r] = ex2(m[r] - mx[r]);  // 0 on the first tile (m = -inf)
+        m[r] = mx[r];
+        l[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+        const float e0 = ex2(acc_s[4 * j + 0] * scale_log2 - m[0]);
+        const float e1 = ex2(acc_s[4 * j + 1] * scale_log2 - m[0]);
+        const float e2 = ex2(acc_s[4 * j + 2] * scale_log2 - m[1]);
+        const float e3 = ex2(acc_s[4 * j + 3] * scale_log2 - m[1]);
+        l[0] += e0 + e1;
+        l[1] += e2 + e3;
+        p[2 * j] = pack_bf16(e0, e1);
+        p[2 * j + 1] = pack_bf16(e2, e3);
+    }
+}
+
+static __device__ __forceinline__ void rescale(float (*acc_o)[32], const float* alpha) {
+#pragma unroll
+    for (int c = 0; c < 2; ++c)
+#pragma unroll
+        for (int i = 0; i < 32; ++i) acc_o[c][i] *= alpha[(i >> 1) & 1];
 }
 
 // Causal self-attention of one sequence (Tq = Tk = T). Grid (ceil(T/128), heads), HOPPER_THREADS threads,
@@ -232,88 +330,94 @@ extern "C" __global__ void __launch_bounds__(HOPPER_THREADS, 1)
     float l[2] = {0.f, 0.f};              // this thread's share of the row sums
 
     mbar_wait(q_full, 0);
+    const unsigned q_tile = sq + cw * 64 * 128;
+#if HOPPER_OVERLAP
+    // S(kt + 1) = Q K(kt + 1) and O += P(kt) V(kt) are in flight together; the softmax of S(kt + 1) runs under
+    // the P V product, and O is rescaled only once that product has completed.
+    unsigned p[32];
+    {
+        float acc_s[64];
+        mbar_wait(k_full, 0);
+        wgmma_fence();
+        issue_s(acc_s, q_tile, sk);
+        wgmma_commit();
+        wgmma_wait<0>();
+        pin<64>(acc_s);
+        release(k_empty, lane);
+        float alpha[2];
+        if (qt == 0) mask_diagonal(acc_s, 0, q_row0, c0);
+        softmax_tile(acc_s, scale_log2, m, l, alpha, p);
+    }
+    // Every tile but the last has a successor; the last tile's P V runs alone after the loop.
+    for (int kt = 0; kt + 1 < n_kt; ++kt) {
+        const int s = kt % HOPPER_STAGES;
+        const unsigned parity = (kt / HOPPER_STAGES) & 1;
+        const int s1 = (kt + 1) % HOPPER_STAGES;
+        const unsigned parity1 = ((kt + 1) / HOPPER_STAGES) & 1;
+        float acc_s[64];
+        mbar_wait(k_full + 8 * s1, parity1);
+        mbar_wait(v_full + 8 * s, parity);
+        wgmma_fence();
+        issue_s(acc_s, q_tile, sk + s1 * HOPPER_TILE);
+        wgmma_commit();
+        issue_pv(acc_o, p, sv + s * HOPPER_TILE);
+        wgmma_commit();
+        wgmma_wait<1>();  // the older group, S(kt + 1), is complete; P(kt) V(kt) may still run
+        pin<64>(acc_s);
+        release(k_empty + 8 * s1, lane);
+        if (kt + 1 == qt) mask_diagonal(acc_s, kt + 1, q_row0, c0);
+        float alpha[2];
+        unsigned p_next[32];
+        softmax_tile(acc_s, scale_log2, m, l, alpha, p_next);
+        pin<32>(p_next);
+        wgmma_wait<0>();
+        pin<32>(acc_o[0]);
+        pin<32>(acc_o[1]);
+        pin<32>(p);
+        release(v_empty + 8 * s, lane);
+        rescale(acc_o, alpha);
+#pragma unroll
+        for (int i = 0; i < 32; ++i) p[i] = p_next[i];
+    }
+    {
+        const int kt = n_kt - 1;
+        const int s = kt % HOPPER_STAGES;
+        mbar_wait(v_full + 8 * s, (kt / HOPPER_STAGES) & 1);
+        wgmma_fence();
+        issue_pv(acc_o, p, sv + s * HOPPER_TILE);
+        wgmma_commit();
+        wgmma_wait<0>();
+        pin<32>(acc_o[0]);
+        pin<32>(acc_o[1]);
+        release(v_empty + 8 * s, lane);
+    }
+#else
     for (int kt = 0; kt < n_kt; ++kt) {
         const int s = kt % HOPPER_STAGES;
         const unsigned parity = (kt / HOPPER_STAGES) & 1;
         float acc_s[64];
         mbar_wait(k_full + 8 * s, parity);
         wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < HOPPER_D / 16; ++kk) {
-            // 16 columns of d: half kk / 4 of the tile, 32 bytes into its 128-byte rows.
-            const unsigned off = (kk / 4) * HOPPER_HALF + (kk % 4) * 32;
-            const unsigned long long a = gmma_desc(sq + cw * 64 * 128 + off, 16, 1024);
-            const unsigned long long b = gmma_desc(sk + s * HOPPER_TILE + off, 16, 1024);
-            wgmma_s(acc_s, a, b, kk > 0);
-        }
+        issue_s(acc_s, q_tile, sk + s * HOPPER_TILE);
         wgmma_commit();
-        wgmma_wait0();
-        __syncwarp();
-        if (lane == 0) mbar_arrive(k_empty + 8 * s);
-
-        if (kt == qt) {
-            // The diagonal tile: key kt * 128 + col is visible to query q only when it is <= q (which also hides
-            // the zero-filled keys past T from every real row).
-#pragma unroll
-            for (int j = 0; j < 16; ++j)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int key = kt * HOPPER_BN + 8 * j + c0 + (e & 1);
-                    const int q = q_row0 + 8 * (e >> 1);
-                    if (key > q) acc_s[4 * j + e] = -HOPPER_INF;
-                }
-        }
-        float mx[2] = {m[0], m[1]};
-#pragma unroll
-        for (int j = 0; j < 16; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) mx[e >> 1] = fmaxf(mx[e >> 1], acc_s[4 * j + e] * scale_log2);
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-        }
+        wgmma_wait<0>();
+        pin<64>(acc_s);
+        release(k_empty + 8 * s, lane);
+        if (kt == qt) mask_diagonal(acc_s, kt, q_row0, c0);
         float alpha[2];
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            alpha[r] = ex2(m[r] - mx[r]);  // 0 on the first tile (m = -inf)
-            m[r] = mx[r];
-            l[r] *= alpha[r];
-        }
-        unsigned p[32];  // P as bf16 pairs, already in the A-fragment order of m64nNk16 (4 registers per 16 keys)
-#pragma unroll
-        for (int j = 0; j < 16; ++j) {
-            float e0 = ex2(acc_s[4 * j + 0] * scale_log2 - m[0]);
-            float e1 = ex2(acc_s[4 * j + 1] * scale_log2 - m[0]);
-            float e2 = ex2(acc_s[4 * j + 2] * scale_log2 - m[1]);
-            float e3 = ex2(acc_s[4 * j + 3] * scale_log2 - m[1]);
-            l[0] += e0 + e1;
-            l[1] += e2 + e3;
-            p[2 * j] = pack_bf16(e0, e1);
-            p[2 * j + 1] = pack_bf16(e2, e3);
-        }
-#pragma unroll
-        for (int c = 0; c < 2; ++c)
-#pragma unroll
-            for (int i = 0; i < 32; ++i) acc_o[c][i] *= alpha[(i >> 1) & 1];
-
+        unsigned p[32];
+        softmax_tile(acc_s, scale_log2, m, l, alpha, p);
+        rescale(acc_o, alpha);
         mbar_wait(v_full + 8 * s, parity);
         wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < HOPPER_BN / 16; ++kk) {
-#pragma unroll
-            for (int c = 0; c < 2; ++c) {
-                // Keys 16 kk .. 16 kk + 15 are rows 16 kk.. of half c: two 8-row swizzle atoms of 1024 bytes. With
-                // n = 64 the whole B operand lies in one atom column, so the leading offset is never stepped.
-                const unsigned long long b = gmma_desc(sv + s * HOPPER_TILE + c * HOPPER_HALF + kk * 2048, 1024, 1024);
-                wgmma_pv(acc_o[c], &p[4 * kk], b);
-            }
-        }
+        issue_pv(acc_o, p, sv + s * HOPPER_TILE);
         wgmma_commit();
-        wgmma_wait0();
-        __syncwarp();
-        if (lane == 0) mbar_arrive(v_empty + 8 * s);
+        wgmma_wait<0>();
+        pin<32>(acc_o[0]);
+        pin<32>(acc_o[1]);
+        release(v_empty + 8 * s, lane);
     }
+#endif
 
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
