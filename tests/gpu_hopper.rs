@@ -478,6 +478,9 @@ impl Library {
     }
 }
 
+/// How a library row changes the default configuration for a sequence of T tokens.
+type Tune = fn(&mut hip_config, usize);
+
 #[test]
 #[ignore = "timing on an H200-class GPU: scripts/gpu-run.sh hopper runs it with --include-ignored"]
 fn hopper_timing() {
@@ -547,7 +550,7 @@ fn hopper_timing() {
                 }
             }
         }
-        let libs: [(&'static str, fn(&mut hip_config, usize)); 2] = [
+        let libs: [(&'static str, Tune); 2] = [
             ("library exact-k (k=T, bk 64)", |c, t| {
                 c.k = t as u32;
                 c.bk = 64;
