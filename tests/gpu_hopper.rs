@@ -281,7 +281,7 @@ fn hopper_matches_f64_reference() {
     let mem: &dyn Mem = &gpu;
     let mut rng = Rng::fresh("hopper_matches_f64_reference");
     let mut failures = Vec::new();
-    for variant in VARIANTS {
+    'variants: for variant in VARIANTS {
         let kernel = match Kernel::load(variant) {
             Ok(k) => k,
             Err(e) => {
@@ -308,8 +308,8 @@ fn hopper_matches_f64_reference() {
             let what = format!("{} T={t} Hq={hq} Hkv={hkv}", kernel.name());
             if let Err(e) = run_sync(&kernel, &io, scale as f32, mem) {
                 failures.push(format!("{what}: {e}"));
-                // A trapped kernel leaves the context unusable: nothing after it can run.
-                break;
+                // A trapped or faulting kernel leaves the context unusable: nothing after it can run.
+                break 'variants;
             }
             let o_bytes = mem.download(&io.o.buf);
             let lse = f32s(&mem.download(&io.lse));
@@ -339,7 +339,10 @@ fn hopper_matches_f64_reference() {
             }
             let rel = (num / den).sqrt();
             // The same inputs again: any difference is a race.
-            run_sync(&kernel, &io, scale as f32, mem).unwrap();
+            if let Err(e) = run_sync(&kernel, &io, scale as f32, mem) {
+                failures.push(format!("{what}, second run: {e}"));
+                break 'variants;
+            }
             let again = mem.download(&io.o.buf) == o_bytes && f32s(&mem.download(&io.lse)) == lse;
             eprintln!(
                 "{what}: O rel L2 {rel:.2e}, LSE max rel err {lse_err:.2e} ({} rows x {hq} heads), unwritten O {unwritten_o} \
