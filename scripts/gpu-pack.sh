@@ -22,7 +22,7 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         name = m["target"]["name"]
-        if name in ("gpu", "gpu_fuzz", "decode", "dense", "mask", "merge", "bad_input"):
+        if name in ("gpu", "gpu_fuzz", "gpu_hopper", "decode", "dense", "mask", "merge", "bad_input"):
             shutil.copy(m["executable"], sys.argv[1] + "/" + name)
 ' "$DIST/bin"
 

@@ -4,7 +4,8 @@
 # SAN_TOOLS="racecheck" picks tools), fuzz (tests/gpu_fuzz.rs, hostile device index data, under memcheck),
 # scan (SCAN selection: hip-bench --scan and --quality-gpu, then PyTorch's dense decode where torch is installed),
 # race (racecheck on one cluster-search test, the first hazards, and the SASS of hip_decode_search_wide around
-# their PCs, to find the exchange the sanitizer objects to).
+# their PCs, to find the exchange the sanitizer objects to), hopper (the standalone sm_90a prototype of issue 15:
+# f64-reference check, then its timing table beside the library's exact paths; docs/HOPPER-NOTES.md).
 set -uo pipefail
 cd "$(dirname "$0")"
 export LD_LIBRARY_PATH="$PWD/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -79,6 +80,15 @@ race)
             grep -n "BAR\|UCGABAR\|ST.*DSMEM\|STS\|LDS" "$LOG"/sass-"$(basename "$f" .cubin | cut -c1-12)".txt | head -n 40
         fi
     done
+    ;;
+esac
+case $mode in
+hopper)
+    step hopper-check bin/gpu_hopper --nocapture --test-threads=1 hopper_kernel_compiles hopper_matches_f64_reference
+    grep -h "HOPPER_STAGES\|SKIP\|panicked\|failures" "$LOG/hopper-check.log" | head -n 30
+    STEP_TIMEOUT=${STEP_TIMEOUT:-420} step hopper-timing bin/gpu_hopper --nocapture --test-threads=1 --include-ignored \
+        --exact hopper_timing
+    grep -h "hopper table\|hopper fa3\|library exact\|SKIP\|panicked\|T=" "$LOG/hopper-timing.log" | head -n 30
     ;;
 esac
 case $mode in
