@@ -658,7 +658,7 @@ fn merge_aliasing_table() {
             Host.upload(&xa.bytes(dt)),
             Host.upload(&xb.bytes(dt)),
             Host.upload(&encode(DType::F32, &la)),
-            Host.upload(&encode(DType::F32, &lb)),
+            Host.upload(&[encode(DType::F32, &lb), vec![0u8; 64]].concat()),
         )
     };
     let (oa, ob, lsa, lsb) = fresh();
@@ -672,7 +672,7 @@ fn merge_aliasing_table() {
         let lout = if lse_into_a { &lsa } else { &lsb };
         assert_eq!(run(&oa, &ob, &lsa, &lsb, out.addr, lout.addr), HIP_ATTN_STATUS_SUCCESS, "{}", last_error());
         assert_eq!(Host.download(out), want_o, "in-place merge into {}", if into_a { "o_a" } else { "o_b" });
-        assert_eq!(Host.download(lout), want_l, "in-place lse");
+        assert_eq!(Host.download(lout)[..n * h * 4], want_l[..], "in-place lse");
     }
     // Refused: anything else.
     let (oa, ob, lsa, lsb) = fresh();
@@ -684,8 +684,8 @@ fn merge_aliasing_table() {
             lout.addr,
             "o_out may be o_a itself (the same data pointer and strides), but may not overlap it otherwise",
         ),
-        ("o_out on lse_a", lsa.addr, lout.addr, "overlaps lse_a"),
         ("lse_out in o_b", out.addr, ob.addr, "lse_out (0x"),
+        // lse_b's buffer has room after its n * h floats (`fresh`), so the shifted lse_out overlaps lse_b alone.
         ("lse_out shifted into lse_b", out.addr, lsb.addr + 16, "lse_out may be lse_b itself"),
         ("lse_out in o_out", big.addr, big.addr + 64, "overlaps lse_out"),
     ];
@@ -694,6 +694,18 @@ fn merge_aliasing_table() {
         expect(run(&oa, &ob, &lsa, &lsb, o_at, l_at), HIP_ATTN_STATUS_INVALID_ARGUMENT, needle, what);
         assert_eq!([&oa, &ob, &lsa, &lsb, &big].map(|b| Host.download(b)), before, "{what}: written on failure");
     }
+    // o_out over lse_a alone: lse_a is placed inside o_out's buffer (o_out is the larger), so no other argument can
+    // lie in o_out's extent, wherever the heap put them.
+    let over = Host.poisoned(n * h * d * 2);
+    let la_inside = Buf::new(over.addr + 64, n * h * 4, Box::new(()));
+    let before = Host.download(&over);
+    expect(
+        run(&oa, &ob, &la_inside, &lsb, over.addr, lout.addr),
+        HIP_ATTN_STATUS_INVALID_ARGUMENT,
+        "overlaps lse_a",
+        "o_out on lse_a",
+    );
+    assert_eq!(Host.download(&over), before, "o_out on lse_a: written on failure");
     // o_out exactly o_a while o_b partly overlaps o_out: o_b's rows would be overwritten before they are read.
     let shared = Host.upload(&[xa.bytes(dt), xb.bytes(dt)].concat());
     let a2 = Buf::new(shared.addr, n * h * d * 2, Box::new(()));
