@@ -294,26 +294,7 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
 #pragma unroll
         for (int m = 0; m < MT; ++m) {
             float mx[2] = {HIP_NEG_INF, HIP_NEG_INF};
-            if (unmasked) {
-#pragma unroll
-                for (int n = 0; n < KW / 8; ++n)
-#pragma unroll
-                    for (int i = 0; i < 4; ++i) {
-                        sc[m][n][i] *= sl2;
-                        mx[i >> 1] = fmaxf(mx[i >> 1], sc[m][n][i]);
-                    }
-            } else {
-#pragma unroll
-                for (int n = 0; n < KW / 8; ++n) {
-#pragma unroll
-                    for (int i = 0; i < 4; ++i) {
-                        const int pos = kp[n * 8 + 2 * tq + (i & 1)];
-                        const float v = pos <= lim[m][i >> 1] ? sc[m][n][i] * sl2 : HIP_NEG_INF;
-                        sc[m][n][i] = v;
-                        mx[i >> 1] = fmaxf(mx[i >> 1], v);
-                    }
-                }
-            }
+            prefill_mask_tile<KW>(sc[m], mx, unmasked, kp, lim[m], sl2, tq);
             float alpha[2], mu[2];
             bool settled = true;  // neither row's maximum moved
 #pragma unroll
