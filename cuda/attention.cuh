@@ -11,6 +11,7 @@
 #include "search.cuh"
 
 // One header per kernel family: prefill (main loop, masking, online softmax, epilogue) and decode.
+#include "attn/mainloop.cuh"
 #include "attn/mask.cuh"
 #include "attn/epilogue.cuh"
 #include "attn/prefill.cuh"

@@ -1,5 +1,7 @@
-// Attention epilogues: the prefill CTA's merge of its key splits and its normalized output rows and LSE. Included
-// by attention.cuh before the kernels that compose them.
+// Attention epilogues: the prefill CTA's merge of its key splits and its normalized output rows and LSE; the decode
+// CTA's merge of its key groups into a split's partial (or, with one split, the output row), its empty and NaN rows,
+// and the combine of the split-K partials (hip_decode_combine). Included by attention.cuh before the kernels that
+// compose them.
 #ifndef HIP_ATTN_ATTN_EPILOGUE_CUH
 #define HIP_ATTN_ATTN_EPILOGUE_CUH
 
@@ -86,6 +88,118 @@ __device__ __forceinline__ void prefill_write_rows(const float (&o)[G::MT][D / 8
                         l != 0.f ? (mrow[m][hh] + log2f(l)) * LN2 : HIP_NEG_INF;
             }
         }
+}
+
+// A split that attends nothing (lse -inf) or met bad index data (lse = the POISON NaN) writes o = 0. DIRECT (one
+// split, no combine): the output row itself, o = 0 and lse -inf either way, which is what the combine makes of it.
+// POISON is a NaN with a payload arithmetic never produces (the GPU's computed NaNs are 0x7fffffff), so the
+// combine tells bad index data (zeros) from a NaN that the inputs put into the row (NaN, as on the CPU backend).
+constexpr unsigned DECODE_POISON_BITS = 0x7fc00000u;
+constexpr unsigned DECODE_NAN_BITS = 0x7fffffffu;
+
+template <bool DIRECT>
+__device__ __forceinline__ void decode_write_empty(const hip_decode_params& p, long long part, int b, int h, int tid,
+                                                   float lse) {
+    if (DIRECT) {
+        elem_t* o = (elem_t*)p.o + (long long)b * p.o_seq_stride + (long long)h * p.o_head_stride;
+        for (int d = tid; d < D; d += DC_THREADS) o[d] = from_f32(0.f);
+        if (p.lse && tid == 0) ((float*)p.lse)[(long long)b * p.num_q_heads + h] = HIP_NEG_INF;
+        return;
+    }
+    float* po = (float*)p.part_o + part * D;
+    for (int d = tid; d < D; d += DC_THREADS) po[d] = 0.f;
+    if (tid == 0) ((float*)p.part_lse)[part] = lse;
+}
+
+// Decode (split-K): the row of a split that met a NaN logit is NaN (DIRECT: the output row and lse; else the
+// split's partial row and lse).
+template <bool DIRECT>
+__device__ __forceinline__ void decode_write_nan(const hip_decode_params& p, long long part, int b, int h, int tid) {
+    // (fmaxf skips NaN, so a NaN logit need not have reached l: write the NaN row explicitly.)
+    const float qnan = __uint_as_float(DECODE_NAN_BITS);
+    elem_t* o = (elem_t*)p.o + (long long)b * p.o_seq_stride + (long long)h * p.o_head_stride;
+    float* po = (float*)p.part_o + part * D;
+    for (int d = tid; d < D; d += DC_THREADS) {
+        if (DIRECT) o[d] = from_f32(qnan);
+        else po[d] = qnan;
+    }
+    if (tid == 0) {
+        if (!DIRECT) ((float*)p.part_lse)[part] = qnan;
+        else if (p.lse) ((float*)p.lse)[(long long)b * p.num_q_heads + h] = qnan;
+    }
+}
+
+// Decode: merge the NGRP key groups' (m, l, acc) through shared memory and write the split's normalized partial row
+// and lse (DIRECT: the output row and lse).
+template <bool DIRECT>
+__device__ __forceinline__ void decode_epilogue(const hip_decode_params& p, long long part, int b, int h, int tid,
+                                                int grp, int gl, float m, float l, const float (&acc)[8],
+                                                float (&s_o)[NGRP][D], float (&s_m)[NGRP], float (&s_l)[NGRP]) {
+    if (gl == 0) {
+        s_m[grp] = m;
+        s_l[grp] = l;
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) s_o[grp][gl * 8 + i] = acc[i];
+    __syncthreads();
+    float M = HIP_NEG_INF;
+    for (int k = 0; k < NGRP; ++k) M = fmaxf(M, s_m[k]);
+    float L = 0.f;
+    for (int k = 0; k < NGRP; ++k) L += s_m[k] == HIP_NEG_INF ? 0.f : s_l[k] * exp2f(s_m[k] - M);
+    float* po = (float*)p.part_o + part * D;
+    elem_t* o = (elem_t*)p.o + (long long)b * p.o_seq_stride + (long long)h * p.o_head_stride;
+    for (int d = tid; d < D; d += DC_THREADS) {
+        float v = 0.f;
+        for (int k = 0; k < NGRP; ++k)
+            if (s_m[k] != HIP_NEG_INF) v += s_o[k][d] * exp2f(s_m[k] - M);
+        v = L != 0.f ? v / L : 0.f;  // (an infinite logit makes L NaN: the row is NaN, as on the CPU backend)
+        if (DIRECT) o[d] = from_f32(v);
+        else po[d] = v;
+    }
+    if (tid == 0) {
+        const float lse = L != 0.f ? (M + log2f(L)) * LN2 : HIP_NEG_INF;
+        if (!DIRECT) ((float*)p.part_lse)[part] = lse;
+        else if (p.lse) ((float*)p.lse)[(long long)b * p.num_q_heads + h] = lse;
+    }
+}
+
+// hip_decode_combine: grid (num_q_heads, batch)
+__device__ __forceinline__ void decode_combine(const hip_decode_params& p) {
+    const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
+    const int ns = p.num_splits;
+    pdl_wait();  // the attention kernel has written the partials
+    const long long base = ((long long)b * p.num_q_heads + h) * ns;
+    const float* pl = (const float*)p.part_lse + base;
+    const float* po = (const float*)p.part_o + base * D;
+    float M = HIP_NEG_INF;
+    bool poisoned = false, nan = false;
+    for (int s2 = 0; s2 < ns; ++s2) {
+        const float v = pl[s2];
+        const bool is_poison = __float_as_uint(v) == DECODE_POISON_BITS;
+        poisoned |= is_poison;
+        nan |= v != v && !is_poison;
+        M = fmaxf(M, v);
+    }
+    // Bad index data (a poisoned split) wins: zeros and -inf, as documented. Otherwise a split's NaN row makes the
+    // whole row NaN, as the CPU backend's single softmax does.
+    if (nan && !poisoned) M = __uint_as_float(DECODE_NAN_BITS);
+    const bool empty = poisoned || M == HIP_NEG_INF;
+    float W = 0.f;
+    if (!empty)
+        for (int s2 = 0; s2 < ns; ++s2) W += pl[s2] == HIP_NEG_INF ? 0.f : expf(pl[s2] - M);
+    elem_t* o = (elem_t*)p.o + (long long)b * p.o_seq_stride + (long long)h * p.o_head_stride;
+    for (int d = tid; d < D; d += HIP_ATTN_COMBINE_THREADS) {
+        float v = 0.f;
+        if (!empty) {
+            for (int s2 = 0; s2 < ns; ++s2) {
+                const float ls = pl[s2];
+                if (ls != HIP_NEG_INF) v += po[(long long)s2 * D + d] * expf(ls - M);
+            }
+            v /= W;
+        }
+        o[d] = from_f32(v);
+    }
+    if (p.lse && tid == 0) ((float*)p.lse)[(long long)b * p.num_q_heads + h] = empty ? HIP_NEG_INF : M + logf(W);
 }
 
 }  // namespace hip
