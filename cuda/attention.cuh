@@ -13,6 +13,7 @@
 // One header per kernel family: prefill (main loop, masking, online softmax, epilogue) and decode.
 #include "attn/mainloop.cuh"
 #include "attn/mask.cuh"
+#include "attn/softmax.cuh"
 #include "attn/epilogue.cuh"
 #include "attn/prefill.cuh"
 #include "attn/decode.cuh"

@@ -115,24 +115,7 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
                 sv[u] = valid[u] ? d : HIP_NEG_INF;
                 nan |= valid[u] && d != d;
             }
-            float mx = m;
-#pragma unroll
-            for (int u = 0; u < UNR; ++u) mx = fmaxf(mx, sv[u]);
-            if (mx == HIP_NEG_INF) continue;  // nothing valid yet for this group
-            const float alpha = exp2f(m - mx);
-            l *= alpha;
-#pragma unroll
-            for (int i = 0; i < 8; ++i) acc[i] *= alpha;
-#pragma unroll
-            for (int u = 0; u < UNR; ++u) {
-                const float pu = exp2f(sv[u] - mx);
-                l += pu;
-                float vf[8];
-                unpack8(vr[u], vf);
-#pragma unroll
-                for (int i = 0; i < 8; ++i) acc[i] = fmaf(pu, vf[i], acc[i]);
-            }
-            m = mx;
+            decode_online_softmax(sv, vr, m, l, acc);
         }
     }
 
