@@ -1,8 +1,9 @@
 // Prefill attention (FlashAttention-2 style): one CTA per query tile and q head gathers key tiles from the HiP key
 // list with cp.async and computes S = QK^T and O += PV with mma.sync. prefill_attn runs the stages in order: the
-// main loop over key tiles, in each tile the masking and the online softmax (log2 domain), then the epilogue
-// (merge of the key splits, row normalization, LSE). The stages stay in one function: moving them into device
-// functions of their own changed the compiled code. Included by attention.cuh.
+// main loop over key tiles, in each tile the masking (mask.cuh) and the online softmax (log2 domain), then the
+// epilogue (epilogue.cuh: merge of the key splits, row normalization, LSE). The main loop and the prefill softmax
+// stay in this function: moving them into device functions of their own changed the compiled code (scheduling).
+// Included by attention.cuh.
 #ifndef HIP_ATTN_ATTN_PREFILL_CUH
 #define HIP_ATTN_ATTN_PREFILL_CUH
 
