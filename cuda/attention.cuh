@@ -10,7 +10,12 @@
 #include "common.cuh"
 #include "search.cuh"
 
-// One header per kernel family: prefill (main loop, masking, online softmax, epilogue) and decode.
+// The stages by header (geometry and main loops, masking, online softmax, epilogues), then one header per kernel
+// family (prefill, decode) composing them.
+#include "attn/mainloop.cuh"
+#include "attn/mask.cuh"
+#include "attn/softmax.cuh"
+#include "attn/epilogue.cuh"
 #include "attn/prefill.cuh"
 #include "attn/decode.cuh"
 

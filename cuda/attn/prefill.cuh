@@ -1,8 +1,9 @@
 // Prefill attention (FlashAttention-2 style): one CTA per query tile and q head gathers key tiles from the HiP key
 // list with cp.async and computes S = QK^T and O += PV with mma.sync. prefill_attn runs the stages in order: the
-// main loop over key tiles, in each tile the masking and the online softmax (log2 domain), then the epilogue
-// (merge of the key splits, row normalization, LSE). The stages stay in one function: moving them into device
-// functions of their own changed the compiled code. Included by attention.cuh.
+// main loop over key tiles, in each tile the masking (mask.cuh) and the online softmax (log2 domain), then the
+// epilogue (epilogue.cuh: merge of the key splits, row normalization, LSE). The main loop and the prefill softmax
+// stay in this function: moving them into device functions of their own changed the compiled code (scheduling).
+// Included by attention.cuh.
 #ifndef HIP_ATTN_ATTN_PREFILL_CUH
 #define HIP_ATTN_ATTN_PREFILL_CUH
 
@@ -294,26 +295,7 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
 #pragma unroll
         for (int m = 0; m < MT; ++m) {
             float mx[2] = {HIP_NEG_INF, HIP_NEG_INF};
-            if (unmasked) {
-#pragma unroll
-                for (int n = 0; n < KW / 8; ++n)
-#pragma unroll
-                    for (int i = 0; i < 4; ++i) {
-                        sc[m][n][i] *= sl2;
-                        mx[i >> 1] = fmaxf(mx[i >> 1], sc[m][n][i]);
-                    }
-            } else {
-#pragma unroll
-                for (int n = 0; n < KW / 8; ++n) {
-#pragma unroll
-                    for (int i = 0; i < 4; ++i) {
-                        const int pos = kp[n * 8 + 2 * tq + (i & 1)];
-                        const float v = pos <= lim[m][i >> 1] ? sc[m][n][i] * sl2 : HIP_NEG_INF;
-                        sc[m][n][i] = v;
-                        mx[i >> 1] = fmaxf(mx[i >> 1], v);
-                    }
-                }
-            }
+            prefill_mask_tile<KW>(sc[m], mx, unmasked, kp, lim[m], sl2, tq);
             float alpha[2], mu[2];
             bool settled = true;  // neither row's maximum moved
 #pragma unroll
@@ -382,80 +364,8 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) lrow[m][hh] = quad_sum(lrow[m][hh]);
 
-    // Merge the key splits of each row group: splits 1..KS-1 park (m, l, o) in smem, split 0 folds them in (a key
-    // split implies one m-tile per warp).
-    if (KS > 1) {
-        float* scratch = (float*)&sm.kv[0][0][0];
-        constexpr int RS = D + 2;  // one row: o[D], m, l
-        __syncthreads();
-        if (ks > 0) {
-            float* base = scratch + ((ks - 1) * RG + r) * 16 * RS;
-#pragma unroll
-            for (int hh = 0; hh < 2; ++hh) {
-                float* row = base + (g + 8 * hh) * RS;
-#pragma unroll
-                for (int n = 0; n < D / 8; ++n) {
-                    row[n * 8 + 2 * tq] = o[0][n][2 * hh];
-                    row[n * 8 + 2 * tq + 1] = o[0][n][2 * hh + 1];
-                }
-                if (tq == 0) {
-                    row[D] = mrow[0][hh];
-                    row[D + 1] = lrow[0][hh];
-                }
-            }
-        }
-        __syncthreads();
-        if (ks == 0) {
-#pragma unroll
-            for (int hh = 0; hh < 2; ++hh) {
-                float mm = mrow[0][hh];
-                for (int s2 = 1; s2 < KS; ++s2)
-                    mm = fmaxf(mm, scratch[(((s2 - 1) * RG + r) * 16 + g + 8 * hh) * RS + D]);
-                const float mref = mm == HIP_NEG_INF ? 0.f : mm;
-                const float a0 = exp2f(mrow[0][hh] - mref);
-                float l = lrow[0][hh] * a0;
-#pragma unroll
-                for (int n = 0; n < D / 8; ++n) {
-                    o[0][n][2 * hh] *= a0;
-                    o[0][n][2 * hh + 1] *= a0;
-                }
-                for (int s2 = 1; s2 < KS; ++s2) {
-                    const float* row = scratch + (((s2 - 1) * RG + r) * 16 + g + 8 * hh) * RS;
-                    const float a = exp2f(row[D] - mref);
-                    l += row[D + 1] * a;
-#pragma unroll
-                    for (int n = 0; n < D / 8; ++n) {
-                        o[0][n][2 * hh] += row[n * 8 + 2 * tq] * a;
-                        o[0][n][2 * hh + 1] += row[n * 8 + 2 * tq + 1] * a;
-                    }
-                }
-                mrow[0][hh] = mm;
-                lrow[0][hh] = l;
-            }
-        }
-    }
-
-    if (ks == 0) {
-#pragma unroll
-        for (int m = 0; m < MT; ++m)
-#pragma unroll
-            for (int hh = 0; hh < 2; ++hh) {
-                const int qi = row0 + m * 16 + g + 8 * hh;
-                if (qi < len) {
-                    const float l = lrow[m][hh];
-                    // A row that attends nothing (l == 0) writes zeros; a NaN logit made l NaN, and the row stays NaN.
-                    const float inv = l != 0.f ? 1.f / l : 0.f;
-                    elem_t* orow =
-                        obase + (long long)(s.q0 + first + qi) * p.o_tok_stride + (long long)h * p.o_head_stride;
-#pragma unroll
-                    for (int n = 0; n < D / 8; ++n)
-                        *(u32*)(orow + n * 8 + 2 * tq) = pack2(o[m][n][2 * hh] * inv, o[m][n][2 * hh + 1] * inv);
-                    if (lse_out && tq == 0)
-                        lse_out[(long long)(s.q0 + first + qi) * p.num_q_heads + h] =
-                            l != 0.f ? (mrow[m][hh] + log2f(l)) * LN2 : HIP_NEG_INF;
-                }
-            }
-    }
+    if (KS > 1) prefill_merge_splits<G>(o, mrow, lrow, (float*)&sm.kv[0][0][0], ks, r, g, tq);
+    if (ks == 0) prefill_write_rows<G>(o, mrow, lrow, p, obase, lse_out, s.q0, first, h, row0, len, g, tq);
 }
 
 }  // namespace hip

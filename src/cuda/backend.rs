@@ -21,7 +21,7 @@ use cudarc::driver::sys::{CUfunction_attribute, CUresult, CUstream};
 
 /// Kernel sources, embedded: NVRTC compiles hip_attn.cu with the others as named headers. hip_contract.h is the
 /// text build.rs generates from src/contract.rs (cuda/generated/hip_contract.h is its committed copy).
-const SOURCES: [(&str, &str); 10] = [
+const SOURCES: [(&str, &str); 14] = [
     ("hip_attn.cu", include_str!("../../cuda/hip_attn.cu")),
     ("hip_contract.h", include_str!(concat!(env!("OUT_DIR"), "/hip_contract.h"))),
     ("common.cuh", include_str!("../../cuda/common.cuh")),
@@ -29,6 +29,10 @@ const SOURCES: [(&str, &str); 10] = [
     ("search.cuh", include_str!("../../cuda/search.cuh")),
     ("scan.cuh", include_str!("../../cuda/scan.cuh")),
     ("attention.cuh", include_str!("../../cuda/attention.cuh")),
+    ("attn/mainloop.cuh", include_str!("../../cuda/attn/mainloop.cuh")),
+    ("attn/mask.cuh", include_str!("../../cuda/attn/mask.cuh")),
+    ("attn/softmax.cuh", include_str!("../../cuda/attn/softmax.cuh")),
+    ("attn/epilogue.cuh", include_str!("../../cuda/attn/epilogue.cuh")),
     ("attn/prefill.cuh", include_str!("../../cuda/attn/prefill.cuh")),
     ("attn/decode.cuh", include_str!("../../cuda/attn/decode.cuh")),
     ("merge.cuh", include_str!("../../cuda/merge.cuh")),
