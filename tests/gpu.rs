@@ -1431,7 +1431,8 @@ fn prefill_dense_hopper_matches_cpu_reference() {
     const CHUNK_Q: &[usize] = &[1, 63, 65, 128, 1000, 129];
     const CHUNK_K: &[usize] = &[100, 63, 300, 129, 1000, 600];
     // (hq, hkv, causal, k, window, pad, tq, tk, expect Hopper where compiled)
-    let cases: &[(u32, u32, u32, u32, u32, usize, &[usize], &[usize], bool)] = &[
+    type Case = (u32, u32, u32, u32, u32, usize, &'static [usize], &'static [usize], bool);
+    let cases: &[Case] = &[
         (32, 8, 1, 64, 8192, 0, ALL, ALL, true),
         (32, 8, 1, 64, 8192, 8, CHUNK_Q, CHUNK_K, true),
         (8, 2, 1, 64, 8192, 0, &[4097, 65, 1], &[4097, 129, 1], true),

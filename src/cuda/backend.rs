@@ -428,7 +428,10 @@ impl CudaBackend {
         let s = stream as CUstream;
         // SAFETY: the parameter block matches hip_prefill_params (layout checked by a GPU test) and addresses
         // memory the caller promised; the context is bound; the grids follow src/contract.rs. The two attention
-        // kernels write the rows of disjoint sets of sequences.
+        // kernels write the rows of disjoint sets of sequences. The Hopper dense kernel takes (three CUtensorMaps,
+        // the same parameter block), each argument pointer to a value of that type living across the launch; its
+        // tensor maps describe the validated q, k, v views, and its grid and shared memory are what it was built
+        // and granted for (HOPPER_SMEM set at creation).
         unsafe {
             launch(self.func(PREFILL_SEARCH)?, plan.search_grid, (SEARCH_THREADS, 1, 1), 0, s, &p)?;
             if let Some(grid) = plan.scan_grid {
@@ -647,6 +650,44 @@ impl CudaBackend {
     }
 }
 
+/// The (d, head, token) tensor map of a bf16 [tokens][heads][128] view over `tokens` rows, in boxes of 64 d x 1
+/// head x 128 tokens with 128-byte swizzling: the shape hip_prefill_attn_hopper's copies and wgmma reads expect.
+/// Errors where the driver refuses the view (the plan has checked alignment and strides already).
+fn tensor_map(t: &crate::tensor::TensorView, tokens: usize) -> std::result::Result<CUtensorMap, CUresult> {
+    use cudarc::driver::sys::{
+        cuTensorMapEncodeTiled, CUtensorMapDataType, CUtensorMapFloatOOBfill, CUtensorMapInterleave,
+        CUtensorMapL2promotion, CUtensorMapSwizzle,
+    };
+    let dims: [u64; 3] = [128, t.heads as u64, tokens as u64];
+    let strides: [u64; 2] = [(t.head_stride * 2) as u64, (t.row_stride * 2) as u64];
+    let boxes: [u32; 3] = [64, 1, plan::HOPPER_ROWS as u32];
+    let elem: [u32; 3] = [1, 1, 1];
+    let mut map = std::mem::MaybeUninit::<CUtensorMap>::zeroed();
+    // SAFETY: every array has the rank's length (strides: rank - 1) and lives across the call; the driver only
+    // reads them and the address (it does not dereference it here) and writes `map`.
+    let r = unsafe {
+        cuTensorMapEncodeTiled(
+            map.as_mut_ptr(),
+            CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+            3,
+            t.addr as *mut std::ffi::c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            boxes.as_ptr(),
+            elem.as_ptr(),
+            CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+            CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+    };
+    if r != CUresult::CUDA_SUCCESS {
+        return Err(r);
+    }
+    // SAFETY: initialised by the successful call.
+    Ok(unsafe { map.assume_init() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::{
@@ -696,42 +737,4 @@ mod tests {
         }
         assert_eq!(decode_search_cluster("compute_90"), 1, "not a real architecture: no cluster");
     }
-}
-
-/// The (d, head, token) tensor map of a bf16 [tokens][heads][128] view over `tokens` rows, in boxes of 64 d x 1
-/// head x 128 tokens with 128-byte swizzling: the shape hip_prefill_attn_hopper's copies and wgmma reads expect.
-/// Errors where the driver refuses the view (the plan has checked alignment and strides already).
-fn tensor_map(t: &crate::tensor::TensorView, tokens: usize) -> std::result::Result<CUtensorMap, CUresult> {
-    use cudarc::driver::sys::{
-        cuTensorMapEncodeTiled, CUtensorMapDataType, CUtensorMapFloatOOBfill, CUtensorMapInterleave,
-        CUtensorMapL2promotion, CUtensorMapSwizzle,
-    };
-    let dims: [u64; 3] = [128, t.heads as u64, tokens as u64];
-    let strides: [u64; 2] = [(t.head_stride * 2) as u64, (t.row_stride * 2) as u64];
-    let boxes: [u32; 3] = [64, 1, plan::HOPPER_ROWS as u32];
-    let elem: [u32; 3] = [1, 1, 1];
-    let mut map = std::mem::MaybeUninit::<CUtensorMap>::zeroed();
-    // SAFETY: every array has the rank's length (strides: rank - 1) and lives across the call; the driver only
-    // reads them and the address (it does not dereference it here) and writes `map`.
-    let r = unsafe {
-        cuTensorMapEncodeTiled(
-            map.as_mut_ptr(),
-            CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
-            3,
-            t.addr as *mut std::ffi::c_void,
-            dims.as_ptr(),
-            strides.as_ptr(),
-            boxes.as_ptr(),
-            elem.as_ptr(),
-            CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
-            CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
-            CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-            CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
-        )
-    };
-    if r != CUresult::CUDA_SUCCESS {
-        return Err(r);
-    }
-    // SAFETY: initialised by the successful call.
-    Ok(unsafe { map.assume_init() })
 }
