@@ -288,7 +288,13 @@ impl CudaBackend {
         if dense > info.max_smem_per_block as u32 {
             module.set_max_dynamic_smem(PREFILL_ATTN_DENSE, dense)?;
         }
-        let hopper = hopper_compiled && {
+        // HIP_ATTN_DENSE_KERNEL=classic keeps the classic kernel: an A/B switch for benchmarks and a way around a
+        // fault of the newer kernel without a rebuild.
+        let forced_classic = std::env::var("HIP_ATTN_DENSE_KERNEL").is_ok_and(|v| v == "classic");
+        if hopper_compiled && forced_classic {
+            log(LogLevel::Info, "HIP_ATTN_DENSE_KERNEL=classic: dense prefill keeps the classic kernel");
+        }
+        let hopper = hopper_compiled && !forced_classic && {
             let granted = module.set_max_dynamic_smem(HOPPER_DENSE, HOPPER_SMEM);
             if let Err(e) = &granted {
                 log(LogLevel::Warn, &format!("dense prefill keeps the classic kernel: {e}"));
