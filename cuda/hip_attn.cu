@@ -29,6 +29,14 @@ extern "C" __global__ void __launch_bounds__(hip_contract::dense_threads(HIP_HEA
     hip::prefill_attn<hip_contract::dense_rows(HIP_HEAD_DIM), true>(p);
 }
 
+// The same dense attention on the Hopper pipeline (bf16, head_dim 128, sm_90a only; the host chooses, plan.rs).
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && HIP_DTYPE == 0 && HIP_HEAD_DIM == 128
+#define HOPPER_STAGES 3
+#define HOPPER_NO_PROTOTYPE 1
+#include "hopper/fa3.cuh"
+#include "hopper/dense.cuh"
+#endif
+
 extern "C" __global__ void __launch_bounds__(HIP_ATTN_SEARCH_THREADS) hip_decode_search(hip_decode_params p) {
     hip::decode_search<1>(p);
 }

@@ -43,6 +43,62 @@ pub struct PrefillPlan {
     pub dense_grid: Grid,
     /// hip_prefill_attn (block-sparse): (query blocks, q heads, batch); None when `dense_only`.
     pub sparse_grid: Option<Grid>,
+    /// Which kernel runs the dense attention: Classic from `new` (what the workspace query sees); the CUDA backend
+    /// decides per call with `choose_dense_kernel`, which needs the device and the tensors.
+    pub dense_kernel: DenseKernel,
+}
+
+/// The two implementations of the dense prefill attention (hip_prefill_attn_dense's job). Both compute the same
+/// outputs; Hopper is the bulk-copy/wgmma pipeline of cuda/hopper/dense.cuh, which only some calls can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DenseKernel {
+    /// hip_prefill_attn_dense: every device, dtype, head_dim and layout.
+    Classic,
+    /// hip_prefill_attn_hopper, grid (128-row tiles of the longest sequence, q heads, batch).
+    Hopper { grid: Grid },
+}
+
+/// Query rows per CTA of hip_prefill_attn_hopper (HOPPER_BM of cuda/hopper/fa3.cuh).
+pub const HOPPER_ROWS: usize = 128;
+
+/// What the bulk tensor copies need of one operand (q, k, v; o for its stores): a 16-byte aligned base and token
+/// and head strides that are whole 16-byte units (8 bf16 elements).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenseOperand {
+    pub addr: usize,
+    pub row_stride: usize,
+    pub head_stride: usize,
+}
+
+impl DenseOperand {
+    fn copyable(&self) -> bool {
+        self.addr % 16 == 0 && self.row_stride % 8 == 0 && self.head_stride % 8 == 0
+    }
+}
+
+impl PrefillPlan {
+    /// The dense kernel for a call: Hopper when the module has it (`hopper_compiled`: sm_90a with bf16 and
+    /// head_dim 128 compiled in, and its shared memory granted), the call has tokens on both sides (a tensor map
+    /// cannot have an empty dimension) and every operand suits the bulk copies; Classic otherwise, so that every
+    /// valid call still runs.
+    pub fn choose_dense_kernel(&mut self, cfg: &Config, hopper_compiled: bool, total_k: usize, ops: [DenseOperand; 4]) {
+        // One sequence only: a tile that reaches past its sequence's keys masks the next sequence's keys to zero
+        // weight, but their V rows still enter the P V product, so a NaN or Inf there would reach this sequence's
+        // rows (docs/ALGORITHM.md promises NaN/Inf only reach the rows they touch). Batches keep the classic kernel.
+        let fits = hopper_compiled
+            && self.shape.batch == 1
+            && cfg.dtype == DType::Bf16
+            && cfg.head_dim == 128
+            && self.shape.total_q > 0
+            && total_k > 0
+            && ops.iter().all(DenseOperand::copyable);
+        self.dense_kernel = if fits {
+            let (_, hq, batch) = self.dense_grid;
+            DenseKernel::Hopper { grid: (self.shape.max_seqlen_q.div_ceil(HOPPER_ROWS) as u32, hq, batch) }
+        } else {
+            DenseKernel::Classic
+        };
+    }
 }
 
 impl PrefillPlan {
@@ -61,6 +117,7 @@ impl PrefillPlan {
             scan_grid: (workspace.tail_blocks > 0).then_some((workspace.tail_blocks as u32, mh, batch)),
             dense_grid: (shape.max_seqlen_q.div_ceil(rows) as u32, hq, batch),
             sparse_grid: (!dense_only).then_some((blocks, hq, batch)),
+            dense_kernel: DenseKernel::Classic,
         })
     }
 }
@@ -483,6 +540,57 @@ mod tests {
             let tk = dense_to + 1;
             assert!(BlockKeys::new(tk - 1, tk, c.sink, c.window, c.bk, c.causal).nb > c.kb(), "k {k}: bound not tight");
         }
+    }
+
+    /// The Hopper dense kernel is chosen only where it is compiled and every operand suits the bulk copies; any
+    /// one condition broken gives the classic kernel, whose plan is what `new` returns.
+    #[test]
+    fn dense_kernel_choice() {
+        let mut raw = default_config();
+        (raw.num_q_heads, raw.num_kv_heads, raw.head_dim) = (32, 8, 128);
+        // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.
+        let (bf16, _) = unsafe { validate(&raw) }.unwrap();
+        assert_eq!(bf16.dtype, DType::Bf16, "the default config is bf16");
+        let shape = PrefillShape { batch: 3, total_q: 1000, max_seqlen_q: 600, max_seqlen_k: 700 };
+        let base = PrefillPlan::new(&bf16, shape).unwrap();
+        assert_eq!(base.dense_kernel, DenseKernel::Classic);
+        let good = DenseOperand { addr: 0x1000, row_stride: 32 * 128, head_stride: 128 };
+        let ops = [good; 4];
+        let choose = |cfg: &Config, compiled: bool, total_k: usize, ops: [DenseOperand; 4], shape: PrefillShape| {
+            let mut p = PrefillPlan::new(cfg, shape).unwrap();
+            p.choose_dense_kernel(cfg, compiled, total_k, ops);
+            p.dense_kernel
+        };
+        assert_eq!(choose(&bf16, true, 1200, ops, shape), DenseKernel::Classic, "a batch: NaN must not cross sequences");
+        let shape = PrefillShape { batch: 1, total_q: 600, max_seqlen_q: 600, max_seqlen_k: 700 };
+        assert_eq!(choose(&bf16, true, 1200, ops, shape), DenseKernel::Hopper { grid: (5, 32, 1) });
+        assert_eq!(choose(&bf16, false, 1200, ops, shape), DenseKernel::Classic, "not compiled (sm_80, ...)");
+        assert_eq!(choose(&bf16, true, 0, ops, shape), DenseKernel::Classic, "no keys: no tensor map");
+        let empty = PrefillShape { total_q: 0, max_seqlen_q: 0, ..shape };
+        assert_eq!(choose(&bf16, true, 1200, ops, empty), DenseKernel::Classic, "no queries");
+        for (i, bad) in [
+            DenseOperand { addr: 0x1008, ..good },
+            DenseOperand { row_stride: 32 * 128 + 2, ..good },
+            DenseOperand { head_stride: 132, ..good },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for at in 0..4 {
+                let mut o = ops;
+                o[at] = bad;
+                assert_eq!(choose(&bf16, true, 1200, o, shape), DenseKernel::Classic, "operand {at} case {i}");
+            }
+        }
+        raw.dtype = crate::ffi::types::hip_dtype::HIP_ATTN_DTYPE_F16 as u32;
+        // SAFETY: as above.
+        let (f16, _) = unsafe { validate(&raw) }.unwrap();
+        assert_eq!(choose(&f16, true, 1200, ops, shape), DenseKernel::Classic, "f16");
+        raw.dtype = default_config().dtype;
+        raw.head_dim = 64;
+        // SAFETY: as above.
+        let (d64, _) = unsafe { validate(&raw) }.unwrap();
+        assert_eq!(choose(&d64, true, 1200, ops, shape), DenseKernel::Classic, "head_dim 64");
     }
 
     #[test]

@@ -1388,3 +1388,83 @@ fn decode_mask_state_of_another_configuration() {
     assert!(e.1.contains("written by a context of another configuration"), "{}", e.1);
     run_decode(dev.as_ref(), &reader, dt, &q, &dcache, &lens, cap, &dstate).expect("reported once");
 }
+
+/// The dense kernel the plan picks for a `Problem` run through `run_prefill` on this machine's device 0 (what
+/// the backend's `dense_plan` decides: device buffers are 256-byte aligned, o has q's strides).
+fn planned_dense_kernel(c: &Config, p: &Problem, on_gpu: bool) -> hip_attn::plan::DenseKernel {
+    let cc = |attr| {
+        // SAFETY: only called once a device was found (the driver is initialised) and device 0 exists.
+        unsafe { result::device::get_attribute(result::device::get(0).unwrap(), attr) }.unwrap()
+    };
+    let arch = if on_gpu
+        && cc(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) == 9
+        && cc(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR) == 0
+    {
+        "sm_90a"
+    } else {
+        "none"
+    };
+    let compiled = hip_attn::cuda::backend::hopper_dense_compiled(c, arch);
+    let shape = hip_attn::plan::PrefillShape {
+        batch: p.tq.len(),
+        total_q: p.q.rows,
+        max_seqlen_q: *p.tq.iter().max().unwrap(),
+        max_seqlen_k: *p.tk.iter().max().unwrap(),
+    };
+    let op = |t: &Tensor| hip_attn::plan::DenseOperand { addr: 0, row_stride: t.row_stride(), head_stride: t.d };
+    let mut plan = hip_attn::plan::PrefillPlan::new(c, shape).unwrap();
+    plan.choose_dense_kernel(c, compiled, p.k.rows, [op(&p.q), op(&p.k), op(&p.v), op(&p.q)]);
+    plan.dense_kernel
+}
+
+/// Prefills where every key block is selected (k >= T, or a window >= T), so that only the dense attention runs:
+/// on an H200 (sm_90a, bf16, head_dim 128, copyable strides) the Hopper kernel, else and for the odd-stride
+/// views the classic one; both against the CPU reference over varlen batches of awkward lengths, Tq == Tk and
+/// chunked (Tq < Tk), GQA and MHA, causal and not.
+#[test]
+fn prefill_dense_hopper_matches_cpu_reference() {
+    let test = "prefill_dense_hopper_matches_cpu_reference";
+    let Some(dev) = device(test) else { return };
+    let on_gpu = std::env::var_os("HIP_ATTN_GPU_TESTS_ON_CPU").is_none();
+    let mut rng = Rng::fresh("gpu-prefill-dense-hopper");
+    const ALL: &[usize] = &[1, 63, 64, 65, 127, 128, 129, 1000];
+    const CHUNK_Q: &[usize] = &[1, 63, 65, 128, 1000, 129];
+    const CHUNK_K: &[usize] = &[100, 63, 300, 129, 1000, 600];
+    // (hq, hkv, causal, k, window, pad, tq, tk, expect Hopper where compiled)
+    type Case = (u32, u32, u32, u32, u32, usize, &'static [usize], &'static [usize], bool);
+    let cases: &[Case] = &[
+        (32, 8, 1, 64, 8192, 0, ALL, ALL, true),
+        (32, 8, 1, 64, 8192, 8, CHUNK_Q, CHUNK_K, true),
+        (8, 2, 1, 64, 8192, 0, &[4097, 65, 1], &[4097, 129, 1], true),
+        (4, 4, 0, 64, 8192, 0, &[129, 1000, 64], &[129, 1000, 65], true),
+        (4, 4, 1, 2048, 0, 16, &[1000, 127, 1], &[2000, 127, 64], true),
+        (4, 4, 0, 2048, 0, 0, &[63, 1, 500], &[63, 100, 1500], true),
+        // One sequence each: the calls the Hopper kernel takes (batches keep the classic kernel, plan.rs).
+        (32, 8, 1, 64, 8192, 0, &[4097], &[4097], true),
+        (32, 8, 1, 64, 8192, 8, &[1000], &[3000], true),
+        (4, 4, 0, 2048, 0, 0, &[129], &[129], true),
+        (8, 2, 1, 2048, 0, 0, &[1], &[1], true),
+        (32, 32, 1, 64, 8192, 0, &[65], &[65], true),
+        // Token strides that are not whole 16-byte units: the classic kernel.
+        (8, 2, 1, 64, 8192, 3, CHUNK_Q, CHUNK_K, false),
+        (4, 4, 0, 64, 8192, 5, &[65, 1000], &[65, 1000], false),
+    ];
+    for (n, &(hq, hkv, causal, k, window, pad, tq, tk, hopper)) in cases.iter().enumerate() {
+        let mut cfg = config(DType::Bf16, 128, hq, hkv);
+        (cfg.causal, cfg.bq, cfg.bk, cfg.k, cfg.sink, cfg.window) = (causal, 64, 2, k, 4, window);
+        let c = valid(&cfg);
+        let p = Problem::new(&mut rng, DType::Bf16, 128, hq as usize, hkv as usize, tq, tk, pad);
+        let max_k = *tk.iter().max().unwrap();
+        assert!(hip_attn::plan::prefill_all_dense(&c, max_k), "case {n}: every block must be selected");
+        let kernel = planned_dense_kernel(&c, &p, on_gpu);
+        let is_hopper = matches!(kernel, hip_attn::plan::DenseKernel::Hopper { .. });
+        eprintln!("{test} case {n}: dense kernel {kernel:?}");
+        if !hopper {
+            assert!(!is_hopper, "case {n}: odd strides must keep the classic kernel");
+        }
+        let cpu = run_prefill(&Host, &on(&Host, cfg), &p, false).unwrap();
+        let devo = run_prefill(dev.as_ref(), &on(dev.as_ref(), cfg), &p, false).unwrap();
+        let rows: Vec<usize> = (0..p.q.rows).collect();
+        compare_rows(&c, &p, &cpu, &devo, &rows, &[], &format!("{test} case {n} ({kernel:?})"));
+    }
+}

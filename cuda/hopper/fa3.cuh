@@ -248,6 +248,8 @@ static __device__ __forceinline__ void rescale(float (*acc_o)[32], const float* 
         for (int i = 0; i < 32; ++i) acc_o[c][i] *= alpha[(i >> 1) & 1];
 }
 
+// The library builds its own kernel (cuda/hopper/dense.cuh) on the helpers above and leaves this one out.
+#ifndef HOPPER_NO_PROTOTYPE
 // Causal self-attention of one sequence (Tq = Tk = T). Grid (ceil(T/128), heads), HOPPER_THREADS threads,
 // HOPPER_SMEM_BYTES of dynamic shared memory. `group` = query heads per kv head. `scale_log2` = softmax scale *
 // log2(e), > 0. `o` and `lse` ([T][heads] f32) are written for every query row < T.
@@ -441,3 +443,4 @@ extern "C" __global__ void __launch_bounds__(HOPPER_THREADS, 1)
         if (lane % 4 == 0) lse[(long long)q * heads + h] = 0.69314718055994531f * (m[r] + __log2f(l[r]));
     }
 }
+#endif  // HOPPER_NO_PROTOTYPE

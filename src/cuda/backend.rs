@@ -17,11 +17,12 @@ use crate::contract::{
 use crate::plan::{self, DecodePlan, DecodeSearch, DeviceTraits, PrefillPlan};
 use crate::status::{hip_status::*, Error, Result};
 use crate::tensor::DType;
-use cudarc::driver::sys::{CUfunction_attribute, CUresult, CUstream};
+use super::launch::launch_args;
+use cudarc::driver::sys::{CUfunction_attribute, CUresult, CUstream, CUtensorMap};
 
 /// Kernel sources, embedded: NVRTC compiles hip_attn.cu with the others as named headers. hip_contract.h is the
 /// text build.rs generates from src/contract.rs (cuda/generated/hip_contract.h is its committed copy).
-const SOURCES: [(&str, &str); 14] = [
+const SOURCES: [(&str, &str); 16] = [
     ("hip_attn.cu", include_str!("../../cuda/hip_attn.cu")),
     ("hip_contract.h", include_str!(concat!(env!("OUT_DIR"), "/hip_contract.h"))),
     ("common.cuh", include_str!("../../cuda/common.cuh")),
@@ -36,6 +37,8 @@ const SOURCES: [(&str, &str); 14] = [
     ("attn/prefill.cuh", include_str!("../../cuda/attn/prefill.cuh")),
     ("attn/decode.cuh", include_str!("../../cuda/attn/decode.cuh")),
     ("merge.cuh", include_str!("../../cuda/merge.cuh")),
+    ("hopper/fa3.cuh", include_str!("../../cuda/hopper/fa3.cuh")),
+    ("hopper/dense.cuh", include_str!("../../cuda/hopper/dense.cuh")),
 ];
 
 /// Kernel entry points, in the order `KernelModule` resolves them (indices below).
@@ -53,6 +56,21 @@ pub const KERNELS: [&str; 12] = [
     "hip_decode_scan_merge",
     "hip_prefill_scan",
 ];
+/// The dense prefill attention on the Hopper pipeline (cuda/hopper/dense.cuh): in the module only where
+/// `hopper_dense_compiled` says so, resolved apart from KERNELS.
+pub const HOPPER_DENSE_KERNEL: &str = "hip_prefill_attn_hopper";
+/// Its index in the module: resolved after KERNELS.
+const HOPPER_DENSE: usize = KERNELS.len();
+/// Threads of hip_prefill_attn_hopper (HOPPER_THREADS: a producer and two consumer warpgroups).
+const HOPPER_THREADS: u32 = 384;
+/// Its dynamic shared memory with 3 stages (HOPPER_SMEM_BYTES of cuda/hopper/fa3.cuh): Q and 3 K and 3 V tiles
+/// of 32 KiB, 13 mbarriers, 1 KiB to align the swizzled tiles.
+const HOPPER_SMEM: u32 = 32768 * 7 + 8 * 13 + 1024;
+
+/// Whether the module for `cfg` on `arch` holds hip_prefill_attn_hopper (the condition of cuda/hip_attn.cu).
+pub fn hopper_dense_compiled(cfg: &Config, arch: &str) -> bool {
+    arch == "sm_90a" && cfg.dtype == DType::Bf16 && cfg.head_dim == 128
+}
 const PREFILL_SEARCH: usize = 0;
 const PREFILL_ATTN: usize = 1;
 const DECODE_SEARCH: usize = 2;
@@ -222,6 +240,8 @@ pub struct CudaBackend {
     pdl: bool,
     /// CTAs of hip_decode_scan resident on the whole device at once.
     scan_resident: usize,
+    /// hip_prefill_attn_hopper is loaded (index HOPPER_DENSE) with its shared memory granted.
+    hopper: bool,
 }
 
 fn batch_limit(batch: usize) -> Result<()> {
@@ -247,13 +267,18 @@ impl CudaBackend {
         );
         let cache = CacheConfig { enabled: true, dir: opts.kernel_cache_dir.clone() };
         let started = std::time::Instant::now();
+        let mut names = KERNELS.to_vec();
+        let hopper_compiled = hopper_dense_compiled(cfg, &info.arch);
+        if hopper_compiled {
+            names.push(HOPPER_DENSE_KERNEL);
+        }
         let (module, outcome) = KernelModule::build(
             &dev,
             &cache,
             SOURCES[0].0,
             &SOURCES,
             &compile_options(cfg, &info.arch),
-            &KERNELS,
+            &names,
             &log,
         )?;
         let how = match outcome {
@@ -267,6 +292,19 @@ impl CudaBackend {
         if dense > info.max_smem_per_block as u32 {
             module.set_max_dynamic_smem(PREFILL_ATTN_DENSE, dense)?;
         }
+        // HIP_ATTN_DENSE_KERNEL=classic keeps the classic kernel: an A/B switch for benchmarks and a way around a
+        // fault of the newer kernel without a rebuild.
+        let forced_classic = std::env::var("HIP_ATTN_DENSE_KERNEL").is_ok_and(|v| v == "classic");
+        if hopper_compiled && forced_classic {
+            log(LogLevel::Info, "HIP_ATTN_DENSE_KERNEL=classic: dense prefill keeps the classic kernel");
+        }
+        let hopper = hopper_compiled && !forced_classic && {
+            let granted = module.set_max_dynamic_smem(HOPPER_DENSE, HOPPER_SMEM);
+            if let Err(e) = &granted {
+                log(LogLevel::Warn, &format!("dense prefill keeps the classic kernel: {e}"));
+            }
+            granted.is_ok()
+        };
         let mut dsearch_pad = [0; 2];
         for (pad, kernel) in dsearch_pad.iter_mut().zip([DECODE_SEARCH, DECODE_SEARCH_WIDE]) {
             let static_smem = module.attribute(kernel, CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)?;
@@ -276,7 +314,7 @@ impl CudaBackend {
             let _bound = dev.bind()?;
             info.sm_count.max(1) as usize * occupancy(module.func(DECODE_SCAN), SCAN_THREADS)?.max(1)
         };
-        let mut backend = CudaBackend { module, flag, dev, dsearch_cl, dsearch_pad, pdl, scan_resident };
+        let mut backend = CudaBackend { module, flag, dev, dsearch_cl, dsearch_pad, pdl, scan_resident, hopper };
         if backend.dsearch_cl > 1 && !backend.clusters_fit()? {
             // (e.g. an MPS client limited to a few SMs): the one-CTA search works everywhere.
             log(LogLevel::Warn, "no cluster of the decode search fits on this device: using the one-CTA search");
@@ -400,20 +438,55 @@ impl CudaBackend {
         let s = stream as CUstream;
         // SAFETY: the parameter block matches hip_prefill_params (layout checked by a GPU test) and addresses
         // memory the caller promised; the context is bound; the grids follow src/contract.rs. The two attention
-        // kernels write the rows of disjoint sets of sequences.
+        // kernels write the rows of disjoint sets of sequences. The Hopper dense kernel takes (three CUtensorMaps,
+        // the same parameter block), each argument pointer to a value of that type living across the launch; its
+        // tensor maps describe the validated q, k, v views, and its grid and shared memory are what it was built
+        // and granted for (HOPPER_SMEM set at creation).
         unsafe {
             launch(self.func(PREFILL_SEARCH)?, plan.search_grid, (SEARCH_THREADS, 1, 1), 0, s, &p)?;
             if let Some(grid) = plan.scan_grid {
                 launch(self.func(PREFILL_SCAN)?, grid, (SEARCH_THREADS, 1, 1), 0, s, &p)?;
             }
-            let (dense_block, smem) = ((dense_threads(cfg.head_dim), 1, 1), dense_smem(cfg.head_dim));
-            launch(self.func(PREFILL_ATTN_DENSE)?, plan.dense_grid, dense_block, smem, s, &p)?;
+            let mut hopper_maps = None;
+            if let plan::DenseKernel::Hopper { grid } = self.dense_plan(cfg, plan, a).dense_kernel {
+                // A view the driver refuses to describe (see tensor_map) keeps the classic kernel.
+                if let (Ok(tq), Ok(tk), Ok(tv)) = (tensor_map(&a.q, a.total_q), tensor_map(&a.k, a.total_k), tensor_map(&a.v, a.total_k)) {
+                    hopper_maps = Some((grid, [tq, tk, tv]));
+                }
+            }
+            if let Some((grid, mut maps)) = hopper_maps {
+                let mut params = p;
+                let [tq, tk, tv] = &mut maps;
+                let mut args: [*mut std::ffi::c_void; 4] = [
+                    (tq as *mut CUtensorMap).cast(),
+                    (tk as *mut CUtensorMap).cast(),
+                    (tv as *mut CUtensorMap).cast(),
+                    (&mut params as *mut PrefillParams).cast(),
+                ];
+                let func = self.func(HOPPER_DENSE)?;
+                launch_args(func, grid, (HOPPER_THREADS, 1, 1), HOPPER_SMEM, s, &mut args)?;
+            } else {
+                let (dense_block, smem) = ((dense_threads(cfg.head_dim), 1, 1), dense_smem(cfg.head_dim));
+                launch(self.func(PREFILL_ATTN_DENSE)?, plan.dense_grid, dense_block, smem, s, &p)?;
+            }
             if let Some(grid) = plan.sparse_grid {
                 let threads = prefill_threads(cfg.bq, cfg.head_dim);
                 launch(self.func(PREFILL_ATTN)?, grid, (threads, 1, 1), 0, s, &p)?;
             }
         }
         Ok(())
+    }
+
+    /// The plan of this call with its dense kernel chosen for this module and the call's tensors.
+    pub fn dense_plan(&self, cfg: &Config, plan: &PrefillPlan, a: &PrefillArgs) -> PrefillPlan {
+        let op = |t: &crate::tensor::TensorView| plan::DenseOperand {
+            addr: t.addr,
+            row_stride: t.row_stride,
+            head_stride: t.head_stride,
+        };
+        let mut plan = *plan;
+        plan.choose_dense_kernel(cfg, self.hopper, a.total_k, [op(&a.q), op(&a.k), op(&a.v), op(&a.o)]);
+        plan
     }
 
     /// Whether at least one cluster of the wide decode search can be resident (the driver's occupancy query).
@@ -585,6 +658,44 @@ impl CudaBackend {
         drop(module);
         Ok(())
     }
+}
+
+/// The (d, head, token) tensor map of a bf16 [tokens][heads][128] view over `tokens` rows, in boxes of 64 d x 1
+/// head x 128 tokens with 128-byte swizzling: the shape hip_prefill_attn_hopper's copies and wgmma reads expect.
+/// Errors where the driver refuses the view (the plan has checked alignment and strides already).
+fn tensor_map(t: &crate::tensor::TensorView, tokens: usize) -> std::result::Result<CUtensorMap, CUresult> {
+    use cudarc::driver::sys::{
+        cuTensorMapEncodeTiled, CUtensorMapDataType, CUtensorMapFloatOOBfill, CUtensorMapInterleave,
+        CUtensorMapL2promotion, CUtensorMapSwizzle,
+    };
+    let dims: [u64; 3] = [128, t.heads as u64, tokens as u64];
+    let strides: [u64; 2] = [(t.head_stride * 2) as u64, (t.row_stride * 2) as u64];
+    let boxes: [u32; 3] = [64, 1, plan::HOPPER_ROWS as u32];
+    let elem: [u32; 3] = [1, 1, 1];
+    let mut map = std::mem::MaybeUninit::<CUtensorMap>::zeroed();
+    // SAFETY: every array has the rank's length (strides: rank - 1) and lives across the call; the driver only
+    // reads them and the address (it does not dereference it here) and writes `map`.
+    let r = unsafe {
+        cuTensorMapEncodeTiled(
+            map.as_mut_ptr(),
+            CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+            3,
+            t.addr as *mut std::ffi::c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            boxes.as_ptr(),
+            elem.as_ptr(),
+            CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+            CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+    };
+    if r != CUresult::CUDA_SUCCESS {
+        return Err(r);
+    }
+    // SAFETY: initialised by the successful call.
+    Ok(unsafe { map.assume_init() })
 }
 
 #[cfg(test)]
