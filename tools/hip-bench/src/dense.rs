@@ -425,3 +425,219 @@ pub(crate) fn annotate(report: &mut Value, cmp: &[Comparison]) {
 pub(crate) fn medians(rows: &[Row]) -> Vec<(String, Option<f64>)> {
     rows.iter().map(|r| (r.id.clone(), r.time.map(|t| t.median))).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{parse as parse_args, Args, Parsed};
+    use crate::workloads::{job_lists, shapes};
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    const FIXTURE: &str = include_str!("../tests/fixtures/dense-baseline.json");
+
+    fn args(line: &str) -> Args {
+        match parse_args(line.split(' ').map(String::from).collect()) {
+            Parsed::Run(a) => *a,
+            Parsed::Exit(code) => panic!("{line}: exit {code}"),
+        }
+    }
+
+    fn run_shapes(line: &str) -> Vec<(String, DenseShape)> {
+        let a = args(line);
+        let (p, d) = job_lists(&a, &shapes(&a));
+        shapes_of(&p, &d)
+    }
+
+    fn ours(rows: &[(&str, Option<f64>)]) -> Vec<(String, Option<f64>)> {
+        rows.iter().map(|(id, ms)| (id.to_string(), *ms)).collect()
+    }
+
+    #[test]
+    fn rows_pair_with_their_dense_shape_and_say_when_there_is_none() {
+        let dense = parse("fixture.json", FIXTURE).expect("the fixture parses");
+        let rows = ours(&[
+            ("ctx-create/MHA-32/cold", Some(100.0)),
+            ("prefill/MHA-32/8k", Some(2.0)),
+            ("prefill/MHA-32/32k", Some(10.0)),
+            ("prefill/MHA-32/128k", Some(50.0)),
+            ("prefill/GQA-8/8k", Some(1.0)),
+            ("prefill/GQA-8/128k", None),
+            ("exact-k/MHA-32/32k", Some(9.0)),
+            ("decode-cached/MHA-32/32k/eager", Some(0.025)),
+            ("decode-cached/MHA-32/32k/graph", Some(0.02)),
+            ("decode-cached/GQA-8/32k/graph", Some(0.02)),
+        ]);
+        let cmp = compare(&dense, &run_shapes("hip-bench"), &rows);
+        let ids: Vec<&str> = cmp.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, rows[1..].iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), "ctx-create has no dense shape");
+        let get = |id: &str| cmp.iter().find(|c| c.id == id).unwrap();
+
+        // The faster backend is the baseline; x dense = dense / ours.
+        let c = get("prefill/MHA-32/128k");
+        assert_eq!(c.best, Some((Backend::Cudnn, 250.0)));
+        assert_eq!(c.ratio.as_ref().map(Ratio::value), Some(5.0));
+        assert_eq!(c.dense[0], Measured::Ms(400.0));
+        assert!(c.note.is_none());
+        let c = get("decode-cached/MHA-32/32k/graph");
+        assert_eq!(c.best, Some((Backend::Flash, 0.2)));
+        assert!((c.ratio.as_ref().unwrap().value() - 10.0).abs() < 1e-12);
+        assert!(!c.shape.causal && c.shape.kind == Kind::Decode && c.shape.batch == 1);
+        // One backend unavailable: the other is the baseline.
+        let c = get("prefill/GQA-8/8k");
+        assert_eq!(c.best, Some((Backend::Flash, 1.5)));
+        assert!(matches!(&c.dense[1], Measured::Unavailable(e) if e.contains("No available kernel")));
+        assert_eq!((c.shape.heads, c.shape.kv_heads), (32, 8));
+        // No ratio, and the reason.
+        let note = |id: &str| get(id).note.clone().unwrap_or_else(|| panic!("{id} has no note"));
+        assert!(get("decode-cached/GQA-8/32k/graph").ratio.is_none());
+        assert!(note("decode-cached/GQA-8/32k/graph").starts_with("no dense time (flash: unavailable"));
+        assert_eq!(note("prefill/MHA-32/32k"), "no dense row of this shape in fixture.json");
+        assert_eq!(note("prefill/GQA-8/128k"), "no dense row of this shape in fixture.json");
+        // The exact rows compare with the same dense prefill as the headline row of their length.
+        assert_eq!(get("exact-k/MHA-32/32k").shape, get("prefill/MHA-32/32k").shape);
+
+        // JSON ratios: one per row with both times, plus the protocol's cuDNN targets (8k: 0.5 < 1; 128k: 5 < 8).
+        let r = ratios(&cmp);
+        assert_eq!(r.len(), 5 + 2, "{:?}", r.iter().map(|r| &r.what).collect::<Vec<_>>());
+        let targets: Vec<&Ratio> = r.iter().filter(|r| r.bound.is_some()).collect();
+        assert_eq!(targets.len(), 2);
+        assert!(targets.iter().all(|t| t.met() == Some(false)));
+        assert_eq!(targets[0].value(), 0.5);
+        let js = ratio_json(&r);
+        assert_eq!(js[0]["denominator"], "prefill/MHA-32/8k");
+        assert_eq!(js[0]["value"], 0.5);
+        assert_eq!(js[1]["target_met"], false);
+
+        let md = markdown(&dense, "NVIDIA H200 (device 0, compute capability 9.0)", &cmp);
+        assert!(md.contains("| prefill/MHA-32/128k | prefill 128k, 32/32 heads, D 128, causal | 50.00 ms | 400.00 ms | 250.00 ms | 250.00 ms (cudnn) | 5.00 | 5.00 vs >= 8 (8x dense cuDNN): MISSED |"), "{md}");
+        assert!(md.contains("MISSED") && md.contains("no dense row of this shape"), "{md}");
+        assert!(!md.contains("Not the same card"), "{md}");
+        assert!(markdown(&dense, "NVIDIA A100", &cmp).contains("**Not the same card"));
+    }
+
+    #[test]
+    fn a_target_met_reads_met() {
+        let dense = parse("f", FIXTURE).unwrap();
+        let cmp = compare(&dense, &run_shapes("hip-bench"), &ours(&[("prefill/MHA-32/8k", Some(0.8))]));
+        let r = ratios(&cmp);
+        assert_eq!(r[1].met(), Some(true), "1.0 / 0.8 >= 1");
+        assert!(markdown(&dense, "NVIDIA H200", &cmp).contains("1.25 vs >= 1 (not slower than dense cuDNN): met"));
+    }
+
+    #[test]
+    fn json_rows_get_the_dense_fields() {
+        let dense = parse("f", FIXTURE).unwrap();
+        let rows = ours(&[("prefill/MHA-32/8k", Some(2.0)), ("decode-cached/GQA-8/32k/graph", Some(0.02))]);
+        let cmp = compare(&dense, &run_shapes("hip-bench"), &rows);
+        let mut report = json!({"rows": [{"id": "ctx-create/MHA-32/cold"}, {"id": "prefill/MHA-32/8k"},
+                                          {"id": "decode-cached/GQA-8/32k/graph"}]});
+        annotate(&mut report, &cmp);
+        let rows = report["rows"].as_array().unwrap();
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert!(rows.iter().all(|r| keys(r) == keys(&rows[0])), "every row has the same keys: {report}");
+        assert!(rows[0]["x_dense"].is_null() && rows[0]["dense_shape"].is_null());
+        assert_eq!(rows[1]["x_dense"], 0.5);
+        assert_eq!(rows[1]["dense_best_backend"], "cudnn");
+        assert_eq!(rows[1]["dense_flash_ms"], 2.0);
+        assert!(rows[1]["dense_note"].is_null() && rows[1]["dense_cudnn_error"].is_null());
+        assert!(rows[2]["x_dense"].is_null());
+        assert!(rows[2]["dense_note"].as_str().unwrap().starts_with("no dense time"));
+        assert!(rows[2]["dense_flash_error"].as_str().unwrap().contains("No available kernel"));
+        let mut h = crate::report::Header::speed_run("NVIDIA H200 (device 0)".into(), "13.0".into(), &args("x"), 1.0);
+        add_to_header(&mut h, &dense, &cmp);
+        let (k, v) = &h.raw[0];
+        assert_eq!((k.as_str(), &v["same_device"], &v["rows"]), ("dense_baseline", &json!(true), &json!(10)));
+        assert_eq!(h.raw[1].0, "dense_ratios");
+    }
+
+    #[test]
+    fn bad_files_are_refused_naming_the_row_and_field() {
+        let first = r#"{"backend": "flash", "kind": "prefill", "tokens": 8192, "heads": 32, "kv_heads": 32, "head_dim": 128, "batch": 1, "causal": true, "median_ms": 2.0, "runs": 20, "error": null}"#;
+        let doc =
+            |rows: &[String]| format!(r#"{{"device": "d", "torch": "t", "date": "x", "rows": [{}]}}"#, rows.join(","));
+        let with = |from: &str, to: &str| first.replace(from, to);
+        assert!(parse("f", &doc(&[first.into()])).is_ok());
+        for (rows, says) in [
+            (vec![with("\"flash\"", "\"xformers\"")], "xformers"),
+            (vec![with("\"prefill\"", "\"train\"")], "train"),
+            (vec![with("\"runs\"", "\"repeats\"")], "repeats"),
+            (
+                vec![with("\"heads\": 32", "\"heads\": 0")],
+                "rows[0] (flash prefill 8k, 0/32 heads, D 128, causal): heads = 0",
+            ),
+            (vec![with("\"kv_heads\": 32", "\"kv_heads\": 6")], "heads = 32 is not a multiple of kv_heads = 6"),
+            (vec![with("\"batch\": 1", "\"batch\": 0")], "batch = 0"),
+            (vec![with("2.0", "-1.0")], "median_ms = -1"),
+            (vec![with("\"runs\": 20", "\"runs\": 0")], "median_ms with runs = 0"),
+            (vec![with("2.0", "null")], "neither median_ms nor error"),
+            (
+                vec![first.into(), with("2.0", "3.0")],
+                "rows[1] (flash prefill 8k, 32/32 heads, D 128, causal): the same backend and shape as rows[0]",
+            ),
+        ] {
+            let e = parse("bad.json", &doc(&rows)).err().unwrap_or_else(|| panic!("accepted {rows:?}"));
+            assert!(e.starts_with("--dense bad.json: ") && e.contains(says), "{e}\nshould say: {says}");
+        }
+        let e = parse("bad.json", "{\"device\": ").err().unwrap();
+        assert!(e.starts_with("--dense bad.json: "), "{e}");
+        let e = load(Path::new("/nonexistent/dense.json")).err().unwrap();
+        assert!(e.contains("/nonexistent/dense.json") && e.contains("cannot read"), "{e}");
+    }
+
+    /// scripts/dense-baseline.py --dry-run lists a flash and a cuDNN shape for every prefill and decode
+    /// configuration of every hip-bench run (the default set, --quick, --scan, GQA with a mask per q head, and
+    /// --with-512k with the script's --with-512k), and nothing that no configuration uses.
+    #[test]
+    fn the_dense_script_covers_every_configuration() {
+        if Command::new("python3").arg("--version").output().is_err() {
+            println!("SKIP: python3 is not installed, so scripts/dense-baseline.py --dry-run cannot run");
+            return;
+        }
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/dense-baseline.py");
+        let dry_run = |extra: &[&str]| {
+            let path =
+                std::env::temp_dir().join(format!("hip-bench-dense-dry-{}-{}.json", std::process::id(), extra.len()));
+            let out = Command::new("python3")
+                .arg(&script)
+                .args(["--dry-run", "--json"])
+                .arg(&path)
+                .args(extra)
+                .output()
+                .expect("python3 runs");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let _ = std::fs::remove_file(&path);
+            let dense = parse("dry-run", &text).unwrap_or_else(|e| panic!("{e}"));
+            assert!(dense.file.dry_run);
+            let listed = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.starts_with("| flash |") || l.starts_with("| cudnn |"))
+                .count();
+            assert_eq!(listed, dense.file.rows.len(), "one Markdown line per row");
+            dense
+        };
+        let (plain, with_512k) = (dry_run(&[]), dry_run(&["--with-512k"]));
+        let mut used = std::collections::HashSet::new();
+        for (line, dense) in [
+            ("hip-bench", &plain),
+            ("hip-bench --quick", &plain),
+            ("hip-bench --scan", &plain),
+            ("hip-bench --gqa-mask-per-q-head", &plain),
+            ("hip-bench --scan --gqa-mask-per-q-head", &plain),
+            ("hip-bench --with-512k", &with_512k),
+        ] {
+            let shapes = run_shapes(line);
+            assert!(shapes.len() >= 10, "{line}: {} rows", shapes.len());
+            for (id, shape) in &shapes {
+                for b in Backend::ALL {
+                    assert!(dense.row(shape, b).is_some(), "{line}: {id} ({}) has no {} row", shape.text(), b.name());
+                }
+                used.insert(*shape);
+            }
+        }
+        for r in &with_512k.file.rows {
+            assert!(used.contains(&r.shape()), "the script measures {}, which no hip-bench row uses", r.shape().text());
+        }
+    }
+}
