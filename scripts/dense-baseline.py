@@ -5,13 +5,14 @@ dense row measured on the same card in the same device call (docs/BENCHMARK-PROT
 Shapes: head_dim 128, bf16; MHA-32 (32 q / 32 kv heads) and GQA-8 (32 q / 8 kv heads, enable_gqa). Prefill: one
 causal sequence of T tokens, T = 8k, 32k, 128k (and 512k with --with-512k). Decode: one query per sequence over T
 keys (is_causal=False: the newest query sees every key), T = 32k, 128k, 1M at batch 1 and 32k at batch 16.
-Timing: CUDA events around every run after warm-up, median of 20 runs (10 at 128k and above, 5 at 512k; decode 50).
+Timing: CUDA events around every run after warm-up (3 runs; 1 at 512k), median of 20 runs (10 at 128k and above, 5 at 512k; decode 50).
 
 Output: one Markdown row per (backend, shape) on stdout; a backend the installed torch refuses for a shape is
 reported as unavailable (and kept going). Options:
   --json FILE    also write every row as JSON (hip-bench --dense FILE reads it)
   --dry-run      list the shapes, import nothing (no torch needed); with --json, write the rows without times
   --decode-only  the decode rows alone
+  --prefill-only the prefill rows alone
   --with-512k    add prefill 512k (as hip-bench --with-512k)
 Runs on the GPU machine only (PyTorch is there), except --dry-run."""
 import datetime
@@ -25,14 +26,14 @@ HEADS = ((32, 32), (32, 8))  # (q heads, kv heads): MHA-32, GQA-8
 K = 1024
 
 
-def shapes(decode_only=False, with_512k=False):
+def shapes(decode_only=False, with_512k=False, prefill_only=False):
     """Every (kind, tokens, heads, kv_heads, batch, causal) that hip-bench's prefill and decode rows use."""
     out = []
     if not decode_only:
         for t in (8 * K, 32 * K, 128 * K) + ((512 * K,) if with_512k else ()):
             for hq, hkv in HEADS:
                 out.append(("prefill", t, hq, hkv, 1, True))
-    for t, batch in ((32 * K, 1), (128 * K, 1), (1024 * K, 1), (32 * K, 16)):
+    for t, batch in () if prefill_only else ((32 * K, 1), (128 * K, 1), (1024 * K, 1), (32 * K, 16)):
         for hq, hkv in HEADS:
             out.append(("decode", t, hq, hkv, batch, False))
     return out
@@ -93,7 +94,8 @@ def measure(shape_list, emit):
                 return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, **gqa)
             try:
                 with sdpa_kernel(backends[name]):
-                    r = row(name, shape, time_ms(torch, call, runs), runs, None)
+                    # One warm-up run at 512k (seconds each) keeps --with-512k within a device step's time limit.
+                    r = row(name, shape, time_ms(torch, call, runs, warmup=1 if t >= 512 * K else 3), runs, None)
             except Exception as e:  # a backend the installed torch refuses for this shape: say so, keep going
                 r = row(name, shape, None, 0, f"unavailable: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
             emit(r)
@@ -108,12 +110,12 @@ def main(argv):
         if i + 1 >= len(argv):
             sys.exit("dense-baseline.py: --json needs a file name")
         json_path = argv[i + 1]
-    known = {"--json", "--dry-run", "--decode-only", "--with-512k"}
+    known = {"--json", "--dry-run", "--decode-only", "--prefill-only", "--with-512k"}
     unknown = [a for a in argv if a.startswith("--") and a not in known]
     if unknown:
         sys.exit(f"dense-baseline.py: unknown option {unknown[0]}")
     dry = "--dry-run" in argv
-    shape_list = shapes("--decode-only" in argv, "--with-512k" in argv)
+    shape_list = shapes("--decode-only" in argv, "--with-512k" in argv, "--prefill-only" in argv)
     if dry:
         device, version = "none (dry run)", "none (dry run)"
     else:
