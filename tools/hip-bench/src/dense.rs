@@ -510,7 +510,10 @@ mod tests {
         assert_eq!(js[1]["target_met"], false);
 
         let md = markdown(&dense, "NVIDIA H200 (device 0, compute capability 9.0)", &cmp);
-        assert!(md.contains("| prefill/MHA-32/128k | prefill 128k, 32/32 heads, D 128, causal | 50.00 ms | 400.00 ms | 250.00 ms | 250.00 ms (cudnn) | 5.00 | 5.00 vs >= 8 (8x dense cuDNN): MISSED |"), "{md}");
+        let line =
+            "| prefill/MHA-32/128k | prefill 128k, 32/32 heads, D 128, causal | 50.00 ms | 400.00 ms | 250.00 ms \
+                    | 250.00 ms (cudnn) | 5.00 | 5.00 vs >= 8 (8x dense cuDNN): MISSED |";
+        assert!(md.contains(line), "{md}");
         assert!(md.contains("MISSED") && md.contains("no dense row of this shape"), "{md}");
         assert!(!md.contains("Not the same card"), "{md}");
         assert!(markdown(&dense, "NVIDIA A100", &cmp).contains("**Not the same card"));
@@ -553,7 +556,10 @@ mod tests {
 
     #[test]
     fn bad_files_are_refused_naming_the_row_and_field() {
-        let first = r#"{"backend": "flash", "kind": "prefill", "tokens": 8192, "heads": 32, "kv_heads": 32, "head_dim": 128, "batch": 1, "causal": true, "median_ms": 2.0, "runs": 20, "error": null}"#;
+        let first = concat!(
+            r#"{"backend": "flash", "kind": "prefill", "tokens": 8192, "heads": 32, "kv_heads": 32, "head_dim": 128, "#,
+            r#""batch": 1, "causal": true, "median_ms": 2.0, "runs": 20, "error": null}"#
+        );
         let doc =
             |rows: &[String]| format!(r#"{{"device": "d", "torch": "t", "date": "x", "rows": [{}]}}"#, rows.join(","));
         let with = |from: &str, to: &str| first.replace(from, to);

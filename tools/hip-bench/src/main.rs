@@ -106,7 +106,10 @@ fn real_main() -> i32 {
     let dense = match &args.dense {
         None => None,
         Some(_) if args.self_test || args.quality || args.quality_gpu => {
-            elog!("hip-bench: --dense applies to speed runs (the default set, --scan) and --plan, not to --self-test, --quality or --quality-gpu");
+            elog!(
+                "hip-bench: --dense applies to speed runs (the default set, --scan) and --plan, not to --self-test, \
+                 --quality or --quality-gpu"
+            );
             return cli::EXIT_USAGE;
         }
         // Read before the device is opened: a bad file costs no device time.

@@ -166,7 +166,10 @@ fn dense_files_are_checked_before_the_device_and_listed_by_plan() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("### Dense attention, same card, same device call"), "{table}");
     assert!(
-        table.contains("| prefill/MHA-32/128k | prefill 128k, 32/32 heads, D 128, causal | - | 400.00 ms | 250.00 ms | 250.00 ms (cudnn) |"),
+        table.contains(
+            "| prefill/MHA-32/128k | prefill 128k, 32/32 heads, D 128, causal | - | 400.00 ms | 250.00 ms | 250.00 ms \
+             (cudnn) |"
+        ),
         "{table}"
     );
     assert!(
