@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds everything a GPU machine needs to check and time hip-attn, and packs it with a runner into dist/gpu/
 # (git-ignored). The folder runs on a machine with the CUDA driver and no Rust toolchain: copy it, run
-# `dist/gpu/run.sh [quick|full|bench|sanitize|fuzz]`, read the summary at the end (logs go to $OUT or dist/gpu/out).
+# `dist/gpu/run.sh [quick|full|bench|exact|scan|sanitize|fuzz|race|hopper]`, read the summary at the end (logs go to $OUT or dist/gpu/out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIST=dist/gpu

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runner packed by scripts/gpu-pack.sh. Modes: quick (GPU tests), full (tests + sanitizers + benchmark),
-# bench (benchmark only), sanitize (compute-sanitizer memcheck, racecheck, initcheck on the small GPU tests;
+# bench (benchmark only: PyTorch's dense attention first where python3 has torch, then hip-bench --dense with it, so
+# every prefill and decode row has its dense time and ratio from the same device call; WITH_512K=1 adds prefill 512k
+# to both), exact (the exact-attention rows, classic and HIP_ATTN_DENSE_KERNEL=hopper, beside dense prefill), sanitize (compute-sanitizer memcheck, racecheck, initcheck on the small GPU tests;
 # SAN_TOOLS="racecheck" picks tools), fuzz (tests/gpu_fuzz.rs, hostile device index data, under memcheck),
-# scan (SCAN selection: hip-bench --scan and --quality-gpu, then PyTorch's dense decode where torch is installed),
+# scan (SCAN selection: PyTorch's dense attention where torch is installed, then hip-bench --scan --dense and
+# --quality-gpu),
 # race (racecheck on one cluster-search test, the first hazards, and the SASS of hip_decode_search_wide around
 # their PCs, to find the exchange the sanitizer objects to), hopper (the standalone sm_90a prototype of issue 15:
 # f64-reference check, then its timing table beside the library's exact paths; docs/HOPPER-NOTES.md).
@@ -91,14 +94,44 @@ hopper)
     grep -h "hopper table\|hopper fa3\|library exact\|SKIP\|panicked\|T=" "$LOG/hopper-timing.log" | head -n 30
     ;;
 esac
+dense=()   # hip-bench's --dense FILE, once dense_baseline has measured
+dense_baseline() {   # dense_baseline NAME [dense-baseline.py options]: PyTorch's dense rows into $LOG/NAME.json
+    local name=$1; shift
+    if ! python3 -c 'import torch' 2>/dev/null; then
+        summary+=("SKIP $name: python3 has no torch, hip-bench runs without --dense"); return
+    fi
+    step "$name" python3 dense-baseline.py --json "$LOG/$name.json" "$@"
+    # The script rewrites its JSON after every row: rows measured before a failure or the time limit still count.
+    [ -s "$LOG/$name.json" ] && dense=(--dense "$LOG/$name.json")
+}
+with512=()
+[ -n "${WITH_512K:-}" ] && with512=(--with-512k)
 case $mode in
-bench|full) [ -x bin/hip-bench ] && step bench bin/hip-bench --json "$LOG/hip-bench.json" ;;
+bench|full)
+    if [ -x bin/hip-bench ]; then
+        dense_baseline dense-baseline ${with512[@]+"${with512[@]}"}
+        step bench bin/hip-bench --json "$LOG/hip-bench.json" ${dense[@]+"${dense[@]}"} ${with512[@]+"${with512[@]}"}
+        # The ratio table (it follows the main table on stdout).
+        sed -n '/^### Dense attention/,$p' "$LOG/bench.log" | head -n 80
+    fi
+    ;;
+esac
+case $mode in
+exact)
+    dense_baseline dense-baseline --prefill-only
+    step bench-exact-classic bin/hip-bench --only exact --json "$LOG/hip-bench-exact-classic.json" ${dense[@]+"${dense[@]}"}
+    step bench-exact-hopper env HIP_ATTN_DENSE_KERNEL=hopper bin/hip-bench --only exact \
+        --json "$LOG/hip-bench-exact-hopper.json" ${dense[@]+"${dense[@]}"}
+    for s in bench-exact-classic bench-exact-hopper; do
+        echo "--- $s"; grep -h "^| prefill, exact\|^| exact" "$LOG/$s.log" | head -n 20
+    done
+    ;;
 esac
 case $mode in
 scan)
-    step bench-scan bin/hip-bench --scan --json "$LOG/hip-bench-scan.json"
+    dense_baseline dense-baseline
+    step bench-scan bin/hip-bench --scan --json "$LOG/hip-bench-scan.json" ${dense[@]+"${dense[@]}"}
     step quality-gpu bin/hip-bench --quality-gpu --json "$LOG/hip-quality-gpu.json"
-    python3 -c 'import torch' 2>/dev/null && step dense-baseline python3 dense-baseline.py --decode-only
     ;;
 esac
 printf '%s\n' "----- summary ($mode)" "${summary[@]}"

@@ -74,6 +74,12 @@ struct Cli {
     /// With --quality-gpu: the CPU backend at 4k instead (no GPU needed).
     #[arg(long)]
     cpu: bool,
+    /// Dense attention measured on the same card (scripts/dense-baseline.py --json FILE): beside every prefill and
+    /// decode row, the dense flash and cuDNN times, the faster of the two, and the ratio dense ms / hip-attn ms (> 1:
+    /// hip-attn is faster), in a table after the main one and as JSON fields; rows whose shape the file lacks say
+    /// so. For speed runs (the default set, --scan); with --plan, the dense shape of every configuration.
+    #[arg(long, value_name = "FILE")]
+    dense: Option<PathBuf>,
 }
 
 /// The run's settings, as the modes use them.
@@ -96,6 +102,8 @@ pub(crate) struct Args {
     pub(crate) quality_gpu: bool,
     /// --cpu: --quality-gpu on the CPU backend at small sizes.
     pub(crate) cpu: bool,
+    /// --dense FILE: dense baseline rows to compare with (dense.rs).
+    pub(crate) dense: Option<PathBuf>,
     /// The command as typed, for the report.
     pub(crate) command_line: String,
 }
@@ -136,6 +144,7 @@ pub(crate) fn parse(argv: Vec<String>) -> Parsed {
         scan: cli.scan,
         quality_gpu: cli.quality_gpu,
         cpu: cli.cpu,
+        dense: cli.dense,
         command_line: argv.join(" "),
     }))
 }
@@ -155,8 +164,9 @@ mod tests {
     fn flags_keep_their_old_spellings_and_meanings() {
         let a = args(
             "hip-bench --quick --only Prefill/MHA-32,,128k --only=decode --json=x.json --seed 7 --device=1 \
-                      --budget 20.5 --gqa-mask-per-q-head --with-512k --scan",
+                      --budget 20.5 --gqa-mask-per-q-head --with-512k --scan --dense d.json",
         );
+        assert_eq!(a.dense.as_deref(), Some(std::path::Path::new("d.json")));
         assert!(a.quick && a.gqa_per_q_head && a.with_512k && a.scan && !a.plan);
         assert_eq!(a.only, ["prefill/mha-32", "128k", "decode"]);
         assert_eq!(a.json.as_deref(), Some(std::path::Path::new("x.json")));

@@ -69,6 +69,7 @@ mod api;
 mod bench;
 mod check;
 mod cli;
+mod dense;
 mod device;
 mod inputs;
 mod quality;
@@ -102,8 +103,26 @@ fn real_main() -> i32 {
         elog!("hip-bench: library ABI {} != header ABI {HIP_ATTN_ABI_VERSION}", hip_abi_version());
         return 1;
     }
+    let dense = match &args.dense {
+        None => None,
+        Some(_) if args.self_test || args.quality || args.quality_gpu => {
+            elog!(
+                "hip-bench: --dense applies to speed runs (the default set, --scan) and --plan, not to --self-test, \
+                 --quality or --quality-gpu"
+            );
+            return cli::EXIT_USAGE;
+        }
+        // Read before the device is opened: a bad file costs no device time.
+        Some(path) => match dense::load(path) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                elog!("hip-bench: {e}");
+                return cli::EXIT_USAGE;
+            }
+        },
+    };
     if args.plan {
-        return print_plan(&args);
+        return print_plan(&args, dense.as_ref());
     }
     if args.self_test {
         return self_test(&args);
@@ -151,6 +170,7 @@ fn real_main() -> i32 {
         rows.extend(guarded(&|| ctx_create_rows(&b)));
     }
     let (pjobs, djobs) = job_lists(&b.args, &shapes);
+    let dense_shapes = dense::shapes_of(&pjobs, &djobs);
     for job in pjobs {
         if b.wanted(&job.id) {
             rows.extend(guarded(&|| vec![prefill_row(&b, &job)]));
@@ -167,12 +187,20 @@ fn real_main() -> i32 {
     let elapsed = b.start.elapsed().as_secs_f64();
     b.progress(format_args!("finished {} rows in {elapsed:.1} s", rows.len()));
     let header = Header::speed_run(header_line, b.dev.driver.clone(), &b.args, elapsed);
-    let (header, text) = if b.args.scan { scan::with_ratios(header, &rows) } else { (header, String::new()) };
-    let mut text = text;
+    let (mut header, mut text) = if b.args.scan { scan::with_ratios(header, &rows) } else { (header, String::new()) };
+    let compared = dense.as_ref().map(|d| dense::compare(d, &dense_shapes, &dense::medians(&rows)));
+    if let (Some(d), Some(c)) = (&dense, &compared) {
+        dense::add_to_header(&mut header, d, c);
+        text.push_str(&dense::markdown(d, &header.device, c));
+    }
     text.insert_str(0, &markdown(&header, &rows));
     let printed = emit(&text);
     let path = b.args.json.clone().unwrap_or_else(|| "hip-bench.json".into());
-    let json_ok = write_json(&path, "hip-bench.json", &json_text(&json(&header, &rows)));
+    let mut report = json(&header, &rows);
+    if let Some(c) = &compared {
+        dense::annotate(&mut report, c);
+    }
+    let json_ok = write_json(&path, "hip-bench.json", &json_text(&report));
     let failed = rows.iter().filter(|r| r.failed()).count();
     if failed > 0 {
         elog!("hip-bench: {failed} row(s) failed (check or error)");

@@ -373,6 +373,53 @@ fn row_json(r: &Row) -> Value {
     })
 }
 
+/// One ratio between two medians of the same run: two rows' (`--scan`), or a dense baseline's and a row's
+/// (`--dense`).
+#[derive(Clone, Debug)]
+pub(crate) struct Ratio {
+    pub(crate) what: String,
+    pub(crate) num: String,
+    pub(crate) den: String,
+    pub(crate) num_ms: f64,
+    pub(crate) den_ms: f64,
+    /// docs/BENCHMARK-PROTOCOL.md's bound on num / den, with its wording.
+    pub(crate) bound: Option<(Bound, &'static str)>,
+}
+
+/// Which side of a ratio a target allows: a time ratio (row / baseline) has an upper bound, a speed-up (baseline /
+/// row) a lower one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Bound {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+impl Ratio {
+    pub(crate) fn value(&self) -> f64 {
+        self.num_ms / self.den_ms
+    }
+    pub(crate) fn met(&self) -> Option<bool> {
+        self.bound.map(|(b, _)| match b {
+            Bound::AtMost(m) => self.value() <= m,
+            Bound::AtLeast(m) => self.value() >= m,
+        })
+    }
+}
+
+/// The JSON of ratios (the same keys for every kind of ratio).
+pub(crate) fn ratio_json(ratios: &[Ratio]) -> serde_json::Value {
+    ratios
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "what": r.what, "numerator": r.num, "denominator": r.den, "numerator_ms": r.num_ms,
+                "denominator_ms": r.den_ms, "value": r.value(), "target": r.bound.map(|b| b.1),
+                "target_met": r.met(),
+            })
+        })
+        .collect()
+}
+
 /// Writes `text` to `path` and, when $OUT is set, to $OUT/`name` as well.
 pub(crate) fn write_json(path: &std::path::Path, name: &str, text: &str) -> bool {
     let mut paths = vec![path.to_path_buf()];
@@ -475,7 +522,7 @@ mod tests {
             r
         };
         let rows = [mk("decode-scan-every/MHA-32/128k/graph", 2.0), mk("decode-dense/MHA-32/128k/graph", 1.0)];
-        let ratios = crate::scan::ratio_json(&crate::scan::ratios(&rows));
+        let ratios = ratio_json(&crate::scan::ratios(&rows));
         let (new, old) = (&ratios[0], &old["ratios"][0]);
         assert!(new.is_object(), "no ratio from {ratios}");
         assert_eq!(keys(new), keys(old));

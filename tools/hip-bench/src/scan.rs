@@ -18,7 +18,7 @@
 
 use crate::{
     api::Res,
-    report::{fmt_ms, len_label, stats, Header, Row, Stats},
+    report::{fmt_ms, len_label, ratio_json, stats, Bound, Header, Ratio, Row, Stats},
     workloads::{
         block_sets, count_decode, DecodeJob, DecodeMode, DecodeModeJob, PrefillJob, Shape, Target, Work, D, HEADLINE,
         K, M,
@@ -184,26 +184,6 @@ pub fn cycle_stats(times: &[f64], nsets: usize, cycle: usize) -> (Stats, Option<
     (stats(&samples), Some(note))
 }
 
-/// One ratio between two rows' medians of the same run.
-pub struct Ratio {
-    pub what: String,
-    pub num: String,
-    pub den: String,
-    pub num_ms: f64,
-    pub den_ms: f64,
-    /// docs/BENCHMARK-PROTOCOL.md's bound on num / den, with its wording.
-    pub max: Option<(f64, &'static str)>,
-}
-
-impl Ratio {
-    pub fn value(&self) -> f64 {
-        self.num_ms / self.den_ms
-    }
-    pub fn met(&self) -> Option<bool> {
-        self.max.map(|(m, _)| self.value() <= m)
-    }
-}
-
 /// The ratios of the graph decode rows to the dense rows of the same shape and length, and of the prefill with the
 /// SCAN tail to the one without; only where both rows have a time.
 pub fn ratios(rows: &[Row]) -> Vec<Ratio> {
@@ -234,7 +214,14 @@ pub fn ratios(rows: &[Row]) -> Vec<Ratio> {
         let den = format!("{den_kind}/{rest}");
         if let (Some(n), Some(d)) = (r.time.map(|t| t.median), median(&den)) {
             let what = format!("{what}, {} {}", r.shape, r.length);
-            out.push(Ratio { what, num: r.id.clone(), den, num_ms: n, den_ms: d, max });
+            out.push(Ratio {
+                what,
+                num: r.id.clone(),
+                den,
+                num_ms: n,
+                den_ms: d,
+                bound: max.map(|(m, w)| (Bound::AtMost(m), w)),
+            });
         }
     }
     out
@@ -263,7 +250,7 @@ pub fn ratio_markdown(ratios: &[Ratio]) -> String {
             r.num,
             fmt_ms(r.den_ms),
             r.den,
-            r.max.map_or("-", |m| m.1)
+            r.bound.map_or("-", |b| b.1)
         );
     }
     s
@@ -275,19 +262,6 @@ pub fn with_ratios(mut header: Header, rows: &[Row]) -> (Header, String) {
     let ratios = ratios(rows);
     header.raw.push(("ratios".into(), ratio_json(&ratios)));
     (header, ratio_markdown(&ratios))
-}
-
-pub fn ratio_json(ratios: &[Ratio]) -> serde_json::Value {
-    ratios
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "what": r.what, "numerator": r.num, "denominator": r.den, "numerator_ms": r.num_ms,
-                "denominator_ms": r.den_ms, "value": r.value(), "target": r.max.map(|m| m.1),
-                "target_met": r.met(),
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]

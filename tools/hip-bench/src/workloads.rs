@@ -507,10 +507,16 @@ pub(crate) fn job_lists(args: &Args, shapes: &[Shape]) -> (Vec<PrefillJob>, Vec<
 }
 
 /// Prints every configuration with its counted work and floor (H100: 132 SMs, 50 MB L2 assumed).
-pub(crate) fn print_plan(args: &Args) -> i32 {
+/// With `--dense FILE`, each configuration's dense shape and the file's rows for it follow.
+pub(crate) fn print_plan(args: &Args, dense: Option<&crate::dense::Dense>) -> i32 {
     let (sms, l2) = (132usize, 50usize << 20);
     let mut s = String::from("| id | counted GFLOP | counted MB | floor | device memory |\n|---|---|---|---|---|\n");
     let (pjobs, djobs) = job_lists(args, &shapes(args));
+    let dense_text = dense.map(|d| {
+        let shapes = crate::dense::shapes_of(&pjobs, &djobs);
+        let ids: Vec<(String, Option<f64>)> = shapes.iter().map(|(id, _)| (id.clone(), None)).collect();
+        crate::dense::markdown(d, &d.file.device, &crate::dense::compare(d, &shapes, &ids))
+    });
     for j in pjobs {
         let w = count_prefill(&j.shape, &j.hip, j.t);
         let mem = (2 * j.t * j.shape.hq + 2 * j.t * j.shape.hkv) * D * 2;
@@ -543,6 +549,7 @@ pub(crate) fn print_plan(args: &Args) -> i32 {
             );
         }
     }
+    s.push_str(&dense_text.unwrap_or_default());
     if emit(&s) {
         0
     } else {

@@ -68,6 +68,7 @@ fn help_names_every_flag_and_points_into_the_repository() {
             "--scan",
             "--quality-gpu",
             "--cpu",
+            "--dense",
             "64 bad command line",
         ] {
             assert!(help.contains(name), "{flag} does not mention {name}:\n{help}");
@@ -135,4 +136,46 @@ fn quality_modes_write_json_with_the_recorded_keys() {
         same_keys(&new, &recorded(file), &format!("{mode:?}"));
         assert_eq!(new["seed"], 3);
     }
+}
+
+/// `--dense FILE` is read before a device is opened: a bad file exits 64 naming it (no device time spent), and
+/// `--plan --dense` shows every configuration's dense shape without a GPU.
+#[test]
+fn dense_files_are_checked_before_the_device_and_listed_by_plan() {
+    let fixture = root().join("tools/hip-bench/tests/fixtures/dense-baseline.json");
+    let fixture = fixture.to_str().unwrap();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hip-bench-cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad-dense.json");
+    std::fs::write(&bad, "{\"device\": \"d\", \"torch\": \"t\", \"date\": \"x\", \"rows\": [{\"backend\": \"sdpa\"}]}")
+        .unwrap();
+    let bad = bad.to_str().unwrap();
+    for (args, says) in [
+        (vec!["--dense", "/nonexistent/dense.json"], "/nonexistent/dense.json"),
+        (vec!["--dense", bad], "sdpa"),
+        (vec!["--dense", bad, "--plan"], "sdpa"),
+        (vec!["--dense", fixture, "--quality"], "--dense applies to speed runs"),
+        (vec!["--dense", fixture, "--self-test"], "--dense applies to speed runs"),
+    ] {
+        let out = hip_bench(&args);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(says), "{args:?} should say {says}: {}", text(&out));
+    }
+    let out = hip_bench(&["--plan", "--dense", fixture]);
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("### Dense attention, same card, same device call"), "{table}");
+    assert!(
+        table.contains(
+            "| prefill/MHA-32/128k | prefill 128k, 32/32 heads, D 128, causal | - | 400.00 ms | 250.00 ms | 250.00 ms \
+             (cudnn) |"
+        ),
+        "{table}"
+    );
+    assert!(
+        table.contains(
+            "| decode-cached-b16/GQA-8/32k/graph | decode 32k x16, 32/8 heads, D 128 | - | no row | no row |"
+        ),
+        "{table}"
+    );
 }
