@@ -553,7 +553,9 @@ pub fn decode_args(
         mask_state: state.addr as *mut c_void,
         o: hip_tensor_mut { data: o.addr as *mut c_void, token_stride: q.row_stride() as i64, head_stride: q.d as i64 },
         lse: lse.addr as *mut f32,
-        reserved: [0; 4],
+        key_offset: 0,
+        shard_flags: 0,
+        reserved: [0; 3],
     }
 }
 
