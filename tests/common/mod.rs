@@ -8,6 +8,7 @@ use std::ffi::{c_void, CStr};
 use std::path::PathBuf;
 
 pub mod gpu_mem;
+pub mod shard;
 pub mod tools;
 
 /// Where cargo put libhip_attn.so and libhip_attn.a for this test run: target/<profile>/deps, beside the test
