@@ -223,3 +223,22 @@ fn bad_shard_fields_are_refused_and_nothing_is_written() {
     assert!(msg.contains("another configuration"), "{msg}");
     assert_eq!(Host.download(&s.o), before, "role change: o written");
 }
+
+/// Non-causal contexts have no local window: the last shard searches up to the sequence's end like the others.
+#[test]
+fn non_causal_shards_equal_the_direct_definition() {
+    let mut rng = Rng::fresh("shard-noncausal");
+    let dt = DType::F32;
+    for selection in [0, 1] {
+        let (mut raw, _) = setup(dt, 4, 2, 2, selection);
+        raw.causal = 0;
+        // SAFETY: no cache-dir pointer.
+        let (cfg, _) = unsafe { validate(&raw) }.unwrap();
+        let ctx = Ctx::new(&raw).unwrap();
+        for starts in [&[0usize][..], &[0, 50, 97]] {
+            let p = problem(&mut rng, dt, 4, 2, &[150, 120], starts);
+            let got = run(&ctx, &mut rng, &p);
+            assert_close(&format!("non-causal sel {selection} {starts:?}"), &got, &p.reference(&cfg), dt);
+        }
+    }
+}
