@@ -20,7 +20,7 @@ includedir ?= $(PREFIX)/include
 STRIP ?= strip
 KEEP_DEBUG ?=
 
-.PHONY: lib example install install-only example-cpp example-go example-zig
+.PHONY: lib example install install-only example-cpp example-cpp-sharded example-go example-zig
 lib:
 	$(CARGO) build --profile $(PROFILE) --lib
 	ln -sf libhip_attn.so $(LIBDIR)/libhip_attn.so.$(ABI)
@@ -59,6 +59,16 @@ example-cpp: lib
 	$(CXX) $(CXXFLAGS) $$($(PC) --cflags hip_attn) examples/cpp/example.cpp $$($(PC) --libs hip_attn) -ldl \
 	    -o $(LIBDIR)/example_cpp
 	LD_LIBRARY_PATH=$(STAGE)/lib $(LIBDIR)/example_cpp
+
+# Context parallelism (examples/cpp/sharded_decode.cpp): shards one sequence over the GPUs with NCCL when there are
+# enough of them (HIP_ATTN_BACKEND=cuda), else one after another on one device; checks itself against dense
+# attention. SHARDED_ARGS="--bench 2097152 2" times decode at 2M tokens instead.
+SHARDED_ARGS ?=
+example-cpp-sharded: lib
+	$(MAKE) --no-print-directory install-only PREFIX=$(STAGE)
+	$(CXX) $(CXXFLAGS) $$($(PC) --cflags hip_attn) examples/cpp/sharded_decode.cpp $$($(PC) --libs hip_attn) -ldl \
+	    -o $(LIBDIR)/sharded_decode
+	LD_LIBRARY_PATH=$(STAGE)/lib $(LIBDIR)/sharded_decode $(SHARDED_ARGS)
 
 example-go: lib
 	cd examples/go && CGO_LDFLAGS=-L$(abspath $(LIBDIR)) LD_LIBRARY_PATH=$(abspath $(LIBDIR)) go test -v ./...

@@ -35,6 +35,14 @@
 #define HIP_ATTN_FLAG_BATCH_INVARIANT 1
 
 /**
+ * `hip_decode_args.shard_flags` bit: the cache range ends before the sequence's last token, which another
+ * shard holds together with the local window. The query attends this range's sink tokens (key_offset 0) and
+ * the blocks its own search selects over the rest of the range; the step's query row `q` is the same on every
+ * shard.
+ */
+#define HIP_ATTN_SHARD_NOT_LAST 1
+
+/**
  * Result of every fallible C entry point. `HIP_ATTN_STATUS_SUCCESS` (0) means success; every other value has a
  * detailed message available from `hip_last_error_message()` on the same thread (and `hip_ctx_last_error()` for
  * calls that took a context).
@@ -593,13 +601,28 @@ typedef struct hip_decode_args {
    */
   struct hip_tensor_mut o;
   /**
-   * Optional f32 [batch_size, num_q_heads]; NULL = not wanted.
+   * Optional f32 [batch_size, num_q_heads]; NULL = not wanted. A sharded call needs it: the partials of the
+   * shards merge by their LSEs (`hip_merge_states`).
    */
   float *lse;
   /**
+   * Context parallelism (docs/ALGORITHM.md, "Sharded sequences"): the global position of every sequence's
+   * cache token 0 when the cache holds one contiguous range of a longer sequence [0]. 0: the range starts
+   * the sequence and holds its sink tokens; otherwise at least `sink` (the shard that starts the sequence
+   * holds every sink token), and key_offset + max_seqlen_k at most 2147483647 (positions are int32). The
+   * blocks a shard searches start at its first key that is not a sink token. (Takes space that was reserved,
+   * so 0 from an older caller means an unsharded call.)
+   */
+  uint32_t key_offset;
+  /**
+   * `HIP_ATTN_SHARD_*` bits describing the range [0]: 0 for an unsharded call and for the shard that ends
+   * the sequence (it holds the new token and the local window); other bits must be 0.
+   */
+  uint32_t shard_flags;
+  /**
    * Reserved; must be 0.
    */
-  uint64_t reserved[4];
+  uint64_t reserved[3];
 } hip_decode_args;
 
 /**

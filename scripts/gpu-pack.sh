@@ -22,7 +22,7 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         name = m["target"]["name"]
-        if name in ("gpu", "gpu_fuzz", "gpu_hopper", "decode", "dense", "mask", "merge", "bad_input"):
+        if name in ("gpu", "gpu_fuzz", "gpu_hopper", "decode", "dense", "mask", "merge", "bad_input", "shard"):
             shutil.copy(m["executable"], sys.argv[1] + "/" + name)
 ' "$DIST/bin"
 
@@ -30,6 +30,8 @@ for line in sys.stdin:
 cc -std=c11 -Wall -Wextra -Werror -O2 -Iinclude examples/c/example.c -Ltarget/release -lhip_attn -lm -ldl -o "$DIST/bin/example_c"
 c++ -std=c++17 -Wall -Wextra -Werror -O2 -Iinclude -Iexamples/cpp examples/cpp/example.cpp -Ltarget/release -lhip_attn -ldl \
     -o "$DIST/bin/example_cpp"
+c++ -std=c++17 -Wall -Wextra -Werror -O2 -Iinclude -Iexamples/cpp examples/cpp/sharded_decode.cpp -Ltarget/release \
+    -lhip_attn -ldl -o "$DIST/bin/sharded_decode"
 # The Go and Zig examples also take the backend from HIP_ATTN_BACKEND; built where their toolchains are found (Zig:
 # on PATH or as $ZIG, e.g. the one .ci/run installs; its first build takes a few minutes).
 SCRATCH=target/gpu-pack

@@ -8,7 +8,10 @@
 # --quality-gpu),
 # race (racecheck on one cluster-search test, the first hazards, and the SASS of hip_decode_search_wide around
 # their PCs, to find the exchange the sanitizer objects to), hopper (the standalone sm_90a prototype of issue 15:
-# f64-reference check, then its timing table beside the library's exact paths; docs/HOPPER-NOTES.md).
+# f64-reference check, then its timing table beside the library's exact paths; docs/HOPPER-NOTES.md), shard
+# (context parallelism, issue 16: the sharded GPU test, the sharded example on the CUDA backend, with NCCL when
+# libnccl.so.2 is found and there are GPUs for the shards, and decode at 2M tokens in 2 shards timed per shard and
+# for the merge; SHARD_TOKENS="2097152 4194304" picks the lengths).
 set -uo pipefail
 cd "$(dirname "$0")"
 export LD_LIBRARY_PATH="$PWD/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -124,6 +127,29 @@ exact)
         --json "$LOG/hip-bench-exact-hopper.json" ${dense[@]+"${dense[@]}"}
     for s in bench-exact-classic bench-exact-hopper; do
         echo "--- $s"; grep -h "^| prefill, exact\|^| exact" "$LOG/$s.log" | head -n 20
+    done
+    ;;
+esac
+case $mode in
+shard)
+    step shard-cpu-tests bin/shard
+    step shard-gpu-test bin/gpu --test-threads=1 --nocapture --exact sharded_decode_matches_cpu_reference
+    grep -h "sharded\|SKIP\|panicked" "$LOG/shard-gpu-test.log" | head -n 20
+    # NCCL is loaded by the example at run time: the system's, or python3's nvidia-nccl wheel.
+    nccl_dir=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null)
+    if [ -n "$nccl_dir" ] && [ -e "$nccl_dir/libnccl.so.2" ]; then
+        echo "NCCL: $nccl_dir/libnccl.so.2"; export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$nccl_dir"
+    elif ldconfig -p 2>/dev/null | grep -q libnccl.so.2; then
+        echo "NCCL: $(ldconfig -p | grep -m1 libnccl.so.2)"
+    else
+        echo "NCCL: libnccl.so.2 not found (the example runs its shards one after another)"
+    fi
+    export NCCL_NVLS_ENABLE=0
+    step shard-example-cuda env HIP_ATTN_BACKEND=cuda bin/sharded_decode 2
+    grep -h "shard\|MATCH\|max" "$LOG/shard-example-cuda.log" | head -n 10
+    for t in ${SHARD_TOKENS:-2097152}; do
+        STEP_TIMEOUT=${STEP_TIMEOUT:-420} step "shard-bench-$t" env HIP_ATTN_BACKEND=cuda bin/sharded_decode --bench "$t" 2
+        cat "$LOG/shard-bench-$t.log" | head -n 10
     done
     ;;
 esac

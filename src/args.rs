@@ -179,6 +179,23 @@ pub struct Paging {
     pub num_pages: usize,
 }
 
+/// The part of a sequence a decode call's caches hold (docs/ALGORITHM.md, "Sharded sequences"). The default is
+/// the whole sequence: an unsharded call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyRange {
+    /// Global position of cache token 0; 0 or at least the configured sink.
+    pub offset: usize,
+    /// The range ends before the sequence's last token (`HIP_ATTN_SHARD_NOT_LAST`).
+    pub not_last: bool,
+}
+
+impl KeyRange {
+    /// Whether this is one shard of a longer sequence rather than the whole of it.
+    pub fn is_shard(&self) -> bool {
+        self.offset > 0 || self.not_last
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct DecodeArgs {
     pub batch: usize,
@@ -190,6 +207,7 @@ pub struct DecodeArgs {
     pub mask_state: Buffer,
     pub o: TensorView,
     pub lse: Option<LseView>,
+    pub range: KeyRange,
 }
 
 impl DecodeArgs {

@@ -109,6 +109,21 @@ impl Config {
     pub fn kv_head_of(&self, h: usize) -> usize {
         h / self.group()
     }
+    /// The configuration a decode call over `range` runs with (docs/ALGORITHM.md, "Sharded sequences"): in the
+    /// cache's own positions a shard is an ordinary decode step with the sink tokens only where the range starts
+    /// the sequence and the local window only where it ends it, so both backends run their unsharded code with
+    /// these two values. The mask-state fingerprint follows them, so a record written in another role is
+    /// reported rather than reused. The whole sequence (the default range) gets `self` unchanged.
+    pub fn for_range(&self, range: crate::args::KeyRange) -> Config {
+        let mut c = self.clone();
+        if range.offset > 0 {
+            c.sink = 0;
+        }
+        if range.not_last {
+            c.window = 0;
+        }
+        c
+    }
     /// The selection of prefill query block [i0, i1) of a sequence of `tq` queries: SCAN when the block holds
     /// any of the last `prefill_scan_tail` queries, TREE otherwise.
     pub fn prefill_selection(&self, i1: usize, tq: usize) -> Selection {

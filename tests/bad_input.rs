@@ -397,7 +397,9 @@ fn decode_table() {
             mask_state: null_mut(),
             o: hip_tensor_mut { data: ob.addr as *mut c_void, token_stride: 256, head_stride: 64 },
             lse: null_mut(),
-            reserved: [0; 4],
+            key_offset: 0,
+            shard_flags: 0,
+            reserved: [0; 3],
         };
         let ws = Host.zeroed(ctx.decode_ws(2, cap as u32));
         let st = unsafe { hip_decode_step(ctx.0, &args, ws.addr as *mut c_void, ws.bytes, null_mut()) };

@@ -116,6 +116,8 @@ fn rust_layouts() -> HashMap<String, usize> {
             mask_state,
             o,
             lse,
+            key_offset,
+            shard_flags,
             reserved
         }
     );
@@ -141,6 +143,7 @@ fn rust_layouts() -> HashMap<String, usize> {
 fn rust_constants() -> HashMap<String, i64> {
     let mut m: HashMap<String, i64> = hip_status::all().iter().map(|s| (format!("{s:?}"), *s as i64)).collect();
     m.insert("HIP_ATTN_ABI_VERSION".into(), HIP_ATTN_ABI_VERSION as i64);
+    m.insert("HIP_ATTN_SHARD_NOT_LAST".into(), HIP_ATTN_SHARD_NOT_LAST as i64);
     use hip_backend::*;
     use hip_dtype::*;
     use hip_kv_layout::*;

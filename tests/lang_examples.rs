@@ -160,6 +160,37 @@ fn cpp_example_through_pkg_config_matches_dense() {
     assert_match(&out, "example_cpp_static");
 }
 
+/// examples/cpp/sharded_decode.cpp: one sequence's decode sharded over 1 to 3 ranges (no second GPU or NCCL on
+/// the CPU backend, so the shards run one after another), merged with hip_merge_states, equals dense attention.
+#[test]
+fn cpp_sharded_decode_example_matches_dense() {
+    const NAME: &str = "cpp_sharded_decode_example_matches_dense";
+    if !tools_present(NAME, &[CXX, PKG_CONFIG, MAKE]) {
+        return;
+    }
+    let prefix = installed_prefix();
+    let exe = scratch().join("sharded_decode");
+    run(
+        Command::new("c++")
+            .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-Wpedantic", "-O1"])
+            .args(pkg_config(prefix, &["--cflags"]))
+            .arg(root().join("examples/cpp/sharded_decode.cpp"))
+            .arg("-o")
+            .arg(&exe)
+            .args(pkg_config(prefix, &["--libs"]))
+            .arg("-ldl"),
+        "c++ (sharded_decode)",
+    );
+    for shards in ["1", "2", "3"] {
+        let out = run(Command::new(&exe).arg(shards).env("LD_LIBRARY_PATH", prefix.join("lib")), "sharded_decode");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("MATCH: sharded HiP with k covering all keys equals dense attention"),
+            "{shards} shards: no MATCH in\n{text}"
+        );
+    }
+}
+
 #[test]
 fn go_test_passes() {
     if !tools_present("go_test_passes", &[GO, MAKE]) {
@@ -216,6 +247,7 @@ fn skips_without_toolchains() {
         &[
             ("install_lays_out_soname_links_and_pkg_config", "make"),
             ("cpp_example_through_pkg_config_matches_dense", "c++"),
+            ("cpp_sharded_decode_example_matches_dense", "c++"),
             ("go_test_passes", "go"),
             ("zig_build_test_and_run_pass", "zig"),
         ],

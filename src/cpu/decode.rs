@@ -1,5 +1,6 @@
 //! Decode on the CPU: per sequence and mask head, search or reuse the stored mask (docs/ALGORITHM.md §7), then
-//! attend S ∪ M ∪ [e, p] with the single new query.
+//! attend S ∪ M ∪ [e, p] with the single new query. A shard of a sequence (§"Sharded sequences") runs the same
+//! steps with its range's sink and window.
 
 use std::cell::Cell;
 
@@ -130,6 +131,15 @@ impl KvRows for CacheRows<'_> {
 /// # Safety
 /// Every pointer in `a` is host memory spanning its validated extent.
 pub unsafe fn decode(cfg: &Config, a: &DecodeArgs) -> Result<()> {
+    // A shard of a sequence is an ordinary step over its own cache with its sink and window roles
+    // (docs/ALGORITHM.md, "Sharded sequences").
+    let shard_cfg;
+    let cfg = if a.range.is_shard() {
+        shard_cfg = cfg.for_range(a.range);
+        &shard_cfg
+    } else {
+        cfg
+    };
     let mut scratch = Scratch::try_new(cfg, cfg.mask_head_q_heads(0).len())?;
     // First pass: every length, page index and stored record is checked before anything is written.
     for b in 0..a.batch {

@@ -17,6 +17,8 @@
 mod decode;
 mod merge;
 mod prefill;
+#[cfg(any(test, feature = "internals"))]
+pub mod shard;
 
 pub use decode::decode;
 pub use merge::merge;

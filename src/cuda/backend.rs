@@ -525,6 +525,10 @@ impl CudaBackend {
         let scan = matches!(l.search, DecodeSearch::Scan { .. });
         let (page_size, page_table, pt_stride, num_pages) =
             a.paging.map_or((0, 0, 0, 0), |p| (p.page_size, p.page_table, p.pt_stride, p.num_pages));
+        // A shard runs the unsharded kernels with its range's sink and window (runtime parameters) and the
+        // fingerprint of that role (docs/ALGORITHM.md, "Sharded sequences"); the plan stays the context's, so a
+        // shard's split count, and with it HIP_ATTN_FLAG_BATCH_INVARIANT, does not depend on its role.
+        let role = cfg.for_range(a.range);
         let p = DecodeParams {
             q: a.q.addr as u64,
             o: a.o.addr as u64,
@@ -554,8 +558,8 @@ impl CudaBackend {
             num_q_heads: cfg.num_q_heads as i32,
             num_kv_heads: cfg.num_kv_heads as i32,
             mask_heads: cfg.mask_heads() as i32,
-            sink: cfg.sink as i32,
-            window: cfg.window as i32,
+            sink: role.sink as i32,
+            window: role.window as i32,
             refresh: cfg.refresh.min(i32::MAX as usize) as i32,
             state_ints: plan.state_ints as i32,
             num_splits: l.splits as i32,
@@ -564,7 +568,7 @@ impl CudaBackend {
                 DecodeSearch::Scan { splits } => splits as i32,
                 DecodeSearch::Tree { .. } => 1,
             },
-            state_fingerprint: plan::state_fingerprint(cfg),
+            state_fingerprint: plan::state_fingerprint(&role),
             reserved: 0,
         };
         let s = stream as CUstream;

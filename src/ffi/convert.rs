@@ -6,7 +6,7 @@
 //! encoding (an enumeration's number, a reserved field, a C string).
 
 use super::types::*;
-use crate::args::{buffer, count, index_array, DecodeArgs, MergeArgs, Paging, PrefillArgs};
+use crate::args::{buffer, count, index_array, DecodeArgs, KeyRange, MergeArgs, Paging, PrefillArgs, MAX_TOKENS};
 use crate::config::{
     BackendKind, Config, CreateOptions, Logger, MaskSharing, Selection, MAX_BLOCK, MAX_HEADS, MAX_K,
     MAX_SINK_WINDOW, MAX_SOFTMAX_SCALE, SUPPORTED_HEAD_DIMS,
@@ -350,9 +350,43 @@ pub fn decode_args(cfg: &Config, a: &hip_decode_args) -> Result<DecodeArgs> {
     let mask_state = buffer("mask_state", a.mask_state as usize, crate::plan::mask_state_bytes(cfg, batch)?)?;
     let lse = LseView::new("lse", a.lse as usize, batch, hq)?;
     let seqlens_k = a.seqlens_k as usize;
-    let args = DecodeArgs { batch, max_seqlen_k, q, kv, paging, seqlens_k, mask_state, o, lse };
+    let range = key_range(cfg, a, max_seqlen_k, lse.is_some())?;
+    let args = DecodeArgs { batch, max_seqlen_k, q, kv, paging, seqlens_k, mask_state, o, lse, range };
     args.check_aliasing()?;
     Ok(args)
+}
+
+/// Reads the sharding fields of `hip_decode_args` (docs/ALGORITHM.md, "Sharded sequences").
+fn key_range(cfg: &Config, a: &hip_decode_args, max_seqlen_k: usize, has_lse: bool) -> Result<KeyRange> {
+    let unknown = a.shard_flags & !HIP_ATTN_SHARD_NOT_LAST;
+    if unknown != 0 {
+        return Err(Error::arg(format!("shard_flags (0x{:x}) has unknown bits 0x{unknown:x}", a.shard_flags)));
+    }
+    let offset = a.key_offset as usize;
+    if offset > 0 && offset < cfg.sink {
+        return Err(Error::arg(format!(
+            "key_offset ({offset}) falls inside the sink tokens [0, {}): the shard that starts the sequence must \
+             hold every sink token, so another shard starts at 0 or at or after sink",
+            cfg.sink
+        )));
+    }
+    if offset + max_seqlen_k > MAX_TOKENS {
+        return Err(Error::arg(format!(
+            "key_offset ({offset}) + max_seqlen_k ({max_seqlen_k}) exceeds {MAX_TOKENS}: global positions are int32"
+        )));
+    }
+    let range = KeyRange { offset, not_last: a.shard_flags & HIP_ATTN_SHARD_NOT_LAST != 0 };
+    if range.is_shard() && !has_lse {
+        return Err(Error::new(
+            crate::status::hip_status::HIP_ATTN_STATUS_NULL_POINTER,
+            format!(
+                "lse is NULL but key_offset ({offset}) and shard_flags (0x{:x}) describe one shard of a sequence, \
+                 whose partial output merges with the others only through its LSE",
+                a.shard_flags
+            ),
+        ));
+    }
+    Ok(range)
 }
 
 /// Reads `hip_merge_states`'s arguments.

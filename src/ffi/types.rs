@@ -289,11 +289,28 @@ pub struct hip_decode_args {
     pub mask_state: *mut c_void,
     /// Output [batch_size, num_q_heads, head_dim].
     pub o: hip_tensor_mut,
-    /// Optional f32 [batch_size, num_q_heads]; NULL = not wanted.
+    /// Optional f32 [batch_size, num_q_heads]; NULL = not wanted. A sharded call needs it: the partials of the
+    /// shards merge by their LSEs (`hip_merge_states`).
     pub lse: *mut f32,
+    /// Context parallelism (docs/ALGORITHM.md, "Sharded sequences"): the global position of every sequence's
+    /// cache token 0 when the cache holds one contiguous range of a longer sequence [0]. 0: the range starts
+    /// the sequence and holds its sink tokens; otherwise at least `sink` (the shard that starts the sequence
+    /// holds every sink token), and key_offset + max_seqlen_k at most 2147483647 (positions are int32). The
+    /// blocks a shard searches start at its first key that is not a sink token. (Takes space that was reserved,
+    /// so 0 from an older caller means an unsharded call.)
+    pub key_offset: u32,
+    /// `HIP_ATTN_SHARD_*` bits describing the range [0]: 0 for an unsharded call and for the shard that ends
+    /// the sequence (it holds the new token and the local window); other bits must be 0.
+    pub shard_flags: u32,
     /// Reserved; must be 0.
-    pub reserved: [u64; 4],
+    pub reserved: [u64; 3],
 }
+
+/// `hip_decode_args.shard_flags` bit: the cache range ends before the sequence's last token, which another
+/// shard holds together with the local window. The query attends this range's sink tokens (key_offset 0) and
+/// the blocks its own search selects over the rest of the range; the step's query row `q` is the same on every
+/// shard.
+pub const HIP_ATTN_SHARD_NOT_LAST: u32 = 1;
 
 /// Arguments of `hip_merge_states`: out = merge((o_a, lse_a), (o_b, lse_b)). `o_out` may be `o_a` or `o_b` itself
 /// (the same data pointer and strides) and `lse_out` may be `lse_a` or `lse_b` itself; no other overlap of an

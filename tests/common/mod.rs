@@ -8,6 +8,7 @@ use std::ffi::{c_void, CStr};
 use std::path::PathBuf;
 
 pub mod gpu_mem;
+pub mod shard;
 pub mod tools;
 
 /// Where cargo put libhip_attn.so and libhip_attn.a for this test run: target/<profile>/deps, beside the test
@@ -553,7 +554,9 @@ pub fn decode_args(
         mask_state: state.addr as *mut c_void,
         o: hip_tensor_mut { data: o.addr as *mut c_void, token_stride: q.row_stride() as i64, head_stride: q.d as i64 },
         lse: lse.addr as *mut f32,
-        reserved: [0; 4],
+        key_offset: 0,
+        shard_flags: 0,
+        reserved: [0; 3],
     }
 }
 

@@ -146,17 +146,19 @@ impl Case {
             plan.maybe("mask_state_stale", BAD);
         }
         let mut ptrs = [Ptr::Ok; 8]; // q o k v seqlens state page_table lse
-        let (mut bs, mut mkd, mut reserved_u32, mut reserved) = (batch as u32, max_k as u32, 0u32, [0u64; 4]);
+        let (mut bs, mut mkd, mut reserved_u32, mut reserved) = (batch as u32, max_k as u32, 0u32, [0u64; 3]);
+        let mut shard_flags = 0u32;
         let n_faults = if rng.chance(50) { 0 } else { rng.pick(&[1, 1, 1, 1, 2, 3]) };
         let (mut ws_fault, mut struct_fault) = (false, false);
         for _ in 0..n_faults {
             match rng.below(15) {
                 0 => struct_fault = true,
                 1 => {
-                    if rng.chance(50) {
-                        reserved[rng.below(4) as usize] = rng.next_u64() | 1;
-                    } else {
-                        reserved_u32 = rng.u32() | 1;
+                    match rng.below(3) {
+                        0 => reserved[rng.below(3) as usize] = rng.next_u64() | 1,
+                        1 => reserved_u32 = rng.u32() | 1,
+                        // bits of shard_flags that no HIP_ATTN_SHARD_* value defines
+                        _ => shard_flags = (rng.u32() | 2) & !HIP_ATTN_SHARD_NOT_LAST,
                     }
                     plan.fault("reserved", ARG);
                 }
@@ -449,6 +451,8 @@ impl Case {
                 head_stride: lo.hs,
             },
             lse: lse_i.map_or(0, |i| ptr_of(&bufs, i, ptrs[7])) as *mut f32,
+            key_offset: 0,
+            shard_flags,
             reserved,
         };
         let (sr, saddr) = struct_region(&args, shape.tail, shape.misaligned);

@@ -175,7 +175,9 @@ pub(crate) fn decode_args(
         mask_state: state,
         o: hip_tensor_mut { data: o, token_stride: (hq * D) as i64, head_stride: D as i64 },
         lse: std::ptr::null_mut(),
-        reserved: [0; 4],
+        key_offset: 0,
+        shard_flags: 0,
+        reserved: [0; 3],
     }
 }
 

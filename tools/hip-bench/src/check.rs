@@ -18,7 +18,7 @@ use crate::{
     workloads::{Backend, Hip, Shape, CACHED_REFRESH, D, HEADLINE, PAGE, SET_SPACING},
 };
 
-/// Output relative L2 tolerance for bf16 (docs/ALGORITHM.md §9).
+/// Output relative L2 tolerance for bf16 (docs/ALGORITHM.md §10).
 pub(crate) const TOLERANCE: f64 = 1e-2;
 /// Score gap under which two implementations may legitimately select differently. A score is a dot product of
 /// D = 128 bf16 pairs in [-1, 1) (exact products, f32 sums of magnitude ~10): summation order changes it by about
