@@ -298,6 +298,19 @@ constants! { launch_c;
     CUDA_MAX_GROUP: usize = 64;
 }
 
+constants! { hopper_c;
+    /// hip_prefill_attn_hopper (cuda/hopper/dense.cuh on the pipeline of cuda/hopper/fa3.cuh): a producer
+    /// warpgroup and two consumer warpgroups of 64 query rows each.
+    HOPPER_THREADS: u32 = 384;
+    /// Token rows of each of its tiles: the query rows of a CTA (HOPPER_BM), the keys of a K and V tile
+    /// (HOPPER_BN), and the token extent of the host's tensor-map boxes, which every operand shares.
+    HOPPER_ROWS: usize = 128;
+    /// The one head dimension it is built for (a tile row is two 128-byte swizzled halves of 64 bf16).
+    HOPPER_HEAD_DIM: usize = 128;
+    /// K/V pipeline depth the library compiles it with (the standalone prototype takes 1 to 3 from -DHOPPER_STAGES).
+    HOPPER_STAGES: usize = 3;
+}
+
 functions! { functions_c;
     /// Largest bq the kernels support with head dimension d, and the query rows per CTA of hip_prefill_attn_dense.
     fn cuda_max_bq(d) -> i64 = sel(d <= 128, 128, 64);
@@ -335,6 +348,11 @@ functions! { functions_c;
     /// The search selects every block of the domain [sink, e): a query block then attends every key it may see
     /// (prefill_seq_dense in the kernels, decided per sequence; plan.rs prefill_all_dense for the whole call).
     fn all_blocks_selected(sink, e, bk, kb) -> bool = search_blocks(sink, e, bk) <= kb;
+    /// Dynamic shared memory (bytes) of hip_prefill_attn_hopper (HOPPER_SMEM_BYTES of cuda/hopper/fa3.cuh) with
+    /// `stages` K/V stages of tiles of `rows` tokens of d bf16 elements: the Q tile, the stages' K and V tiles, an
+    /// 8-byte mbarrier for Q and four per stage (K and V full and empty), 1 KiB of slack to align the swizzled
+    /// tiles to 1024 bytes.
+    fn hopper_smem(stages, rows, d) -> i64 = 2 * rows * d * (1 + 2 * stages) + 8 * (1 + 4 * stages) + 1024;
 }
 
 const BANNER: &str = "\
@@ -361,8 +379,9 @@ const BANNER: &str = "\
 
 const LAUNCH: &str = "\
 // ================================================================================================================
-// Launch geometry. All kernels but hip_prefill_attn_dense use static shared memory only (<= 48 KB for every
-// supported configuration). Every kernel takes its parameter block by value as its only argument.
+// Launch geometry. All kernels but hip_prefill_attn_dense and hip_prefill_attn_hopper use static shared memory only
+// (<= 48 KB for every supported configuration). Every kernel takes its parameter block by value as its last
+// argument, and all but hip_prefill_attn_hopper as their only one.
 //
 //   kernel               grid                                               block (threads)
 //   hip_prefill_search   (ceil(max_seqlen_q / HIP_BQ), mask_heads, batch)     HIP_ATTN_SEARCH_THREADS
@@ -376,6 +395,11 @@ const LAUNCH: &str = "\
 //                        above 48 KiB); after hip_prefill_search, beside hip_prefill_attn: each takes the sequences
 //                        the other leaves (all_blocks_selected; bad sequence bounds go to this one, which is always
 //                        launched); the host may skip hip_prefill_attn when no valid sequence can need it
+//   hip_prefill_attn_hopper  (ceil(max_seqlen_q / HIP_ATTN_HOPPER_ROWS), num_q_heads, batch)
+//                        HIP_ATTN_HOPPER_THREADS, dynamic shared memory hopper_smem(HIP_ATTN_HOPPER_STAGES,
+//                        HIP_ATTN_HOPPER_ROWS, HIP_ATTN_HOPPER_HEAD_DIM); hip_prefill_attn_dense's job where the host
+//                        chooses it (sm_90a, bf16, head_dim HIP_ATTN_HOPPER_HEAD_DIM; plan.rs); takes the tensor maps
+//                        of Q, K and V (boxes of 64 d x 1 head x HIP_ATTN_HOPPER_ROWS tokens) before the block
 //   hip_decode_search    (mask_heads, batch)                                  HIP_ATTN_SEARCH_THREADS
 //   hip_decode_search_wide  (mask_heads * HIP_DSEARCH_CL, batch), in clusters  HIP_ATTN_SEARCH_THREADS
 //                        of (HIP_DSEARCH_CL, 1, 1) set by the kernel; the host picks one of the two searches
@@ -431,6 +455,8 @@ pub fn header_text() -> String {
     blocks_c(&mut s);
     s.push_str(LAUNCH);
     launch_c(&mut s);
+    s.push('\n');
+    hopper_c(&mut s);
     s.push_str("\n// Shared functions of the host (src/contract.rs, the same text) and the kernels.\nnamespace hip_contract {\n");
     s.push_str(SEL_C);
     functions_c(&mut s);
@@ -604,6 +630,10 @@ mod tests {
             ("HIP_ATTN_SCAN_MAX_SPLITS", SCAN_MAX_SPLITS as i64),
             ("HIP_ATTN_CUDA_MAX_BK", CUDA_MAX_BK as i64),
             ("HIP_ATTN_CUDA_MAX_GROUP", CUDA_MAX_GROUP as i64),
+            ("HIP_ATTN_HOPPER_THREADS", HOPPER_THREADS as i64),
+            ("HIP_ATTN_HOPPER_ROWS", HOPPER_ROWS as i64),
+            ("HIP_ATTN_HOPPER_HEAD_DIM", HOPPER_HEAD_DIM as i64),
+            ("HIP_ATTN_HOPPER_STAGES", HOPPER_STAGES as i64),
             // The error bits are unsigned in C (they are OR-ed into an unsigned flag).
             ("-HIP_ATTN_DEVERR_MASK_CONFIG > 0", 1),
         ] {
@@ -636,6 +666,9 @@ mod tests {
                 }
             }
         }
+        for stages in 1..=3 {
+            check(format!("{}({stages}, 128, 128)", h::HOPPER_SMEM), hopper_smem(stages, 128, 128));
+        }
         if let Some(got) = host_numbers("functions", "", &body) {
             assert_eq!(got, want);
         }
@@ -643,6 +676,11 @@ mod tests {
         assert_eq!((prefill_threads(32, 128), prefill_threads(48, 128), prefill_threads(64, 256)), (128, 96, 128));
         assert_eq!(dense_smem(128), 2 * 2 * 32 * 136 * 2 + 128 * 136 * 2 + 2 * 32 * 4 + 64);
         assert_eq!((search_blocks(4, 4, 2), search_blocks(4, 5, 2), search_blocks(4, 7, 2)), (0, 1, 2));
+        // Q and three K and three V tiles of 32 KiB, 13 mbarriers, 1 KiB of alignment: within the 227 KiB an sm_90
+        // CTA may opt in to.
+        let hopper = hopper_smem(HOPPER_STAGES as i64, HOPPER_ROWS as i64, HOPPER_HEAD_DIM as i64);
+        assert_eq!(hopper, 32768 * 7 + 8 * 13 + 1024);
+        assert!(hopper <= 227 * 1024);
     }
 
     /// common.cuh's num_search_blocks, the kernels' 32-bit form of search_blocks, counts what search_blocks
@@ -682,6 +720,7 @@ mod tests {
         pub const SCAN_REGION_BYTES: &str = "hip_contract::scan_region_bytes";
         pub const SEARCH_BLOCKS: &str = "hip_contract::search_blocks";
         pub const ALL_BLOCKS_SELECTED: &str = "hip_contract::all_blocks_selected";
+        pub const HOPPER_SMEM: &str = "hip_contract::hopper_smem";
     }
 
     /// The generated layout kernel compiles with NVRTC against the generated header (the GPU test runs it).
