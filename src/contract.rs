@@ -145,8 +145,33 @@ macro_rules! functions {
     };
 }
 
+/// 32-bit forms of shared functions, for the kernels' int arithmetic: `int NAME(int ...)` that calls the 64-bit
+/// function (so intermediate values cannot overflow) and narrows its result, which must fit an int for every int
+/// argument.
+macro_rules! narrow_functions {
+    ($writer:ident; $( $(#[doc = $d:literal])* fn $name:ident ( $($a:ident),* ) = $wide:ident; )*) => {
+        fn $writer(out: &mut String) {
+            $(
+                // Type-checks the wide function's arity in Rust too.
+                let _: fn($(narrow_functions!(@i64 $a)),*) -> i64 = $wide;
+                comment(out, "", &[$($d),*]);
+                let args: &[&str] = &[$(concat!("int ", stringify!($a))),*];
+                let call: &[&str] = &[$(stringify!($a)),*];
+                out.push_str(&format!(
+                    "__host__ __device__ constexpr int {}({}) {{ return (int){}({}); }}\n",
+                    stringify!($name),
+                    args.join(", "),
+                    stringify!($wide),
+                    call.join(", ")
+                ));
+            )*
+        }
+    };
+    (@i64 $a:ident) => { i64 };
+}
+
 /// `c ? a : b`, the one conditional the shared functions use (written as a function so that it reads the same in
-/// both languages; both operands are evaluated, so neither may fail).
+/// both languages; in Rust both operands are evaluated, so neither may fail).
 pub const fn sel(c: bool, a: i64, b: i64) -> i64 {
     if c {
         a
@@ -154,8 +179,11 @@ pub const fn sel(c: bool, a: i64, b: i64) -> i64 {
         b
     }
 }
-const SEL_C: &str =
-    "__host__ __device__ constexpr long long sel(bool c, long long a, long long b) { return c ? a : b; }\n";
+// In C it is the conditional operator itself, a macro defined only around the shared functions: a function call
+// evaluates both operands before it chooses, and that compiled the kernels' block count (search_blocks_i32) to
+// other code than the conditional does.
+const SEL_C: &str = "#define sel(c, a, b) ((c) ? (a) : (b))\n";
+const SEL_END_C: &str = "#undef sel\n";
 
 constants! { state_c;
     /// Mask-state record: HIP_ATTN_STATE_HEADER ints, then HIP_KB block indices, padded to a multiple of 4 ints.
@@ -342,8 +370,7 @@ functions! { functions_c;
     /// blocks).
     fn scan_region_bytes(max_splits, nbmax) -> i64 = (4 * max_splits + 8 * nbmax + 15) / 16 * 16;
     /// Key blocks in the search domain [sink, e) of a query block: ceil((e - sink) / bk), 0 when e <= sink. (The
-    /// kernels' key lists use common.cuh's num_search_blocks, the same arithmetic kept in 32 bits, because the
-    /// 64-bit form compiles to different code; the C++ test below pins the two texts to the same values.)
+    /// kernels count in int through search_blocks_i32 below, common.cuh's num_search_blocks.)
     fn search_blocks(sink, e, bk) -> i64 = sel(e > sink, (e - sink + bk - 1) / bk, 0);
     /// The search selects every block of the domain [sink, e): a query block then attends every key it may see
     /// (prefill_seq_dense in the kernels, decided per sequence; plan.rs prefill_all_dense for the whole call).
@@ -353,6 +380,11 @@ functions! { functions_c;
     /// 8-byte mbarrier for Q and four per stage (K and V full and empty), 1 KiB of slack to align the swizzled
     /// tiles to 1024 bytes.
     fn hopper_smem(stages, rows, d) -> i64 = 2 * rows * d * (1 + 2 * stages) + 8 * (1 + 4 * stages) + 1024;
+}
+
+narrow_functions! { narrow_c;
+    /// search_blocks over int (e, sink <= 2^31 - 1): what the kernels' key lists count.
+    fn search_blocks_i32(sink, e, bk) = search_blocks;
 }
 
 const BANNER: &str = "\
@@ -460,6 +492,8 @@ pub fn header_text() -> String {
     s.push_str("\n// Shared functions of the host (src/contract.rs, the same text) and the kernels.\nnamespace hip_contract {\n");
     s.push_str(SEL_C);
     functions_c(&mut s);
+    s.push_str(SEL_END_C);
+    narrow_c(&mut s);
     s.push_str("}  // namespace hip_contract\n\n");
     s.push_str(RANGES);
     s.push_str("\n#endif\n");
@@ -683,26 +717,21 @@ mod tests {
         assert!(hopper <= 227 * 1024);
     }
 
-    /// common.cuh's num_search_blocks, the kernels' 32-bit form of search_blocks, counts what search_blocks
-    /// counts (its body is compiled here on the host, with BK as a template parameter).
+    /// search_blocks_i32, the kernels' int form of search_blocks (common.cuh's num_search_blocks), counts what
+    /// search_blocks counts over the int range, where the arithmetic of an int body would overflow.
     #[test]
-    fn kernels_block_count_equals_search_blocks() {
-        let common = std::fs::read_to_string(root().join("cuda/common.cuh")).unwrap();
-        let start = common.find("int num_search_blocks(int sink, int e) {").expect("num_search_blocks in common.cuh");
-        let body = &common[start..];
-        let body = &body[body.find('{').unwrap() + 1..body.find("\n}").unwrap()];
-        let prelude = format!("template <int BK> int nsb(int sink, int e) {{{body}\n}}");
+    fn int_block_count_equals_search_blocks() {
         let mut prog = String::new();
         let mut want = Vec::new();
         for bk in [1, 2, 3, 16, 128] {
             for sink in [0, 4, 9, 1 << 30] {
                 for e in [0, 1, 4, 5, 9, 10, 100, 2047, i32::MAX as i64] {
-                    prog.push_str(&print(&format!("nsb<{bk}>({sink}, {e})")));
+                    prog.push_str(&print(&format!("{}({sink}, {e}, {bk})", hip_contract_names::SEARCH_BLOCKS_I32)));
                     want.push(search_blocks(sink, e, bk));
                 }
             }
         }
-        if let Some(got) = host_numbers("nsb", &prelude, &prog) {
+        if let Some(got) = host_numbers("nsb", "", &prog) {
             assert_eq!(got, want);
         }
     }
@@ -719,6 +748,7 @@ mod tests {
         pub const PREFILL_KSPLIT: &str = "hip_contract::prefill_ksplit";
         pub const SCAN_REGION_BYTES: &str = "hip_contract::scan_region_bytes";
         pub const SEARCH_BLOCKS: &str = "hip_contract::search_blocks";
+        pub const SEARCH_BLOCKS_I32: &str = "hip_contract::search_blocks_i32";
         pub const ALL_BLOCKS_SELECTED: &str = "hip_contract::all_blocks_selected";
         pub const HOPPER_SMEM: &str = "hip_contract::hopper_smem";
     }

@@ -241,7 +241,7 @@ typedef struct {
 
 // Shared functions of the host (src/contract.rs, the same text) and the kernels.
 namespace hip_contract {
-__host__ __device__ constexpr long long sel(bool c, long long a, long long b) { return c ? a : b; }
+#define sel(c, a, b) ((c) ? (a) : (b))
 // Largest bq the kernels support with head dimension d, and the query rows per CTA of hip_prefill_attn_dense.
 __host__ __device__ constexpr long long cuda_max_bq(long long d) { return sel(d <= 128, 128, 64); }
 // Largest Kb (key blocks selected per query block) the kernels support with head dimension d.
@@ -270,8 +270,7 @@ sel(d <= 128, dense_rows(d) * (d + 8), 8) * 2 + 2 * prefill_keys(d) * 4 + 64; }
 // blocks).
 __host__ __device__ constexpr long long scan_region_bytes(long long max_splits, long long nbmax) { return (4 * max_splits + 8 * nbmax + 15) / 16 * 16; }
 // Key blocks in the search domain [sink, e) of a query block: ceil((e - sink) / bk), 0 when e <= sink. (The
-// kernels' key lists use common.cuh's num_search_blocks, the same arithmetic kept in 32 bits, because the
-// 64-bit form compiles to different code; the C++ test below pins the two texts to the same values.)
+// kernels count in int through search_blocks_i32 below, common.cuh's num_search_blocks.)
 __host__ __device__ constexpr long long search_blocks(long long sink, long long e, long long bk) { return sel(e > sink, (e - sink + bk - 1) / bk, 0); }
 // The search selects every block of the domain [sink, e): a query block then attends every key it may see
 // (prefill_seq_dense in the kernels, decided per sequence; plan.rs prefill_all_dense for the whole call).
@@ -281,6 +280,9 @@ __host__ __device__ constexpr bool all_blocks_selected(long long sink, long long
 // 8-byte mbarrier for Q and four per stage (K and V full and empty), 1 KiB of slack to align the swizzled
 // tiles to 1024 bytes.
 __host__ __device__ constexpr long long hopper_smem(long long stages, long long rows, long long d) { return 2 * rows * d * (1 + 2 * stages) + 8 * (1 + 4 * stages) + 1024; }
+#undef sel
+// search_blocks over int (e, sink <= 2^31 - 1): what the kernels' key lists count.
+__host__ __device__ constexpr int search_blocks_i32(int sink, int e, int bk) { return (int)search_blocks(sink, e, bk); }
 }  // namespace hip_contract
 
 // Supported compile-time ranges (a configuration outside them fails to compile with a static_assert message):
