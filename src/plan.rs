@@ -69,7 +69,7 @@ pub struct DenseOperand {
 
 impl DenseOperand {
     fn copyable(&self) -> bool {
-        self.addr % 16 == 0 && self.row_stride % 8 == 0 && self.head_stride % 8 == 0
+        self.addr.is_multiple_of(16) && self.row_stride.is_multiple_of(8) && self.head_stride.is_multiple_of(8)
     }
 }
 

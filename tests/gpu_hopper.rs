@@ -164,7 +164,7 @@ struct Dev {
 /// descriptors assume. The bulk tensor copy engine needs a 16-byte aligned base and strides that are multiples of
 /// 16 bytes (8 elements); the error names the field otherwise.
 fn tensor_map(t: &Dev) -> Result<sys::CUtensorMap, String> {
-    if t.buf.addr % 16 != 0 {
+    if !t.buf.addr.is_multiple_of(16) {
         return Err(format!("tensor base {:#x} is not 16-byte aligned", t.buf.addr));
     }
     for (what, s) in [("token_stride", t.tok_stride), ("head_stride", t.head_stride)] {
@@ -219,7 +219,7 @@ fn dev_tensor(mem: &dyn Mem, bytes: &[u8], tokens: usize, heads: usize, tok_stri
 /// Launches the kernel once on `stream` (asynchronous).
 fn launch(k: &Kernel, io: &Io, scale: f32, stream: *mut c_void) -> Result<(), String> {
     let (mut mq, mut mk, mut mv) = (tensor_map(&io.q)?, tensor_map(&io.k)?, tensor_map(&io.v)?);
-    if io.o.tok_stride % 2 != 0 || io.o.head_stride % 2 != 0 || io.o.buf.addr % 4 != 0 {
+    if !io.o.tok_stride.is_multiple_of(2) || !io.o.head_stride.is_multiple_of(2) || !io.o.buf.addr.is_multiple_of(4) {
         return Err("O must be 4-byte aligned with even strides (bf16 pairs are stored as one word)".into());
     }
     let mut o = io.o.buf.addr as u64;
