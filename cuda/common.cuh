@@ -276,14 +276,10 @@ __device__ __forceinline__ void set_error(unsigned long long flag_ptr, u32 bit) 
 // ---------------------------------------------------------------------------------------------------------------
 // Geometry of one query block (or decode query), docs/ALGORITHM.md section 3
 
-// Number of search blocks in [sink, e): blocks of BK keys starting at sink, the last one clipped at e. This is
-// hip_contract::search_blocks (src/contract.rs) in the kernels' 32-bit form: calling the 64-bit contract function
-// here changed the compiled code of every kernel that builds a key list, so the kernels keep this form (a host
-// test compiles this body against the contract) and prefill_seq_dense compares it with KB as
-// hip_contract::all_blocks_selected does.
-__device__ __forceinline__ int num_search_blocks(int sink, int e) {
-    return e > sink ? (int)(((long long)e - sink + BK - 1) / BK) : 0;
-}
+// Number of search blocks in [sink, e): blocks of BK keys starting at sink, the last one clipped at e
+// (hip_contract::search_blocks_i32, generated from src/contract.rs's search_blocks). prefill_seq_dense compares it
+// with KB as hip_contract::all_blocks_selected does.
+__device__ __forceinline__ int num_search_blocks(int sink, int e) { return hip_contract::search_blocks_i32(sink, e, BK); }
 
 // The key list of one query block: sink keys S, then the selected blocks M in ascending order (count * BK slots,
 // a slot past e -- the tail of a partial last block -- or of an out-of-range block holds no key), then the local

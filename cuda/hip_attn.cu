@@ -30,8 +30,8 @@ extern "C" __global__ void __launch_bounds__(hip_contract::dense_threads(HIP_HEA
 }
 
 // The same dense attention on the Hopper pipeline (bf16, head_dim 128, sm_90a only; the host chooses, plan.rs).
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && HIP_DTYPE == 0 && HIP_HEAD_DIM == 128
-#define HOPPER_STAGES 3
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && HIP_DTYPE == 0 && HIP_HEAD_DIM == HIP_ATTN_HOPPER_HEAD_DIM
+#define HOPPER_STAGES HIP_ATTN_HOPPER_STAGES
 #define HOPPER_NO_PROTOTYPE 1
 #include "hopper/fa3.cuh"
 #include "hopper/dense.cuh"

@@ -85,7 +85,9 @@ __device__ __forceinline__ int sc_block_scan(Sm& sm, int x, int& total) {
 // decided high bits, and every warp finds on its own the digit holding the k-th best (one barrier per pass); it
 // stops once that digit's entries all win. The winners are the entries above the decided prefix plus the first
 // `need` equal to it in index order, placed by prefix sums over tiles of T * SC_PER entries. T: the CTA's threads;
-// sm: any shared struct with int hist[4][256] and int scan[T / 32].
+// sm: any shared struct with int hist[4][256] and int scan[T / 32]. The same selection as search.cuh's
+// select_branches (keys complemented), kept apart for its streamed run-time count and tiled placement
+// (docs/ALGORITHM.md, section 5's implementation note).
 template <int T, class Sm, class Key, class Payload, class Emit>
 __device__ void radix_top(Sm& sm, int n, int k, const Key& key, const Payload& payload, const Emit& emit) {
     const int tid = threadIdx.x, lane = tid & 31;

@@ -359,6 +359,8 @@ __device__ int plan_scoring(SearchSmem& sm, bool reuse, bool lead) {
 // stops once that digit's keys all win. The winners are then the keys below the decided prefix plus the first
 // `need` keys equal to it in branch order, which one prefix sum over the threads' consecutive branch ranges
 // places. (The bitonic sort this replaces took 45 barrier passes at KB = 256.)
+// It is scan.cuh's radix_top in selection (same digits, order and tie rule, keys complemented), kept apart for its
+// register-resident keys and single placement pass (docs/ALGORITHM.md, section 5's implementation note).
 __device__ bool select_branches(SearchSmem& sm) {
     constexpr int PER = ceil_div(NCAND, S_THREADS);  // consecutive branch ids per thread
     const int tid = threadIdx.x, lane = tid & 31;

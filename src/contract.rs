@@ -145,8 +145,33 @@ macro_rules! functions {
     };
 }
 
+/// 32-bit forms of shared functions, for the kernels' int arithmetic: `int NAME(int ...)` that calls the 64-bit
+/// function (so intermediate values cannot overflow) and narrows its result, which must fit an int for every int
+/// argument.
+macro_rules! narrow_functions {
+    ($writer:ident; $( $(#[doc = $d:literal])* fn $name:ident ( $($a:ident),* ) = $wide:ident; )*) => {
+        fn $writer(out: &mut String) {
+            $(
+                // Type-checks the wide function's arity in Rust too.
+                let _: fn($(narrow_functions!(@i64 $a)),*) -> i64 = $wide;
+                comment(out, "", &[$($d),*]);
+                let args: &[&str] = &[$(concat!("int ", stringify!($a))),*];
+                let call: &[&str] = &[$(stringify!($a)),*];
+                out.push_str(&format!(
+                    "__host__ __device__ constexpr int {}({}) {{ return (int){}({}); }}\n",
+                    stringify!($name),
+                    args.join(", "),
+                    stringify!($wide),
+                    call.join(", ")
+                ));
+            )*
+        }
+    };
+    (@i64 $a:ident) => { i64 };
+}
+
 /// `c ? a : b`, the one conditional the shared functions use (written as a function so that it reads the same in
-/// both languages; both operands are evaluated, so neither may fail).
+/// both languages; in Rust both operands are evaluated, so neither may fail).
 pub const fn sel(c: bool, a: i64, b: i64) -> i64 {
     if c {
         a
@@ -154,8 +179,11 @@ pub const fn sel(c: bool, a: i64, b: i64) -> i64 {
         b
     }
 }
-const SEL_C: &str =
-    "__host__ __device__ constexpr long long sel(bool c, long long a, long long b) { return c ? a : b; }\n";
+// In C it is the conditional operator itself, a macro defined only around the shared functions: a function call
+// evaluates both operands before it chooses, and that compiled the kernels' block count (search_blocks_i32) to
+// other code than the conditional does.
+const SEL_C: &str = "#define sel(c, a, b) ((c) ? (a) : (b))\n";
+const SEL_END_C: &str = "#undef sel\n";
 
 constants! { state_c;
     /// Mask-state record: HIP_ATTN_STATE_HEADER ints, then HIP_KB block indices, padded to a multiple of 4 ints.
@@ -298,6 +326,19 @@ constants! { launch_c;
     CUDA_MAX_GROUP: usize = 64;
 }
 
+constants! { hopper_c;
+    /// hip_prefill_attn_hopper (cuda/hopper/dense.cuh on the pipeline of cuda/hopper/fa3.cuh): a producer
+    /// warpgroup and two consumer warpgroups of 64 query rows each.
+    HOPPER_THREADS: u32 = 384;
+    /// Token rows of each of its tiles: the query rows of a CTA (HOPPER_BM), the keys of a K and V tile
+    /// (HOPPER_BN), and the token extent of the host's tensor-map boxes, which every operand shares.
+    HOPPER_ROWS: usize = 128;
+    /// The one head dimension it is built for (a tile row is two 128-byte swizzled halves of 64 bf16).
+    HOPPER_HEAD_DIM: usize = 128;
+    /// K/V pipeline depth the library compiles it with (the standalone prototype takes 1 to 3 from -DHOPPER_STAGES).
+    HOPPER_STAGES: usize = 3;
+}
+
 functions! { functions_c;
     /// Largest bq the kernels support with head dimension d, and the query rows per CTA of hip_prefill_attn_dense.
     fn cuda_max_bq(d) -> i64 = sel(d <= 128, 128, 64);
@@ -329,12 +370,21 @@ functions! { functions_c;
     /// blocks).
     fn scan_region_bytes(max_splits, nbmax) -> i64 = (4 * max_splits + 8 * nbmax + 15) / 16 * 16;
     /// Key blocks in the search domain [sink, e) of a query block: ceil((e - sink) / bk), 0 when e <= sink. (The
-    /// kernels' key lists use common.cuh's num_search_blocks, the same arithmetic kept in 32 bits, because the
-    /// 64-bit form compiles to different code; the C++ test below pins the two texts to the same values.)
+    /// kernels count in int through search_blocks_i32 below, common.cuh's num_search_blocks.)
     fn search_blocks(sink, e, bk) -> i64 = sel(e > sink, (e - sink + bk - 1) / bk, 0);
     /// The search selects every block of the domain [sink, e): a query block then attends every key it may see
     /// (prefill_seq_dense in the kernels, decided per sequence; plan.rs prefill_all_dense for the whole call).
     fn all_blocks_selected(sink, e, bk, kb) -> bool = search_blocks(sink, e, bk) <= kb;
+    /// Dynamic shared memory (bytes) of hip_prefill_attn_hopper (HOPPER_SMEM_BYTES of cuda/hopper/fa3.cuh) with
+    /// `stages` K/V stages of tiles of `rows` tokens of d bf16 elements: the Q tile, the stages' K and V tiles, an
+    /// 8-byte mbarrier for Q and four per stage (K and V full and empty), 1 KiB of slack to align the swizzled
+    /// tiles to 1024 bytes.
+    fn hopper_smem(stages, rows, d) -> i64 = 2 * rows * d * (1 + 2 * stages) + 8 * (1 + 4 * stages) + 1024;
+}
+
+narrow_functions! { narrow_c;
+    /// search_blocks over int (e, sink <= 2^31 - 1): what the kernels' key lists count.
+    fn search_blocks_i32(sink, e, bk) = search_blocks;
 }
 
 const BANNER: &str = "\
@@ -361,8 +411,9 @@ const BANNER: &str = "\
 
 const LAUNCH: &str = "\
 // ================================================================================================================
-// Launch geometry. All kernels but hip_prefill_attn_dense use static shared memory only (<= 48 KB for every
-// supported configuration). Every kernel takes its parameter block by value as its only argument.
+// Launch geometry. All kernels but hip_prefill_attn_dense and hip_prefill_attn_hopper use static shared memory only
+// (<= 48 KB for every supported configuration). Every kernel takes its parameter block by value as its last
+// argument, and all but hip_prefill_attn_hopper as their only one.
 //
 //   kernel               grid                                               block (threads)
 //   hip_prefill_search   (ceil(max_seqlen_q / HIP_BQ), mask_heads, batch)     HIP_ATTN_SEARCH_THREADS
@@ -376,6 +427,11 @@ const LAUNCH: &str = "\
 //                        above 48 KiB); after hip_prefill_search, beside hip_prefill_attn: each takes the sequences
 //                        the other leaves (all_blocks_selected; bad sequence bounds go to this one, which is always
 //                        launched); the host may skip hip_prefill_attn when no valid sequence can need it
+//   hip_prefill_attn_hopper  (ceil(max_seqlen_q / HIP_ATTN_HOPPER_ROWS), num_q_heads, batch)
+//                        HIP_ATTN_HOPPER_THREADS, dynamic shared memory hopper_smem(HIP_ATTN_HOPPER_STAGES,
+//                        HIP_ATTN_HOPPER_ROWS, HIP_ATTN_HOPPER_HEAD_DIM); hip_prefill_attn_dense's job where the host
+//                        chooses it (sm_90a, bf16, head_dim HIP_ATTN_HOPPER_HEAD_DIM; plan.rs); takes the tensor maps
+//                        of Q, K and V (boxes of 64 d x 1 head x HIP_ATTN_HOPPER_ROWS tokens) before the block
 //   hip_decode_search    (mask_heads, batch)                                  HIP_ATTN_SEARCH_THREADS
 //   hip_decode_search_wide  (mask_heads * HIP_DSEARCH_CL, batch), in clusters  HIP_ATTN_SEARCH_THREADS
 //                        of (HIP_DSEARCH_CL, 1, 1) set by the kernel; the host picks one of the two searches
@@ -431,9 +487,13 @@ pub fn header_text() -> String {
     blocks_c(&mut s);
     s.push_str(LAUNCH);
     launch_c(&mut s);
+    s.push('\n');
+    hopper_c(&mut s);
     s.push_str("\n// Shared functions of the host (src/contract.rs, the same text) and the kernels.\nnamespace hip_contract {\n");
     s.push_str(SEL_C);
     functions_c(&mut s);
+    s.push_str(SEL_END_C);
+    narrow_c(&mut s);
     s.push_str("}  // namespace hip_contract\n\n");
     s.push_str(RANGES);
     s.push_str("\n#endif\n");
@@ -604,6 +664,10 @@ mod tests {
             ("HIP_ATTN_SCAN_MAX_SPLITS", SCAN_MAX_SPLITS as i64),
             ("HIP_ATTN_CUDA_MAX_BK", CUDA_MAX_BK as i64),
             ("HIP_ATTN_CUDA_MAX_GROUP", CUDA_MAX_GROUP as i64),
+            ("HIP_ATTN_HOPPER_THREADS", HOPPER_THREADS as i64),
+            ("HIP_ATTN_HOPPER_ROWS", HOPPER_ROWS as i64),
+            ("HIP_ATTN_HOPPER_HEAD_DIM", HOPPER_HEAD_DIM as i64),
+            ("HIP_ATTN_HOPPER_STAGES", HOPPER_STAGES as i64),
             // The error bits are unsigned in C (they are OR-ed into an unsigned flag).
             ("-HIP_ATTN_DEVERR_MASK_CONFIG > 0", 1),
         ] {
@@ -636,6 +700,9 @@ mod tests {
                 }
             }
         }
+        for stages in 1..=3 {
+            check(format!("{}({stages}, 128, 128)", h::HOPPER_SMEM), hopper_smem(stages, 128, 128));
+        }
         if let Some(got) = host_numbers("functions", "", &body) {
             assert_eq!(got, want);
         }
@@ -643,28 +710,28 @@ mod tests {
         assert_eq!((prefill_threads(32, 128), prefill_threads(48, 128), prefill_threads(64, 256)), (128, 96, 128));
         assert_eq!(dense_smem(128), 2 * 2 * 32 * 136 * 2 + 128 * 136 * 2 + 2 * 32 * 4 + 64);
         assert_eq!((search_blocks(4, 4, 2), search_blocks(4, 5, 2), search_blocks(4, 7, 2)), (0, 1, 2));
+        // Q and three K and three V tiles of 32 KiB, 13 mbarriers, 1 KiB of alignment: within the 227 KiB an sm_90
+        // CTA may opt in to.
+        let hopper = hopper_smem(HOPPER_STAGES as i64, HOPPER_ROWS as i64, HOPPER_HEAD_DIM as i64);
+        assert_eq!(hopper, 32768 * 7 + 8 * 13 + 1024);
+        assert!(hopper <= 227 * 1024);
     }
 
-    /// common.cuh's num_search_blocks, the kernels' 32-bit form of search_blocks, counts what search_blocks
-    /// counts (its body is compiled here on the host, with BK as a template parameter).
+    /// search_blocks_i32, the kernels' int form of search_blocks (common.cuh's num_search_blocks), counts what
+    /// search_blocks counts over the int range, where the arithmetic of an int body would overflow.
     #[test]
-    fn kernels_block_count_equals_search_blocks() {
-        let common = std::fs::read_to_string(root().join("cuda/common.cuh")).unwrap();
-        let start = common.find("int num_search_blocks(int sink, int e) {").expect("num_search_blocks in common.cuh");
-        let body = &common[start..];
-        let body = &body[body.find('{').unwrap() + 1..body.find("\n}").unwrap()];
-        let prelude = format!("template <int BK> int nsb(int sink, int e) {{{body}\n}}");
+    fn int_block_count_equals_search_blocks() {
         let mut prog = String::new();
         let mut want = Vec::new();
         for bk in [1, 2, 3, 16, 128] {
             for sink in [0, 4, 9, 1 << 30] {
                 for e in [0, 1, 4, 5, 9, 10, 100, 2047, i32::MAX as i64] {
-                    prog.push_str(&print(&format!("nsb<{bk}>({sink}, {e})")));
+                    prog.push_str(&print(&format!("{}({sink}, {e}, {bk})", hip_contract_names::SEARCH_BLOCKS_I32)));
                     want.push(search_blocks(sink, e, bk));
                 }
             }
         }
-        if let Some(got) = host_numbers("nsb", &prelude, &prog) {
+        if let Some(got) = host_numbers("nsb", "", &prog) {
             assert_eq!(got, want);
         }
     }
@@ -681,7 +748,9 @@ mod tests {
         pub const PREFILL_KSPLIT: &str = "hip_contract::prefill_ksplit";
         pub const SCAN_REGION_BYTES: &str = "hip_contract::scan_region_bytes";
         pub const SEARCH_BLOCKS: &str = "hip_contract::search_blocks";
+        pub const SEARCH_BLOCKS_I32: &str = "hip_contract::search_blocks_i32";
         pub const ALL_BLOCKS_SELECTED: &str = "hip_contract::all_blocks_selected";
+        pub const HOPPER_SMEM: &str = "hip_contract::hopper_smem";
     }
 
     /// The generated layout kernel compiles with NVRTC against the generated header (the GPU test runs it).

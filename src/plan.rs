@@ -58,9 +58,6 @@ pub enum DenseKernel {
     Hopper { grid: Grid },
 }
 
-/// Query rows per CTA of hip_prefill_attn_hopper (HOPPER_BM of cuda/hopper/fa3.cuh).
-pub const HOPPER_ROWS: usize = 128;
-
 /// What the bulk tensor copies need of one operand (q, k, v; o for its stores): a 16-byte aligned base and token
 /// and head strides that are whole 16-byte units (8 bf16 elements).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +69,7 @@ pub struct DenseOperand {
 
 impl DenseOperand {
     fn copyable(&self) -> bool {
-        self.addr % 16 == 0 && self.row_stride % 8 == 0 && self.head_stride % 8 == 0
+        self.addr.is_multiple_of(16) && self.row_stride.is_multiple_of(8) && self.head_stride.is_multiple_of(8)
     }
 }
 
@@ -88,13 +85,14 @@ impl PrefillPlan {
         let fits = hopper_compiled
             && self.shape.batch == 1
             && cfg.dtype == DType::Bf16
-            && cfg.head_dim == 128
+            && cfg.head_dim == crate::contract::HOPPER_HEAD_DIM
             && self.shape.total_q > 0
             && total_k > 0
             && ops.iter().all(DenseOperand::copyable);
         self.dense_kernel = if fits {
             let (_, hq, batch) = self.dense_grid;
-            DenseKernel::Hopper { grid: (self.shape.max_seqlen_q.div_ceil(HOPPER_ROWS) as u32, hq, batch) }
+            let rows = crate::contract::HOPPER_ROWS;
+            DenseKernel::Hopper { grid: (self.shape.max_seqlen_q.div_ceil(rows) as u32, hq, batch) }
         } else {
             DenseKernel::Classic
         };

@@ -94,7 +94,7 @@ fn stride(field: &str, name: &str, value: i64, dtype: DType) -> Result<usize> {
         return Err(Error::arg(format!("{field}.{name} ({value}) is negative")));
     }
     let per = TENSOR_ALIGN / dtype.size();
-    if value as u64 % per as u64 != 0 {
+    if !(value as u64).is_multiple_of(per as u64) {
         return Err(Error::misaligned(format!(
             "{field}.{name} ({value}) must be a multiple of {per} elements ({TENSOR_ALIGN} bytes of {})",
             dtype.name()
@@ -165,7 +165,7 @@ pub fn check_ptr(field: &str, addr: usize, align: usize) -> Result<()> {
     if addr == 0 {
         return Err(Error::null(field));
     }
-    if addr % align != 0 {
+    if !addr.is_multiple_of(align) {
         return Err(Error::misaligned(format!("{field} (0x{addr:x}) is not {align}-byte aligned")));
     }
     Ok(())

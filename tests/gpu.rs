@@ -1286,7 +1286,7 @@ fn decode_bad_page(
     assert!(nb > kb && branch < 2 * kb, "{what}: the bad sequence must search");
     let (x, y) = (branch / 2 * nb / kb, (branch / 2 + 1) * nb / kb);
     let h = (y - x).div_ceil(2);
-    let (a, e) = if branch % 2 == 0 { (x, x + h) } else { (x + h, y) };
+    let (a, e) = if branch.is_multiple_of(2) { (x, x + h) } else { (x + h, y) };
     let key = c.sink + (a + e - 1) / 2 * c.bk;
     let per_seq = dcache.desc.page_table_stride as usize;
     let good_table = dcache.desc.page_table;

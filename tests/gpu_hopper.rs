@@ -15,24 +15,23 @@
 mod common;
 use common::*;
 use cudarc::driver::{result, sys};
+use hip_attn::contract;
 use hip_attn::tensor::DType;
 use hip_attn::*;
 use std::ffi::c_void;
 
 const SRC: &str = include_str!("../cuda/hopper/fa3.cuh");
 const KERNEL: &str = "hopper_fa3_causal";
-const D: usize = 128;
-const BM: usize = 128;
-const THREADS: u32 = 384;
+const D: usize = contract::HOPPER_HEAD_DIM;
+const BM: usize = contract::HOPPER_ROWS;
+const THREADS: u32 = contract::HOPPER_THREADS;
 /// The variants compiled, checked and timed: (K/V pipeline depth HOPPER_STAGES, HOPPER_OVERLAP). The first is the
 /// plainest; the timing table compares every other output with its.
 const VARIANTS: [(u32, u32); 4] = [(2, 0), (3, 0), (2, 1), (3, 1)];
 
-/// Dynamic shared memory of a variant: Q tile, `stages` K and V tiles, the mbarriers, 1024 bytes of alignment slack
-/// (HOPPER_SMEM_BYTES in the kernel).
+/// Dynamic shared memory of a variant (HOPPER_SMEM_BYTES in the kernel).
 fn smem_bytes(stages: u32) -> u32 {
-    let tile = 2 * 128 * 128;
-    tile * (1 + 2 * stages) + 8 * (1 + 4 * stages) + 1024
+    contract::hopper_smem(stages as i64, BM as i64, D as i64) as u32
 }
 
 /// The cubin of a variant and NVRTC's log; a compile error or a warning that defeats the design is an error.
@@ -43,7 +42,9 @@ fn compile((stages, overlap): (u32, u32)) -> Result<(Vec<u8>, String), String> {
         format!("-DHOPPER_OVERLAP={overlap}"),
         "-Xptxas=-v".to_string(),
     ];
-    let out = hip_attn::cuda::compile::compile_cubin_with_log("fa3.cu", &[("fa3.cu", SRC)], &opts, "sm_90a")
+    let header = contract::header_text();
+    let sources = [("fa3.cu", SRC), ("hip_contract.h", header.as_str())];
+    let out = hip_attn::cuda::compile::compile_cubin_with_log("fa3.cu", &sources, &opts, "sm_90a")
         .map_err(|e| format!("HOPPER_STAGES={stages} HOPPER_OVERLAP={overlap}: {e}"))?;
     // C7508: setmaxnreg ignored. "serializ" (C7513, C7514): wgmma made synchronous; C7519: a warpgroup.arrive the
     // compiler had to add because registers of a running wgmma were touched. A stack frame or spills: registers moved to
@@ -163,7 +164,7 @@ struct Dev {
 /// descriptors assume. The bulk tensor copy engine needs a 16-byte aligned base and strides that are multiples of
 /// 16 bytes (8 elements); the error names the field otherwise.
 fn tensor_map(t: &Dev) -> Result<sys::CUtensorMap, String> {
-    if t.buf.addr % 16 != 0 {
+    if !t.buf.addr.is_multiple_of(16) {
         return Err(format!("tensor base {:#x} is not 16-byte aligned", t.buf.addr));
     }
     for (what, s) in [("token_stride", t.tok_stride), ("head_stride", t.head_stride)] {
@@ -218,7 +219,7 @@ fn dev_tensor(mem: &dyn Mem, bytes: &[u8], tokens: usize, heads: usize, tok_stri
 /// Launches the kernel once on `stream` (asynchronous).
 fn launch(k: &Kernel, io: &Io, scale: f32, stream: *mut c_void) -> Result<(), String> {
     let (mut mq, mut mk, mut mv) = (tensor_map(&io.q)?, tensor_map(&io.k)?, tensor_map(&io.v)?);
-    if io.o.tok_stride % 2 != 0 || io.o.head_stride % 2 != 0 || io.o.buf.addr % 4 != 0 {
+    if !io.o.tok_stride.is_multiple_of(2) || !io.o.head_stride.is_multiple_of(2) || !io.o.buf.addr.is_multiple_of(4) {
         return Err("O must be 4-byte aligned with even strides (bf16 pairs are stored as one word)".into());
     }
     let mut o = io.o.buf.addr as u64;

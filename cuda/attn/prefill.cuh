@@ -1,8 +1,9 @@
 // Prefill attention (FlashAttention-2 style): one CTA per query tile and q head gathers key tiles from the HiP key
 // list with cp.async and computes S = QK^T and O += PV with mma.sync. prefill_attn runs the stages in order: the
-// main loop over key tiles, in each tile the masking (mask.cuh) and the online softmax (log2 domain), then the
-// epilogue (epilogue.cuh: merge of the key splits, row normalization, LSE). The main loop and the prefill softmax
-// stay in this function: moving them into device functions of their own changed the compiled code (scheduling).
+// main loop over key tiles, in each tile the masking (mask.cuh) and the online softmax (softmax.cuh, log2 domain),
+// then the epilogue (epilogue.cuh: merge of the key splits, row normalization, LSE). The main loop's gather and
+// MMAs stay in this function. The softmax as a function of its own compiles to the same instructions, registers
+// and sizes as inline, in another order (scheduling), so it awaits a GPU A/B.
 // Included by attention.cuh.
 #ifndef HIP_ATTN_ATTN_PREFILL_CUH
 #define HIP_ATTN_ATTN_PREFILL_CUH
@@ -296,47 +297,7 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
         for (int m = 0; m < MT; ++m) {
             float mx[2] = {HIP_NEG_INF, HIP_NEG_INF};
             prefill_mask_tile<KW>(sc[m], mx, unmasked, kp, lim[m], sl2, tq);
-            float alpha[2], mu[2];
-            bool settled = true;  // neither row's maximum moved
-#pragma unroll
-            for (int hh = 0; hh < 2; ++hh) {
-                const float mnew = fmaxf(mrow[m][hh], quad_max(mx[hh]));
-                mu[hh] = mnew == HIP_NEG_INF ? 0.f : mnew;  // a row with no key yet: exp2(-inf - 0) = 0, no NaN
-                alpha[hh] = exp2_ftz(mrow[m][hh] - mu[hh]);
-                settled &= mnew == mrow[m][hh];
-                mrow[m][hh] = mnew;
-            }
-            float rs[2] = {0.f, 0.f};
-#pragma unroll
-            for (int n = 0; n < KW / 8; ++n) {
-#pragma unroll
-                for (int i = 0; i < 4; ++i) {
-                    const float e2 = exp2_ftz(sc[m][n][i] - mu[i >> 1]);
-                    sc[m][n][i] = e2;
-                    rs[i >> 1] += e2;
-                }
-            }
-#pragma unroll
-            for (int hh = 0; hh < 2; ++hh) lrow[m][hh] = lrow[m][hh] * alpha[hh] + rs[hh];
-            // Once the rows' maxima settle most tiles move none of the m-tile's 16 rows, and the 64 multiplies per
-            // lane would all be by 1 (or, for rows without keys yet, of zeros): skipped, warp-uniformly.
-            if (!__all_sync(0xffffffffu, settled)) {
-#pragma unroll
-                for (int n = 0; n < D / 8; ++n) {
-                    o[m][n][0] *= alpha[0];
-                    o[m][n][1] *= alpha[0];
-                    o[m][n][2] *= alpha[1];
-                    o[m][n][3] *= alpha[1];
-                }
-            }
-            // C fragments of S become A fragments of P (16 keys per k-step).
-#pragma unroll
-            for (int kk = 0; kk < KW / 16; ++kk) {
-                pf[m][kk][0] = pack2(sc[m][2 * kk][0], sc[m][2 * kk][1]);
-                pf[m][kk][1] = pack2(sc[m][2 * kk][2], sc[m][2 * kk][3]);
-                pf[m][kk][2] = pack2(sc[m][2 * kk + 1][0], sc[m][2 * kk + 1][1]);
-                pf[m][kk][3] = pack2(sc[m][2 * kk + 1][2], sc[m][2 * kk + 1][3]);
-            }
+            prefill_online_softmax<KW>(sc[m], mx, mrow[m], lrow[m], o[m], pf[m]);
         }
 
         {

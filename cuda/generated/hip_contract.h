@@ -172,8 +172,9 @@ typedef struct {
 } hip_merge_params;
 
 // ================================================================================================================
-// Launch geometry. All kernels but hip_prefill_attn_dense use static shared memory only (<= 48 KB for every
-// supported configuration). Every kernel takes its parameter block by value as its only argument.
+// Launch geometry. All kernels but hip_prefill_attn_dense and hip_prefill_attn_hopper use static shared memory only
+// (<= 48 KB for every supported configuration). Every kernel takes its parameter block by value as its last
+// argument, and all but hip_prefill_attn_hopper as their only one.
 //
 //   kernel               grid                                               block (threads)
 //   hip_prefill_search   (ceil(max_seqlen_q / HIP_BQ), mask_heads, batch)     HIP_ATTN_SEARCH_THREADS
@@ -187,6 +188,11 @@ typedef struct {
 //                        above 48 KiB); after hip_prefill_search, beside hip_prefill_attn: each takes the sequences
 //                        the other leaves (all_blocks_selected; bad sequence bounds go to this one, which is always
 //                        launched); the host may skip hip_prefill_attn when no valid sequence can need it
+//   hip_prefill_attn_hopper  (ceil(max_seqlen_q / HIP_ATTN_HOPPER_ROWS), num_q_heads, batch)
+//                        HIP_ATTN_HOPPER_THREADS, dynamic shared memory hopper_smem(HIP_ATTN_HOPPER_STAGES,
+//                        HIP_ATTN_HOPPER_ROWS, HIP_ATTN_HOPPER_HEAD_DIM); hip_prefill_attn_dense's job where the host
+//                        chooses it (sm_90a, bf16, head_dim HIP_ATTN_HOPPER_HEAD_DIM; plan.rs); takes the tensor maps
+//                        of Q, K and V (boxes of 64 d x 1 head x HIP_ATTN_HOPPER_ROWS tokens) before the block
 //   hip_decode_search    (mask_heads, batch)                                  HIP_ATTN_SEARCH_THREADS
 //   hip_decode_search_wide  (mask_heads * HIP_DSEARCH_CL, batch), in clusters  HIP_ATTN_SEARCH_THREADS
 //                        of (HIP_DSEARCH_CL, 1, 1) set by the kernel; the host picks one of the two searches
@@ -222,9 +228,20 @@ typedef struct {
 #define HIP_ATTN_CUDA_MAX_BK 128
 #define HIP_ATTN_CUDA_MAX_GROUP 64
 
+// hip_prefill_attn_hopper (cuda/hopper/dense.cuh on the pipeline of cuda/hopper/fa3.cuh): a producer
+// warpgroup and two consumer warpgroups of 64 query rows each.
+#define HIP_ATTN_HOPPER_THREADS 384
+// Token rows of each of its tiles: the query rows of a CTA (HOPPER_BM), the keys of a K and V tile
+// (HOPPER_BN), and the token extent of the host's tensor-map boxes, which every operand shares.
+#define HIP_ATTN_HOPPER_ROWS 128
+// The one head dimension it is built for (a tile row is two 128-byte swizzled halves of 64 bf16).
+#define HIP_ATTN_HOPPER_HEAD_DIM 128
+// K/V pipeline depth the library compiles it with (the standalone prototype takes 1 to 3 from -DHOPPER_STAGES).
+#define HIP_ATTN_HOPPER_STAGES 3
+
 // Shared functions of the host (src/contract.rs, the same text) and the kernels.
 namespace hip_contract {
-__host__ __device__ constexpr long long sel(bool c, long long a, long long b) { return c ? a : b; }
+#define sel(c, a, b) ((c) ? (a) : (b))
 // Largest bq the kernels support with head dimension d, and the query rows per CTA of hip_prefill_attn_dense.
 __host__ __device__ constexpr long long cuda_max_bq(long long d) { return sel(d <= 128, 128, 64); }
 // Largest Kb (key blocks selected per query block) the kernels support with head dimension d.
@@ -253,12 +270,19 @@ sel(d <= 128, dense_rows(d) * (d + 8), 8) * 2 + 2 * prefill_keys(d) * 4 + 64; }
 // blocks).
 __host__ __device__ constexpr long long scan_region_bytes(long long max_splits, long long nbmax) { return (4 * max_splits + 8 * nbmax + 15) / 16 * 16; }
 // Key blocks in the search domain [sink, e) of a query block: ceil((e - sink) / bk), 0 when e <= sink. (The
-// kernels' key lists use common.cuh's num_search_blocks, the same arithmetic kept in 32 bits, because the
-// 64-bit form compiles to different code; the C++ test below pins the two texts to the same values.)
+// kernels count in int through search_blocks_i32 below, common.cuh's num_search_blocks.)
 __host__ __device__ constexpr long long search_blocks(long long sink, long long e, long long bk) { return sel(e > sink, (e - sink + bk - 1) / bk, 0); }
 // The search selects every block of the domain [sink, e): a query block then attends every key it may see
 // (prefill_seq_dense in the kernels, decided per sequence; plan.rs prefill_all_dense for the whole call).
 __host__ __device__ constexpr bool all_blocks_selected(long long sink, long long e, long long bk, long long kb) { return search_blocks(sink, e, bk) <= kb; }
+// Dynamic shared memory (bytes) of hip_prefill_attn_hopper (HOPPER_SMEM_BYTES of cuda/hopper/fa3.cuh) with
+// `stages` K/V stages of tiles of `rows` tokens of d bf16 elements: the Q tile, the stages' K and V tiles, an
+// 8-byte mbarrier for Q and four per stage (K and V full and empty), 1 KiB of slack to align the swizzled
+// tiles to 1024 bytes.
+__host__ __device__ constexpr long long hopper_smem(long long stages, long long rows, long long d) { return 2 * rows * d * (1 + 2 * stages) + 8 * (1 + 4 * stages) + 1024; }
+#undef sel
+// search_blocks over int (e, sink <= 2^31 - 1): what the kernels' key lists count.
+__host__ __device__ constexpr int search_blocks_i32(int sink, int e, int bk) { return (int)search_blocks(sink, e, bk); }
 }  // namespace hip_contract
 
 // Supported compile-time ranges (a configuration outside them fails to compile with a static_assert message):

@@ -11,7 +11,10 @@
 // 3-D (d, head, token) with 128-byte swizzled boxes of 64 d x 1 head x 128 tokens, so every shared tile is a
 // stack of 128-byte rows in exactly the swizzled K-major (Q, K) or MN-major (V) form wgmma reads.
 //
-// No CUDA header is included (NVRTC on an engine host may have none): elements are raw 16-bit words.
+// No CUDA header is included (NVRTC on an engine host may have none): elements are raw 16-bit words. The geometry
+// the host must know (threads, tile rows, head dim, shared memory) is src/contract.rs's, through hip_contract.h,
+// both in the library and standalone (tests/gpu_hopper.rs passes the header).
+#include "hip_contract.h"
 
 #ifndef HOPPER_STAGES
 #define HOPPER_STAGES 2
@@ -20,10 +23,10 @@
 #ifndef HOPPER_OVERLAP
 #define HOPPER_OVERLAP 0
 #endif
-#define HOPPER_BM 128
-#define HOPPER_BN 128
-#define HOPPER_D 128
-#define HOPPER_THREADS 384
+#define HOPPER_BM HIP_ATTN_HOPPER_ROWS
+#define HOPPER_BN HIP_ATTN_HOPPER_ROWS
+#define HOPPER_D HIP_ATTN_HOPPER_HEAD_DIM
+#define HOPPER_THREADS HIP_ATTN_HOPPER_THREADS
 #define HOPPER_INF __int_as_float(0x7f800000)
 
 static_assert(HOPPER_STAGES >= 1 && HOPPER_STAGES <= 3, "1 to 3 K/V stages fit in shared memory");
@@ -34,9 +37,14 @@ struct __align__(64) hopper_tmap {
 };
 
 // Bytes of one 64-column half of a 128-row bf16 tile (the unit one bulk tensor copy fills).
-#define HOPPER_HALF (128 * 128)
+#define HOPPER_HALF (HOPPER_BM * 64 * 2)
 #define HOPPER_TILE (2 * HOPPER_HALF)
-#define HOPPER_SMEM_BYTES (HOPPER_TILE * (1 + 2 * HOPPER_STAGES) + 8 * (1 + 4 * HOPPER_STAGES) + 1024)
+#define HOPPER_SMEM_BYTES hip_contract::hopper_smem(HOPPER_STAGES, HOPPER_BM, HOPPER_D)
+// The layout the kernels carve out of the dynamic shared memory (Q tile, K and V stages, then the mbarriers after
+// up to 1 KiB of alignment) is what the host grants.
+static_assert(HOPPER_BM == HOPPER_BN && HOPPER_D == 2 * 64, "one tile shape (the host's tensor-map box) for Q, K and V");
+static_assert(1024 + HOPPER_TILE * (1 + 2 * HOPPER_STAGES) + 8 * (1 + 4 * HOPPER_STAGES) <= HOPPER_SMEM_BYTES,
+              "the shared-memory layout fits in hip_contract::hopper_smem");
 
 static __device__ __forceinline__ unsigned smem_u32(const void* p) {
     return (unsigned)__cvta_generic_to_shared(p);

@@ -195,7 +195,7 @@ pub unsafe fn decode(cfg: &Config, a: &DecodeArgs) -> Result<()> {
             let stored = unsafe { read_record(cfg, a, b, mh, p, &mut scratch.blocks)? };
             let (keys, sel, step) = match stored {
                 // (a counter that wrapped past 2^31 - 1 turns negative and searches, as on CUDA)
-                Some(s) if s.step >= 1 && s.step as u32 % cfg.refresh as u32 != 0 => {
+                Some(s) if s.step >= 1 && !(s.step as u32).is_multiple_of(cfg.refresh as u32) => {
                     (BlockKeys::with_e(s.e, tk, cfg.sink, cfg.bk), &scratch.blocks[..], s.step.wrapping_add(1) as u32)
                 }
                 _ => {

@@ -11,8 +11,8 @@ use crate::args::{Buffer, DecodeArgs, MergeArgs, PrefillArgs};
 use crate::config::{Config, CreateOptions, MaskSharing};
 use crate::contract::{
     self, COMBINE_THREADS, CUDA_MAX_BK, CUDA_MAX_GROUP, DECODE_THREADS, DEVERR_ALL, DEVERR_MASK_CONFIG,
-    DEVERR_MASK_STATE, DEVERR_PAGE_TABLE, DEVERR_SEQLENS, MERGE_HEADS_PER_CTA, MERGE_THREADS, SCAN_THREADS,
-    SEARCH_THREADS,
+    DEVERR_MASK_STATE, DEVERR_PAGE_TABLE, DEVERR_SEQLENS, HOPPER_HEAD_DIM, HOPPER_ROWS, HOPPER_STAGES, HOPPER_THREADS,
+    MERGE_HEADS_PER_CTA, MERGE_THREADS, SCAN_THREADS, SEARCH_THREADS,
 };
 use crate::plan::{self, DecodePlan, DecodeSearch, DeviceTraits, PrefillPlan};
 use crate::status::{hip_status::*, Error, Result};
@@ -61,15 +61,13 @@ pub const KERNELS: [&str; 12] = [
 pub const HOPPER_DENSE_KERNEL: &str = "hip_prefill_attn_hopper";
 /// Its index in the module: resolved after KERNELS.
 const HOPPER_DENSE: usize = KERNELS.len();
-/// Threads of hip_prefill_attn_hopper (HOPPER_THREADS: a producer and two consumer warpgroups).
-const HOPPER_THREADS: u32 = 384;
-/// Its dynamic shared memory with 3 stages (HOPPER_SMEM_BYTES of cuda/hopper/fa3.cuh): Q and 3 K and 3 V tiles
-/// of 32 KiB, 13 mbarriers, 1 KiB to align the swizzled tiles.
-const HOPPER_SMEM: u32 = 32768 * 7 + 8 * 13 + 1024;
+/// Its dynamic shared memory, as the module compiles it (HIP_ATTN_HOPPER_STAGES).
+const HOPPER_SMEM: u32 =
+    contract::hopper_smem(HOPPER_STAGES as i64, HOPPER_ROWS as i64, HOPPER_HEAD_DIM as i64) as u32;
 
 /// Whether the module for `cfg` on `arch` holds hip_prefill_attn_hopper (the condition of cuda/hip_attn.cu).
 pub fn hopper_dense_compiled(cfg: &Config, arch: &str) -> bool {
-    arch == "sm_90a" && cfg.dtype == DType::Bf16 && cfg.head_dim == 128
+    arch == "sm_90a" && cfg.dtype == DType::Bf16 && cfg.head_dim == HOPPER_HEAD_DIM
 }
 const PREFILL_SEARCH: usize = 0;
 const PREFILL_ATTN: usize = 1;
@@ -665,17 +663,17 @@ impl CudaBackend {
     }
 }
 
-/// The (d, head, token) tensor map of a bf16 [tokens][heads][128] view over `tokens` rows, in boxes of 64 d x 1
-/// head x 128 tokens with 128-byte swizzling: the shape hip_prefill_attn_hopper's copies and wgmma reads expect.
+/// The (d, head, token) tensor map of a bf16 [tokens][heads][HOPPER_HEAD_DIM] view over `tokens` rows, in boxes of
+/// 64 d x 1 head x HOPPER_ROWS tokens with 128-byte swizzling: the shape hip_prefill_attn_hopper's copies and wgmma reads expect.
 /// Errors where the driver refuses the view (the plan has checked alignment and strides already).
 fn tensor_map(t: &crate::tensor::TensorView, tokens: usize) -> std::result::Result<CUtensorMap, CUresult> {
     use cudarc::driver::sys::{
         cuTensorMapEncodeTiled, CUtensorMapDataType, CUtensorMapFloatOOBfill, CUtensorMapInterleave,
         CUtensorMapL2promotion, CUtensorMapSwizzle,
     };
-    let dims: [u64; 3] = [128, t.heads as u64, tokens as u64];
+    let dims: [u64; 3] = [HOPPER_HEAD_DIM as u64, t.heads as u64, tokens as u64];
     let strides: [u64; 2] = [(t.head_stride * 2) as u64, (t.row_stride * 2) as u64];
-    let boxes: [u32; 3] = [64, 1, plan::HOPPER_ROWS as u32];
+    let boxes: [u32; 3] = [64, 1, HOPPER_ROWS as u32];
     let elem: [u32; 3] = [1, 1, 1];
     let mut map = std::mem::MaybeUninit::<CUtensorMap>::zeroed();
     // SAFETY: every array has the rank's length (strides: rank - 1) and lives across the call; the driver only

@@ -187,7 +187,7 @@ pub fn check_elf(b: &[u8]) -> Result<(), CudaError> {
         let sh_type = u32_at(sh + 4);
         let (off, size) = (u64_at(sh + 0x18), u64_at(sh + 0x20));
         const SHT_NOBITS: u32 = 8;
-        if sh_type != SHT_NOBITS && !off.checked_add(size).is_some_and(|end| end <= len) {
+        if sh_type != SHT_NOBITS && off.checked_add(size).is_none_or(|end| end > len) {
             return bad("section past end of image (truncated?)");
         }
     }

@@ -48,7 +48,7 @@ unsafe fn read_struct<T: Copy>(ptr: *const T, name: &str) -> Result<T> {
     if ptr.is_null() {
         return Err(Error::null(name));
     }
-    if (ptr as usize) % std::mem::align_of::<T>() != 0 {
+    if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(Error::misaligned(format!(
             "{name} (0x{:x}) is not {}-byte aligned",
             ptr as usize,

@@ -145,7 +145,7 @@ impl Bufs {
                 now.iter()
                     .zip(&t.before)
                     .enumerate()
-                    .find(|(i, (a, b))| a != b && mask.map_or(true, |m| !m[*i]))
+                    .find(|(i, (a, b))| a != b && mask.is_none_or(|m| !m[*i]))
                     .map(|x| x.0)
             };
             match t.role {

@@ -39,7 +39,7 @@ impl DevBuf {
         self.ptr + offset as u64
     }
     pub(crate) fn span_ok(&self, offset: usize, bytes: usize) -> Res<()> {
-        if offset.checked_add(bytes).map_or(true, |end| end > self.bytes) {
+        if offset.checked_add(bytes).is_none_or(|end| end > self.bytes) {
             return Err(Fail::Error(format!(
                 "internal: access [{offset}, +{bytes}) outside a {}-byte buffer",
                 self.bytes

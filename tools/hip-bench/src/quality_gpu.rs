@@ -187,7 +187,7 @@ impl Mem {
         }
     }
     fn span_ok(&self, offset: usize, bytes: usize) -> Res<()> {
-        if offset.checked_add(bytes).map_or(true, |end| end > self.bytes()) {
+        if offset.checked_add(bytes).is_none_or(|end| end > self.bytes()) {
             let size = self.bytes();
             return Err(Fail::Error(format!("internal: access [{offset}, +{bytes}) outside a {size}-byte buffer")));
         }
@@ -199,7 +199,7 @@ impl Mem {
             Mem::Dev(d) => d.upload(offset, data),
             Mem::Host(h) => {
                 let n = std::mem::size_of_val(data);
-                if offset.checked_add(n).map_or(true, |end| end > h.bytes) {
+                if offset.checked_add(n).is_none_or(|end| end > h.bytes) {
                     return Err(Fail::Error(format!("internal: write [{offset}, +{n}) outside {} bytes", h.bytes)));
                 }
                 // SAFETY: the destination span lies inside the buffer's initialised bytes (checked), the source is a

@@ -108,9 +108,9 @@ impl Row {
 }
 
 pub(crate) fn len_label(t: usize) -> String {
-    if t >= 1 << 20 && t % (1 << 20) == 0 {
+    if t >= 1 << 20 && t.is_multiple_of(1 << 20) {
         format!("{}M", t >> 20)
-    } else if t >= 1024 && t % 1024 == 0 {
+    } else if t >= 1024 && t.is_multiple_of(1024) {
         format!("{}k", t >> 10)
     } else {
         t.to_string()
