@@ -2,7 +2,7 @@
 # Runner packed by scripts/gpu-pack.sh. Modes: quick (GPU tests), full (tests + sanitizers + benchmark),
 # bench (benchmark only: PyTorch's dense attention first where python3 has torch, then hip-bench --dense with it, so
 # every prefill and decode row has its dense time and ratio from the same device call; WITH_512K=1 adds prefill 512k
-# to both), exact (the exact-attention rows, classic and HIP_ATTN_DENSE_KERNEL=hopper, beside dense prefill), sanitize (compute-sanitizer memcheck, racecheck, initcheck on the small GPU tests;
+# to both), exact (the exact-attention rows, HIP_ATTN_DENSE_KERNEL=classic and the default (Hopper where compiled), beside dense prefill), sanitize (compute-sanitizer memcheck, racecheck, initcheck on the small GPU tests;
 # SAN_TOOLS="racecheck" picks tools), fuzz (tests/gpu_fuzz.rs, hostile device index data, under memcheck),
 # scan (SCAN selection: PyTorch's dense attention where torch is installed, then hip-bench --scan --dense and
 # --quality-gpu),
@@ -122,8 +122,9 @@ esac
 case $mode in
 exact)
     dense_baseline dense-baseline --prefill-only
-    step bench-exact-classic bin/hip-bench --only exact --json "$LOG/hip-bench-exact-classic.json" ${dense[@]+"${dense[@]}"}
-    step bench-exact-hopper env HIP_ATTN_DENSE_KERNEL=hopper bin/hip-bench --only exact \
+    step bench-exact-classic env HIP_ATTN_DENSE_KERNEL=classic bin/hip-bench --only exact \
+        --json "$LOG/hip-bench-exact-classic.json" ${dense[@]+"${dense[@]}"}
+    step bench-exact-hopper bin/hip-bench --only exact \
         --json "$LOG/hip-bench-exact-hopper.json" ${dense[@]+"${dense[@]}"}
     for s in bench-exact-classic bench-exact-hopper; do
         echo "--- $s"; grep -h "^| prefill, exact\|^| exact" "$LOG/$s.log" | head -n 20

@@ -290,12 +290,11 @@ impl CudaBackend {
         if dense > info.max_smem_per_block as u32 {
             module.set_max_dynamic_smem(PREFILL_ATTN_DENSE, dense)?;
         }
-        // The Hopper dense kernel is opt-in (HIP_ATTN_DENSE_KERNEL=hopper) until its GPU test over varlen, chunked
-        // and non-causal calls has passed on a GPU: on 2026-12-02 only hip-bench's checked exact rows (causal, one
-        // sequence of 32k) ran it. The variable is read when a context is created.
-        let opted_in = std::env::var("HIP_ATTN_DENSE_KERNEL").is_ok_and(|v| v == "hopper");
-        if hopper_compiled && opted_in {
-            log(LogLevel::Info, "HIP_ATTN_DENSE_KERNEL=hopper: dense prefill may use the Hopper kernel");
+        // The Hopper dense kernel is the default where it is compiled; HIP_ATTN_DENSE_KERNEL=classic (read when a
+        // context is created) keeps the classic kernel, for A/B runs and as an escape from a fault without a rebuild.
+        let opted_in = std::env::var("HIP_ATTN_DENSE_KERNEL").map_or(true, |v| v != "classic");
+        if hopper_compiled && !opted_in {
+            log(LogLevel::Info, "HIP_ATTN_DENSE_KERNEL=classic: dense prefill keeps the classic kernel");
         }
         let hopper = hopper_compiled && opted_in && {
             let granted = module.set_max_dynamic_smem(HOPPER_DENSE, HOPPER_SMEM);
