@@ -147,6 +147,9 @@ shard)
     fi
     export NCCL_NVLS_ENABLE=0
     step shard-example-cuda env HIP_ATTN_BACKEND=cuda bin/sharded_decode 2
+    # The NCCL path on one GPU: one shard, a communicator of one rank (init, all-gather, merge, destroy).
+    [ -n "$nccl_dir" ] && step shard-example-nccl-1rank env HIP_ATTN_BACKEND=cuda HIP_ATTN_EXAMPLE_NCCL=1 bin/sharded_decode 1 &&
+        grep -h "NCCL\|MATCH\|max" "$LOG/shard-example-nccl-1rank.log" | head -n 6
     grep -h "shard\|MATCH\|max" "$LOG/shard-example-cuda.log" | head -n 10
     for t in ${SHARD_TOKENS:-2097152}; do
         STEP_TIMEOUT=${STEP_TIMEOUT:-420} step "shard-bench-$t" env HIP_ATTN_BACKEND=cuda bin/sharded_decode --bench "$t" 2

@@ -12,6 +12,8 @@
 //   sharded_decode --bench T [N]   timing: T tokens over N shards (default 2) with the default k = 512; per step
 //                                  the slowest shard's decode, the all-gather and the merge, in milliseconds.
 //
+// HIP_ATTN_EXAMPLE_NCCL=1 takes the NCCL path for one shard too (a communicator of one rank): the NCCL calls run on
+// a one-GPU machine.
 // HIP_ATTN_BACKEND=cpu (default) or cuda. NCCL (libnccl.so.2) and the CUDA driver are loaded at run time and the
 // few entry points used are declared below, so the example builds with only a C++ compiler. NVLink multicast
 // (NVLS) is turned off before NCCL loads: NCCL_NVLS_ENABLE=0.
@@ -364,7 +366,7 @@ int run(int argc, char** argv) {
         why = "the CPU backend has no NCCL";
     } else if (gpus < nshards) {
         why = std::to_string(gpus) + " GPU(s) for " + std::to_string(nshards) + " shards";
-    } else if (nshards < 2) {
+    } else if (nshards < 2 && !std::getenv("HIP_ATTN_EXAMPLE_NCCL")) {
         why = "one shard";
     } else {
         nccl = Nccl::open(why);
