@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backend_memory.hpp"
+#include "example_data.hpp"
 #include "hip_attn.hpp"
 
 namespace {
@@ -25,28 +26,12 @@ constexpr int SEQ_LEN[BATCH] = {300, 77};
 constexpr int MAX_LEN = 300, CAPACITY = MAX_LEN + STEPS;
 constexpr size_t KV_ROW = HKV * D, Q_ROW = HQ * D;
 
-// bf16 <-> float, round to nearest even.
-uint16_t to_bf16(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    u += 0x7FFFu + ((u >> 16) & 1u);
-    return static_cast<uint16_t>(u >> 16);
-}
-float from_bf16(uint16_t h) {
-    uint32_t u = static_cast<uint32_t>(h) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
+using example::from_bf16;
+using example::to_bf16;
 
-// The C example's xorshift generator, uniform in [-1, 1), so the two examples draw the same data.
-uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-float rnd() {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return static_cast<float>((rng_state >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
+// The C example's generator and seed, so the two examples draw the same data.
+example::Xorshift rng{0x9E3779B97F4A7C15ull};
+float rnd() { return rng.next(); }
 std::vector<uint16_t> random_bf16(size_t n) {
     std::vector<uint16_t> v(n);
     for (auto& x : v) x = to_bf16(rnd());

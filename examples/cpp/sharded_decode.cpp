@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "example_data.hpp"
 #include "hip_attn.hpp"
 
 namespace {
@@ -44,28 +45,12 @@ constexpr size_t KV_ROW = HKV * D, Q_ROW = HQ * D;
 // LSE (f32 [HQ]). 2048 + 32 bytes: a multiple of 16, so every record's O stays 16-byte aligned.
 constexpr size_t O_BYTES = Q_ROW * 2, SLOT_BYTES = O_BYTES + HQ * 4;
 
-uint16_t to_bf16(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    u += 0x7FFFu + ((u >> 16) & 1u);
-    return static_cast<uint16_t>(u >> 16);
-}
-float from_bf16(uint16_t h) {
-    uint32_t u = static_cast<uint32_t>(h) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
+using example::from_bf16;
+using example::to_bf16;
 
-uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-float rnd() {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return static_cast<float>((rng_state >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
+example::Xorshift rng{0x2545F4914F6CDD1Dull};
 void fill_random(uint16_t* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) p[i] = to_bf16(rnd());
+    for (size_t i = 0; i < n; ++i) p[i] = to_bf16(rng.next());
 }
 
 double now_ms() {
