@@ -20,6 +20,8 @@
 #define HOPPER_STAGES 2
 #endif
 // 1: the next tile's S = Q K^T is issued together with this tile's P V, and its softmax runs while P V does.
+// 2: as 1, and the two consumer warpgroups take turns issuing those products (pingpong, two named barriers), so
+// that one warpgroup's softmax runs while the other's products hold the tensor cores.
 #ifndef HOPPER_OVERLAP
 #define HOPPER_OVERLAP 0
 #endif
@@ -249,6 +251,18 @@ static __device__ __forceinline__ void softmax_tile(const float* acc_s, float sc
     }
 }
 
+// Named barriers 1 and 2 (0 is __syncthreads): "consumer warpgroup 0 / 1 may issue its products". A warpgroup
+// waits on its own (its 128 threads plus the other warpgroup's 128 arrivals) and arrives on the other's.
+// Immediate barrier ids (a register id makes ptxas reserve all 16).
+static __device__ __forceinline__ void turn_wait(int cw) {
+    if (cw == 0) asm volatile("bar.sync 1, 256;" ::: "memory");
+    else asm volatile("bar.sync 2, 256;" ::: "memory");
+}
+static __device__ __forceinline__ void turn_pass(int cw) {
+    if (cw == 0) asm volatile("bar.arrive 2, 256;" ::: "memory");
+    else asm volatile("bar.arrive 1, 256;" ::: "memory");
+}
+
 static __device__ __forceinline__ void rescale(float (*acc_o)[32], const float* alpha) {
 #pragma unroll
     for (int c = 0; c < 2; ++c)
@@ -358,6 +372,11 @@ extern "C" __global__ void __launch_bounds__(HOPPER_THREADS, 1)
         if (qt == 0) mask_diagonal(acc_s, 0, q_row0, c0);
         softmax_tile(acc_s, scale_log2, m, l, alpha, p);
     }
+#if HOPPER_OVERLAP == 2
+    // Warpgroup 0 issues first. Each warpgroup waits n_kt - 1 times; warpgroup 1 passes the turn once before the
+    // loop and then in every trip but its last, so every wait has exactly one matching arrival.
+    if (cw == 1 && n_kt > 1) turn_pass(cw);
+#endif
     // Every tile but the last has a successor; the last tile's P V runs alone after the loop.
     for (int kt = 0; kt + 1 < n_kt; ++kt) {
         const int s = kt % HOPPER_STAGES;
@@ -367,11 +386,17 @@ extern "C" __global__ void __launch_bounds__(HOPPER_THREADS, 1)
         float acc_s[64];
         mbar_wait(k_full + 8 * s1, parity1);
         mbar_wait(v_full + 8 * s, parity);
+#if HOPPER_OVERLAP == 2
+        turn_wait(cw);
+#endif
         wgmma_fence();
         issue_s(acc_s, q_tile, sk + s1 * HOPPER_TILE);
         wgmma_commit();
         issue_pv(acc_o, p, sv + s * HOPPER_TILE);
         wgmma_commit();
+#if HOPPER_OVERLAP == 2
+        if (cw == 0 || kt + 2 < n_kt) turn_pass(cw);
+#endif
         wgmma_wait<1>();  // the older group, S(kt + 1), is complete; P(kt) V(kt) may still run
         pin<64>(acc_s);
         release(k_empty + 8 * s1, lane);
