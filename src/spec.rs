@@ -73,6 +73,80 @@ pub fn query_block_score<'a>(q: &[f32], block: (usize, usize), sk: usize, key: i
     (block.0..block.1).step_by(sk).map(|t| dot(q, key(t))).fold(f32::NEG_INFINITY, f32::max)
 }
 
+/// Largest finite magnitude of FP8 E4M3 (the OCP "FN" format: no infinities, one NaN pattern per sign).
+pub const E4M3_MAX: f32 = 448.0;
+
+/// The E4M3 value of byte `b` (docs/ALGORITHM.md §9): sign, 4 exponent bits (bias 7), 3 mantissa bits; exponent
+/// field 0 holds the subnormals m * 2^-9, and S.1111.111 is NaN. Every value is exact in f32.
+pub fn e4m3_to_f32(b: u8) -> f32 {
+    let sign = if b & 0x80 != 0 { -1.0f32 } else { 1.0 };
+    let (exp, man) = ((b >> 3) & 0xF, b & 0x7);
+    if exp == 0xF && man == 0x7 {
+        return f32::NAN.copysign(sign);
+    }
+    let magnitude = if exp == 0 {
+        man as f32 * pow2(-9)
+    } else {
+        (8 + man) as f32 * pow2(exp as i32 - 7 - 3)
+    };
+    sign * magnitude
+}
+
+/// 2^e as an f32, for the normal exponents the E4M3 grid needs (-126..=127).
+fn pow2(e: i32) -> f32 {
+    f32::from_bits(((e + 127) as u32) << 23)
+}
+
+/// `x` rounded to E4M3 (docs/ALGORITHM.md §9): to the nearest value, ties to the even mantissa; magnitudes above
+/// 448 (infinities too) saturate to +-448, since the format has no infinity and an overflow that became NaN would
+/// poison every score of its block; NaN stays NaN; the sign of zero is kept.
+pub fn f32_to_e4m3(x: f32) -> u8 {
+    let sign = if x.is_sign_negative() { 0x80u8 } else { 0 };
+    if x.is_nan() {
+        return sign | 0x7F;
+    }
+    let a = x.abs();
+    if a >= E4M3_MAX {
+        return sign | 0x7E;
+    }
+    // The grid's spacing at |x|: 2^-9 among the subnormals (below 2^-6), else 2^(floor(log2 |x|) - 3). Dividing
+    // and multiplying by a power of two is exact, so the one rounding is round_ties_even's.
+    let e = ((a.to_bits() >> 23) as i32 - 127).max(-6);
+    let quantum = pow2(e - 3);
+    let r = (a / quantum).round_ties_even() * quantum;
+    // r <= 448 here (below 448 the grid's top spacing is 32, so nothing rounds past it), and 448 encodes as
+    // an ordinary normal: exponent field 15, mantissa 6.
+    let bits = r.to_bits();
+    let e = (bits >> 23) as i32 - 127;
+    if r == 0.0 {
+        sign
+    } else if e < -6 {
+        sign | (r / pow2(-9)) as u8
+    } else {
+        sign | (((e + 7) as u8) << 3) | ((bits >> 20) & 0x7) as u8
+    }
+}
+
+/// The scale of an FP8 copy (docs/ALGORITHM.md §9, "Scoring on an FP8 copy of K"): `amax / 448`, with `amax` the
+/// largest magnitude among the finite `values`, so the largest one lands on E4M3's largest value. When that is
+/// not a positive finite number (every value zero or non-finite, or so small that the quotient underflows) the
+/// scale is 1: every value then rounds to zero or saturates, which keeps the copy defined.
+pub fn e4m3_scale(values: impl IntoIterator<Item = f32>) -> f32 {
+    let amax = values.into_iter().filter(|x| x.is_finite()).fold(0f32, |m, x| m.max(x.abs()));
+    let s = amax / E4M3_MAX;
+    if s > 0.0 && s.is_finite() {
+        s
+    } else {
+        1.0
+    }
+}
+
+/// `x` in an FP8 copy of scale `scale`: `f32_to_e4m3(x / scale)` with the quotient rounded to f32 first (one
+/// IEEE division, as a kernel's `__fdiv_rn`).
+pub fn quantize_e4m3(x: f32, scale: f32) -> u8 {
+    f32_to_e4m3(x / scale)
+}
+
 /// Orders branch candidates: higher score first, ties to the lower block index. NaN sorts as -inf so garbage
 /// input cannot make the order depend on the sort algorithm.
 fn better(a: (f32, usize), b: (f32, usize)) -> std::cmp::Ordering {
@@ -330,6 +404,116 @@ mod tests {
         }
         assert_eq!(caps(&s), before);
         assert_eq!(SearchScratch::bytes(kb), Some(kb * (3 * 16 + 2 * 32 + 16 + 4)));
+    }
+
+    /// The 126 positive finite E4M3 values in ascending order, with their bytes.
+    fn e4m3_grid() -> Vec<(f32, u8)> {
+        (0u8..0x7F).map(|b| (e4m3_to_f32(b), b)).collect()
+    }
+
+    #[test]
+    fn e4m3_decodes_the_format_exactly() {
+        assert_eq!(e4m3_to_f32(0x00), 0.0);
+        assert!(e4m3_to_f32(0x80) == 0.0 && e4m3_to_f32(0x80).is_sign_negative());
+        assert_eq!(e4m3_to_f32(0x01), 2f32.powi(-9)); // smallest subnormal
+        assert_eq!(e4m3_to_f32(0x07), 7.0 * 2f32.powi(-9)); // largest subnormal
+        assert_eq!(e4m3_to_f32(0x08), 2f32.powi(-6)); // smallest normal
+        assert_eq!(e4m3_to_f32(0x38), 1.0);
+        assert_eq!(e4m3_to_f32(0x39), 1.125);
+        assert_eq!(e4m3_to_f32(0x7E), 448.0);
+        assert_eq!(e4m3_to_f32(0xFE), -448.0);
+        assert_eq!(e4m3_to_f32(0x77), 240.0); // exponent field 14, mantissa 7
+        assert_eq!(e4m3_to_f32(0x78), 256.0); // exponent field 15 is a normal binade but for mantissa 7
+        assert!(e4m3_to_f32(0x7F).is_nan() && e4m3_to_f32(0xFF).is_nan());
+        let grid = e4m3_grid();
+        assert!(grid.windows(2).all(|w| w[0].0 < w[1].0), "ascending, no duplicates");
+        for b in 0..=255u8 {
+            if b & 0x7F != 0x7F {
+                assert_eq!(f32_to_e4m3(e4m3_to_f32(b)), b, "byte {b:#04x} round trip");
+            }
+        }
+    }
+
+    #[test]
+    fn e4m3_saturates_and_keeps_nan() {
+        for (x, want) in [
+            (448.0f32, 0x7Eu8),
+            (449.0, 0x7E),
+            (464.0, 0x7E),
+            (1e30, 0x7E),
+            (f32::INFINITY, 0x7E),
+            (f32::MAX, 0x7E),
+            (-500.0, 0xFE),
+            (f32::NEG_INFINITY, 0xFE),
+            (447.9, 0x7E),
+            (432.0, 0x7E), // the tie between 416 (mantissa 5) and 448 (mantissa 6) goes to the even one
+            (431.9, 0x7D),
+        ] {
+            assert_eq!(f32_to_e4m3(x), want, "{x}");
+        }
+        assert_eq!(f32_to_e4m3(f32::NAN), 0x7F);
+        assert_eq!(f32_to_e4m3(-f32::NAN), 0xFF);
+    }
+
+    #[test]
+    fn e4m3_rounds_ties_to_even_and_handles_subnormals_and_zeros() {
+        for (x, want) in [
+            (1.0625f32, 1.0f32), // halfway between 1 and 1.125: mantissa 0 is even
+            (1.1875, 1.25),      // halfway between 1.125 and 1.25: mantissa 2 is even
+            (1.0626, 1.125),
+            (17.0, 16.0), // spacing 2 in [16, 32): 17 ties to 16
+            (19.0, 20.0),
+            (2f32.powi(-10), 0.0),             // half the smallest subnormal: ties to zero
+            (1.5 * 2f32.powi(-9), 2.0 * 2f32.powi(-9)), // between subnormals 1 and 2: to 2
+            (2.5 * 2f32.powi(-9), 2.0 * 2f32.powi(-9)),
+            (7.5 * 2f32.powi(-9), 2f32.powi(-6)), // the largest subnormal's tie rounds up into the normals
+            (1e-4, 0.0),                          // 0.0512 of the smallest subnormal
+            (1e-30, 0.0),
+            (f32::from_bits(1), 0.0), // an f32 subnormal
+            (-0.0, -0.0),
+            (0.0, 0.0),
+        ] {
+            let got = e4m3_to_f32(f32_to_e4m3(x));
+            assert!(got == want && got.is_sign_negative() == want.is_sign_negative(), "{x}: {got} want {want}");
+            let neg = e4m3_to_f32(f32_to_e4m3(-x));
+            assert!(neg == -want && neg.is_sign_negative() == (-want).is_sign_negative(), "{}: {neg} want {}", -x, -want);
+        }
+        // Against a brute force over the grid: nearest value, ties to the even byte (the even mantissa).
+        let grid = e4m3_grid();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for i in 0..20_000u32 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Magnitudes spread over 2^-12 .. 2^9, and the exact midpoints between neighbours.
+            let x = if i % 4 == 0 {
+                let j = (state % (grid.len() as u64 - 1)) as usize;
+                (grid[j].0 + grid[j + 1].0) / 2.0
+            } else {
+                2f32.powf((state % 21_000) as f32 / 1000.0 - 12.0)
+            };
+            let best = grid
+                .iter()
+                .min_by(|a, b| (a.0 - x).abs().total_cmp(&(b.0 - x).abs()).then((a.1 & 1).cmp(&(b.1 & 1))))
+                .unwrap();
+            let want = if x >= 448.0 { 0x7E } else { best.1 };
+            assert_eq!(f32_to_e4m3(x), want, "{x}");
+        }
+    }
+
+    #[test]
+    fn e4m3_scale_maps_amax_to_448_and_falls_back_to_one() {
+        assert_eq!(e4m3_scale([1.0, -896.0, 3.0]), 2.0);
+        assert_eq!(quantize_e4m3(-896.0, 2.0), 0xFE);
+        assert_eq!(quantize_e4m3(1.0, 2.0), f32_to_e4m3(0.5));
+        // Non-finite values do not enter amax (an infinity would make every finite value round to zero).
+        assert_eq!(e4m3_scale([f32::NAN, f32::INFINITY, -8.75, f32::NEG_INFINITY]), 8.75 / 448.0);
+        for degenerate in [&[0.0f32, -0.0][..], &[], &[f32::NAN, f32::INFINITY], &[f32::from_bits(1)]] {
+            assert_eq!(e4m3_scale(degenerate.iter().copied()), 1.0, "{degenerate:?}");
+        }
+        assert_eq!(quantize_e4m3(f32::INFINITY, 8.75 / 448.0), 0x7E);
+        assert_eq!(quantize_e4m3(-8.75, 8.75 / 448.0), 0xFE);
+        assert_eq!(quantize_e4m3(f32::NAN, 8.75 / 448.0), 0x7F);
     }
 
     #[test]

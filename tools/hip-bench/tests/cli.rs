@@ -123,7 +123,7 @@ fn quality_modes_write_json_with_the_recorded_keys() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hip-bench-cli");
     std::fs::create_dir_all(&dir).unwrap();
     for (mode, file) in [
-        (&["--quality", "--quick"][..], "2026-11-30-quality.json"),
+        (&["--quality", "--quick"][..], "2026-12-02-quality-k8.json"),
         (&["--quality-gpu", "--cpu"][..], "2026-12-02-0728-h200-quality-gpu.json"),
     ] {
         let path = dir.join(file);
@@ -135,6 +135,15 @@ fn quality_modes_write_json_with_the_recorded_keys() {
         let new: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).expect("valid JSON");
         same_keys(&new, &recorded(file), &format!("{mode:?}"));
         assert_eq!(new["seed"], 3);
+        if mode[0] == "--quality" {
+            // The FP8-scored rows came as new keys beside the old ones, which every earlier file's reader still finds.
+            let old = recorded("2026-11-30-quality.json");
+            assert_eq!(keys(&new), keys(&old));
+            let new_row = keys(&new["rows"][0]);
+            for key in keys(&old["rows"][0]) {
+                assert!(new_row.contains(&key), "--quality lost the row key {key}");
+            }
+        }
     }
 }
 
