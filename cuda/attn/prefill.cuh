@@ -300,22 +300,7 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
             prefill_online_softmax<KW>(sc[m], mx, mrow[m], lrow[m], o[m], pf[m]);
         }
 
-        {
-            const u32 vt = kv_lane + st * STAGE_BYTES + V_BYTES + v_lane_off;
-#pragma unroll
-            for (int kk = 0; kk < KW / 16; ++kk) {
-#pragma unroll
-                for (int n = 0; n < D / 8; n += 2) {
-                    u32 b0, b1, b2, b3;
-                    ldsm_x4_t(vt + (kk * 16 * ROW + n * 8) * 2, b0, b1, b2, b3);
-#pragma unroll
-                    for (int m = 0; m < MT; ++m) {
-                        mma16816(o[m][n], pf[m][kk], b0, b1);
-                        mma16816(o[m][n + 1], pf[m][kk], b2, b3);
-                    }
-                }
-            }
-        }
+        prefill_pv<MT, KW>(o, pf, kv_lane + st * STAGE_BYTES + V_BYTES + v_lane_off);
         __syncthreads();  // every warp is done with stage t&1
     }
     cp_async_wait<0>();
