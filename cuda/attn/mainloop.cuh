@@ -22,6 +22,45 @@ static_assert(DCH % DC_THREADS == 0 && DCH % (NGRP * UNR) == 0, "decode chunking
 // Prefill. The kernel (prefill.cuh) keeps the loop over key tiles and its barriers; these are the bodies of its
 // stages, inlined, so that each tile reads as the sequence of stages.
 
+// S = QK^T for one tile of a warp: its MT m-tiles of query rows against its KW keys of the stage at kt (this
+// lane's ldmatrix address of the warp's first key row). MT == 1 takes Q as A fragments held in registers (qf);
+// MT > 1 reads them from shared memory (q_lane) at every k-step, so that each K fragment feeds MT MMAs. qa holds
+// one k-step's A fragments. The caller declares it: declared here, the array compiled to the same instructions
+// with another register assignment and schedule (presumably the inliner places a callee's local arrays ahead of
+// the caller's), while the kernel's generated code is meant to stay as it was before the split.
+template <int MT, int KW>
+__device__ __forceinline__ void prefill_qk(float (&sc)[MT][KW / 8][4], u32 (&qa)[MT][4],
+                                           const u32 (&qf)[MT == 1 ? D / 16 : 1][4], u32 q_lane, u32 kt) {
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int n = 0; n < KW / 8; ++n)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) sc[m][n][i] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+            if (MT == 1) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) qa[m][i] = qf[kk][i];
+            } else {
+                ldsm_x4(q_lane + (m * 16 * ROW + kk * 16) * 2, qa[m][0], qa[m][1], qa[m][2], qa[m][3]);
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < KW / 8; n += 2) {
+            u32 b0, b1, b2, b3;
+            ldsm_x4(kt + (n * 8 * ROW + kk * 16) * 2, b0, b1, b2, b3);
+#pragma unroll
+            for (int m = 0; m < MT; ++m) {
+                mma16816(sc[m][n], qa[m], b0, b1);
+                mma16816(sc[m][n + 1], qa[m], b2, b3);
+            }
+        }
+    }
+}
+
 // O += PV for one tile of a warp: P as A fragments (pf, from the online softmax), V of the stage at vt (this lane's
 // transposing ldmatrix address of the warp's first key row). Each V fragment feeds MT MMAs.
 template <int MT, int KW>

@@ -252,38 +252,8 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
         const int st = t & 1;
 
         float sc[MT][KW / 8][4];
-#pragma unroll
-        for (int m = 0; m < MT; ++m)
-#pragma unroll
-            for (int n = 0; n < KW / 8; ++n)
-#pragma unroll
-                for (int i = 0; i < 4; ++i) sc[m][n][i] = 0.f;
-        {
-            const u32 kt = kv_lane + st * STAGE_BYTES + k_lane_off;
-#pragma unroll
-            for (int kk = 0; kk < D / 16; ++kk) {
-                u32 qa[MT][4];
-#pragma unroll
-                for (int m = 0; m < MT; ++m) {
-                    if (MT == 1) {
-#pragma unroll
-                        for (int i = 0; i < 4; ++i) qa[m][i] = qf[kk][i];
-                    } else {
-                        ldsm_x4(q_lane + (m * 16 * ROW + kk * 16) * 2, qa[m][0], qa[m][1], qa[m][2], qa[m][3]);
-                    }
-                }
-#pragma unroll
-                for (int n = 0; n < KW / 8; n += 2) {
-                    u32 b0, b1, b2, b3;
-                    ldsm_x4(kt + (n * 8 * ROW + kk * 16) * 2, b0, b1, b2, b3);
-#pragma unroll
-                    for (int m = 0; m < MT; ++m) {
-                        mma16816(sc[m][n], qa[m], b0, b1);
-                        mma16816(sc[m][n + 1], qa[m], b2, b3);
-                    }
-                }
-            }
-        }
+        u32 qa[MT][4];  // prefill_qk's scratch (see there why it is declared here)
+        prefill_qk<MT, KW>(sc, qa, qf, q_lane, kv_lane + st * STAGE_BYTES + k_lane_off);
 
         // Mask, then online softmax (log2 domain). Each lane holds rows g (sc[m][][0..1]) and g+8 (sc[m][][2..3]) of
         // each m-tile.
