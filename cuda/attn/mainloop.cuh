@@ -22,12 +22,56 @@ static_assert(DCH % DC_THREADS == 0 && DCH % (NGRP * UNR) == 0, "decode chunking
 // Prefill. The kernel (prefill.cuh) keeps the loop over key tiles and its barriers; these are the bodies of its
 // stages, inlined, so that each tile reads as the sequence of stages.
 
+// Gather tile t of the key list (K and V rows of key-list slots t * TK ..) into stage t & 1 with cp.async, and the
+// rows' key positions into sm.kpos (the mask reads them); the caller commits the group. SUBS threads share a key row:
+// they look its position up and form its addresses once, then copy interleaved 16-byte chunks (per-chunk address
+// arithmetic outweighed the MMAs). TK * SUBS never exceeds the CTA, so a copying thread takes the same row (crow) and
+// chunks (csub) of every tile. The dense kernel (registers to spare) keeps that row's shared-memory address (kd0) and
+// chunk sources (kg_c, vg_c) across tiles and folds the chunks' offsets into the copies: its issue shrank from ~100 to
+// ~60 instructions per tile. The same change in the block-sparse kernel, held at 128 registers, made prefill 2% slower:
+// it keeps its form.
+template <int TK, int SUBS, int THREADS, bool DENSE, class Smem>
+__device__ __forceinline__ void prefill_gather(Smem& sm, const hip_prefill_params& p, const KeyList& kl, int t,
+                                               int tid, const elem_t* kg, const elem_t* vg, bool copier, int crow,
+                                               int csub, u32 kd0, const elem_t* kg_c, const elem_t* vg_c) {
+    constexpr int CPR = D / 8;
+    constexpr u32 V_BYTES = TK * ROW * 2;
+    constexpr u32 STAGE_BYTES = 2 * V_BYTES;
+    if constexpr (DENSE) {
+        if (copier) {
+            const int st = t & 1;
+            const int pos = kl.pos(t * TK + crow);
+            const bool v = pos != INVALID_POS;
+            if (csub == 0) sm.kpos[st][crow] = pos;
+            const elem_t* ks_src = kg_c + (v ? (long long)pos * p.k_tok_stride : 0);
+            const elem_t* vs_src = vg_c + (v ? (long long)pos * p.v_tok_stride : 0);
+            cp_chunks<CPR / SUBS, SUBS * 16, V_BYTES>(kd0 + st * STAGE_BYTES, ks_src, vs_src, v);
+        }
+    } else {
+        const int st = t & 1;
+        for (int w = tid; w < TK * SUBS; w += THREADS) {
+            const int row = w / SUBS, sub = w - row * SUBS;
+            const int pos = kl.pos(t * TK + row);
+            const bool v = pos != INVALID_POS;
+            if (sub == 0) sm.kpos[st][row] = pos;
+            const elem_t* ks_src = kg + (v ? (long long)pos * p.k_tok_stride : 0);
+            const elem_t* vs_src = vg + (v ? (long long)pos * p.v_tok_stride : 0);
+            const u32 kd = smem_addr(&sm.kv[st][0][row * ROW]), vd = smem_addr(&sm.kv[st][1][row * ROW]);
+#pragma unroll
+            for (int j = 0; j < CPR / SUBS; ++j) {
+                const int part = sub + j * SUBS;
+                cp_async16(kd + part * 16, ks_src + part * 8, v);
+                cp_async16(vd + part * 16, vs_src + part * 8, v);
+            }
+        }
+    }
+}
+
 // S = QK^T for one tile of a warp: its MT m-tiles of query rows against its KW keys of the stage at kt (this
 // lane's ldmatrix address of the warp's first key row). MT == 1 takes Q as A fragments held in registers (qf);
 // MT > 1 reads them from shared memory (q_lane) at every k-step, so that each K fragment feeds MT MMAs. qa holds
-// one k-step's A fragments. The caller declares it: declared here, the array compiled to the same instructions
-// with another register assignment and schedule (presumably the inliner places a callee's local arrays ahead of
-// the caller's), while the kernel's generated code is meant to stay as it was before the split.
+// one k-step's A fragments: the caller declares it because a local array of an inlined function is allocated
+// ahead of the caller's own, and that order alone changed the kernel's register assignment and schedule.
 template <int MT, int KW>
 __device__ __forceinline__ void prefill_qk(float (&sc)[MT][KW / 8][4], u32 (&qa)[MT][4],
                                            const u32 (&qf)[MT == 1 ? D / 16 : 1][4], u32 q_lane, u32 kt) {

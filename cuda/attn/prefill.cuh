@@ -176,13 +176,8 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
     const u32 k_lane_off = (((lane & 7) + ((lane >> 4) << 3)) * ROW + ((lane >> 3) & 1) * 8) * 2;
     const u32 v_lane_off = ((lane & 15) * ROW + (lane >> 4) * 8) * 2;
 
-    // Gather tile t (K and V rows of key-list slots t*PF_TK ..) into stage t&1; always commits a group so that
-    // the wait counts stay uniform. PF_SUBS threads share a key row: they look its position up and form its
-    // addresses once, then copy interleaved 16-byte chunks (per-chunk address arithmetic outweighed the MMAs).
-    // PF_TK * PF_SUBS never exceeds the CTA, so a copying thread takes the same row and chunks of every tile.
-    // The dense kernel (registers to spare) keeps that row's shared-memory address and chunk offsets across tiles
-    // and folds the chunks' offsets into the copies: its issue shrank from ~100 to ~60 instructions per tile. The
-    // same change in the block-sparse kernel, held at 128 registers, made prefill 2% slower: it keeps its form.
+    // The K/V gather (prefill_gather): a copying thread takes the same row and chunks of every tile. issue(t)
+    // always commits a group, also past the last tile, so that the wait counts stay uniform.
     static_assert(PF_TK * PF_SUBS <= PF_THREADS, "one row per copying thread");
     const int crow = tid / PF_SUBS, csub = tid - crow * PF_SUBS;
     const bool copier = tid < PF_TK * PF_SUBS;
@@ -190,34 +185,9 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
     const elem_t* kg_c = kg + csub * 8;
     const elem_t* vg_c = vg + csub * 8;
     auto issue = [&](int t) {
-        if constexpr (DENSE) {
-            if (t < ntiles && copier) {
-                const int st = t & 1;
-                const int pos = kl.pos(t * PF_TK + crow);
-                const bool v = pos != INVALID_POS;
-                if (csub == 0) sm.kpos[st][crow] = pos;
-                const elem_t* ks_src = kg_c + (v ? (long long)pos * p.k_tok_stride : 0);
-                const elem_t* vs_src = vg_c + (v ? (long long)pos * p.v_tok_stride : 0);
-                cp_chunks<CPR / PF_SUBS, PF_SUBS * 16, V_BYTES>(kd0 + st * STAGE_BYTES, ks_src, vs_src, v);
-            }
-        } else if (t < ntiles) {
-            const int st = t & 1;
-            for (int w = tid; w < PF_TK * PF_SUBS; w += PF_THREADS) {
-                const int row = w / PF_SUBS, sub = w - row * PF_SUBS;
-                const int pos = kl.pos(t * PF_TK + row);
-                const bool v = pos != INVALID_POS;
-                if (sub == 0) sm.kpos[st][row] = pos;
-                const elem_t* ks_src = kg + (v ? (long long)pos * p.k_tok_stride : 0);
-                const elem_t* vs_src = vg + (v ? (long long)pos * p.v_tok_stride : 0);
-                const u32 kd = smem_addr(&sm.kv[st][0][row * ROW]), vd = smem_addr(&sm.kv[st][1][row * ROW]);
-#pragma unroll
-                for (int j = 0; j < CPR / PF_SUBS; ++j) {
-                    const int part = sub + j * PF_SUBS;
-                    cp_async16(kd + part * 16, ks_src + part * 8, v);
-                    cp_async16(vd + part * 16, vs_src + part * 8, v);
-                }
-            }
-        }
+        if (t < ntiles)
+            prefill_gather<PF_TK, PF_SUBS, PF_THREADS, DENSE>(sm, p, kl, t, tid, kg, vg, copier, crow, csub, kd0, kg_c,
+                                                              vg_c);
         cp_async_commit();
     };
 
