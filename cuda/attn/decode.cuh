@@ -76,32 +76,12 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
 
     for (int c0 = lo; c0 < hi; c0 += DCH) {
         const int c1 = cmin(hi, c0 + DCH);
-        {
-            // All loads first (register array), then the stores: the loads do not wait on each other.
-            long long offs[DCH / DC_THREADS];
-#pragma unroll
-            for (int j = 0; j < DCH / DC_THREADS; ++j) {
-                const int idx = c0 + j * DC_THREADS + tid;
-                const int pos = idx < c1 ? kl.pos(idx) : INVALID_POS;
-                offs[j] = pos != INVALID_POS ? decode_kv_offset(p, b, kvh, pos, bad) : -1;
-            }
-            __syncthreads();  // the previous chunk's offsets are consumed
-#pragma unroll
-            for (int j = 0; j < DCH / DC_THREADS; ++j) s_off[j * DC_THREADS + tid] = offs[j];
-            __syncthreads();
-        }
+        decode_resolve_chunk(p, kl, b, kvh, c0, c1, tid, bad, s_off);
         // Trip count is uniform over the CTA (shuffles below need whole warps).
         for (int base = c0; base < c1; base += NGRP * UNR) {
             uint4 kr[UNR], vr[UNR];
             bool valid[UNR];
-#pragma unroll
-            for (int u = 0; u < UNR; ++u) {
-                const int idx = base + u * NGRP + grp;
-                const long long off = idx < c1 ? s_off[idx - c0] : -1;
-                valid[u] = off >= 0;
-                kr[u] = valid[u] ? ldg16(kc + off + gl * 8) : make_uint4(0, 0, 0, 0);
-                vr[u] = valid[u] ? ldg16(vc + off + gl * 8) : make_uint4(0, 0, 0, 0);
-            }
+            decode_load_rounds(kc, vc, s_off, base, c0, c1, grp, gl, kr, vr, valid);
             float sv[UNR];
 #pragma unroll
             for (int u = 0; u < UNR; ++u) {

@@ -18,6 +18,39 @@ constexpr int DCH = 1024;                 // keys whose offsets are resolved per
 static_assert(DG <= 32 && DC_THREADS % DG == 0, "decode grouping");
 static_assert(DCH % DC_THREADS == 0 && DCH % (NGRP * UNR) == 0, "decode chunking");
 
+// Resolve the row offsets of the chunk [c0, c1) of the key list into s_off (-1: no key), one per thread and
+// round, all loads first into registers, then the stores: the loads do not wait on each other. The barriers make
+// the previous chunk's offsets consumed before they are overwritten, and the new ones visible to every group.
+__device__ __forceinline__ void decode_resolve_chunk(const hip_decode_params& p, const KeyList& kl, int b, int kvh,
+                                                     int c0, int c1, int tid, bool& bad, long long (&s_off)[DCH]) {
+    long long offs[DCH / DC_THREADS];
+#pragma unroll
+    for (int j = 0; j < DCH / DC_THREADS; ++j) {
+        const int idx = c0 + j * DC_THREADS + tid;
+        const int pos = idx < c1 ? kl.pos(idx) : INVALID_POS;
+        offs[j] = pos != INVALID_POS ? decode_kv_offset(p, b, kvh, pos, bad) : -1;
+    }
+    __syncthreads();  // the previous chunk's offsets are consumed
+#pragma unroll
+    for (int j = 0; j < DCH / DC_THREADS; ++j) s_off[j * DC_THREADS + tid] = offs[j];
+    __syncthreads();
+}
+
+// Load one trip's UNR rounds of key and value rows (this lane's 16 bytes of each) of the keys base + u * NGRP +
+// grp; valid[u] says whether round u has a key (past c1 or a padding slot: zeros).
+__device__ __forceinline__ void decode_load_rounds(const elem_t* kc, const elem_t* vc, const long long (&s_off)[DCH],
+                                                   int base, int c0, int c1, int grp, int gl, uint4 (&kr)[UNR],
+                                                   uint4 (&vr)[UNR], bool (&valid)[UNR]) {
+#pragma unroll
+    for (int u = 0; u < UNR; ++u) {
+        const int idx = base + u * NGRP + grp;
+        const long long off = idx < c1 ? s_off[idx - c0] : -1;
+        valid[u] = off >= 0;
+        kr[u] = valid[u] ? ldg16(kc + off + gl * 8) : make_uint4(0, 0, 0, 0);
+        vr[u] = valid[u] ? ldg16(vc + off + gl * 8) : make_uint4(0, 0, 0, 0);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Prefill. The kernel (prefill.cuh) keeps the loop over key tiles and its barriers; these are the bodies of its
 // stages, inlined, so that each tile reads as the sequence of stages.
