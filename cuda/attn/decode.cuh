@@ -1,5 +1,7 @@
 // Decode attention: split-K over the single query's key list (hip_decode_attn, hip_decode_attn_direct); the
 // combine of the splits (hip_decode_combine) is in epilogue.cuh. KV rows are addressed through decode_kv.cuh.
+// The main loop walks the CTA's keys in chunks: their row offsets resolved (decode_resolve_chunk, mainloop.cuh),
+// then per trip UNR rounds loaded (decode_load_rounds), scored, and folded in (decode_online_softmax).
 // Included by attention.cuh.
 #ifndef HIP_ATTN_ATTN_DECODE_CUH
 #define HIP_ATTN_ATTN_DECODE_CUH
@@ -82,6 +84,8 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
             uint4 kr[UNR], vr[UNR];
             bool valid[UNR];
             decode_load_rounds(kc, vc, s_off, base, c0, c1, grp, gl, kr, vr, valid);
+            // The scores stay inline: as a function of their own they compiled to the same instructions in another
+            // register order (the NaN flag's), so the split would need a GPU A/B of its own.
             float sv[UNR];
 #pragma unroll
             for (int u = 0; u < UNR; ++u) {

@@ -1,5 +1,6 @@
-// Attention main loops: tile geometry and the stages that move keys and values through a CTA. Included by
-// attention.cuh before the kernels that compose them.
+// Attention main loops: tile geometry and the stages that move keys and values through a CTA and multiply them
+// (decode: offsets, loads; prefill: gather, S = QK^T, O += PV). Included by attention.cuh before the kernels that
+// compose them, which keep the loops themselves.
 #ifndef HIP_ATTN_ATTN_MAINLOOP_CUH
 #define HIP_ATTN_ATTN_MAINLOOP_CUH
 

@@ -1,9 +1,10 @@
 // Prefill attention (FlashAttention-2 style): one CTA per query tile and q head gathers key tiles from the HiP key
 // list with cp.async and computes S = QK^T and O += PV with mma.sync. prefill_attn runs the stages in order: the
-// main loop over key tiles, in each tile the masking (mask.cuh) and the online softmax (softmax.cuh, log2 domain),
-// then the epilogue (epilogue.cuh: merge of the key splits, row normalization, LSE). The main loop's gather and
-// MMAs stay in this function. The softmax as a function of its own compiles to the same instructions, registers
-// and sizes as inline, in another order (scheduling), so it awaits a GPU A/B.
+// main loop over key tiles, in each tile the gather of the next tile (prefill_gather), S = QK^T (prefill_qk),
+// the masking (mask.cuh), the online softmax (softmax.cuh, log2 domain) and O += PV (prefill_pv), then the epilogue
+// (epilogue.cuh: merge of the key splits, row normalization, LSE). The loop, its barriers and the cp.async waits
+// stay here, where the order of the stages is visible. The gather and MMA stages compile to the same cubins as
+// when they were inline; the softmax as a function changed only the schedule, and a GPU A/B measured no change.
 // Included by attention.cuh.
 #ifndef HIP_ATTN_ATTN_PREFILL_CUH
 #define HIP_ATTN_ATTN_PREFILL_CUH
