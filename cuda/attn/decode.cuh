@@ -1,5 +1,7 @@
 // Decode attention: split-K over the single query's key list (hip_decode_attn, hip_decode_attn_direct); the
 // combine of the splits (hip_decode_combine) is in epilogue.cuh. KV rows are addressed through decode_kv.cuh.
+// The main loop walks the CTA's keys in chunks: their row offsets resolved (decode_resolve_chunk, mainloop.cuh),
+// then per trip UNR rounds loaded (decode_load_rounds), scored, and folded in (decode_online_softmax).
 // Included by attention.cuh.
 #ifndef HIP_ATTN_ATTN_DECODE_CUH
 #define HIP_ATTN_ATTN_DECODE_CUH
@@ -76,32 +78,14 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
 
     for (int c0 = lo; c0 < hi; c0 += DCH) {
         const int c1 = cmin(hi, c0 + DCH);
-        {
-            // All loads first (register array), then the stores: the loads do not wait on each other.
-            long long offs[DCH / DC_THREADS];
-#pragma unroll
-            for (int j = 0; j < DCH / DC_THREADS; ++j) {
-                const int idx = c0 + j * DC_THREADS + tid;
-                const int pos = idx < c1 ? kl.pos(idx) : INVALID_POS;
-                offs[j] = pos != INVALID_POS ? decode_kv_offset(p, b, kvh, pos, bad) : -1;
-            }
-            __syncthreads();  // the previous chunk's offsets are consumed
-#pragma unroll
-            for (int j = 0; j < DCH / DC_THREADS; ++j) s_off[j * DC_THREADS + tid] = offs[j];
-            __syncthreads();
-        }
+        decode_resolve_chunk(p, kl, b, kvh, c0, c1, tid, bad, s_off);
         // Trip count is uniform over the CTA (shuffles below need whole warps).
         for (int base = c0; base < c1; base += NGRP * UNR) {
             uint4 kr[UNR], vr[UNR];
             bool valid[UNR];
-#pragma unroll
-            for (int u = 0; u < UNR; ++u) {
-                const int idx = base + u * NGRP + grp;
-                const long long off = idx < c1 ? s_off[idx - c0] : -1;
-                valid[u] = off >= 0;
-                kr[u] = valid[u] ? ldg16(kc + off + gl * 8) : make_uint4(0, 0, 0, 0);
-                vr[u] = valid[u] ? ldg16(vc + off + gl * 8) : make_uint4(0, 0, 0, 0);
-            }
+            decode_load_rounds(kc, vc, s_off, base, c0, c1, grp, gl, kr, vr, valid);
+            // The scores stay inline: as a function of their own they compiled to the same instructions in another
+            // register order (the NaN flag's), so the split would need a GPU A/B of its own.
             float sv[UNR];
 #pragma unroll
             for (int u = 0; u < UNR; ++u) {

@@ -1,9 +1,10 @@
 // Prefill attention (FlashAttention-2 style): one CTA per query tile and q head gathers key tiles from the HiP key
 // list with cp.async and computes S = QK^T and O += PV with mma.sync. prefill_attn runs the stages in order: the
-// main loop over key tiles, in each tile the masking (mask.cuh) and the online softmax (softmax.cuh, log2 domain),
-// then the epilogue (epilogue.cuh: merge of the key splits, row normalization, LSE). The main loop's gather and
-// MMAs stay in this function. The softmax as a function of its own compiles to the same instructions, registers
-// and sizes as inline, in another order (scheduling), so it awaits a GPU A/B.
+// main loop over key tiles, in each tile the gather of the next tile (prefill_gather), S = QK^T (prefill_qk),
+// the masking (mask.cuh), the online softmax (softmax.cuh, log2 domain) and O += PV (prefill_pv), then the epilogue
+// (epilogue.cuh: merge of the key splits, row normalization, LSE). The loop, its barriers and the cp.async waits
+// stay here, where the order of the stages is visible. The gather and MMA stages compile to the same cubins as
+// when they were inline; the softmax as a function changed only the schedule, and a GPU A/B measured no change.
 // Included by attention.cuh.
 #ifndef HIP_ATTN_ATTN_PREFILL_CUH
 #define HIP_ATTN_ATTN_PREFILL_CUH
@@ -176,13 +177,8 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
     const u32 k_lane_off = (((lane & 7) + ((lane >> 4) << 3)) * ROW + ((lane >> 3) & 1) * 8) * 2;
     const u32 v_lane_off = ((lane & 15) * ROW + (lane >> 4) * 8) * 2;
 
-    // Gather tile t (K and V rows of key-list slots t*PF_TK ..) into stage t&1; always commits a group so that
-    // the wait counts stay uniform. PF_SUBS threads share a key row: they look its position up and form its
-    // addresses once, then copy interleaved 16-byte chunks (per-chunk address arithmetic outweighed the MMAs).
-    // PF_TK * PF_SUBS never exceeds the CTA, so a copying thread takes the same row and chunks of every tile.
-    // The dense kernel (registers to spare) keeps that row's shared-memory address and chunk offsets across tiles
-    // and folds the chunks' offsets into the copies: its issue shrank from ~100 to ~60 instructions per tile. The
-    // same change in the block-sparse kernel, held at 128 registers, made prefill 2% slower: it keeps its form.
+    // The K/V gather (prefill_gather): a copying thread takes the same row and chunks of every tile. issue(t)
+    // always commits a group, also past the last tile, so that the wait counts stay uniform.
     static_assert(PF_TK * PF_SUBS <= PF_THREADS, "one row per copying thread");
     const int crow = tid / PF_SUBS, csub = tid - crow * PF_SUBS;
     const bool copier = tid < PF_TK * PF_SUBS;
@@ -190,34 +186,9 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
     const elem_t* kg_c = kg + csub * 8;
     const elem_t* vg_c = vg + csub * 8;
     auto issue = [&](int t) {
-        if constexpr (DENSE) {
-            if (t < ntiles && copier) {
-                const int st = t & 1;
-                const int pos = kl.pos(t * PF_TK + crow);
-                const bool v = pos != INVALID_POS;
-                if (csub == 0) sm.kpos[st][crow] = pos;
-                const elem_t* ks_src = kg_c + (v ? (long long)pos * p.k_tok_stride : 0);
-                const elem_t* vs_src = vg_c + (v ? (long long)pos * p.v_tok_stride : 0);
-                cp_chunks<CPR / PF_SUBS, PF_SUBS * 16, V_BYTES>(kd0 + st * STAGE_BYTES, ks_src, vs_src, v);
-            }
-        } else if (t < ntiles) {
-            const int st = t & 1;
-            for (int w = tid; w < PF_TK * PF_SUBS; w += PF_THREADS) {
-                const int row = w / PF_SUBS, sub = w - row * PF_SUBS;
-                const int pos = kl.pos(t * PF_TK + row);
-                const bool v = pos != INVALID_POS;
-                if (sub == 0) sm.kpos[st][row] = pos;
-                const elem_t* ks_src = kg + (v ? (long long)pos * p.k_tok_stride : 0);
-                const elem_t* vs_src = vg + (v ? (long long)pos * p.v_tok_stride : 0);
-                const u32 kd = smem_addr(&sm.kv[st][0][row * ROW]), vd = smem_addr(&sm.kv[st][1][row * ROW]);
-#pragma unroll
-                for (int j = 0; j < CPR / PF_SUBS; ++j) {
-                    const int part = sub + j * PF_SUBS;
-                    cp_async16(kd + part * 16, ks_src + part * 8, v);
-                    cp_async16(vd + part * 16, vs_src + part * 8, v);
-                }
-            }
-        }
+        if (t < ntiles)
+            prefill_gather<PF_TK, PF_SUBS, PF_THREADS, DENSE>(sm, p, kl, t, tid, kg, vg, copier, crow, csub, kd0, kg_c,
+                                                              vg_c);
         cp_async_commit();
     };
 
@@ -252,38 +223,8 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
         const int st = t & 1;
 
         float sc[MT][KW / 8][4];
-#pragma unroll
-        for (int m = 0; m < MT; ++m)
-#pragma unroll
-            for (int n = 0; n < KW / 8; ++n)
-#pragma unroll
-                for (int i = 0; i < 4; ++i) sc[m][n][i] = 0.f;
-        {
-            const u32 kt = kv_lane + st * STAGE_BYTES + k_lane_off;
-#pragma unroll
-            for (int kk = 0; kk < D / 16; ++kk) {
-                u32 qa[MT][4];
-#pragma unroll
-                for (int m = 0; m < MT; ++m) {
-                    if (MT == 1) {
-#pragma unroll
-                        for (int i = 0; i < 4; ++i) qa[m][i] = qf[kk][i];
-                    } else {
-                        ldsm_x4(q_lane + (m * 16 * ROW + kk * 16) * 2, qa[m][0], qa[m][1], qa[m][2], qa[m][3]);
-                    }
-                }
-#pragma unroll
-                for (int n = 0; n < KW / 8; n += 2) {
-                    u32 b0, b1, b2, b3;
-                    ldsm_x4(kt + (n * 8 * ROW + kk * 16) * 2, b0, b1, b2, b3);
-#pragma unroll
-                    for (int m = 0; m < MT; ++m) {
-                        mma16816(sc[m][n], qa[m], b0, b1);
-                        mma16816(sc[m][n + 1], qa[m], b2, b3);
-                    }
-                }
-            }
-        }
+        u32 qa[MT][4];  // prefill_qk's scratch (see there why it is declared here)
+        prefill_qk<MT, KW>(sc, qa, qf, q_lane, kv_lane + st * STAGE_BYTES + k_lane_off);
 
         // Mask, then online softmax (log2 domain). Each lane holds rows g (sc[m][][0..1]) and g+8 (sc[m][][2..3]) of
         // each m-tile.
@@ -300,22 +241,7 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
             prefill_online_softmax<KW>(sc[m], mx, mrow[m], lrow[m], o[m], pf[m]);
         }
 
-        {
-            const u32 vt = kv_lane + st * STAGE_BYTES + V_BYTES + v_lane_off;
-#pragma unroll
-            for (int kk = 0; kk < KW / 16; ++kk) {
-#pragma unroll
-                for (int n = 0; n < D / 8; n += 2) {
-                    u32 b0, b1, b2, b3;
-                    ldsm_x4_t(vt + (kk * 16 * ROW + n * 8) * 2, b0, b1, b2, b3);
-#pragma unroll
-                    for (int m = 0; m < MT; ++m) {
-                        mma16816(o[m][n], pf[m][kk], b0, b1);
-                        mma16816(o[m][n + 1], pf[m][kk], b2, b3);
-                    }
-                }
-            }
-        }
+        prefill_pv<MT, KW>(o, pf, kv_lane + st * STAGE_BYTES + V_BYTES + v_lane_off);
         __syncthreads();  // every warp is done with stage t&1
     }
     cp_async_wait<0>();
