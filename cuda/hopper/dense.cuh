@@ -133,25 +133,65 @@ extern "C" __global__ void __launch_bounds__(HOPPER_THREADS, 1)
 
     mbar_wait(q_full, 0);
     const unsigned q_tile = sq + cw * 64 * 128;
-    for (int kt = 0; kt < n_kt; ++kt) {
+    // As the prototype's HOPPER_OVERLAP=2 (docs/HOPPER-NOTES.md): S(kt + 1) = Q K(kt + 1) is issued together with
+    // O += P(kt) V(kt), the softmax of S(kt + 1) runs while that product does, and the two consumer warpgroups take
+    // turns issuing their products (pingpong), so one's softmax runs while the other's products hold the tensor
+    // cores. The first tile's S and softmax come before the loop, the last tile's P V after it.
+    if (n_kt > 0) {
+        unsigned p[32];
+        {
+            float acc_s[64];
+            mbar_wait(k_full, 0);
+            wgmma_fence();
+            issue_s(acc_s, q_tile, sk);
+            wgmma_commit();
+            wgmma_wait<0>();
+            pin<64>(acc_s);
+            release(k_empty, lane);
+            if (mask_from == 0) hopper_mask(acc_s, 0, p0 + row0, c0, s.Tk, masked);
+            float alpha[2];  // O is still zero: nothing to rescale
+            softmax_tile(acc_s, scale_log2, m, l, alpha, p);
+        }
+        // Warpgroup 0 issues first. Each warpgroup waits n_kt - 1 times; warpgroup 1 passes the turn once before
+        // the loop and then in every trip but its last, so every wait has exactly one matching arrival.
+        if (cw == 1 && n_kt > 1) turn_pass(cw);
+        for (int kt = 0; kt + 1 < n_kt; ++kt) {
+            const int st = kt % HOPPER_STAGES;
+            const unsigned parity = (kt / HOPPER_STAGES) & 1;
+            const int st1 = (kt + 1) % HOPPER_STAGES;
+            const unsigned parity1 = ((kt + 1) / HOPPER_STAGES) & 1;
+            float acc_s[64];
+            mbar_wait(k_full + 8 * st1, parity1);
+            mbar_wait(v_full + 8 * st, parity);
+            turn_wait(cw);
+            wgmma_fence();
+            issue_s(acc_s, q_tile, sk + st1 * HOPPER_TILE);
+            wgmma_commit();
+            issue_pv(acc_o, p, sv + st * HOPPER_TILE);
+            wgmma_commit();
+            if (cw == 0 || kt + 2 < n_kt) turn_pass(cw);
+            wgmma_wait<1>();  // the older group, S(kt + 1), is complete; P(kt) V(kt) may still run
+            pin<64>(acc_s);
+            release(k_empty + 8 * st1, lane);
+            if (kt + 1 >= mask_from) hopper_mask(acc_s, kt + 1, p0 + row0, c0, s.Tk, masked);
+            float alpha[2];
+            unsigned p_next[32];
+            softmax_tile(acc_s, scale_log2, m, l, alpha, p_next);
+            pin<32>(p_next);
+            wgmma_wait<0>();
+            pin<32>(acc_o[0]);
+            pin<32>(acc_o[1]);
+            pin<32>(p);
+            release(v_empty + 8 * st, lane);
+            rescale(acc_o, alpha);
+#pragma unroll
+            for (int i = 0; i < 32; ++i) p[i] = p_next[i];
+        }
+        const int kt = n_kt - 1;
         const int st = kt % HOPPER_STAGES;
-        const unsigned parity = (kt / HOPPER_STAGES) & 1;
-        float acc_s[64];
-        mbar_wait(k_full + 8 * st, parity);
+        mbar_wait(v_full + 8 * st, (kt / HOPPER_STAGES) & 1);
         wgmma_fence();
-        issue_s(acc_s, q_tile, sk + st * HOPPER_TILE);
-        wgmma_commit();
-        wgmma_wait<0>();
-        pin<64>(acc_s);
-        release(k_empty + 8 * st, lane);
-        if (kt >= mask_from) hopper_mask(acc_s, kt, p0 + row0, c0, s.Tk, masked);
-        float alpha[2];
-        unsigned pf[32];
-        softmax_tile(acc_s, scale_log2, m, l, alpha, pf);
-        rescale(acc_o, alpha);
-        mbar_wait(v_full + 8 * st, parity);
-        wgmma_fence();
-        issue_pv(acc_o, pf, sv + st * HOPPER_TILE);
+        issue_pv(acc_o, p, sv + st * HOPPER_TILE);
         wgmma_commit();
         wgmma_wait<0>();
         pin<32>(acc_o[0]);
