@@ -68,50 +68,14 @@ extern "C" __global__ void __launch_bounds__(HOPPER_THREADS, 1)
     const float scale_log2 = p.scale * 1.4426950408889634f;
     const float masked = scale_log2 > 0.f ? -HOPPER_INF : HOPPER_INF;
 
-    const unsigned base = (smem_u32(hopper_dyn_smem) + 1023u) & ~1023u;
-    const unsigned sq = base;
-    const unsigned sk = base + HOPPER_TILE;
-    const unsigned sv = sk + HOPPER_STAGES * HOPPER_TILE;
-    const unsigned bars = sv + HOPPER_STAGES * HOPPER_TILE;
-    const unsigned q_full = bars;
-    const unsigned k_full = bars + 8;
-    const unsigned v_full = k_full + 8 * HOPPER_STAGES;
-    const unsigned k_empty = v_full + 8 * HOPPER_STAGES;
-    const unsigned v_empty = k_empty + 8 * HOPPER_STAGES;
+    const hopper_smem sm = hopper_smem_map(hopper_dyn_smem);
     const int wg = tid / 128;
 
-    if (tid == 0) {
-        mbar_init(q_full, 1);
-        for (int st = 0; st < HOPPER_STAGES; ++st) {
-            mbar_init(k_full + 8 * st, 1);
-            mbar_init(v_full + 8 * st, 1);
-            mbar_init(k_empty + 8 * st, 8);
-            mbar_init(v_empty + 8 * st, 8);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
-    __syncthreads();
+    hopper_init_barriers(sm, tid == 0);
 
     if (wg == 0) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
-        if (tid == 0) {
-            mbar_expect_tx(q_full, HOPPER_TILE);
-            tma_load(sq, &tq, 0, h, s.q0 + first, q_full);
-            tma_load(sq + HOPPER_HALF, &tq, 64, h, s.q0 + first, q_full);
-            for (int kt = 0; kt < n_kt; ++kt) {
-                const int st = kt % HOPPER_STAGES;
-                const unsigned use = kt / HOPPER_STAGES;
-                const int tok = s.k0 + kt * HOPPER_BN;
-                if (use > 0) mbar_wait(k_empty + 8 * st, (use - 1) & 1);
-                mbar_expect_tx(k_full + 8 * st, HOPPER_TILE);
-                tma_load(sk + st * HOPPER_TILE, &tk, 0, hk, tok, k_full + 8 * st);
-                tma_load(sk + st * HOPPER_TILE + HOPPER_HALF, &tk, 64, hk, tok, k_full + 8 * st);
-                if (use > 0) mbar_wait(v_empty + 8 * st, (use - 1) & 1);
-                mbar_expect_tx(v_full + 8 * st, HOPPER_TILE);
-                tma_load(sv + st * HOPPER_TILE, &tv, 0, hk, tok, v_full + 8 * st);
-                tma_load(sv + st * HOPPER_TILE + HOPPER_HALF, &tv, 64, hk, tok, v_full + 8 * st);
-            }
-        }
+        if (tid == 0) hopper_produce(sm, &tq, &tk, &tv, h, s.q0 + first, hk, s.k0, n_kt);
         return;
     }
 
@@ -131,54 +95,22 @@ extern "C" __global__ void __launch_bounds__(HOPPER_THREADS, 1)
     float m[2] = {-HOPPER_INF, -HOPPER_INF};
     float l[2] = {0.f, 0.f};
 
-    mbar_wait(q_full, 0);
-    const unsigned q_tile = sq + cw * 64 * 128;
-    for (int kt = 0; kt < n_kt; ++kt) {
-        const int st = kt % HOPPER_STAGES;
-        const unsigned parity = (kt / HOPPER_STAGES) & 1;
-        float acc_s[64];
-        mbar_wait(k_full + 8 * st, parity);
-        wgmma_fence();
-        issue_s(acc_s, q_tile, sk + st * HOPPER_TILE);
-        wgmma_commit();
-        wgmma_wait<0>();
-        pin<64>(acc_s);
-        release(k_empty + 8 * st, lane);
-        if (kt >= mask_from) hopper_mask(acc_s, kt, p0 + row0, c0, s.Tk, masked);
-        float alpha[2];
-        unsigned pf[32];
-        softmax_tile(acc_s, scale_log2, m, l, alpha, pf);
-        rescale(acc_o, alpha);
-        mbar_wait(v_full + 8 * st, parity);
-        wgmma_fence();
-        issue_pv(acc_o, pf, sv + st * HOPPER_TILE);
-        wgmma_commit();
-        wgmma_wait<0>();
-        pin<32>(acc_o[0]);
-        pin<32>(acc_o[1]);
-        release(v_empty + 8 * st, lane);
-    }
+    mbar_wait(sm.q_full, 0);
+    const unsigned q_tile = sm.sq + cw * 64 * 128;
+    // The prototype's HOPPER_OVERLAP=2 main loop (next S with this P V, consumer pingpong); it needs a tile.
+    if (n_kt > 0)
+        hopper_mainloop<2>(sm, q_tile, n_kt, cw, lane, scale_log2, acc_o, m, l, [&](float* acc_s, int kt) {
+            if (kt >= mask_from) hopper_mask(acc_s, kt, p0 + row0, c0, s.Tk, masked);
+        });
 
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    }
-    const float inv[2] = {1.f / l[0], 1.f / l[1]};
+    float inv[2];
+    hopper_finish_rows(l, inv);
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         const int q = row0 + 8 * r;
         if (q >= len) continue;  // past the sequence: another sequence's row, or none
         const long long tok = (long long)s.q0 + first + q;
-        hip::elem_t* row = obase + tok * p.o_tok_stride + (long long)h * p.o_head_stride;
-#pragma unroll
-        for (int c = 0; c < 2; ++c)
-#pragma unroll
-            for (int j = 0; j < 8; ++j) {
-                const unsigned v = pack_bf16(acc_o[c][4 * j + 2 * r] * inv[r], acc_o[c][4 * j + 2 * r + 1] * inv[r]);
-                *reinterpret_cast<unsigned*>(row + 64 * c + 8 * j + c0) = v;
-            }
-        if (lse_out && lane % 4 == 0)
-            lse_out[tok * p.num_q_heads + h] = 0.69314718055994531f * (m[r] + __log2f(l[r]));
+        hopper_store_row(obase + tok * p.o_tok_stride + (long long)h * p.o_head_stride, acc_o, inv[r], r, c0);
+        if (lse_out && lane % 4 == 0) lse_out[tok * p.num_q_heads + h] = hopper_lse(m[r], l[r]);
     }
 }

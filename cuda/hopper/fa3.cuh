@@ -270,6 +270,195 @@ static __device__ __forceinline__ void rescale(float (*acc_o)[32], const float* 
         for (int i = 0; i < 32; ++i) acc_o[c][i] *= alpha[(i >> 1) & 1];
 }
 
+// Shared-memory map of a CTA: the Q tile, HOPPER_STAGES K tiles and V tiles, each on a 1024-byte boundary (the
+// swizzle pattern repeats every 8 rows of 128 bytes), then the mbarriers: Q full, and per stage K/V full and empty.
+struct hopper_smem {
+    unsigned sq, sk, sv, q_full, k_full, v_full, k_empty, v_empty;
+};
+
+static __device__ __forceinline__ hopper_smem hopper_smem_map(const void* dyn) {
+    hopper_smem sm;
+    const unsigned base = (smem_u32(dyn) + 1023u) & ~1023u;
+    sm.sq = base;
+    sm.sk = base + HOPPER_TILE;
+    sm.sv = sm.sk + HOPPER_STAGES * HOPPER_TILE;
+    const unsigned bars = sm.sv + HOPPER_STAGES * HOPPER_TILE;
+    sm.q_full = bars;
+    sm.k_full = bars + 8;
+    sm.v_full = sm.k_full + 8 * HOPPER_STAGES;
+    sm.k_empty = sm.v_full + 8 * HOPPER_STAGES;
+    sm.v_empty = sm.k_empty + 8 * HOPPER_STAGES;
+    return sm;
+}
+
+// `leader` (one thread) initialises the barriers; every thread of the CTA must call this (it ends in
+// __syncthreads).
+static __device__ __forceinline__ void hopper_init_barriers(const hopper_smem& sm, bool leader) {
+    if (leader) {
+        mbar_init(sm.q_full, 1);
+        for (int s = 0; s < HOPPER_STAGES; ++s) {
+            mbar_init(sm.k_full + 8 * s, 1);
+            mbar_init(sm.v_full + 8 * s, 1);
+            // One arrival per consumer warp once its wgmma reads of the stage are complete.
+            mbar_init(sm.k_empty + 8 * s, 8);
+            mbar_init(sm.v_empty + 8 * s, 8);
+        }
+        // Makes the initialised barriers visible to the copy engine (the async proxy).
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+}
+
+// The producer (one thread): the Q tile of query head h at token q_tok, then n_kt K and V tiles of kv head hk from
+// token k_tok0 on, each stage refilled once the consumers have released its previous use.
+static __device__ __forceinline__ void hopper_produce(const hopper_smem& sm, const hopper_tmap* tq,
+                                                      const hopper_tmap* tk, const hopper_tmap* tv, int h, int q_tok,
+                                                      int hk, int k_tok0, int n_kt) {
+    mbar_expect_tx(sm.q_full, HOPPER_TILE);
+    tma_load(sm.sq, tq, 0, h, q_tok, sm.q_full);
+    tma_load(sm.sq + HOPPER_HALF, tq, 64, h, q_tok, sm.q_full);
+    for (int kt = 0; kt < n_kt; ++kt) {
+        const int s = kt % HOPPER_STAGES;
+        const unsigned use = kt / HOPPER_STAGES;
+        if (use > 0) mbar_wait(sm.k_empty + 8 * s, (use - 1) & 1);
+        mbar_expect_tx(sm.k_full + 8 * s, HOPPER_TILE);
+        tma_load(sm.sk + s * HOPPER_TILE, tk, 0, hk, k_tok0 + kt * HOPPER_BN, sm.k_full + 8 * s);
+        tma_load(sm.sk + s * HOPPER_TILE + HOPPER_HALF, tk, 64, hk, k_tok0 + kt * HOPPER_BN, sm.k_full + 8 * s);
+        if (use > 0) mbar_wait(sm.v_empty + 8 * s, (use - 1) & 1);
+        mbar_expect_tx(sm.v_full + 8 * s, HOPPER_TILE);
+        tma_load(sm.sv + s * HOPPER_TILE, tv, 0, hk, k_tok0 + kt * HOPPER_BN, sm.v_full + 8 * s);
+        tma_load(sm.sv + s * HOPPER_TILE + HOPPER_HALF, tv, 64, hk, k_tok0 + kt * HOPPER_BN, sm.v_full + 8 * s);
+    }
+}
+
+// A consumer warpgroup's main loop over n_kt key tiles: acc_o, the running row maxima m (log2 units, scale
+// included) and this thread's row sums l accumulate attention over them. `mask(acc_s, kt)` hides, in the raw
+// scores of tile kt, the keys this thread's rows may not see. OVERLAP as HOPPER_OVERLAP above; with OVERLAP > 0,
+// n_kt must be at least 1.
+template <int OVERLAP, class Mask>
+static __device__ __forceinline__ void hopper_mainloop(const hopper_smem& sm, unsigned q_tile, int n_kt, int cw,
+                                                       int lane, float scale_log2, float (*acc_o)[32], float* m,
+                                                       float* l, Mask mask) {
+    if (OVERLAP) {
+        // S(kt + 1) = Q K(kt + 1) and O += P(kt) V(kt) are in flight together; the softmax of S(kt + 1) runs
+        // under the P V product, and O is rescaled only once that product has completed.
+        unsigned p[32];
+        {
+            float acc_s[64];
+            mbar_wait(sm.k_full, 0);
+            wgmma_fence();
+            issue_s(acc_s, q_tile, sm.sk);
+            wgmma_commit();
+            wgmma_wait<0>();
+            pin<64>(acc_s);
+            release(sm.k_empty, lane);
+            float alpha[2];
+            mask(acc_s, 0);
+            softmax_tile(acc_s, scale_log2, m, l, alpha, p);
+        }
+        // Warpgroup 0 issues first. Each warpgroup waits n_kt - 1 times; warpgroup 1 passes the turn once before
+        // the loop and then in every trip but its last, so every wait has exactly one matching arrival.
+        if (OVERLAP == 2 && cw == 1 && n_kt > 1) turn_pass(cw);
+        // Every tile but the last has a successor; the last tile's P V runs alone after the loop.
+        for (int kt = 0; kt + 1 < n_kt; ++kt) {
+            const int s = kt % HOPPER_STAGES;
+            const unsigned parity = (kt / HOPPER_STAGES) & 1;
+            const int s1 = (kt + 1) % HOPPER_STAGES;
+            const unsigned parity1 = ((kt + 1) / HOPPER_STAGES) & 1;
+            float acc_s[64];
+            mbar_wait(sm.k_full + 8 * s1, parity1);
+            mbar_wait(sm.v_full + 8 * s, parity);
+            if (OVERLAP == 2) turn_wait(cw);
+            wgmma_fence();
+            issue_s(acc_s, q_tile, sm.sk + s1 * HOPPER_TILE);
+            wgmma_commit();
+            issue_pv(acc_o, p, sm.sv + s * HOPPER_TILE);
+            wgmma_commit();
+            if (OVERLAP == 2 && (cw == 0 || kt + 2 < n_kt)) turn_pass(cw);
+            wgmma_wait<1>();  // the older group, S(kt + 1), is complete; P(kt) V(kt) may still run
+            pin<64>(acc_s);
+            release(sm.k_empty + 8 * s1, lane);
+            mask(acc_s, kt + 1);
+            float alpha[2];
+            unsigned p_next[32];
+            softmax_tile(acc_s, scale_log2, m, l, alpha, p_next);
+            pin<32>(p_next);
+            wgmma_wait<0>();
+            pin<32>(acc_o[0]);
+            pin<32>(acc_o[1]);
+            pin<32>(p);
+            release(sm.v_empty + 8 * s, lane);
+            rescale(acc_o, alpha);
+#pragma unroll
+            for (int i = 0; i < 32; ++i) p[i] = p_next[i];
+        }
+        const int kt = n_kt - 1;
+        const int s = kt % HOPPER_STAGES;
+        mbar_wait(sm.v_full + 8 * s, (kt / HOPPER_STAGES) & 1);
+        wgmma_fence();
+        issue_pv(acc_o, p, sm.sv + s * HOPPER_TILE);
+        wgmma_commit();
+        wgmma_wait<0>();
+        pin<32>(acc_o[0]);
+        pin<32>(acc_o[1]);
+        release(sm.v_empty + 8 * s, lane);
+    } else {
+        for (int kt = 0; kt < n_kt; ++kt) {
+            const int s = kt % HOPPER_STAGES;
+            const unsigned parity = (kt / HOPPER_STAGES) & 1;
+            float acc_s[64];
+            mbar_wait(sm.k_full + 8 * s, parity);
+            wgmma_fence();
+            issue_s(acc_s, q_tile, sm.sk + s * HOPPER_TILE);
+            wgmma_commit();
+            wgmma_wait<0>();
+            pin<64>(acc_s);
+            release(sm.k_empty + 8 * s, lane);
+            mask(acc_s, kt);
+            float alpha[2];
+            unsigned p[32];
+            softmax_tile(acc_s, scale_log2, m, l, alpha, p);
+            rescale(acc_o, alpha);
+            mbar_wait(sm.v_full + 8 * s, parity);
+            wgmma_fence();
+            issue_pv(acc_o, p, sm.sv + s * HOPPER_TILE);
+            wgmma_commit();
+            wgmma_wait<0>();
+            pin<32>(acc_o[0]);
+            pin<32>(acc_o[1]);
+            release(sm.v_empty + 8 * s, lane);
+        }
+    }
+}
+
+// Completes this thread's row sums over the four threads that share its rows; inv gets 1 / sum per row.
+static __device__ __forceinline__ void hopper_finish_rows(float* l, float* inv) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    inv[0] = 1.f / l[0];
+    inv[1] = 1.f / l[1];
+}
+
+// Writes this thread's part of accumulator row r (0: row r0, 1: row r0 + 8), normalised by inv, as bf16 at `row`.
+template <class E>
+static __device__ __forceinline__ void hopper_store_row(E* row, const float (*acc_o)[32], float inv, int r, int c0) {
+#pragma unroll
+    for (int c = 0; c < 2; ++c)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const unsigned v = pack_bf16(acc_o[c][4 * j + 2 * r] * inv, acc_o[c][4 * j + 2 * r + 1] * inv);
+            *reinterpret_cast<unsigned*>(row + 64 * c + 8 * j + c0) = v;
+        }
+}
+
+// ln(sum exp(s)) = ln 2 * (max + log2(sum exp2(s - max))) in the log2 units of the main loop.
+static __device__ __forceinline__ float hopper_lse(float m, float l) {
+    return 0.69314718055994531f * (m + __log2f(l));
+}
+
 // The library builds its own kernel (cuda/hopper/dense.cuh) on the helpers above and leaves this one out.
 #ifndef HOPPER_NO_PROTOTYPE
 // Causal self-attention of one sequence (Tq = Tk = T). Grid (ceil(T/128), heads), HOPPER_THREADS threads,
@@ -280,17 +469,7 @@ extern "C" __global__ void __launch_bounds__(HOPPER_THREADS, 1)
                       const __grid_constant__ hopper_tmap tv, unsigned short* __restrict__ o, long long o_tok,
                       long long o_head, float* __restrict__ lse, int T, int heads, int group, float scale_log2) {
     extern __shared__ unsigned char smem_raw[];
-    // Swizzled tiles must start on 1024-byte boundaries (the swizzle pattern repeats every 8 rows of 128 bytes).
-    const unsigned base = (smem_u32(smem_raw) + 1023u) & ~1023u;
-    const unsigned sq = base;
-    const unsigned sk = base + HOPPER_TILE;
-    const unsigned sv = sk + HOPPER_STAGES * HOPPER_TILE;
-    const unsigned bars = sv + HOPPER_STAGES * HOPPER_TILE;
-    const unsigned q_full = bars;
-    const unsigned k_full = bars + 8;
-    const unsigned v_full = k_full + 8 * HOPPER_STAGES;
-    const unsigned k_empty = v_full + 8 * HOPPER_STAGES;
-    const unsigned v_empty = k_empty + 8 * HOPPER_STAGES;
+    const hopper_smem sm = hopper_smem_map(smem_raw);
 
     const int n_tiles = (T + HOPPER_BM - 1) / HOPPER_BM;
     // The longest rows first: with a causal mask tile i costs i + 1 key tiles, so the tail of the grid is short.
@@ -300,39 +479,11 @@ extern "C" __global__ void __launch_bounds__(HOPPER_THREADS, 1)
     const int n_kt = qt + 1;
     const int wg = threadIdx.x / 128;
 
-    if (threadIdx.x == 0) {
-        mbar_init(q_full, 1);
-        for (int s = 0; s < HOPPER_STAGES; ++s) {
-            mbar_init(k_full + 8 * s, 1);
-            mbar_init(v_full + 8 * s, 1);
-            // One arrival per consumer warp once its wgmma reads of the stage are complete.
-            mbar_init(k_empty + 8 * s, 8);
-            mbar_init(v_empty + 8 * s, 8);
-        }
-        // Makes the initialised barriers visible to the copy engine (the async proxy).
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
-    __syncthreads();
+    hopper_init_barriers(sm, threadIdx.x == 0);
 
     if (wg == 0) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
-        if (threadIdx.x == 0) {
-            mbar_expect_tx(q_full, HOPPER_TILE);
-            tma_load(sq, &tq, 0, h, qt * HOPPER_BM, q_full);
-            tma_load(sq + HOPPER_HALF, &tq, 64, h, qt * HOPPER_BM, q_full);
-            for (int kt = 0; kt < n_kt; ++kt) {
-                const int s = kt % HOPPER_STAGES;
-                const unsigned use = kt / HOPPER_STAGES;
-                if (use > 0) mbar_wait(k_empty + 8 * s, (use - 1) & 1);
-                mbar_expect_tx(k_full + 8 * s, HOPPER_TILE);
-                tma_load(sk + s * HOPPER_TILE, &tk, 0, hk, kt * HOPPER_BN, k_full + 8 * s);
-                tma_load(sk + s * HOPPER_TILE + HOPPER_HALF, &tk, 64, hk, kt * HOPPER_BN, k_full + 8 * s);
-                if (use > 0) mbar_wait(v_empty + 8 * s, (use - 1) & 1);
-                mbar_expect_tx(v_full + 8 * s, HOPPER_TILE);
-                tma_load(sv + s * HOPPER_TILE, &tv, 0, hk, kt * HOPPER_BN, v_full + 8 * s);
-                tma_load(sv + s * HOPPER_TILE + HOPPER_HALF, &tv, 64, hk, kt * HOPPER_BN, v_full + 8 * s);
-            }
-        }
+        if (threadIdx.x == 0) hopper_produce(sm, &tq, &tk, &tv, h, qt * HOPPER_BM, hk, 0, n_kt);
         return;
     }
 
@@ -353,127 +504,20 @@ extern "C" __global__ void __launch_bounds__(HOPPER_THREADS, 1)
     float m[2] = {-HOPPER_INF, -HOPPER_INF};  // running row max of the logits, in log2 units (scale included)
     float l[2] = {0.f, 0.f};              // this thread's share of the row sums
 
-    mbar_wait(q_full, 0);
-    const unsigned q_tile = sq + cw * 64 * 128;
-#if HOPPER_OVERLAP
-    // S(kt + 1) = Q K(kt + 1) and O += P(kt) V(kt) are in flight together; the softmax of S(kt + 1) runs under
-    // the P V product, and O is rescaled only once that product has completed.
-    unsigned p[32];
-    {
-        float acc_s[64];
-        mbar_wait(k_full, 0);
-        wgmma_fence();
-        issue_s(acc_s, q_tile, sk);
-        wgmma_commit();
-        wgmma_wait<0>();
-        pin<64>(acc_s);
-        release(k_empty, lane);
-        float alpha[2];
-        if (qt == 0) mask_diagonal(acc_s, 0, q_row0, c0);
-        softmax_tile(acc_s, scale_log2, m, l, alpha, p);
-    }
-#if HOPPER_OVERLAP == 2
-    // Warpgroup 0 issues first. Each warpgroup waits n_kt - 1 times; warpgroup 1 passes the turn once before the
-    // loop and then in every trip but its last, so every wait has exactly one matching arrival.
-    if (cw == 1 && n_kt > 1) turn_pass(cw);
-#endif
-    // Every tile but the last has a successor; the last tile's P V runs alone after the loop.
-    for (int kt = 0; kt + 1 < n_kt; ++kt) {
-        const int s = kt % HOPPER_STAGES;
-        const unsigned parity = (kt / HOPPER_STAGES) & 1;
-        const int s1 = (kt + 1) % HOPPER_STAGES;
-        const unsigned parity1 = ((kt + 1) / HOPPER_STAGES) & 1;
-        float acc_s[64];
-        mbar_wait(k_full + 8 * s1, parity1);
-        mbar_wait(v_full + 8 * s, parity);
-#if HOPPER_OVERLAP == 2
-        turn_wait(cw);
-#endif
-        wgmma_fence();
-        issue_s(acc_s, q_tile, sk + s1 * HOPPER_TILE);
-        wgmma_commit();
-        issue_pv(acc_o, p, sv + s * HOPPER_TILE);
-        wgmma_commit();
-#if HOPPER_OVERLAP == 2
-        if (cw == 0 || kt + 2 < n_kt) turn_pass(cw);
-#endif
-        wgmma_wait<1>();  // the older group, S(kt + 1), is complete; P(kt) V(kt) may still run
-        pin<64>(acc_s);
-        release(k_empty + 8 * s1, lane);
-        if (kt + 1 == qt) mask_diagonal(acc_s, kt + 1, q_row0, c0);
-        float alpha[2];
-        unsigned p_next[32];
-        softmax_tile(acc_s, scale_log2, m, l, alpha, p_next);
-        pin<32>(p_next);
-        wgmma_wait<0>();
-        pin<32>(acc_o[0]);
-        pin<32>(acc_o[1]);
-        pin<32>(p);
-        release(v_empty + 8 * s, lane);
-        rescale(acc_o, alpha);
-#pragma unroll
-        for (int i = 0; i < 32; ++i) p[i] = p_next[i];
-    }
-    {
-        const int kt = n_kt - 1;
-        const int s = kt % HOPPER_STAGES;
-        mbar_wait(v_full + 8 * s, (kt / HOPPER_STAGES) & 1);
-        wgmma_fence();
-        issue_pv(acc_o, p, sv + s * HOPPER_TILE);
-        wgmma_commit();
-        wgmma_wait<0>();
-        pin<32>(acc_o[0]);
-        pin<32>(acc_o[1]);
-        release(v_empty + 8 * s, lane);
-    }
-#else
-    for (int kt = 0; kt < n_kt; ++kt) {
-        const int s = kt % HOPPER_STAGES;
-        const unsigned parity = (kt / HOPPER_STAGES) & 1;
-        float acc_s[64];
-        mbar_wait(k_full + 8 * s, parity);
-        wgmma_fence();
-        issue_s(acc_s, q_tile, sk + s * HOPPER_TILE);
-        wgmma_commit();
-        wgmma_wait<0>();
-        pin<64>(acc_s);
-        release(k_empty + 8 * s, lane);
+    mbar_wait(sm.q_full, 0);
+    const unsigned q_tile = sm.sq + cw * 64 * 128;
+    hopper_mainloop<HOPPER_OVERLAP>(sm, q_tile, n_kt, cw, lane, scale_log2, acc_o, m, l, [&](float* acc_s, int kt) {
         if (kt == qt) mask_diagonal(acc_s, kt, q_row0, c0);
-        float alpha[2];
-        unsigned p[32];
-        softmax_tile(acc_s, scale_log2, m, l, alpha, p);
-        rescale(acc_o, alpha);
-        mbar_wait(v_full + 8 * s, parity);
-        wgmma_fence();
-        issue_pv(acc_o, p, sv + s * HOPPER_TILE);
-        wgmma_commit();
-        wgmma_wait<0>();
-        pin<32>(acc_o[0]);
-        pin<32>(acc_o[1]);
-        release(v_empty + 8 * s, lane);
-    }
-#endif
+    });
 
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    }
-    const float inv[2] = {1.f / l[0], 1.f / l[1]};
+    float inv[2];
+    hopper_finish_rows(l, inv);
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         const int q = q_row0 + 8 * r;
         if (q >= T) continue;
-        unsigned short* row = o + (long long)q * o_tok + (long long)h * o_head;
-#pragma unroll
-        for (int c = 0; c < 2; ++c)
-#pragma unroll
-            for (int j = 0; j < 8; ++j) {
-                const unsigned v = pack_bf16(acc_o[c][4 * j + 2 * r] * inv[r], acc_o[c][4 * j + 2 * r + 1] * inv[r]);
-                *reinterpret_cast<unsigned*>(row + 64 * c + 8 * j + c0) = v;
-            }
-        // ln(sum exp(s)) = ln 2 * (max + log2(sum exp2(s - max))) in the log2 units kept above.
-        if (lane % 4 == 0) lse[(long long)q * heads + h] = 0.69314718055994531f * (m[r] + __log2f(l[r]));
+        hopper_store_row(o + (long long)q * o_tok + (long long)h * o_head, acc_o, inv[r], r, c0);
+        if (lane % 4 == 0) lse[(long long)q * heads + h] = hopper_lse(m[r], l[r]);
     }
 }
 #endif  // HOPPER_NO_PROTOTYPE
