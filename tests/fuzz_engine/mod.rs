@@ -338,6 +338,8 @@ impl Case {
 thread_local! {
     /// The message and place of the last panic, kept by the quiet hook of `quiet_panics`.
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The log of the last case run on this thread, printed when one case is replayed alone.
+    static LAST_LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Keeps panics of the harness (caught per case and reported with it) from printing a backtrace each while
@@ -412,6 +414,7 @@ pub fn run(input: Input) -> Result<Stats, String> {
         // SAFETY: created by hip_ctx_create in this case, destroyed once.
         unsafe { hip_ctx_destroy(case.ctx) };
     }
+    LAST_LOG.with(|l| *l.borrow_mut() = case.log.clone());
     let failure = match result {
         Ok(Ok(())) => return Ok(case.stats),
         Ok(Err(e)) => e,
@@ -545,7 +548,10 @@ pub fn main_entry(default_secs: f64) {
             (None, s) => Input::Script(s.as_ref().unwrap()),
         };
         match run(input) {
-            Ok(s) => say(&format!("fuzz: {} passed ({} calls: {:?})", input.replay(), s.calls, s.by_label)),
+            Ok(s) => {
+                LAST_LOG.with(|l| l.borrow().iter().for_each(|line| say(&format!("  {line}"))));
+                say(&format!("fuzz: {} passed ({} calls: {:?})", input.replay(), s.calls, s.by_label))
+            }
             Err(e) => panic!("{e}"),
         }
         return;
