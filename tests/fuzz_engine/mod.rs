@@ -461,6 +461,29 @@ pub fn corpus() -> Vec<(Stored, String)> {
         .collect()
 }
 
+/// A greedy set cover of every path in `paths_of` (seed -> the paths its case exercised): repeatedly the seed
+/// that adds the most paths not yet covered (the smaller seed on a tie), with the paths it added; sorted by the
+/// first of them.
+fn greedy_cover(paths_of: &BTreeMap<u64, Vec<String>>) -> Vec<(u64, Vec<String>)> {
+    let mut covered = std::collections::BTreeSet::new();
+    let mut cover = Vec::new();
+    loop {
+        let best = paths_of
+            .iter()
+            .map(|(s, p)| (s, p.iter().filter(|l| !covered.contains(*l)).cloned().collect::<Vec<_>>()))
+            .max_by(|a, b| a.1.len().cmp(&b.1.len()).then(b.0.cmp(a.0)));
+        match best {
+            Some((s, new)) if !new.is_empty() => {
+                covered.extend(new.iter().cloned());
+                cover.push((*s, new));
+            }
+            _ => break,
+        }
+    }
+    cover.sort_by(|a, b| a.1[0].cmp(&b.1[0]));
+    cover
+}
+
 pub fn parse_seed(s: &str) -> Option<u64> {
     let s = s.trim();
     match s.strip_prefix("0x") {
@@ -528,8 +551,9 @@ where
 /// The whole run: the case given by HIP_ATTN_FUZZ_SEED or HIP_ATTN_FUZZ_CASE alone, or the corpus and then
 /// cases that proptest generates from a fixed master seed (HIP_ATTN_FUZZ_MASTER overrides; "time" picks one
 /// from the clock) until HIP_ATTN_FUZZ_SECONDS (default `default_secs`) have passed; the first failing one is
-/// shrunk to a minimal case. With HIP_ATTN_FUZZ_COVER set, the random cases are seeds instead and the first seed
-/// that exercised each path is printed (to regenerate the corpus). Panics listing the failing cases.
+/// shrunk to a minimal case. With HIP_ATTN_FUZZ_COVER set, the random cases are seeds instead; the first seed
+/// that exercised each path is printed, then a greedy cover of every path by those seeds in the corpus's form
+/// (to regenerate the corpus's coverage seeds). Panics listing the failing cases.
 pub fn main_entry(default_secs: f64) {
     if std::env::var("HIP_ATTN_FUZZ_GUARD").is_ok_and(|v| v == "0") {
         GUARD.store(0, Ordering::Relaxed);
@@ -573,6 +597,9 @@ pub fn main_entry(default_secs: f64) {
     let cases = RefCell::new(0usize);
     let mut failures = Vec::new();
     let mut first_seen: BTreeMap<String, u64> = BTreeMap::new();
+    // (coverage run) The paths of each seed that was the first to exercise one, and the case that found the last.
+    let mut paths_of: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut last_new = 0;
     let corpus = corpus();
     let one = |input: Input| -> Result<Stats, String> {
         *cases.borrow_mut() += 1;
@@ -597,7 +624,11 @@ pub fn main_entry(default_secs: f64) {
             Ok(s) => {
                 if let Input::Seed(seed) = input {
                     for k in s.by_label.keys() {
-                        first_seen.entry(k.clone()).or_insert(seed);
+                        if !first_seen.contains_key(k) {
+                            first_seen.insert(k.clone(), seed);
+                            paths_of.insert(seed, s.by_label.keys().cloned().collect());
+                            last_new = n + 1;
+                        }
                     }
                 }
             }
@@ -642,6 +673,16 @@ pub fn main_entry(default_secs: f64) {
     if cover {
         for (k, s) in &first_seen {
             say(&format!("0x{s:016x}  # {k} ({} calls)", total.by_label[k]));
+        }
+        let kept = greedy_cover(&paths_of);
+        say(&format!(
+            "fuzz: {} paths, the last first exercised by case {last_new}; {} seeds cover them all (the coverage \
+             seeds of tests/fuzz-corpus/seeds.txt, each named with the paths it is kept for):",
+            first_seen.len(),
+            kept.len()
+        ));
+        for (s, paths) in &kept {
+            say(&format!("0x{s:016x}  # {}", paths.join(", ")));
         }
     }
     assert!(
