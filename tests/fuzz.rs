@@ -7,7 +7,7 @@
 mod fuzz_engine;
 
 use fuzz_engine::script::{self, Op, Script};
-use fuzz_engine::{run, search, Input};
+use fuzz_engine::{run, search, Input, Stored};
 use std::time::Duration;
 
 #[test]
@@ -45,4 +45,43 @@ fn a_planted_failure_shrinks_to_a_minimal_case() {
     // The printed form replays the same case.
     let again: Script = minimal.to_string().parse().unwrap();
     assert!(planted(&again).is_err());
+}
+
+/// Every corpus line's comment names the paths (`call:label`, as the coverage run prints them) that its case is
+/// kept for, and the case still exercises each of them: a generator change that moves a case off its paths fails
+/// here instead of silently (regenerate the coverage seeds as tests/fuzz-corpus/seeds.txt says).
+#[test]
+fn corpus_cases_exercise_the_paths_their_comments_name() {
+    let is_label = |w: &&str| {
+        w.contains(':') && !w.ends_with(':') && w.chars().all(|c| c.is_ascii_lowercase() || "_:0123456789".contains(c))
+    };
+    let mut named = 0;
+    let mut stale = Vec::new();
+    for (case, comment) in fuzz_engine::corpus() {
+        let input = match &case {
+            Stored::Seed(s) => Input::Seed(*s),
+            Stored::Script(s) => Input::Script(s),
+        };
+        let stats = run(input).unwrap_or_else(|e| panic!("{e}"));
+        let labels: Vec<&str> = comment.split([',', ' ']).filter(is_label).collect();
+        if labels.is_empty() {
+            stale.push(format!("{}: the comment {comment:?} names no path", input.replay()));
+        }
+        named += labels.len();
+        let missed: Vec<&str> = labels.into_iter().filter(|l| !stats.by_label.contains_key(*l)).collect();
+        if !missed.is_empty() {
+            stale.push(format!(
+                "{}: the comment names {missed:?}, but the case exercised {:?}",
+                input.replay(),
+                stats.by_label.keys().collect::<Vec<_>>()
+            ));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{} corpus line(s) name no path or no longer reach what they name:\n{}",
+        stale.len(),
+        stale.join("\n")
+    );
+    assert!(named > 100, "only {named} paths named in the corpus comments");
 }

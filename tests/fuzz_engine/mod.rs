@@ -338,6 +338,8 @@ impl Case {
 thread_local! {
     /// The message and place of the last panic, kept by the quiet hook of `quiet_panics`.
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The log of the last case run on this thread, printed when one case is replayed alone.
+    static LAST_LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Keeps panics of the harness (caught per case and reported with it) from printing a backtrace each while
@@ -412,6 +414,7 @@ pub fn run(input: Input) -> Result<Stats, String> {
         // SAFETY: created by hip_ctx_create in this case, destroyed once.
         unsafe { hip_ctx_destroy(case.ctx) };
     }
+    LAST_LOG.with(|l| *l.borrow_mut() = case.log.clone());
     let failure = match result {
         Ok(Ok(())) => return Ok(case.stats),
         Ok(Err(e)) => e,
@@ -456,6 +459,29 @@ pub fn corpus() -> Vec<(Stored, String)> {
             Some((case, comment.trim().to_string()))
         })
         .collect()
+}
+
+/// A greedy set cover of every path in `paths_of` (seed -> the paths its case exercised): repeatedly the seed
+/// that adds the most paths not yet covered (the smaller seed on a tie), with the paths it added; sorted by the
+/// first of them.
+fn greedy_cover(paths_of: &BTreeMap<u64, Vec<String>>) -> Vec<(u64, Vec<String>)> {
+    let mut covered = std::collections::BTreeSet::new();
+    let mut cover = Vec::new();
+    loop {
+        let best = paths_of
+            .iter()
+            .map(|(s, p)| (s, p.iter().filter(|l| !covered.contains(*l)).cloned().collect::<Vec<_>>()))
+            .max_by(|a, b| a.1.len().cmp(&b.1.len()).then(b.0.cmp(a.0)));
+        match best {
+            Some((s, new)) if !new.is_empty() => {
+                covered.extend(new.iter().cloned());
+                cover.push((*s, new));
+            }
+            _ => break,
+        }
+    }
+    cover.sort_by(|a, b| a.1[0].cmp(&b.1[0]));
+    cover
 }
 
 pub fn parse_seed(s: &str) -> Option<u64> {
@@ -525,8 +551,9 @@ where
 /// The whole run: the case given by HIP_ATTN_FUZZ_SEED or HIP_ATTN_FUZZ_CASE alone, or the corpus and then
 /// cases that proptest generates from a fixed master seed (HIP_ATTN_FUZZ_MASTER overrides; "time" picks one
 /// from the clock) until HIP_ATTN_FUZZ_SECONDS (default `default_secs`) have passed; the first failing one is
-/// shrunk to a minimal case. With HIP_ATTN_FUZZ_COVER set, the random cases are seeds instead and the first seed
-/// that exercised each path is printed (to regenerate the corpus). Panics listing the failing cases.
+/// shrunk to a minimal case. With HIP_ATTN_FUZZ_COVER set, the random cases are seeds instead; the first seed
+/// that exercised each path is printed, then a greedy cover of every path by those seeds in the corpus's form
+/// (to regenerate the corpus's coverage seeds). Panics listing the failing cases.
 pub fn main_entry(default_secs: f64) {
     if std::env::var("HIP_ATTN_FUZZ_GUARD").is_ok_and(|v| v == "0") {
         GUARD.store(0, Ordering::Relaxed);
@@ -545,7 +572,10 @@ pub fn main_entry(default_secs: f64) {
             (None, s) => Input::Script(s.as_ref().unwrap()),
         };
         match run(input) {
-            Ok(s) => say(&format!("fuzz: {} passed ({} calls: {:?})", input.replay(), s.calls, s.by_label)),
+            Ok(s) => {
+                LAST_LOG.with(|l| l.borrow().iter().for_each(|line| say(&format!("  {line}"))));
+                say(&format!("fuzz: {} passed ({} calls: {:?})", input.replay(), s.calls, s.by_label))
+            }
             Err(e) => panic!("{e}"),
         }
         return;
@@ -567,6 +597,9 @@ pub fn main_entry(default_secs: f64) {
     let cases = RefCell::new(0usize);
     let mut failures = Vec::new();
     let mut first_seen: BTreeMap<String, u64> = BTreeMap::new();
+    // (coverage run) The paths of each seed that was the first to exercise one, and the case that found the last.
+    let mut paths_of: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut last_new = 0;
     let corpus = corpus();
     let one = |input: Input| -> Result<Stats, String> {
         *cases.borrow_mut() += 1;
@@ -591,7 +624,11 @@ pub fn main_entry(default_secs: f64) {
             Ok(s) => {
                 if let Input::Seed(seed) = input {
                     for k in s.by_label.keys() {
-                        first_seen.entry(k.clone()).or_insert(seed);
+                        if !first_seen.contains_key(k) {
+                            first_seen.insert(k.clone(), seed);
+                            paths_of.insert(seed, s.by_label.keys().cloned().collect());
+                            last_new = n + 1;
+                        }
                     }
                 }
             }
@@ -636,6 +673,16 @@ pub fn main_entry(default_secs: f64) {
     if cover {
         for (k, s) in &first_seen {
             say(&format!("0x{s:016x}  # {k} ({} calls)", total.by_label[k]));
+        }
+        let kept = greedy_cover(&paths_of);
+        say(&format!(
+            "fuzz: {} paths, the last first exercised by case {last_new}; {} seeds cover them all (the coverage \
+             seeds of tests/fuzz-corpus/seeds.txt, each named with the paths it is kept for):",
+            first_seen.len(),
+            kept.len()
+        ));
+        for (s, paths) in &kept {
+            say(&format!("0x{s:016x}  # {}", paths.join(", ")));
         }
     }
     assert!(
