@@ -434,7 +434,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn everything_attended_means_recall_one_and_no_error_for_both_searches() {
+    fn everything_attended_means_recall_one_and_no_error_for_every_search() {
         // Rows in the first window attend every key, and up to p0 = 576 the budget covers every block of the
         // domain (NB <= Kb = 256): HiP is dense attention there, whatever the scores.
         let t = 1024;
@@ -442,12 +442,13 @@ mod tests {
         let k8 = k8_copy(&h.k);
         for p in [0, 5, 100, 600] {
             let r = row_quality(&h, &k8, t, p);
-            for (what, kept) in [("tree", r.tree), ("k8", r.k8)] {
+            for (what, kept) in [("tree", r.tree), ("k8", r.k8), ("q8k8", r.q8k8)] {
                 assert!((kept.recall - 1.0).abs() < 1e-12, "{what} p {p}: recall {}", kept.recall);
                 assert!(kept.err < 1e-12, "{what} p {p}: error {}", kept.err);
                 assert_eq!(kept.attended, p + 1, "{what} p {p}");
             }
             assert_eq!(r.differ, 0.0, "p {p}");
+            assert_eq!(r.q8k8_differ, 0.0, "p {p}");
         }
     }
 
@@ -463,6 +464,27 @@ mod tests {
             // E4M3 keeps 3 mantissa bits: within 1/16 relative, or half the smallest subnormal step.
             assert!((y * scale - x).abs() <= x.abs() / 16.0 + scale * 2f32.powi(-10), "{x} -> {y} * {scale}");
         }
+    }
+
+    #[test]
+    fn q8_block_is_the_sampled_rows_on_the_e4m3_grid_with_the_largest_element_at_448() {
+        let t = 256;
+        let h = make_head(Kind::Rotary, t, 5);
+        for p0 in [0, 32, 224] {
+            let rows = sampled_rows(&h.q, t, p0);
+            assert_eq!(rows.len(), HEADLINE.bq.div_ceil(HEADLINE.sq) * D, "p0 {p0}");
+            assert_eq!(&rows[..D], &h.q[p0 * D..(p0 + 1) * D], "p0 {p0}: the first sampled row is the block's first");
+            let q8 = q8_block(&rows);
+            let amax = rows.iter().fold(0f32, |m, x| m.max(x.abs()));
+            assert_eq!(q8.iter().fold(0f32, |m, x| m.max(x.abs())), 448.0, "p0 {p0}");
+            let scale = amax / 448.0;
+            for (&x, &y) in rows.iter().zip(&q8) {
+                assert_eq!(e4m3_to_f32(hip_attn::spec::f32_to_e4m3(y)), y, "{y} is an E4M3 value");
+                assert!((y * scale - x).abs() <= x.abs() / 16.0 + scale * 2f32.powi(-10), "{x} -> {y} * {scale}");
+            }
+        }
+        // A block of zero queries: the scale falls back to 1 and the copy is zero, as for K.
+        assert!(q8_block(&[0.0; 4 * D]).iter().all(|&x| x == 0.0));
     }
 
     #[test]
@@ -485,6 +507,15 @@ mod tests {
             assert!(q.k8_differ_mean > 0.0 && q.k8_differ_mean < 0.1, "{what}: {} of blocks differ", q.k8_differ_mean);
             let gap = (q.k8.recall_mean - q.tree.recall_mean).abs();
             assert!(gap < 0.02, "{what}: recall {} (K8) vs {} (tree)", q.k8.recall_mean, q.tree.recall_mean);
+            // Quantizing Q too: more selections differ, the kept mass stays as close.
+            assert!(q.q8k8_rows_differ > 0.0, "{what}: no Q8K8 selection differs");
+            assert!(
+                q.q8k8_differ_mean > 0.0 && q.q8k8_differ_mean < 0.1,
+                "{what}: {} of blocks differ",
+                q.q8k8_differ_mean
+            );
+            let gap = (q.q8k8.recall_mean - q.tree.recall_mean).abs();
+            assert!(gap < 0.02, "{what}: recall {} (Q8K8) vs {} (tree)", q.q8k8.recall_mean, q.tree.recall_mean);
         }
     }
 
@@ -506,6 +537,34 @@ mod tests {
             let (tree, k8r, differ) = (mean(&|r| r.tree.recall), mean(&|r| r.k8.recall), mean(&|r| r.differ));
             assert!(differ < 0.02, "outlier x{factor}: {differ} of the blocks differ");
             assert!((tree - k8r).abs() < 0.005, "outlier x{factor}: recall {k8r} (K8) vs {tree} (tree)");
+        }
+    }
+
+    /// One query element far larger than the rest (an outlier channel in one query of the block) sets the scale of
+    /// the whole block's Q copy, so the block's other queries land low in E4M3's range: their typical elements
+    /// (about 1) fall among the subnormals (below 2^-6 * amax / 448) from a factor of about 3e4. The block score is a max over the block's queries, and the
+    /// outlier query's scores, exact to E4M3's 1/16 at the top of the range, then decide it: from 1e2 on the
+    /// outlier changes the default's selection itself (recall falls from 0.988 to 0.86 on these rows), and up to
+    /// 1e5 the Q8K8 selection keeps the default's mass as the K8 one does and differs from it hardly more.
+    #[test]
+    fn an_outlier_query_element_sets_the_block_scale_without_costing_the_selection() {
+        let t = 4096;
+        for factor in [1.0f32, 1e1, 1e2, 1e3, 1e4, 1e5] {
+            let mut h = make_head(Kind::Drift, t, 11);
+            let k8 = k8_copy(&h.k);
+            let positions: Vec<usize> = (0..32).map(|i| (2 * i + 1) * t / 64).collect();
+            for &p in &positions {
+                // The measured row is its block's first; the outlier sits in the block's second query.
+                assert_eq!(p % HEADLINE.bq, 0);
+                h.q[(p + 1) * D + 7] *= factor;
+            }
+            let rows: Vec<RowResult> = positions.iter().map(|&p| row_quality(&h, &k8, t, p)).collect();
+            let mean = |f: &dyn Fn(&RowResult) -> f64| rows.iter().map(f).sum::<f64>() / rows.len() as f64;
+            let (tree, q8r, differ) = (mean(&|r| r.tree.recall), mean(&|r| r.q8k8.recall), mean(&|r| r.q8k8_differ));
+            let k8_differ = mean(&|r| r.differ);
+            assert!(differ < 0.025, "outlier x{factor}: {differ} of the blocks differ");
+            assert!(differ - k8_differ < 0.005, "outlier x{factor}: {differ} (Q8K8) vs {k8_differ} (K8) differ");
+            assert!((tree - q8r).abs() < 0.005, "outlier x{factor}: recall {q8r} (Q8K8) vs {tree} (tree)");
         }
     }
 }
