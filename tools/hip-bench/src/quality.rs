@@ -9,10 +9,12 @@
 //! - error: ||o_hip - o_dense|| / ||o_dense||, with o_hip the softmax over HiP's keys in f64 (the selection's
 //!   error alone; the kernels' rounding adds the ~2.5e-3 the speed rows' check shows).
 //!
-//! Each row is measured twice: with the default search ("tree") and with the proposed FP8-scored one ("tree, K8
-//! scores", docs/ALGORITHM.md §9: the tree search's block scores taken on an E4M3 copy of the head's K at scale
-//! amax/448; attention still over the exact K), plus the share of the default's selected blocks that the
-//! FP8-scored search drops. The option is not in the library; this is its quality study.
+//! Each row is measured three times: with the default search ("tree"), with the proposed FP8-scored one ("tree,
+//! K8 scores", docs/ALGORITHM.md §9: the tree search's block scores taken on an E4M3 copy of the head's K at scale
+//! amax/448; attention still over the exact K), and with scores on E4M3 copies of both Q and K ("tree, Q8K8
+//! scores", §9: K as for K8, and the query rows the block's search scores at one scale per query block), each
+//! FP8-scored search with the share of the default's selected blocks that it drops. Neither option is in the
+//! library; this is their quality study.
 //!
 //! Input kinds (v is uniform in [-1, 1) in all of them):
 //! - random: q and k uniform in [-1, 1), the speed rows' inputs. Logits spread little, so dense attention is
@@ -145,6 +147,21 @@ pub(super) fn k8_copy(k: &[f32]) -> Vec<f32> {
     k.iter().map(|&x| e4m3_to_f32(quantize_e4m3(x, scale))).collect()
 }
 
+/// The sampled query rows of the block starting at `p0` (causal, Tq = Tk = t): the rows the block's search scores,
+/// `p0, p0 + sq, ...` before `min(p0 + bq, t)`, flattened [rows][D].
+fn sampled_rows(q: &[f32], t: usize, p0: usize) -> Vec<f32> {
+    let hip = HEADLINE;
+    (p0..(p0 + hip.bq).min(t)).step_by(hip.sq).flat_map(|qi| q[qi * D..(qi + 1) * D].iter().copied()).collect()
+}
+
+/// The Q copy that the Q8K8-scored search scores with (docs/ALGORITHM.md §9, "Scoring on FP8 copies of Q and K"):
+/// the query block's sampled rows (`sampled_rows`) rounded to E4M3 at one scale for all of them, amax/448, kept as
+/// the E4M3 values (the scale, one positive factor for every block the search compares, is left out).
+pub(super) fn q8_block(rows: &[f32]) -> Vec<f32> {
+    let scale = e4m3_scale(rows.iter().copied());
+    rows.iter().map(|&x| e4m3_to_f32(quantize_e4m3(x, scale))).collect()
+}
+
 /// What one selection of one row keeps of dense attention.
 #[derive(Clone, Copy, Debug)]
 struct Kept {
@@ -153,43 +170,49 @@ struct Kept {
     attended: usize,
 }
 
-/// One row measured with the default search (scores on K) and with the FP8-scored one (scores on `k8`), and the
-/// share of the default's selected blocks that the FP8-scored search does not select.
+/// One row measured with the default search (scores on Q and K), with the K8-scored one (scores of Q on `k8`) and
+/// with the Q8K8-scored one (scores of the block's `q8_block` on `k8`), and for each FP8-scored search the share of
+/// the default's selected blocks that it does not select.
 #[derive(Clone, Copy, Debug)]
 struct RowResult {
     tree: Kept,
     k8: Kept,
     differ: f64,
+    q8k8: Kept,
+    q8k8_differ: f64,
 }
 
-/// Selection of query row `p`'s block (causal, Tq = Tk = t) by the tree search over scores on `keys8`.
-fn select(h: &Head, keys8: &[f32], keys: &BlockKeys, t: usize, p0: usize) -> Vec<u32> {
+/// Selection of the block whose sampled query rows are `rows` ([rows][D]) by the tree search over scores of those
+/// rows on `keys8`.
+fn select(rows: &[f32], keys8: &[f32], keys: &BlockKeys) -> Vec<u32> {
     let hip = HEADLINE;
-    let rows = p0..(p0 + hip.bq).min(t);
     let score = |rep: usize| {
         let block = keys.block_range(rep);
         let key = |t: usize| &keys8[t * D..(t + 1) * D];
-        rows.clone()
-            .step_by(hip.sq)
-            .map(|qi| query_block_score(&h.q[qi * D..(qi + 1) * D], block, hip.sk, key))
-            .fold(f32::NEG_INFINITY, f32::max)
+        rows.chunks_exact(D).map(|q| query_block_score(q, block, hip.sk, key)).fold(f32::NEG_INFINITY, f32::max)
     };
     tree_search(keys.nb, hip.kb(), score)
 }
 
-/// Recall and output error of query row `p` (causal, Tq = Tk = t), for both searches; `k8` is `k8_copy(&h.k)`.
-/// Attention itself always uses the exact K: only the selection differs.
+/// The share of `selected` (sorted) that `other` (sorted) does not hold; 0 when `selected` is empty.
+fn share_dropped(selected: &[u32], other: &[u32]) -> f64 {
+    if selected.is_empty() {
+        0.0
+    } else {
+        selected.iter().filter(|b| other.binary_search(b).is_err()).count() as f64 / selected.len() as f64
+    }
+}
+
+/// Recall and output error of query row `p` (causal, Tq = Tk = t), for the three searches; `k8` is
+/// `k8_copy(&h.k)`. Attention itself always uses the exact Q and K: only the selection differs.
 fn row_quality(h: &Head, k8: &[f32], t: usize, p: usize) -> RowResult {
     let hip = HEADLINE;
     let p0 = p / hip.bq * hip.bq;
     let keys = BlockKeys::new(p0, t, hip.sink, hip.window, hip.bk, true);
-    let selected = select(h, &h.k, &keys, t, p0);
-    let selected8 = select(h, k8, &keys, t, p0);
-    let differ = if selected.is_empty() {
-        0.0
-    } else {
-        selected.iter().filter(|b| selected8.binary_search(b).is_err()).count() as f64 / selected.len() as f64
-    };
+    let rows = sampled_rows(&h.q, t, p0);
+    let selected = select(&rows, &h.k, &keys);
+    let selected8 = select(&rows, k8, &keys);
+    let selected88 = select(&q8_block(&rows), k8, &keys);
 
     // Dense attention and HiP's (the softmax over the attended keys alone), both from testkit's f64 oracle. The share
     // of dense probability mass on HiP's keys is HiP's denominator over dense's, on a common scale.
@@ -209,7 +232,13 @@ fn row_quality(h: &Head, k8: &[f32], t: usize, p: usize) -> RowResult {
         }
         Kept { recall, err: (num / den.max(1e-300)).sqrt(), attended: attended.iter().filter(|&&x| x).count() }
     };
-    RowResult { tree: kept(&selected), k8: kept(&selected8), differ }
+    RowResult {
+        tree: kept(&selected),
+        k8: kept(&selected8),
+        differ: share_dropped(&selected, &selected8),
+        q8k8: kept(&selected88),
+        q8k8_differ: share_dropped(&selected, &selected88),
+    }
 }
 
 /// One row of the table: the statistics of one search over one (input kind, length).
@@ -250,6 +279,12 @@ pub struct QualityRow {
     pub k8_differ_mean: f64,
     /// Share of rows whose two selections differ at all.
     pub k8_rows_differ: f64,
+    /// The search scored on FP8 copies of Q and K ("tree, Q8K8 scores"), on the same rows.
+    pub q8k8: SearchStats,
+    /// As `k8_differ_mean`, for the Q8K8-scored search.
+    pub q8k8_differ_mean: f64,
+    /// As `k8_rows_differ`, for the Q8K8-scored search.
+    pub q8k8_rows_differ: f64,
 }
 
 /// Value at quantile `q` (nearest rank) of `v`.
@@ -294,6 +329,9 @@ fn measure(kind: Kind, t: usize, seed: u64) -> QualityRow {
         k8: SearchStats::of(results.iter().map(|r| r.k8)),
         k8_differ_mean: results.iter().map(|r| r.differ).sum::<f64>() / n,
         k8_rows_differ: results.iter().filter(|r| r.differ > 0.0).count() as f64 / n,
+        q8k8: SearchStats::of(results.iter().map(|r| r.q8k8)),
+        q8k8_differ_mean: results.iter().map(|r| r.q8k8_differ).sum::<f64>() / n,
+        q8k8_rows_differ: results.iter().filter(|r| r.q8k8_differ > 0.0).count() as f64 / n,
     }
 }
 
@@ -319,6 +357,11 @@ pub fn markdown(rows: &[QualityRow]) -> String {
         for (search, st, differ) in [
             ("tree", &r.tree, "-".to_string()),
             ("tree, K8 scores", &r.k8, format!("{:.1}%; {:.0}%", 100.0 * r.k8_differ_mean, 100.0 * r.k8_rows_differ)),
+            (
+                "tree, Q8K8 scores",
+                &r.q8k8,
+                format!("{:.1}%; {:.0}%", 100.0 * r.q8k8_differ_mean, 100.0 * r.q8k8_rows_differ),
+            ),
         ] {
             s.push_str(&format!(
                 "| {} | {} | {} | {} | {:.3} | {:.3} | {:.2e} | {:.2e} | {:.0} | {} |\n",
@@ -339,7 +382,8 @@ pub fn markdown(rows: &[QualityRow]) -> String {
 }
 
 /// The JSON report of `--quality` (keys as in bench-results/*-quality.json): the default search's figures under
-/// the keys they always had, the FP8-scored search's under `k8_`-prefixed ones.
+/// the keys they always had, the K8-scored search's under `k8_`-prefixed ones and the Q8K8-scored search's under
+/// `q8k8_`-prefixed ones.
 pub fn json(rows: &[QualityRow], seed: u64) -> serde_json::Value {
     let rows: Vec<serde_json::Value> = rows
         .iter()
@@ -352,6 +396,10 @@ pub fn json(rows: &[QualityRow], seed: u64) -> serde_json::Value {
                 "k8_rel_l2_mean": r.k8.err_mean, "k8_rel_l2_p95": r.k8.err_p95,
                 "k8_attended_mean": r.k8.attended_mean, "k8_blocks_differ_mean": r.k8_differ_mean,
                 "k8_rows_differ": r.k8_rows_differ,
+                "q8k8_recall_mean": r.q8k8.recall_mean, "q8k8_recall_p5": r.q8k8.recall_p5,
+                "q8k8_rel_l2_mean": r.q8k8.err_mean, "q8k8_rel_l2_p95": r.q8k8.err_p95,
+                "q8k8_attended_mean": r.q8k8.attended_mean, "q8k8_blocks_differ_mean": r.q8k8_differ_mean,
+                "q8k8_rows_differ": r.q8k8_rows_differ,
             })
         })
         .collect();
@@ -386,7 +434,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn everything_attended_means_recall_one_and_no_error_for_both_searches() {
+    fn everything_attended_means_recall_one_and_no_error_for_every_search() {
         // Rows in the first window attend every key, and up to p0 = 576 the budget covers every block of the
         // domain (NB <= Kb = 256): HiP is dense attention there, whatever the scores.
         let t = 1024;
@@ -394,12 +442,13 @@ mod tests {
         let k8 = k8_copy(&h.k);
         for p in [0, 5, 100, 600] {
             let r = row_quality(&h, &k8, t, p);
-            for (what, kept) in [("tree", r.tree), ("k8", r.k8)] {
+            for (what, kept) in [("tree", r.tree), ("k8", r.k8), ("q8k8", r.q8k8)] {
                 assert!((kept.recall - 1.0).abs() < 1e-12, "{what} p {p}: recall {}", kept.recall);
                 assert!(kept.err < 1e-12, "{what} p {p}: error {}", kept.err);
                 assert_eq!(kept.attended, p + 1, "{what} p {p}");
             }
             assert_eq!(r.differ, 0.0, "p {p}");
+            assert_eq!(r.q8k8_differ, 0.0, "p {p}");
         }
     }
 
@@ -415,6 +464,27 @@ mod tests {
             // E4M3 keeps 3 mantissa bits: within 1/16 relative, or half the smallest subnormal step.
             assert!((y * scale - x).abs() <= x.abs() / 16.0 + scale * 2f32.powi(-10), "{x} -> {y} * {scale}");
         }
+    }
+
+    #[test]
+    fn q8_block_is_the_sampled_rows_on_the_e4m3_grid_with_the_largest_element_at_448() {
+        let t = 256;
+        let h = make_head(Kind::Rotary, t, 5);
+        for p0 in [0, 32, 224] {
+            let rows = sampled_rows(&h.q, t, p0);
+            assert_eq!(rows.len(), HEADLINE.bq.div_ceil(HEADLINE.sq) * D, "p0 {p0}");
+            assert_eq!(&rows[..D], &h.q[p0 * D..(p0 + 1) * D], "p0 {p0}: the first sampled row is the block's first");
+            let q8 = q8_block(&rows);
+            let amax = rows.iter().fold(0f32, |m, x| m.max(x.abs()));
+            assert_eq!(q8.iter().fold(0f32, |m, x| m.max(x.abs())), 448.0, "p0 {p0}");
+            let scale = amax / 448.0;
+            for (&x, &y) in rows.iter().zip(&q8) {
+                assert_eq!(e4m3_to_f32(hip_attn::spec::f32_to_e4m3(y)), y, "{y} is an E4M3 value");
+                assert!((y * scale - x).abs() <= x.abs() / 16.0 + scale * 2f32.powi(-10), "{x} -> {y} * {scale}");
+            }
+        }
+        // A block of zero queries: the scale falls back to 1 and the copy is zero, as for K.
+        assert!(q8_block(&[0.0; 4 * D]).iter().all(|&x| x == 0.0));
     }
 
     #[test]
@@ -437,6 +507,15 @@ mod tests {
             assert!(q.k8_differ_mean > 0.0 && q.k8_differ_mean < 0.1, "{what}: {} of blocks differ", q.k8_differ_mean);
             let gap = (q.k8.recall_mean - q.tree.recall_mean).abs();
             assert!(gap < 0.02, "{what}: recall {} (K8) vs {} (tree)", q.k8.recall_mean, q.tree.recall_mean);
+            // Quantizing Q too: more selections differ, the kept mass stays as close.
+            assert!(q.q8k8_rows_differ > 0.0, "{what}: no Q8K8 selection differs");
+            assert!(
+                q.q8k8_differ_mean > 0.0 && q.q8k8_differ_mean < 0.1,
+                "{what}: {} of blocks differ",
+                q.q8k8_differ_mean
+            );
+            let gap = (q.q8k8.recall_mean - q.tree.recall_mean).abs();
+            assert!(gap < 0.02, "{what}: recall {} (Q8K8) vs {} (tree)", q.q8k8.recall_mean, q.tree.recall_mean);
         }
     }
 
@@ -458,6 +537,34 @@ mod tests {
             let (tree, k8r, differ) = (mean(&|r| r.tree.recall), mean(&|r| r.k8.recall), mean(&|r| r.differ));
             assert!(differ < 0.02, "outlier x{factor}: {differ} of the blocks differ");
             assert!((tree - k8r).abs() < 0.005, "outlier x{factor}: recall {k8r} (K8) vs {tree} (tree)");
+        }
+    }
+
+    /// One query element far larger than the rest (an outlier channel in one query of the block) sets the scale of
+    /// the whole block's Q copy, so the block's other queries land low in E4M3's range: their typical elements
+    /// (about 1) fall among the subnormals (below 2^-6 * amax / 448) from a factor of about 3e4. The block score is a max over the block's queries, and the
+    /// outlier query's scores, exact to E4M3's 1/16 at the top of the range, then decide it: from 1e2 on the
+    /// outlier changes the default's selection itself (recall falls from 0.988 to 0.86 on these rows), and up to
+    /// 1e5 the Q8K8 selection keeps the default's mass as the K8 one does and differs from it hardly more.
+    #[test]
+    fn an_outlier_query_element_sets_the_block_scale_without_costing_the_selection() {
+        let t = 4096;
+        for factor in [1.0f32, 1e1, 1e2, 1e3, 1e4, 1e5] {
+            let mut h = make_head(Kind::Drift, t, 11);
+            let k8 = k8_copy(&h.k);
+            let positions: Vec<usize> = (0..32).map(|i| (2 * i + 1) * t / 64).collect();
+            for &p in &positions {
+                // The measured row is its block's first; the outlier sits in the block's second query.
+                assert_eq!(p % HEADLINE.bq, 0);
+                h.q[(p + 1) * D + 7] *= factor;
+            }
+            let rows: Vec<RowResult> = positions.iter().map(|&p| row_quality(&h, &k8, t, p)).collect();
+            let mean = |f: &dyn Fn(&RowResult) -> f64| rows.iter().map(f).sum::<f64>() / rows.len() as f64;
+            let (tree, q8r, differ) = (mean(&|r| r.tree.recall), mean(&|r| r.q8k8.recall), mean(&|r| r.q8k8_differ));
+            let k8_differ = mean(&|r| r.differ);
+            assert!(differ < 0.025, "outlier x{factor}: {differ} of the blocks differ");
+            assert!(differ - k8_differ < 0.005, "outlier x{factor}: {differ} (Q8K8) vs {k8_differ} (K8) differ");
+            assert!((tree - q8r).abs() < 0.005, "outlier x{factor}: recall {q8r} (Q8K8) vs {tree} (tree)");
         }
     }
 }

@@ -123,7 +123,7 @@ fn quality_modes_write_json_with_the_recorded_keys() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hip-bench-cli");
     std::fs::create_dir_all(&dir).unwrap();
     for (mode, file) in [
-        (&["--quality", "--quick"][..], "2026-12-02-quality-k8.json"),
+        (&["--quality", "--quick"][..], "2026-12-02-quality-q8k8.json"),
         (&["--quality-gpu", "--cpu"][..], "2026-12-02-0728-h200-quality-gpu.json"),
     ] {
         let path = dir.join(file);
@@ -136,12 +136,15 @@ fn quality_modes_write_json_with_the_recorded_keys() {
         same_keys(&new, &recorded(file), &format!("{mode:?}"));
         assert_eq!(new["seed"], 3);
         if mode[0] == "--quality" {
-            // The FP8-scored rows came as new keys beside the old ones, which every earlier file's reader still finds.
-            let old = recorded("2026-11-30-quality.json");
-            assert_eq!(keys(&new), keys(&old));
+            // The FP8-scored rows (K8, then Q8K8) came as new keys beside the old ones, which every earlier file's
+            // reader still finds.
             let new_row = keys(&new["rows"][0]);
-            for key in keys(&old["rows"][0]) {
-                assert!(new_row.contains(&key), "--quality lost the row key {key}");
+            for file in ["2026-11-30-quality.json", "2026-12-02-quality-k8.json"] {
+                let old = recorded(file);
+                assert_eq!(keys(&new), keys(&old), "{file}");
+                for key in keys(&old["rows"][0]) {
+                    assert!(new_row.contains(&key), "--quality lost the row key {key} of {file}");
+                }
             }
         }
     }
