@@ -71,7 +71,8 @@ impl DenseShape {
     }
 }
 
-/// One row of scripts/dense-baseline.py's JSON.
+/// One row of scripts/dense-baseline.py's JSON. It repeats DenseShape's fields rather than flattening a DenseShape
+/// in: serde's `flatten` does not work with `deny_unknown_fields`, which is what catches a script whose rows drift.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DenseRow {
