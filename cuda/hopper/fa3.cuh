@@ -335,6 +335,20 @@ static __device__ __forceinline__ void hopper_produce(const hopper_smem& sm, con
 // included) and this thread's row sums l accumulate attention over them. `mask(acc_s, kt)` hides, in the raw
 // scores of tile kt, the keys this thread's rows may not see. OVERLAP as HOPPER_OVERLAP above; with OVERLAP > 0,
 // n_kt must be at least 1.
+// O += P V on stage s once its V tile has landed (use parity `parity`), to completion, then the stage's V is handed
+// back to the producer: the last step of a tile wherever nothing else is in flight to overlap with it.
+static __device__ __forceinline__ void pv_tile(const hopper_smem& sm, float (*acc_o)[32], const unsigned* p, int s,
+                                               unsigned parity, int lane) {
+    mbar_wait(sm.v_full + 8 * s, parity);
+    wgmma_fence();
+    issue_pv(acc_o, p, sm.sv + s * HOPPER_TILE);
+    wgmma_commit();
+    wgmma_wait<0>();
+    pin<32>(acc_o[0]);
+    pin<32>(acc_o[1]);
+    release(sm.v_empty + 8 * s, lane);
+}
+
 template <int OVERLAP, class Mask>
 static __device__ __forceinline__ void hopper_mainloop(const hopper_smem& sm, unsigned q_tile, int n_kt, int cw,
                                                        int lane, float scale_log2, float (*acc_o)[32], float* m,
@@ -394,14 +408,7 @@ static __device__ __forceinline__ void hopper_mainloop(const hopper_smem& sm, un
         }
         const int kt = n_kt - 1;
         const int s = kt % HOPPER_STAGES;
-        mbar_wait(sm.v_full + 8 * s, (kt / HOPPER_STAGES) & 1);
-        wgmma_fence();
-        issue_pv(acc_o, p, sm.sv + s * HOPPER_TILE);
-        wgmma_commit();
-        wgmma_wait<0>();
-        pin<32>(acc_o[0]);
-        pin<32>(acc_o[1]);
-        release(sm.v_empty + 8 * s, lane);
+        pv_tile(sm, acc_o, p, s, (kt / HOPPER_STAGES) & 1, lane);
     } else {
         for (int kt = 0; kt < n_kt; ++kt) {
             const int s = kt % HOPPER_STAGES;
@@ -419,14 +426,7 @@ static __device__ __forceinline__ void hopper_mainloop(const hopper_smem& sm, un
             unsigned p[32];
             softmax_tile(acc_s, scale_log2, m, l, alpha, p);
             rescale(acc_o, alpha);
-            mbar_wait(sm.v_full + 8 * s, parity);
-            wgmma_fence();
-            issue_pv(acc_o, p, sm.sv + s * HOPPER_TILE);
-            wgmma_commit();
-            wgmma_wait<0>();
-            pin<32>(acc_o[0]);
-            pin<32>(acc_o[1]);
-            release(sm.v_empty + 8 * s, lane);
+            pv_tile(sm, acc_o, p, s, parity, lane);
         }
     }
 }
