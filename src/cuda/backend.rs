@@ -83,14 +83,14 @@ pub fn hopper_dense_compiled(cfg: &Config, arch: &str) -> bool {
 /// partner is compiled into a program only for that reason; its kernel is loaded from its own program.
 /// cuda/hip_attn.cu compiles the kernels of one program under -DHIP_ONLY -DHIP_WANT_<name>.
 pub const UNITS: [(&[&str], &[&str]); 9] = [
-    (&["hip_prefill_search", "hip_prefill_attn"], &[]),
-    (&["hip_prefill_attn_dense"], &["hip_prefill_search"]),
     (&["hip_decode_search_wide"], &["hip_prefill_search"]),
+    (&["hip_prefill_attn_dense"], &["hip_prefill_search"]),
+    (&["hip_prefill_search", "hip_prefill_attn"], &[]),
     (&["hip_prefill_scan", "hip_decode_search"], &[]),
-    (&["hip_decode_attn", "hip_decode_combine", "hip_merge_states"], &[]),
     (&[HOPPER_DENSE_KERNEL], &[]),
-    (&["hip_decode_scan"], &[]),
+    (&["hip_decode_attn", "hip_decode_combine", "hip_merge_states"], &[]),
     (&["hip_decode_attn_direct"], &[]),
+    (&["hip_decode_scan"], &[]),
     (&["hip_decode_scan_merge"], &[]),
 ];
 
@@ -763,9 +763,13 @@ mod tests {
     #[test]
     fn compile_units_hold_every_kernel_once() {
         use crate::ffi::types::hip_dtype::{HIP_ATTN_DTYPE_BF16 as BF16, HIP_ATTN_DTYPE_F16 as F16};
-        for (arch, dtype, head_dim, hopper) in
-            [("sm_90a", BF16, 128, true), ("sm_90a", F16, 128, false), ("sm_90a", BF16, 64, false), ("sm_80", BF16, 128, false)]
-        {
+        let cases = [
+            ("sm_90a", BF16, 128, true),
+            ("sm_90a", F16, 128, false),
+            ("sm_90a", BF16, 64, false),
+            ("sm_80", BF16, 128, false),
+        ];
+        for (arch, dtype, head_dim, hopper) in cases {
             let mut raw = default_config();
             (raw.dtype, raw.head_dim, raw.num_q_heads, raw.num_kv_heads) = (dtype as u32, head_dim, 32, 8);
             // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.

@@ -263,7 +263,8 @@ fn store(dir: &Path, key: &CacheKey, cubin: &[u8], log: &dyn Fn(LogLevel, &str))
             CacheOutcome::Miss
         }
         Err(why) => {
-            log(LogLevel::Warn, &format!("kernel cache not written to {} ({why}); continuing without it", dir.display()));
+            let dir = dir.display();
+            log(LogLevel::Warn, &format!("kernel cache not written to {dir} ({why}); continuing without it"));
             CacheOutcome::Error
         }
     }

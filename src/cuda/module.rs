@@ -197,7 +197,8 @@ impl KernelSet {
             for (&i, out) in missing.iter().zip(compile_many(main_name, sources, &option_sets, &arch)) {
                 let out = out.map_err(|e| match e {
                     CudaError::Compile { arch, log } => {
-                        CudaError::Compile { arch, log: format!("(the program of {})\n{log}", units[i].names.join(", ")) }
+                        let names = units[i].names.join(", ");
+                        CudaError::Compile { arch, log: format!("(the program of {names})\n{log}") }
                     }
                     other => other,
                 })?;
