@@ -11,7 +11,9 @@
 # f64-reference check, then its timing table beside the library's exact paths; docs/HOPPER-NOTES.md), shard
 # (context parallelism, issue 16: the sharded GPU test, the sharded example on the CUDA backend, with NCCL when
 # libnccl.so.2 is found and there are GPUs for the shards, and decode at 2M tokens in 2 shards timed per shard and
-# for the merge; SHARD_TOKENS="2097152 4194304" picks the lengths).
+# for the merge; SHARD_TOKENS="2097152 4194304" picks the lengths), ctx (cold context creation: hip-bench --only
+# ctx-create three times with NVRTC's own cache off (CUDA_CACHE_DISABLE=1, else a later process only reloads what
+# an earlier one compiled), then the GPU test of the kernel cache).
 set -uo pipefail
 cd "$(dirname "$0")"
 export LD_LIBRARY_PATH="$PWD/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -155,6 +157,17 @@ shard)
         STEP_TIMEOUT=${STEP_TIMEOUT:-420} step "shard-bench-$t" env HIP_ATTN_BACKEND=cuda bin/sharded_decode --bench "$t" 2
         cat "$LOG/shard-bench-$t.log" | head -n 10
     done
+    ;;
+esac
+case $mode in
+ctx)
+    echo "CPU cores: $(nproc)"
+    for i in 1 2 3; do
+        step "ctx-create-$i" env CUDA_CACHE_DISABLE=1 bin/hip-bench --only ctx-create --json "$LOG/hip-bench-ctx-$i.json"
+        grep -h "ctx-create\|compiled with NVRTC" "$LOG/ctx-create-$i.log" | cut -c1-400 | tail -n 4
+    done
+    step gpu-kernel-cache env CUDA_CACHE_DISABLE=1 bin/gpu kernel_cache_and_creation_time --nocapture
+    grep -h "modules\|context creation" "$LOG/gpu-kernel-cache.log" | tail -n 12
     ;;
 esac
 case $mode in

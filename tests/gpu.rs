@@ -885,6 +885,19 @@ fn kernel_cache_and_creation_time() {
     let mut cfg = config(DType::Bf16, 128, 32, 8);
     cfg.kernel_cache_dir = cdir.as_ptr();
     drop(on(dev.as_ref(), cfg));
+    // The kernels are several modules, one cache file each: one damaged file among good ones costs one compile.
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(files.len() > 1, "one cache file per compile unit: {files:?}");
+    std::fs::write(&files[0], b"garbage").unwrap();
+    let mut log: Vec<String> = Vec::new();
+    let mut cfg = config(DType::Bf16, 128, 32, 8);
+    cfg.kernel_cache_dir = cdir.as_ptr();
+    cfg.log_callback = Some(collect);
+    cfg.log_user_data = &mut log as *mut Vec<String> as *mut c_void;
+    drop(on(dev.as_ref(), cfg));
+    let joined = log.join("\n");
+    assert!(joined.contains(&format!("1 of {} modules compiled with NVRTC", files.len())), "{joined}");
+    let _ = std::fs::remove_dir_all(&dir);
     eprintln!("context creation: cold {:.3} s, cached {:.3} s", times[0], times[1]);
 }
 

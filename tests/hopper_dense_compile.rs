@@ -4,7 +4,7 @@
 mod common;
 use common::{config, tools};
 use hip_attn::config::validate;
-use hip_attn::cuda::backend::{compile_options, sources, HOPPER_DENSE_KERNEL};
+use hip_attn::cuda::backend::{compile_options, compile_units, sources, HOPPER_DENSE_KERNEL};
 use hip_attn::cuda::compile_cubin;
 use hip_attn::tensor::DType;
 
@@ -30,6 +30,9 @@ fn hopper_dense_kernel_is_compiled_where_the_plan_can_choose_it() {
         cfg.causal = causal;
         // SAFETY: no cache-dir pointer.
         let (c, _) = unsafe { validate(&cfg) }.unwrap();
+        // Context creation compiles the kernel in a unit of its own exactly there.
+        let unit = compile_units(&c, arch).into_iter().any(|u| u.names.contains(&HOPPER_DENSE_KERNEL));
+        assert_eq!(unit, expect, "{arch} {dt:?} d {d} causal {causal}: a Hopper compile unit {unit}");
         let opts = compile_options(&c, arch);
         let t = std::time::Instant::now();
         let cubin = compile_cubin(sources()[0].0, sources(), &opts, arch).unwrap_or_else(|e| panic!("{arch}: {e}"));

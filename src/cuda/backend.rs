@@ -7,6 +7,7 @@ use super::{
     ensure_libraries, launch, launch_dependent, CacheConfig, CacheOutcome, CudaDevice, CudaError, DecodeParams,
     DeviceInfo, KernelModule, LogLevel, MappedFlag, MergeParams, PrefillParams,
 };
+use super::module::{KernelSet, Unit};
 use crate::args::{Buffer, DecodeArgs, MergeArgs, PrefillArgs};
 use crate::config::{Config, CreateOptions, MaskSharing};
 use crate::contract::{
@@ -69,6 +70,57 @@ const HOPPER_SMEM: u32 =
 pub fn hopper_dense_compiled(cfg: &Config, arch: &str) -> bool {
     arch == "sm_90a" && cfg.dtype == DType::Bf16 && cfg.head_dim == HOPPER_HEAD_DIM
 }
+
+/// The programs that context creation compiles at once, slowest first, each loaded as its own module: (the
+/// kernels it provides, its partners). One program of all the kernels took 7-8 s on the H200 host, nearly all in
+/// NVVM and ptxas on one thread; spread over threads it takes about as long as its slowest program.
+///
+/// NVVM's interprocedural passes see the whole program, so a kernel's code can depend on which other kernels
+/// share its program (e.g. a device function that every caller in the program calls with the same constant
+/// argument is specialised before it is inlined): hip_decode_search alone compiles to other (equivalent) code
+/// than beside a prefill search. These groups keep the code of every kernel byte-identical to what the single
+/// program made, for every variant tests/kernels_compile.rs compiles (HIP_ATTN_CHECK_SPLIT=1 checks it). A
+/// partner is compiled into a program only for that reason; its kernel is loaded from its own program.
+/// cuda/hip_attn.cu compiles the kernels of one program under -DHIP_ONLY -DHIP_WANT_<name>.
+pub const UNITS: [(&[&str], &[&str]); 9] = [
+    (&["hip_decode_search_wide"], &["hip_prefill_search"]),
+    (&["hip_prefill_attn_dense"], &["hip_prefill_search"]),
+    (&["hip_prefill_search", "hip_prefill_attn"], &[]),
+    (&["hip_prefill_scan", "hip_decode_search"], &[]),
+    (&[HOPPER_DENSE_KERNEL], &[]),
+    (&["hip_decode_attn", "hip_decode_combine", "hip_merge_states"], &[]),
+    (&["hip_decode_attn_direct"], &[]),
+    (&["hip_decode_scan"], &[]),
+    (&["hip_decode_scan_merge"], &[]),
+];
+
+/// The kernels a context for `cfg` on `arch` loads, in index order: KERNELS, then the Hopper dense kernel where
+/// it is compiled.
+pub fn kernel_names(cfg: &Config, arch: &str) -> Vec<&'static str> {
+    let mut names = KERNELS.to_vec();
+    if hopper_dense_compiled(cfg, arch) {
+        names.push(HOPPER_DENSE_KERNEL);
+    }
+    names
+}
+
+/// The NVRTC programs for `cfg` on `arch`: [`UNITS`] with their options, less the Hopper one where its kernel is
+/// not compiled.
+pub fn compile_units(cfg: &Config, arch: &str) -> Vec<Unit> {
+    let base = compile_options(cfg, arch);
+    let names = kernel_names(cfg, arch);
+    UNITS
+        .iter()
+        .filter(|(kernels, _)| kernels.iter().all(|k| names.contains(k)))
+        .map(|(kernels, partners)| {
+            let mut options = base.clone();
+            options.push("-DHIP_ONLY=1".into());
+            options.extend(kernels.iter().chain(partners.iter()).map(|k| format!("-DHIP_WANT_{k}=1")));
+            Unit { options, names: kernels.to_vec(), partners: partners.to_vec() }
+        })
+        .collect()
+}
+
 const PREFILL_SEARCH: usize = 0;
 const PREFILL_ATTN: usize = 1;
 const DECODE_SEARCH: usize = 2;
@@ -226,8 +278,8 @@ fn occupancy(func: Option<cudarc::driver::sys::CUfunction>, threads: u32) -> Res
 }
 
 pub struct CudaBackend {
-    // Field order is drop order: module and flag go before the device's context reference.
-    module: KernelModule,
+    // Field order is drop order: modules and flag go before the device's context reference.
+    module: KernelSet,
     flag: MappedFlag,
     dev: CudaDevice,
     /// CTAs per decode search (HIP_DSEARCH_CL of the module).
@@ -265,25 +317,22 @@ impl CudaBackend {
         );
         let cache = CacheConfig { enabled: true, dir: opts.kernel_cache_dir.clone() };
         let started = std::time::Instant::now();
-        let mut names = KERNELS.to_vec();
         let hopper_compiled = hopper_dense_compiled(cfg, &info.arch);
-        if hopper_compiled {
-            names.push(HOPPER_DENSE_KERNEL);
-        }
-        let (module, outcome) = KernelModule::build(
+        let (module, outcomes) = KernelSet::build(
             &dev,
             &cache,
             SOURCES[0].0,
             &SOURCES,
-            &compile_options(cfg, &info.arch),
-            &names,
+            &compile_units(cfg, &info.arch),
+            &kernel_names(cfg, &info.arch),
             &log,
         )?;
-        let how = match outcome {
-            CacheOutcome::Hit => "loaded from the kernel cache",
-            _ => "compiled with NVRTC",
+        let compiled = outcomes.iter().filter(|o| **o != CacheOutcome::Hit).count();
+        let how = match compiled {
+            0 => format!("{} modules loaded from the kernel cache", outcomes.len()),
+            n => format!("{n} of {} modules compiled with NVRTC", outcomes.len()),
         };
-        log(LogLevel::Info, &format!("kernels {how} in {:.3} s", started.elapsed().as_secs_f64()));
+        log(LogLevel::Info, &format!("kernels ({how}) ready in {:.3} s", started.elapsed().as_secs_f64()));
         let flag = MappedFlag::new(&dev)?;
         let (pdl, dsearch_cl) = (info.cc_major >= 9, decode_search_cluster(&info.arch));
         let dense = dense_smem(cfg.head_dim);
@@ -331,7 +380,9 @@ impl CudaBackend {
     }
 
     fn func(&self, i: usize) -> Result<cudarc::driver::sys::CUfunction> {
-        self.module.func(i).ok_or_else(|| Error::internal(format!("kernel {} was not loaded", KERNELS[i])))
+        self.module.func(i).ok_or_else(|| {
+            Error::internal(format!("kernel {} was not loaded", KERNELS.get(i).unwrap_or(&HOPPER_DENSE_KERNEL)))
+        })
     }
 
     /// Reports (once) bad index data that an earlier call's kernels met on the device. Kernels OR bits into a
@@ -703,9 +754,48 @@ fn tensor_map(t: &crate::tensor::TensorView, tokens: usize) -> std::result::Resu
 #[cfg(test)]
 mod tests {
     use super::{
-        decode_search_cluster, dsearch_smem_pad,
+        compile_units, decode_search_cluster, dsearch_smem_pad, kernel_names, HOPPER_DENSE_KERNEL, KERNELS,
     };
+    use crate::cuda::module::place_kernels;
     use crate::cuda::DeviceInfo;
+    use crate::ffi::convert::{config as validate, default_config};
+
+    #[test]
+    fn compile_units_hold_every_kernel_once() {
+        use crate::ffi::types::hip_dtype::{HIP_ATTN_DTYPE_BF16 as BF16, HIP_ATTN_DTYPE_F16 as F16};
+        let cases = [
+            ("sm_90a", BF16, 128, true),
+            ("sm_90a", F16, 128, false),
+            ("sm_90a", BF16, 64, false),
+            ("sm_80", BF16, 128, false),
+        ];
+        for (arch, dtype, head_dim, hopper) in cases {
+            let mut raw = default_config();
+            (raw.dtype, raw.head_dim, raw.num_q_heads, raw.num_kv_heads) = (dtype as u32, head_dim, 32, 8);
+            // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.
+            let cfg = unsafe { validate(&raw) }.unwrap().0;
+            let names = kernel_names(&cfg, arch);
+            assert_eq!(names.len(), KERNELS.len() + hopper as usize, "{arch} {dtype:?} {head_dim}");
+            assert_eq!(names.contains(&HOPPER_DENSE_KERNEL), hopper);
+            let units = compile_units(&cfg, arch);
+            place_kernels(&units, &names).unwrap_or_else(|e| panic!("{arch} {dtype:?} {head_dim}: {e}"));
+            for unit in &units {
+                // The options select exactly the unit's kernels and partners, after the configuration's own.
+                let wants: Vec<&str> =
+                    unit.options.iter().filter_map(|o| o.strip_prefix("-DHIP_WANT_")?.strip_suffix("=1")).collect();
+                let mut expect: Vec<&str> = unit.names.iter().chain(&unit.partners).copied().collect();
+                expect.sort();
+                let mut got = wants.clone();
+                got.sort();
+                assert_eq!(got, expect);
+                assert!(unit.options.contains(&"-DHIP_ONLY=1".to_string()));
+                assert!(unit.partners.iter().all(|p| names.contains(p) && !unit.names.contains(p)));
+            }
+            let mut keys: Vec<&Vec<String>> = units.iter().map(|u| &u.options).collect();
+            keys.dedup();
+            assert_eq!(keys.len(), units.len(), "every unit has its own options, so its own cache entry");
+        }
+    }
 
     fn device(smem_per_sm: i32) -> DeviceInfo {
         DeviceInfo {

@@ -174,18 +174,8 @@ pub fn load_or_compile(
     compile: impl FnOnce() -> Result<Vec<u8>, CudaError>,
     log: &dyn Fn(LogLevel, &str),
 ) -> Result<(Vec<u8>, CacheOutcome), CudaError> {
-    if !cache.enabled {
-        log(LogLevel::Debug, "kernel cache disabled by configuration; compiling");
-        return Ok((compile()?, CacheOutcome::Disabled));
-    }
-    let Some(dir) = cache.resolve_dir() else {
-        log(
-            LogLevel::Info,
-            "kernel cache disabled: no cache directory (none configured, HOME and XDG_CACHE_HOME unset); compiling",
-        );
-        return Ok((compile()?, CacheOutcome::Disabled));
-    };
-    load_or_compile_in(&dir, key, compile, log)
+    let mut one = load_or_compile_many(cache, std::slice::from_ref(key), |_| Ok(vec![compile()?]), log)?;
+    Ok(one.swap_remove(0))
 }
 
 /// [`load_or_compile`] with the directory already resolved.
@@ -195,11 +185,65 @@ pub fn load_or_compile_in(
     compile: impl FnOnce() -> Result<Vec<u8>, CudaError>,
     log: &dyn Fn(LogLevel, &str),
 ) -> Result<(Vec<u8>, CacheOutcome), CudaError> {
+    if let Some(payload) = lookup(dir, key, log) {
+        return Ok((payload, CacheOutcome::Hit));
+    }
+    let cubin = compile()?;
+    let outcome = store(dir, key, &cubin, log);
+    Ok((cubin, outcome))
+}
+
+/// [`load_or_compile`] for several cubins, each under its own key and in its own file: the valid entries are
+/// read, and `compile` gets the indices (into `keys`) of all the others at once, so that it can compile them
+/// concurrently; it returns their cubins in that order. Each entry stands alone (its key covers everything that
+/// determines its cubin), so a directory holding only some of them, or a damaged one among good ones, costs
+/// only the missing or damaged compiles. On a compile error nothing is stored.
+pub fn load_or_compile_many(
+    cache: &CacheConfig,
+    keys: &[CacheKey],
+    compile: impl FnOnce(&[usize]) -> Result<Vec<Vec<u8>>, CudaError>,
+    log: &dyn Fn(LogLevel, &str),
+) -> Result<Vec<(Vec<u8>, CacheOutcome)>, CudaError> {
+    let dir = if cache.enabled { cache.resolve_dir() } else { None };
+    if dir.is_none() {
+        if cache.enabled {
+            log(
+                LogLevel::Info,
+                "kernel cache disabled: no cache directory (none configured, HOME and XDG_CACHE_HOME unset); \
+                 compiling",
+            );
+        } else {
+            log(LogLevel::Debug, "kernel cache disabled by configuration; compiling");
+        }
+    }
+    let mut found: Vec<Option<Vec<u8>>> = keys.iter().map(|k| dir.as_ref().and_then(|d| lookup(d, k, log))).collect();
+    let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
+    let mut outcomes = vec![CacheOutcome::Hit; keys.len()];
+    if !missing.is_empty() {
+        let compiled = compile(&missing)?;
+        if compiled.len() != missing.len() {
+            return Err(CudaError::InvalidArgument {
+                what: format!("{} cubins compiled for {} missing cache entries", compiled.len(), missing.len()),
+            });
+        }
+        for (&i, cubin) in missing.iter().zip(compiled) {
+            outcomes[i] = match &dir {
+                Some(d) => store(d, &keys[i], &cubin, log),
+                None => CacheOutcome::Disabled,
+            };
+            found[i] = Some(cubin);
+        }
+    }
+    Ok(found.into_iter().zip(outcomes).map(|(c, o)| (c.unwrap_or_default(), o)).collect())
+}
+
+/// The valid entry for `key` in `dir`, if any; a damaged one is reported and treated as missing.
+fn lookup(dir: &Path, key: &CacheKey, log: &dyn Fn(LogLevel, &str)) -> Option<Vec<u8>> {
     let path = entry_path(dir, key);
     match read_entry(&path, key) {
         Ok(Some(payload)) => {
             log(LogLevel::Debug, &format!("kernel cache hit: {}", path.display()));
-            return Ok((payload, CacheOutcome::Hit));
+            return Some(payload);
         }
         Ok(None) => log(LogLevel::Debug, &format!("kernel cache miss: {}", path.display())),
         Err(why) => log(
@@ -207,18 +251,21 @@ pub fn load_or_compile_in(
             &format!("kernel cache entry {} ignored ({why}); recompiling and replacing it", path.display()),
         ),
     }
-    let cubin = compile()?;
-    match write_entry(dir, &path, key, &cubin) {
+    None
+}
+
+/// Stores `cubin` under `key` in `dir`: Miss when written, Error (reported) when the directory refused it.
+fn store(dir: &Path, key: &CacheKey, cubin: &[u8], log: &dyn Fn(LogLevel, &str)) -> CacheOutcome {
+    let path = entry_path(dir, key);
+    match write_entry(dir, &path, key, cubin) {
         Ok(()) => {
             log(LogLevel::Debug, &format!("kernel cache stored: {}", path.display()));
-            Ok((cubin, CacheOutcome::Miss))
+            CacheOutcome::Miss
         }
         Err(why) => {
-            log(
-                LogLevel::Warn,
-                &format!("kernel cache not written to {} ({why}); continuing without it", dir.display()),
-            );
-            Ok((cubin, CacheOutcome::Error))
+            let dir = dir.display();
+            log(LogLevel::Warn, &format!("kernel cache not written to {dir} ({why}); continuing without it"));
+            CacheOutcome::Error
         }
     }
 }
@@ -719,6 +766,93 @@ mod tests {
         let c = CacheConfig { enabled: true, dir: Some(PathBuf::new()) };
         assert_eq!(h.run(&c, &key(), b"P"), (b"P".to_vec(), CacheOutcome::Disabled));
         assert!(h.lines.borrow().iter().any(|(l, _)| *l == LogLevel::Info));
+    }
+
+    fn keys3() -> [CacheKey; 3] {
+        let k = |o: &str| CacheKey::new("a.cu", &[("a.cu", "kernel text")], &[o.to_string()], (13, 0), "sm_90a");
+        [k("-DU=0"), k("-DU=1"), k("-DU=2")]
+    }
+
+    /// load_or_compile_many with a compile that records which indices it was asked for.
+    fn run_many(
+        cfg: &CacheConfig,
+        keys: &[CacheKey],
+        tag: &str,
+        asked: &RefCell<Vec<Vec<usize>>>,
+        warned: &Cell<bool>,
+    ) -> Vec<(Vec<u8>, CacheOutcome)> {
+        let log = |l: LogLevel, _: &str| warned.set(warned.get() || l == LogLevel::Warn);
+        let compile = |missing: &[usize]| {
+            asked.borrow_mut().push(missing.to_vec());
+            Ok(missing.iter().map(|i| format!("{tag}-{i}").into_bytes()).collect())
+        };
+        load_or_compile_many(cfg, keys, compile, &log).unwrap()
+    }
+
+    #[test]
+    fn many_stores_and_reloads_every_entry() {
+        let d = TempDir::new("many");
+        let (asked, warned) = (RefCell::new(Vec::new()), Cell::new(false));
+        let keys = keys3();
+        let first = run_many(&cfg(&d.0), &keys, "A", &asked, &warned);
+        assert_eq!(*asked.borrow(), [vec![0, 1, 2]], "every missing entry compiled in one call");
+        assert_eq!(first.iter().map(|(_, o)| *o).collect::<Vec<_>>(), [CacheOutcome::Miss; 3]);
+        let again = run_many(&cfg(&d.0), &keys, "B", &asked, &warned);
+        assert_eq!(asked.borrow().len(), 1, "nothing compiled when every entry is cached");
+        for (i, (cubin, o)) in again.iter().enumerate() {
+            assert_eq!((cubin.as_slice(), *o), (format!("A-{i}").as_bytes(), CacheOutcome::Hit));
+        }
+        assert!(!warned.get());
+        assert_eq!(fs::read_dir(&d.0).unwrap().count(), 3, "one file per entry, no temp files");
+    }
+
+    #[test]
+    fn many_recompiles_only_the_damaged_or_missing_entries() {
+        let d = TempDir::new("many-damaged");
+        let (asked, warned) = (RefCell::new(Vec::new()), Cell::new(false));
+        let keys = keys3();
+        run_many(&cfg(&d.0), &keys, "A", &asked, &warned);
+        // Entry 1 truncated (as by a crash of a writer without the rename), entry 2 removed.
+        let p1 = entry_path(&d.0, &keys[1]);
+        let b = fs::read(&p1).unwrap();
+        fs::write(&p1, &b[..b.len() / 2]).unwrap();
+        fs::remove_file(entry_path(&d.0, &keys[2])).unwrap();
+        let got = run_many(&cfg(&d.0), &keys, "B", &asked, &warned);
+        assert_eq!(asked.borrow()[1], [1, 2]);
+        assert!(warned.get(), "the damaged entry is reported");
+        let want = [("A-0", CacheOutcome::Hit), ("B-1", CacheOutcome::Miss), ("B-2", CacheOutcome::Miss)];
+        for ((cubin, o), (w, wo)) in got.iter().zip(want) {
+            assert_eq!((cubin.as_slice(), *o), (w.as_bytes(), wo));
+        }
+        // Repaired: all three load.
+        let again = run_many(&cfg(&d.0), &keys, "C", &asked, &warned);
+        assert_eq!(asked.borrow().len(), 2);
+        assert!(again.iter().all(|(_, o)| *o == CacheOutcome::Hit));
+        assert_eq!(again[1].0, b"B-1");
+    }
+
+    #[test]
+    fn many_compile_error_stores_nothing() {
+        let d = TempDir::new("many-err");
+        let keys = keys3();
+        let err = CudaError::Compile { arch: "sm_90a".into(), log: "boom".into() };
+        let r = load_or_compile_many(&cfg(&d.0), &keys, |_| Err(err.clone()), &|_, _| {});
+        assert_eq!(r, Err(err));
+        assert_eq!(fs::read_dir(&d.0).unwrap().count(), 0);
+        // A compile that returns the wrong number of cubins is an error, not a panic or a short result.
+        let r = load_or_compile_many(&cfg(&d.0), &keys, |_| Ok(vec![b"x".to_vec()]), &|_, _| {});
+        assert!(matches!(r, Err(CudaError::InvalidArgument { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn many_disabled_compiles_everything() {
+        let d = TempDir::new("many-off");
+        let (asked, warned) = (RefCell::new(Vec::new()), Cell::new(false));
+        let c = CacheConfig { enabled: false, dir: Some(d.0.clone()) };
+        let got = run_many(&c, &keys3(), "A", &asked, &warned);
+        assert_eq!(*asked.borrow(), [vec![0, 1, 2]]);
+        assert!(got.iter().all(|(_, o)| *o == CacheOutcome::Disabled));
+        assert_eq!(fs::read_dir(&d.0).unwrap().count(), 0);
     }
 
     #[test]

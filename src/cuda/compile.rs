@@ -171,6 +171,54 @@ pub fn compile_cubin(
     compile_cubin_with_log(main_name, sources, options, arch).map(|o| o.cubin)
 }
 
+/// Compiles one program per entry of `option_sets` (the same sources, each with its own options) at once, on up to
+/// `available_parallelism` threads, the calling thread among them; results come back in the order of
+/// `option_sets`. NVRTC compiles distinct programs from several threads concurrently (each program stays on the
+/// thread that created it), and most of a compile is per program work of one thread, so a module split into
+/// programs compiles in about the time of its slowest program where there are enough cores. Where a thread
+/// cannot be spawned, the threads that exist (at least the caller) take over its share. Entries should come
+/// slowest first: each thread takes the next entry when it is done with one.
+pub fn compile_many(
+    main_name: &str,
+    sources: &[(&str, &str)],
+    option_sets: &[Vec<String>],
+    arch: &str,
+) -> Vec<Result<CompileOutput, CudaError>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let n = option_sets.len();
+    let results: Vec<Mutex<Option<Result<CompileOutput, CudaError>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(options) = option_sets.get(i) else { break };
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            compile_cubin_with_log(main_name, sources, options, arch)
+        }))
+        .unwrap_or_else(|_| Err(CudaError::Panic { what: format!("the NVRTC compile of program {i}") }));
+        *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+    };
+    let helpers = std::thread::available_parallelism().map_or(1, |p| p.get()).min(n).saturating_sub(1);
+    std::thread::scope(|s| {
+        for _ in 0..helpers {
+            // A failed spawn only means fewer threads: the others, the caller included, take the work.
+            if std::thread::Builder::new().name("hip-attn-nvrtc".into()).spawn_scoped(s, work).is_err() {
+                break;
+            }
+        }
+        work();
+    });
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.into_inner().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(|| {
+                Err(CudaError::Panic { what: format!("a kernel compile thread (program {i} was never compiled)") })
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -219,6 +267,31 @@ extern "C" __global__ void tiny_flag(unsigned long long flag) {
             let hay = String::from_utf8_lossy(&out.cubin);
             assert!(hay.contains("tiny_scale") && hay.contains("tiny_flag"));
         }
+    }
+
+    #[test]
+    fn compile_many_returns_each_program_in_order() {
+        if !nvrtc_available() {
+            return;
+        }
+        let src = "extern \"C\" __global__ void k_V(float* p) { p[threadIdx.x] = V; }\n\
+                   #if V == 3\n#error three is refused\n#endif\n";
+        let sets: Vec<Vec<String>> =
+            (1..=4).map(|v| vec![format!("-DV={v}"), format!("-Dk_V=k_{v}")]).collect();
+        let out = compile_many("k.cu", &[("k.cu", src)], &sets, "sm_80");
+        assert_eq!(out.len(), 4);
+        for (i, r) in out.iter().enumerate() {
+            let v = i + 1;
+            match r {
+                Ok(o) => {
+                    assert_ne!(v, 3);
+                    assert!(String::from_utf8_lossy(&o.cubin).contains(&format!("k_{v}")), "program {i}");
+                }
+                Err(CudaError::Compile { log, .. }) => assert!(v == 3 && log.contains("three is refused"), "{log}"),
+                Err(e) => panic!("program {i}: {e:?}"),
+            }
+        }
+        assert!(compile_many("k.cu", &[("k.cu", src)], &[], "sm_80").is_empty());
     }
 
     #[test]

@@ -8,9 +8,10 @@
 //!
 //! 1. `loader::ensure_libraries()`: LibraryMissing instead of a cudarc panic.
 //! 2. `CudaDevice::new(ordinal, None)`: primary context, properties, cubin arch.
-//! 3. `KernelModule::build(&dev, &cache_cfg, main, sources, options, names, &log)`: cache, else NVRTC, then
-//!    load, with every function resolved up front.
-//! 4. `module.set_max_dynamic_smem(i, bytes)` for kernels above 48 KiB of shared memory.
+//! 3. `KernelSet::build(&dev, &cache_cfg, main, sources, units, names, &log)`: per unit (an NVRTC program of some
+//!    of the kernels) the cache, else NVRTC (the missing units compiled at once, on threads), then one module
+//!    per unit, with every function resolved up front (`KernelModule::build` does the same for one program).
+//! 4. `set.set_max_dynamic_smem(i, bytes)` for kernels above 48 KiB of shared memory.
 //! 5. `MappedFlag::new(&dev)`: error flag; put `flag.device_ptr()` in the params.
 //!
 //! Run path (every call; no allocation):
@@ -50,12 +51,12 @@ pub use error::CudaError;
 pub use flag::MappedFlag;
 pub use launch::{launch, launch_dependent};
 pub use loader::ensure_libraries;
-pub use module::KernelModule;
+pub use module::{KernelModule, KernelSet, Unit};
 pub use params::{DecodeParams, MergeParams, PrefillParams};
 #[cfg(feature = "internals")]
 pub use {
     cache::CacheKey,
-    compile::{compile_cubin, compile_cubin_with_log, nvrtc_supported_archs, nvrtc_version},
+    compile::{compile_cubin, compile_cubin_with_log, compile_many, nvrtc_supported_archs, nvrtc_version},
     device::{select_arch, CtxGuard, CtxHandle},
     launch::launch_args,
     loader::{ensure_driver, ensure_nvrtc},

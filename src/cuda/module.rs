@@ -8,8 +8,8 @@ use std::ffi::{c_void, CString};
 use cudarc::driver::result;
 use cudarc::driver::sys::{self, CUfunction, CUfunction_attribute, CUmodule};
 
-use super::cache::{load_or_compile, CacheConfig, CacheKey, CacheOutcome, LogLevel};
-use super::compile::{compile_cubin_with_log, nvrtc_version};
+use super::cache::{load_or_compile, load_or_compile_many, CacheConfig, CacheKey, CacheOutcome, LogLevel};
+use super::compile::{compile_cubin_with_log, compile_many, nvrtc_version};
 use super::device::{CtxHandle, CudaDevice};
 use super::error::{drv, CudaError};
 
@@ -155,6 +155,125 @@ impl Drop for KernelModule {
     }
 }
 
+/// One NVRTC program of a module split to compile faster: its options (the shared ones plus whatever selects its
+/// kernels), the extern "C" kernels loaded from it, and the kernels compiled into it but loaded from another
+/// unit (partners: compiled beside the others only because that keeps their code as it is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    pub options: Vec<String>,
+    pub names: Vec<&'static str>,
+    pub partners: Vec<&'static str>,
+}
+
+/// Kernels compiled as several programs (see [`Unit`]) and loaded as one module each, addressed by one index: the
+/// position of the kernel's name in the `names` given to [`KernelSet::build`].
+pub struct KernelSet {
+    modules: Vec<KernelModule>,
+    /// For each kernel: (module, function index in that module).
+    place: Vec<(usize, usize)>,
+}
+
+impl KernelSet {
+    /// Compiles the units that are not in the kernel cache, all at once (compile::compile_many, slowest first as
+    /// given), stores them, and loads every unit as its own module. Each unit is its own cache entry, keyed by
+    /// its own options. Every name in `names` must be in exactly one unit, and every unit kernel in `names`.
+    pub fn build(
+        dev: &CudaDevice,
+        cache: &CacheConfig,
+        main_name: &str,
+        sources: &[(&str, &str)],
+        units: &[Unit],
+        names: &[&str],
+        log: &dyn Fn(LogLevel, &str),
+    ) -> Result<(KernelSet, Vec<CacheOutcome>), CudaError> {
+        let place = place_kernels(units, names)?;
+        let arch = dev.info().arch.clone();
+        let version = nvrtc_version()?;
+        let keys: Vec<CacheKey> =
+            units.iter().map(|u| CacheKey::new(main_name, sources, &u.options, version, &arch)).collect();
+        let compile = |missing: &[usize]| {
+            let option_sets: Vec<Vec<String>> = missing.iter().map(|&i| units[i].options.clone()).collect();
+            let mut cubins = Vec::with_capacity(missing.len());
+            for (&i, out) in missing.iter().zip(compile_many(main_name, sources, &option_sets, &arch)) {
+                let out = out.map_err(|e| match e {
+                    CudaError::Compile { arch, log } => {
+                        let names = units[i].names.join(", ");
+                        CudaError::Compile { arch, log: format!("(the program of {names})\n{log}") }
+                    }
+                    other => other,
+                })?;
+                if !out.log.trim().is_empty() {
+                    log(LogLevel::Warn, &format!("NVRTC ({arch}, {}) said:\n{}", units[i].names.join(", "), out.log));
+                }
+                cubins.push(out.cubin);
+            }
+            Ok(cubins)
+        };
+        let built = load_or_compile_many(cache, &keys, compile, log)?;
+        let mut modules = Vec::with_capacity(units.len());
+        let mut outcomes = Vec::with_capacity(units.len());
+        for (unit, (cubin, outcome)) in units.iter().zip(built) {
+            modules.push(KernelModule::load(dev, &cubin, &unit.names)?);
+            outcomes.push(outcome);
+        }
+        Ok((KernelSet { modules, place }, outcomes))
+    }
+
+    /// Function `i` (index in `names` at creation); None when out of range.
+    #[inline]
+    pub fn func(&self, i: usize) -> Option<CUfunction> {
+        let &(m, f) = self.place.get(i)?;
+        self.modules.get(m)?.func(f)
+    }
+
+    /// [`KernelModule::set_max_dynamic_smem`] for kernel `i`.
+    pub fn set_max_dynamic_smem(&self, i: usize, bytes: u32) -> Result<(), CudaError> {
+        let (m, f) = self.locate(i)?;
+        m.set_max_dynamic_smem(f, bytes)
+    }
+
+    /// [`KernelModule::attribute`] for kernel `i`.
+    pub fn attribute(&self, i: usize, attr: CUfunction_attribute) -> Result<i32, CudaError> {
+        let (m, f) = self.locate(i)?;
+        m.attribute(f, attr)
+    }
+
+    /// How many modules (units) were loaded.
+    pub fn module_count(&self) -> usize {
+        self.modules.len()
+    }
+
+    fn locate(&self, i: usize) -> Result<(&KernelModule, usize), CudaError> {
+        let bad = || CudaError::InvalidArgument {
+            what: format!("kernel index {i} out of range ({} kernels)", self.place.len()),
+        };
+        let &(m, f) = self.place.get(i).ok_or_else(bad)?;
+        Ok((self.modules.get(m).ok_or_else(bad)?, f))
+    }
+}
+
+/// For each of `names`: (unit, position in that unit). Errors unless every name is in exactly one unit and no
+/// unit holds a kernel that is not in `names` (it would be compiled for nothing).
+pub fn place_kernels(units: &[Unit], names: &[&str]) -> Result<Vec<(usize, usize)>, CudaError> {
+    let bad = |what: String| Err(CudaError::InvalidArgument { what });
+    let mut place = Vec::with_capacity(names.len());
+    for name in names {
+        let mut found = units
+            .iter()
+            .enumerate()
+            .flat_map(|(u, unit)| unit.names.iter().enumerate().filter(|(_, n)| *n == name).map(move |(f, _)| (u, f)));
+        match (found.next(), found.next()) {
+            (Some(p), None) => place.push(p),
+            (None, _) => return bad(format!("kernel {name} is in no compile unit")),
+            (Some(_), Some(_)) => return bad(format!("kernel {name} is in more than one compile unit")),
+        }
+    }
+    if let Some(extra) = units.iter().flat_map(|u| u.names.iter()).find(|n| !names.contains(n)) {
+        return bad(format!("compile unit kernel {extra} is not among the kernels to load"));
+    }
+    Ok(place)
+}
+
 /// Rejects anything that is not a complete little-endian ELF64 image (truncated cache files, PTX text, junk),
 /// so that cuModuleLoadData never reads past the end of the buffer.
 pub fn check_elf(b: &[u8]) -> Result<(), CudaError> {
@@ -197,6 +316,20 @@ pub fn check_elf(b: &[u8]) -> Result<(), CudaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn place_kernels_maps_every_name_once() {
+        let u = |names: &[&'static str]| Unit { options: vec![], names: names.to_vec(), partners: vec!["a"] };
+        let units = [u(&["a", "c"]), u(&["b"]), u(&["d"])];
+        assert_eq!(place_kernels(&units, &["a", "b", "c", "d"]).unwrap(), [(0, 0), (1, 0), (0, 1), (2, 0)]);
+        let err = |units: &[Unit], names: &[&str]| match place_kernels(units, names) {
+            Err(CudaError::InvalidArgument { what }) => what,
+            other => panic!("{other:?}"),
+        };
+        assert!(err(&units, &["a", "b", "c", "d", "e"]).contains("kernel e is in no compile unit"));
+        assert!(err(&[u(&["a"]), u(&["a"])], &["a"]).contains("kernel a is in more than one"));
+        assert!(err(&units, &["a", "b", "c"]).contains("compile unit kernel d is not among"));
+    }
 
     #[test]
     fn elf_check_rejects_junk_and_truncation() {
