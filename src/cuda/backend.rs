@@ -42,7 +42,7 @@ const SOURCES: [(&str, &str); 16] = [
     ("hopper/dense.cuh", include_str!("../../cuda/hopper/dense.cuh")),
 ];
 
-/// Kernel entry points, in the order `KernelModule` resolves them (indices below).
+/// Kernel entry points, in the order `KernelSet` resolves them (indices below).
 pub const KERNELS: [&str; 12] = [
     "hip_prefill_search",
     "hip_prefill_attn",

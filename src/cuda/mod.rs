@@ -10,7 +10,7 @@
 //! 2. `CudaDevice::new(ordinal, None)`: primary context, properties, cubin arch.
 //! 3. `KernelSet::build(&dev, &cache_cfg, main, sources, units, names, &log)`: per unit (an NVRTC program of some
 //!    of the kernels) the cache, else NVRTC (the missing units compiled at once, on threads), then one module
-//!    per unit, with every function resolved up front (`KernelModule::build` does the same for one program).
+//!    per unit (`KernelModule::load`), with every function resolved up front.
 //! 4. `set.set_max_dynamic_smem(i, bytes)` for kernels above 48 KiB of shared memory.
 //! 5. `MappedFlag::new(&dev)`: error flag; put `flag.device_ptr()` in the params.
 //!

@@ -8,8 +8,8 @@ use std::ffi::{c_void, CString};
 use cudarc::driver::result;
 use cudarc::driver::sys::{self, CUfunction, CUfunction_attribute, CUmodule};
 
-use super::cache::{load_or_compile, load_or_compile_many, CacheConfig, CacheKey, CacheOutcome, LogLevel};
-use super::compile::{compile_cubin_with_log, compile_many, nvrtc_version};
+use super::cache::{load_or_compile_many, CacheConfig, CacheKey, CacheOutcome, LogLevel};
+use super::compile::{compile_many, nvrtc_version};
 use super::device::{CtxHandle, CudaDevice};
 use super::error::{drv, CudaError};
 
@@ -55,30 +55,6 @@ impl KernelModule {
             m.functions.push((name.to_string(), f));
         }
         Ok(m)
-    }
-
-    /// Compiles (through the on-disk cache) and loads: the whole context-creation path for one cubin.
-    /// `log` receives cache events and NVRTC warnings.
-    pub fn build(
-        dev: &CudaDevice,
-        cache: &CacheConfig,
-        main_name: &str,
-        sources: &[(&str, &str)],
-        options: &[String],
-        names: &[&str],
-        log: &dyn Fn(LogLevel, &str),
-    ) -> Result<(KernelModule, CacheOutcome), CudaError> {
-        let arch = dev.info().arch.clone();
-        let key = CacheKey::new(main_name, sources, options, nvrtc_version()?, &arch);
-        let compile = || {
-            let out = compile_cubin_with_log(main_name, sources, options, &arch)?;
-            if !out.log.trim().is_empty() {
-                log(LogLevel::Warn, &format!("NVRTC ({arch}) said:\n{}", out.log));
-            }
-            Ok(out.cubin)
-        };
-        let (cubin, outcome) = load_or_compile(cache, &key, compile, log)?;
-        Ok((KernelModule::load(dev, &cubin, names)?, outcome))
     }
 
     /// Function `i` in the order of `names` at creation; None when out of range.
