@@ -31,7 +31,7 @@ fn hopper_dense_kernel_is_compiled_where_the_plan_can_choose_it() {
         // SAFETY: no cache-dir pointer.
         let (c, _) = unsafe { validate(&cfg) }.unwrap();
         // Context creation compiles the kernel in a unit of its own exactly there.
-        let unit = compile_units(&c, arch).into_iter().any(|u| u.names.contains(&HOPPER_DENSE_KERNEL));
+        let unit = compile_units(&c, arch, 16).into_iter().any(|u| u.names.contains(&HOPPER_DENSE_KERNEL));
         assert_eq!(unit, expect, "{arch} {dt:?} d {d} causal {causal}: a Hopper compile unit {unit}");
         let opts = compile_options(&c, arch);
         let t = std::time::Instant::now();

@@ -5,9 +5,10 @@
 //!
 //! With `HIP_ATTN_DUMP_CUBINS=<dir>` every unit's cubin is also written to `<dir>/<arch>-<options>-u<unit>.cubin`,
 //! so that `scripts/cubin-diff.sh OLD NEW` can show that a change of the sources left the compiled kernels alone.
-//! With `HIP_ATTN_CHECK_SPLIT=1` each variant is also compiled as one program of every kernel, and every kernel's
-//! code (its .text section, the SASS) must be byte-identical in its unit: the grouping of backend.rs UNITS keeps
-//! NVVM from compiling a kernel differently than the single program did.
+//! The headline variant (and with `HIP_ATTN_CHECK_SPLIT=1` every variant) is also compiled as one program of every
+//! kernel, as a host with one compiling thread builds it: it must hold every kernel, and every kernel's code (its
+//! .text section, the SASS) must be byte-identical in its unit: the grouping of backend.rs UNITS keeps NVVM from
+//! compiling a kernel differently than the single program did.
 mod common;
 use common::{config, tools};
 use hip_attn::config::validate;
@@ -59,9 +60,14 @@ fn every_kernel_variant_compiles() {
         // SAFETY: no cache-dir pointer.
         let (c, _) = unsafe { validate(&cfg) }.unwrap();
         check_supported(&c).unwrap_or_else(|e| panic!("variant {i} is outside the CUDA limits: {e}"));
-        let units = compile_units(&c, arch);
-        if check_split {
-            jobs.push((i, None, compile_options(&c, arch)));
+        let units = compile_units(&c, arch, 16);
+        // The single program is what a host with one compiling thread builds (compile_units(.., 1)): always
+        // compiled for the headline variant, for every variant with HIP_ATTN_CHECK_SPLIT.
+        if check_split || i == variants.len() - 1 {
+            let single = compile_units(&c, arch, 1);
+            assert_eq!(single.len(), 1);
+            assert_eq!(single[0].options, compile_options(&c, arch));
+            jobs.push((i, None, single[0].options.clone()));
         }
         jobs.extend(units.iter().enumerate().map(|(u, unit)| (i, Some(u), unit.options.clone())));
         configs.push((arch, kernel_names(&c, arch), units, compile_options(&c, arch)));

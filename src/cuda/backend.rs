@@ -104,11 +104,16 @@ pub fn kernel_names(cfg: &Config, arch: &str) -> Vec<&'static str> {
     names
 }
 
-/// The NVRTC programs for `cfg` on `arch`: [`UNITS`] with their options, less the Hopper one where its kernel is
-/// not compiled.
-pub fn compile_units(cfg: &Config, arch: &str) -> Vec<Unit> {
+/// The NVRTC programs for `cfg` on `arch` when `threads` compile at once: [`UNITS`] with their options, less the
+/// Hopper one where its kernel is not compiled; with one thread, a single program of every kernel, since the split
+/// costs about a third more CPU in all (headers parsed per program, partners compiled again) and only pays when
+/// the programs run side by side.
+pub fn compile_units(cfg: &Config, arch: &str, threads: usize) -> Vec<Unit> {
     let base = compile_options(cfg, arch);
     let names = kernel_names(cfg, arch);
+    if threads <= 1 {
+        return vec![Unit { options: base, names, partners: Vec::new() }];
+    }
     UNITS
         .iter()
         .filter(|(kernels, _)| kernels.iter().all(|k| names.contains(k)))
@@ -157,6 +162,9 @@ impl From<CudaError> for Error {
             | CudaError::UnsupportedArch { .. }
             | CudaError::ArchNotSupportedByNvrtc { .. } => HIP_ATTN_STATUS_CUDA_UNAVAILABLE,
             CudaError::Compile { .. } => HIP_ATTN_STATUS_KERNEL_COMPILE_FAILED,
+            CudaError::Nvrtc { code, .. } if *code == cudarc::nvrtc::sys::nvrtcResult::NVRTC_ERROR_OUT_OF_MEMORY as i32 => {
+                HIP_ATTN_STATUS_OUT_OF_MEMORY
+            }
             CudaError::OutOfMemory { .. } => HIP_ATTN_STATUS_OUT_OF_MEMORY,
             // Any driver call can run out of device memory (module loading, context creation), not only the
             // allocations that say so.
@@ -323,7 +331,7 @@ impl CudaBackend {
             &cache,
             SOURCES[0].0,
             &SOURCES,
-            &compile_units(cfg, &info.arch),
+            &compile_units(cfg, &info.arch, super::compile::compile_threads()),
             &kernel_names(cfg, &info.arch),
             &log,
         )?;
@@ -757,8 +765,19 @@ mod tests {
         compile_units, decode_search_cluster, dsearch_smem_pad, kernel_names, HOPPER_DENSE_KERNEL, KERNELS,
     };
     use crate::cuda::module::place_kernels;
-    use crate::cuda::DeviceInfo;
+    use crate::cuda::{CudaError, DeviceInfo};
+    use crate::status::{hip_status::*, Error};
     use crate::ffi::convert::{config as validate, default_config};
+
+    #[test]
+    fn nvrtc_out_of_memory_is_out_of_memory() {
+        use cudarc::nvrtc::sys::nvrtcResult as R;
+        let err = |code: R| {
+            Error::from(CudaError::Nvrtc { call: "nvrtcCompileProgram", code: code as i32, message: String::new() })
+        };
+        assert_eq!(err(R::NVRTC_ERROR_OUT_OF_MEMORY).status, HIP_ATTN_STATUS_OUT_OF_MEMORY);
+        assert_eq!(err(R::NVRTC_ERROR_INVALID_INPUT).status, HIP_ATTN_STATUS_CUDA_ERROR);
+    }
 
     #[test]
     fn compile_units_hold_every_kernel_once() {
@@ -777,7 +796,14 @@ mod tests {
             let names = kernel_names(&cfg, arch);
             assert_eq!(names.len(), KERNELS.len() + hopper as usize, "{arch} {dtype:?} {head_dim}");
             assert_eq!(names.contains(&HOPPER_DENSE_KERNEL), hopper);
-            let units = compile_units(&cfg, arch);
+            // One compiling thread: one program of every kernel, as before the split.
+            let single = compile_units(&cfg, arch, 1);
+            assert_eq!(single.len(), 1);
+            assert_eq!(single[0].names, names);
+            assert!(single[0].partners.is_empty());
+            assert!(!single[0].options.iter().any(|o| o.starts_with("-DHIP_ONLY") || o.starts_with("-DHIP_WANT_")));
+            place_kernels(&single, &names).unwrap_or_else(|e| panic!("{arch} {dtype:?} {head_dim}: {e}"));
+            let units = compile_units(&cfg, arch, 16);
             place_kernels(&units, &names).unwrap_or_else(|e| panic!("{arch} {dtype:?} {head_dim}: {e}"));
             for unit in &units {
                 // The options select exactly the unit's kernels and partners, after the configuration's own.
@@ -792,6 +818,7 @@ mod tests {
                 assert!(unit.partners.iter().all(|p| names.contains(p) && !unit.names.contains(p)));
             }
             let mut keys: Vec<&Vec<String>> = units.iter().map(|u| &u.options).collect();
+            keys.sort();
             keys.dedup();
             assert_eq!(keys.len(), units.len(), "every unit has its own options, so its own cache entry");
         }

@@ -143,6 +143,10 @@ pub fn compile_cubin_with_log(
     let compiled = unsafe { sys::nvrtcCompileProgram(prog.0, opt_ptrs.len() as c_int, opt_ptrs.as_ptr()) };
     let log = prog.log();
     if let Err(e) = compiled.result() {
+        // Not a fault of the source: the host ran out of memory (more likely with several programs at once).
+        if e.0 == sys::nvrtcResult::NVRTC_ERROR_OUT_OF_MEMORY {
+            return Err(nvrtc_err("nvrtcCompileProgram", e));
+        }
         let log = if log.is_empty() { format!("{:?}", e.0) } else { format!("{:?}\n{log}", e.0) };
         return Err(CudaError::Compile { arch: arch.to_string(), log });
     }
@@ -169,6 +173,11 @@ pub fn compile_cubin(
     arch: &str,
 ) -> Result<Vec<u8>, CudaError> {
     compile_cubin_with_log(main_name, sources, options, arch).map(|o| o.cubin)
+}
+
+/// Threads that compile programs at once (the calling thread included): the host's available parallelism.
+pub fn compile_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |p| p.get())
 }
 
 /// Compiles one program per entry of `option_sets` (the same sources, each with its own options) at once, on up to
@@ -198,7 +207,7 @@ pub fn compile_many(
         .unwrap_or_else(|_| Err(CudaError::Panic { what: format!("the NVRTC compile of program {i}") }));
         *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
     };
-    let helpers = std::thread::available_parallelism().map_or(1, |p| p.get()).min(n).saturating_sub(1);
+    let helpers = compile_threads().min(n).saturating_sub(1);
     std::thread::scope(|s| {
         for _ in 0..helpers {
             // A failed spawn only means fewer threads: the others, the caller included, take the work.
