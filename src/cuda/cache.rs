@@ -178,21 +178,6 @@ pub fn load_or_compile(
     Ok(one.swap_remove(0))
 }
 
-/// [`load_or_compile`] with the directory already resolved.
-pub fn load_or_compile_in(
-    dir: &Path,
-    key: &CacheKey,
-    compile: impl FnOnce() -> Result<Vec<u8>, CudaError>,
-    log: &dyn Fn(LogLevel, &str),
-) -> Result<(Vec<u8>, CacheOutcome), CudaError> {
-    if let Some(payload) = lookup(dir, key, log) {
-        return Ok((payload, CacheOutcome::Hit));
-    }
-    let cubin = compile()?;
-    let outcome = store(dir, key, &cubin, log);
-    Ok((cubin, outcome))
-}
-
 /// [`load_or_compile`] for several cubins, each under its own key and in its own file: the valid entries are
 /// read, and `compile` gets the indices (into `keys`) of all the others at once, so that it can compile them
 /// concurrently; it returns their cubins in that order. Each entry stands alone (its key covers everything that

@@ -214,11 +214,6 @@ impl KernelSet {
         m.attribute(f, attr)
     }
 
-    /// How many modules (units) were loaded.
-    pub fn module_count(&self) -> usize {
-        self.modules.len()
-    }
-
     fn locate(&self, i: usize) -> Result<(&KernelModule, usize), CudaError> {
         let bad = || CudaError::InvalidArgument {
             what: format!("kernel index {i} out of range ({} kernels)", self.place.len()),
