@@ -887,7 +887,9 @@ fn kernel_cache_and_creation_time() {
     drop(on(dev.as_ref(), cfg));
     // The kernels are several modules, one cache file each: one damaged file among good ones costs one compile.
     let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    assert!(files.len() > 1, "one cache file per compile unit: {files:?}");
+    // (A host with one compiling thread builds the single program: one file.)
+    let split = hip_attn::cuda::compile::compile_threads() > 1;
+    assert_eq!(files.len() > 1, split, "one cache file per compile unit: {files:?}");
     std::fs::write(&files[0], b"garbage").unwrap();
     let mut log: Vec<String> = Vec::new();
     let mut cfg = config(DType::Bf16, 128, 32, 8);
