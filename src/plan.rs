@@ -211,14 +211,52 @@ impl DecodePlan {
 /// key list into chunks shorter than a tile. A split's share of the key list is n*s/splits, so the result
 /// depends on `splits`: with HIP_ATTN_FLAG_BATCH_INVARIANT it comes from the configuration alone (the most
 /// keys a step can attend, in 128-key chunks), never from the batch size, max_seqlen_k or the SM count.
+/// Never more than the workspace holds (`decode_partials`), which only a device of more than
+/// DECODE_SIZED_SMS SMs could want.
 pub fn decode_splits(cfg: &Config, shape: DecodeShape, sm_count: usize) -> usize {
-    let most_keys = cfg.sink + cfg.kb() * cfg.bk + cfg.window + cfg.refresh;
     if cfg.batch_invariant {
-        return most_keys.div_ceil(128).clamp(1, DECODE_MAX_SPLITS);
+        return invariant_splits(cfg);
     }
-    let rows = shape.batch * cfg.num_q_heads;
+    let rows = shape.batch.saturating_mul(cfg.num_q_heads).max(1);
     let want = (2 * sm_count.max(1)).div_ceil(rows);
-    want.clamp(1, DECODE_MAX_SPLITS).min(most_keys.min(shape.max_seqlen_k).div_ceil(64).max(1))
+    let held = decode_partials(rows, cfg, shape.max_seqlen_k) / rows;
+    want.clamp(1, key_splits(cfg, shape.max_seqlen_k)).min(held.max(1))
+}
+
+/// The most keys a decode step can attend: sink, the selected blocks, the window and the keys appended since
+/// the mask was searched.
+fn most_decode_keys(cfg: &Config) -> usize {
+    cfg.sink + cfg.kb() * cfg.bk + cfg.window + cfg.refresh
+}
+
+/// The split count under HIP_ATTN_FLAG_BATCH_INVARIANT: 128-key chunks of the most keys, at most
+/// DECODE_MAX_SPLITS.
+fn invariant_splits(cfg: &Config) -> usize {
+    most_decode_keys(cfg).div_ceil(128).clamp(1, DECODE_MAX_SPLITS)
+}
+
+/// The most splits a row (sequence, q head) of a step with keys up to `max_k` takes: at most DECODE_MAX_SPLITS,
+/// and no chunk under 64 keys.
+fn key_splits(cfg: &Config, max_k: usize) -> usize {
+    most_decode_keys(cfg).min(max_k).div_ceil(64).clamp(1, DECODE_MAX_SPLITS)
+}
+
+/// SMs the decode workspace is sized for. The size query has no device, so the split-K partials are counted for
+/// the largest device the split rule is meant for (an H200 has 132 SMs); a larger one gets fewer splits than
+/// it would want, never an overrun.
+pub const DECODE_SIZED_SMS: usize = 512;
+
+/// Split-K partials the decode workspace holds for `rows` (sequence, q head) rows of keys up to `max_k`: what
+/// the split rule can pick on a device of up to DECODE_SIZED_SMS SMs. Each row takes at most `key_splits`, and
+/// rows x ceil(2 SMs / rows) < rows + 2 SMs, so at a large batch (where one split per row already fills the
+/// device) the workspace is about one partial per row instead of DECODE_MAX_SPLITS. Non-decreasing in `rows`
+/// and `max_k`, so a workspace sized for the largest batch and length an engine uses serves every smaller step.
+/// (Saturating: a size that overflows is reported by the workspace's checked arithmetic.)
+fn decode_partials(rows: usize, cfg: &Config, max_k: usize) -> usize {
+    if cfg.batch_invariant {
+        return rows.saturating_mul(invariant_splits(cfg));
+    }
+    rows.saturating_mul(key_splits(cfg, max_k)).min(rows.saturating_add(2 * DECODE_SIZED_SMS))
 }
 
 /// CTAs per search of the decode tree search for `batch` sequences: the cluster kernel's `search_cluster` CTAs
@@ -417,8 +455,8 @@ pub fn scan_region_bytes(cfg: &Config, max_k: usize) -> Result<usize> {
     usize::try_from(bytes).map_err(|_| crate::status::Error::internal("negative SCAN region size"))
 }
 
-/// Decode workspace: split-K partial outputs (f32 [batch][Hq][DECODE_MAX_SPLITS][D]) and their LSEs
-/// (f32 [batch][Hq][DECODE_MAX_SPLITS]); with SCAN selection, then the scan's regions ([batch][mask heads] of
+/// Decode workspace: split-K partial outputs (f32 [batch][Hq][splits][D]) and their LSEs (f32
+/// [batch][Hq][splits]), room for `decode_partials` of them; with SCAN selection, then the scan's regions ([batch][mask heads] of
 /// `scan_region_bytes`), O(max_seqlen_k).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeWorkspace {
@@ -431,11 +469,7 @@ pub struct DecodeWorkspace {
 
 impl DecodeWorkspace {
     pub fn new(cfg: &Config, batch: usize, max_k: usize) -> Result<Self> {
-        let rows = checked_mul(
-            checked_mul(batch, cfg.num_q_heads, "decode workspace")?,
-            DECODE_MAX_SPLITS,
-            "decode workspace",
-        )?;
+        let rows = decode_partials(checked_mul(batch, cfg.num_q_heads, "decode workspace")?, cfg, max_k);
         let o_bytes = checked_mul(checked_mul(rows, cfg.head_dim, "decode workspace")?, 4, "decode workspace")?;
         let part_lse_offset = align_up(o_bytes)?;
         let mut bytes =
@@ -685,7 +719,7 @@ mod plan_tests {
         }
     }
 
-    /// The decode workspace: aligned, disjoint regions inside `bytes`, sized for DECODE_MAX_SPLITS partials and
+    /// The decode workspace: aligned, disjoint regions inside `bytes`, sized for the step's split partials and
     /// (SCAN) a region per (sequence, mask head); and the same with or without a device, so the size query (no
     /// device needed) equals what a CUDA run uses.
     #[test]
@@ -697,7 +731,8 @@ mod plan_tests {
                 let w = p.workspace;
                 let at = format!("{c:?} {shape:?}");
                 assert_eq!(DecodePlan::new(&c, shape, None).unwrap().workspace, w, "{at}");
-                let rows = batch * c.num_q_heads * DECODE_MAX_SPLITS;
+                let l = p.launch.unwrap();
+                let rows = batch * c.num_q_heads * l.splits;
                 assert!(w.part_o_offset + rows * c.head_dim * 4 <= w.part_lse_offset, "{at}");
                 let lse_end = w.part_lse_offset + rows * 4;
                 if c.decode_selection == Selection::Scan {
@@ -709,7 +744,6 @@ mod plan_tests {
                     assert!(lse_end <= w.bytes && w.scan_offset == 0, "{at}");
                 }
                 assert_eq!((w.part_lse_offset % SUB_ALIGN, w.bytes % SUB_ALIGN), (0, 0), "{at}");
-                let l = p.launch.unwrap();
                 assert!((1..=DECODE_MAX_SPLITS).contains(&l.splits), "{at}");
                 assert_eq!(l.combine_grid.is_none(), l.splits == 1, "{at}: one split writes directly");
                 assert_eq!(l.attn_grid, (l.splits as u32, c.num_q_heads as u32, batch as u32));
@@ -729,6 +763,50 @@ mod plan_tests {
                 assert!(DecodePlan::new(&c, shape, None).unwrap().launch.is_none(), "no device, no launches");
             }
         }
+    }
+
+    /// The decode workspace holds every split count the rule picks, on any device (one larger than
+    /// DECODE_SIZED_SMS gets fewer splits, never an overrun), never grows when the batch or the length shrinks (an
+    /// engine sizes it once for its largest step), and at a large batch, where one split per row fills the device,
+    /// it holds about one partial per row instead of DECODE_MAX_SPLITS.
+    #[test]
+    fn decode_workspace_holds_the_splits_and_shrinks_with_the_batch() {
+        let bytes = |c: &Config, batch, max_k| DecodeWorkspace::new(c, batch, max_k).unwrap().bytes;
+        for c in configs()
+            .into_iter()
+            .chain([cfg(|c| c.k = 1 << 14), cfg(|c| c.flags = crate::ffi::types::HIP_ATTN_FLAG_BATCH_INVARIANT)])
+        {
+            let mut last = 0;
+            for batch in 1..=300 {
+                for (j, max_k) in [1, 64, 65, 700, 1 << 20].into_iter().enumerate() {
+                    let at = format!("{c:?} batch {batch} max_k {max_k}");
+                    let shape = DecodeShape { batch, max_seqlen_k: max_k };
+                    let w = DecodeWorkspace::new(&c, batch, max_k).unwrap();
+                    let rows = batch * c.num_q_heads;
+                    for sms in [1, 132, DECODE_SIZED_SMS, 100_000] {
+                        let s = decode_splits(&c, shape, sms);
+                        assert!((1..=DECODE_MAX_SPLITS).contains(&s), "{at} sms {sms}");
+                        assert!(rows * s * (c.head_dim * 4) <= w.part_lse_offset, "{at} sms {sms}: partials");
+                        assert!(w.part_lse_offset + rows * s * 4 <= w.bytes, "{at} sms {sms}: lses");
+                        if sms <= DECODE_SIZED_SMS && !c.batch_invariant {
+                            let want = (2 * sms).div_ceil(rows).clamp(1, key_splits(&c, max_k));
+                            assert_eq!(s, want, "{at} sms {sms}: the workspace never cuts the rule short");
+                        }
+                    }
+                    if j > 0 {
+                        assert!(w.bytes >= last, "{at}: shrank as max_k grew");
+                    }
+                    last = w.bytes;
+                    if batch > 1 {
+                        assert!(w.bytes >= bytes(&c, batch - 1, max_k), "{at}: shrank as the batch grew");
+                    }
+                }
+            }
+        }
+        // MHA-32 at batch 256: 8192 rows, one split each on an H200; about 4 MB of partials, not 134 MB.
+        let c = cfg(|c| (c.num_q_heads, c.num_kv_heads) = (32, 32));
+        assert_eq!(decode_splits(&c, DecodeShape { batch: 256, max_seqlen_k: 1 << 17 }, 132), 1);
+        assert!(bytes(&c, 256, 1 << 17) < 5 << 20, "{}", bytes(&c, 256, 1 << 17));
     }
 
     /// The decode split rule at its boundaries: two CTAs per SM over batch x q heads rows, never a chunk under 64

@@ -628,8 +628,9 @@ impl CudaBackend {
             reserved: 0,
         };
         let s = stream as CUstream;
-        // SAFETY: as in prefill, for hip_decode_params; the workspace holds DECODE_MAX_SPLITS >= splits partials
-        // and, with SCAN, the scan regions of the plan's layout for this batch and max_seqlen_k.
+        // SAFETY: as in prefill, for hip_decode_params; the workspace holds batch x q heads x splits partials
+        // (decode_splits never picks more than the plan's DecodeWorkspace holds) and, with SCAN, the scan regions
+        // of the plan's layout for this batch and max_seqlen_k.
         unsafe {
             match l.search {
                 DecodeSearch::Scan { .. } => {
