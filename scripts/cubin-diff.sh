@@ -8,9 +8,10 @@
 # A cubin that is not byte-identical is broken down by ELF section, so the report says which kernels' code
 # (.text.<kernel>), resources (.nv.info.<kernel>) or constants changed, and which sections exist on one side only.
 # Exit status 0 only when every cubin is byte-identical and both sides hold the same variants.
-# To read the SASS itself on a machine without the CUDA toolkit: `pip download --no-deps nvidia-cuda-cuobjdump`,
-# unzip the wheel, and run its nvidia/cu13/bin/cuobjdump -sass -fun KERNEL FILE.cubin (instruction counts and
-# register use of a kernel change can be checked before any GPU time is spent).
+# To read the SASS itself on a machine without the CUDA toolkit: `pip download --no-deps
+# nvidia-cuda-cuobjdump==13.5.37`, unzip the wheel, and run its nvidia/cu13/bin/cuobjdump with `-sass -fun KERNEL
+# FILE.cubin` (instructions) or `-res-usage FILE.cubin` (registers, shared memory), so a kernel change's instruction
+# count and register use can be checked before any GPU time is spent.
 set -euo pipefail
 if [ $# -ne 2 ] || [ ! -d "$1" ] || [ ! -d "$2" ]; then
     echo "usage: $0 OLD_DIR NEW_DIR (directories of .cubin files)" >&2
