@@ -220,8 +220,20 @@ __device__ __forceinline__ void st_cluster(u32 addr, int2 v) {
 __device__ __forceinline__ void cluster_sync() {
     asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
+// The same shared-memory object in the CTA of cluster rank `rank`, as a generic pointer (plain loads read it
+// through distributed shared memory).
+template <class T>
+__device__ __forceinline__ const T* cluster_peer(const T* ptr, u32 rank) {
+    unsigned long long r;
+    asm volatile("mapa.u64 %0, %1, %2;" : "=l"(r) : "l"(ptr), "r"(rank));
+    return (const T*)r;
+}
 #else
 __device__ __forceinline__ void cluster_sync() { __syncthreads(); }
+template <class T>
+__device__ __forceinline__ const T* cluster_peer(const T* ptr, u32) {
+    return ptr;  // (no clusters: a cluster of one CTA)
+}
 #endif
 
 // Programmatic dependent launch (sm_90): the host launches a decode kernel with the PDL attribute, so it may start

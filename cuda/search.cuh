@@ -620,25 +620,35 @@ __device__ __forceinline__ bool record_header_ok(int e, int count, int sink, int
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// hip_decode_search (CL 1) and hip_decode_search_wide (CL S_DCL): grid (mask_heads * CL, batch), CL CTAs (one
-// cluster) per (sequence, mask head). The search is latency-bound (one query, 8 dependent iterations at 128k,
-// each gathering 1024 key rows from HBM): a cluster spreads each iteration's gathers over CL SMs. Every CTA
-// validates the record itself (same reads, same verdict, so the cluster stays in step); rank 0 writes it.
-template <int CL>
-__device__ __forceinline__ void decode_search(const hip_decode_params& p) {
-    __shared__ SearchSmem sm;
+// The mask a decode step's search leaves to the attention of the same kernel (hip_decode_step_wide): the local
+// start e and the count of selected blocks; count < 0 when there is none (bad input or a bad page, already
+// reported), and the attention writes empty rows.
+struct DecodeMask {
+    int e, count;
+};
+
+// The decode search of one (sequence, mask head): grid (mask_heads * CL, batch), CL CTAs (one cluster) per pair.
+// The search is latency-bound (one query, 8 dependent iterations at 128k, each gathering 1024 key rows from HBM):
+// a cluster spreads each iteration's gathers over CL SMs. Every CTA validates the record itself (same reads, same
+// verdict, so the cluster stays in step); rank 0 writes it. hip_decode_search (CL 1) runs it alone, before the
+// attention kernels; hip_decode_step_wide (CL S_DCL, KEEP) attends in the same kernel, so the search also leaves
+// the mask's block indices in `blocks` (shared memory, KB ints; every CTA of the cluster), from the record it
+// reuses or from its own result.
+template <int CL, bool KEEP>
+__device__ __forceinline__ DecodeMask decode_search(const hip_decode_params& p, SearchSmem& sm, int* blocks) {
+    constexpr DecodeMask none = {0, -1};
     const int mh = blockIdx.x / CL, rank = blockIdx.x % CL, b = blockIdx.y, tid = threadIdx.x;
     const bool writer = rank == 0 && tid == 0;
-    pdl_trigger();  // decode attention may launch now; it waits for this kernel before reading the record
+    if (!KEEP) pdl_trigger();  // decode attention may launch now; it waits for this kernel before reading the record
     const int Tk = ((const int*)p.seqlens_k)[b];
     if (!decode_seq_ok(p, Tk)) {
         if (tid == 0)
             set_error(p.error_flag, Tk >= 1 && Tk <= p.max_seqlen_k ? HIP_ATTN_DEVERR_PAGE_TABLE : HIP_ATTN_DEVERR_SEQLENS);
-        return;
+        return none;
     }
     if (p.state_ints < HIP_ATTN_STATE_HEADER + KB) {
         if (tid == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
-        return;
+        return none;
     }
     int* rec = (int*)p.mask_state + ((long long)b * p.mask_heads + mh) * p.state_ints;
     const int refresh = p.refresh >= 1 ? p.refresh : 1;
@@ -659,6 +669,7 @@ __device__ __forceinline__ void decode_search(const hip_decode_params& p) {
             for (int i = tid; i < cnt; i += S_THREADS) {
                 const int v = rec[HIP_ATTN_STATE_HEADER + i];
                 bad_blk |= v < 0 || v >= NBe || (i > 0 && rec[HIP_ATTN_STATE_HEADER + i - 1] >= v);
+                if (KEEP) blocks[i] = v;
             }
         }
         // (also the barrier that orders every thread's header reads before the write below)
@@ -666,7 +677,7 @@ __device__ __forceinline__ void decode_search(const hip_decode_params& p) {
         if (good && step >= 1 && step % refresh != 0) {
             if (CL > 1) cluster_sync();  // every CTA of the cluster has read the step before it changes
             if (writer) rec[HIP_ATTN_STATE_STEP_IDX] = step + 1;
-            return;
+            return DecodeMask{e0, cnt};
         }
         if (!good && writer) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
     }
@@ -694,15 +705,17 @@ __device__ __forceinline__ void decode_search(const hip_decode_params& p) {
     // leaves while another may still store into its shared memory).
     if (CL > 1) cluster_sync();
     else __syncthreads();
-    if (rank != 0) return;
     if (count < 0) {
-        if (tid == 0) {
+        if (writer) {
             set_error(p.error_flag, HIP_ATTN_DEVERR_PAGE_TABLE);
             rec[HIP_ATTN_STATE_MAGIC_IDX] = 0;  // attention then writes zeros for this head
         }
-        return;
+        return none;
     }
-    store_record(rec, 1, e, count, p.state_fingerprint, [&](int i) { return sm.chunks[i].x; });
+    if (KEEP)
+        for (int i = tid; i < count; i += S_THREADS) blocks[i] = sm.chunks[i].x;
+    if (rank == 0) store_record(rec, 1, e, count, p.state_fingerprint, [&](int i) { return sm.chunks[i].x; });
+    return DecodeMask{e, count};
 }
 
 }  // namespace hip

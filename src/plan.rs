@@ -140,8 +140,8 @@ pub struct DeviceTraits {
 /// How a decode step selects the blocks of the (sequence, mask head) pairs that search.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodeSearch {
-    /// The tree search: hip_decode_search_wide with `cluster` CTAs per search when `cluster` > 1, else
-    /// hip_decode_search.
+    /// The tree search: with `cluster` > 1 the whole step in hip_decode_step_wide, a cluster of `cluster` CTAs
+    /// per search that also attends and combines; else hip_decode_search before the attention kernels.
     Tree { cluster: u32 },
     /// hip_decode_scan with `splits` CTAs per (sequence, mask head), then hip_decode_scan_merge.
     Scan { splits: usize },
@@ -156,12 +156,12 @@ pub struct DecodeLaunch {
     pub search_grid: Grid,
     /// hip_decode_scan_merge: (mask heads, batch, 1); None for the tree search.
     pub scan_merge_grid: Option<Grid>,
-    /// Key-list chunks per (sequence, q head); with 1 the attention writes the outputs itself
-    /// (hip_decode_attn_direct) and no combine runs.
+    /// Key-list chunks per (sequence, q head): the cluster's CTAs in hip_decode_step_wide; else with 1 the
+    /// attention writes the outputs itself (hip_decode_attn_direct) and no combine runs.
     pub splits: usize,
-    /// hip_decode_attn or hip_decode_attn_direct: (splits, q heads, batch).
-    pub attn_grid: Grid,
-    /// hip_decode_combine: (q heads, batch, 1); None with one split.
+    /// hip_decode_attn or hip_decode_attn_direct: (splits, q heads, batch); None when hip_decode_step_wide attends.
+    pub attn_grid: Option<Grid>,
+    /// hip_decode_combine: (q heads, batch, 1); None with one split or hip_decode_step_wide.
     pub combine_grid: Option<Grid>,
 }
 
@@ -193,13 +193,18 @@ impl DecodePlan {
                     (DecodeSearch::Tree { cluster }, (mh * cluster, b, 1), None)
                 }
             };
+            if let DecodeSearch::Tree { cluster: cluster @ 2.. } = search {
+                // The step kernel attends too, split by cluster rank, and combines in the cluster.
+                let splits = cluster as usize;
+                return DecodeLaunch { search, search_grid, scan_merge_grid, splits, attn_grid: None, combine_grid: None };
+            }
             let splits = decode_splits(cfg, shape, dev.sm_count);
             DecodeLaunch {
                 search,
                 search_grid,
                 scan_merge_grid,
                 splits,
-                attn_grid: (splits as u32, hq, b),
+                attn_grid: Some((splits as u32, hq, b)),
                 combine_grid: (splits > 1).then_some((hq, b, 1)),
             }
         });
@@ -732,7 +737,9 @@ mod plan_tests {
                 let at = format!("{c:?} {shape:?}");
                 assert_eq!(DecodePlan::new(&c, shape, None).unwrap().workspace, w, "{at}");
                 let l = p.launch.unwrap();
-                let rows = batch * c.num_q_heads * l.splits;
+                // (hip_decode_step_wide combines in the cluster: it writes no partials)
+                let written = if matches!(l.search, DecodeSearch::Tree { cluster: 2.. }) { 0 } else { l.splits };
+                let rows = batch * c.num_q_heads * written;
                 assert!(w.part_o_offset + rows * c.head_dim * 4 <= w.part_lse_offset, "{at}");
                 let lse_end = w.part_lse_offset + rows * 4;
                 if c.decode_selection == Selection::Scan {
@@ -745,8 +752,13 @@ mod plan_tests {
                 }
                 assert_eq!((w.part_lse_offset % SUB_ALIGN, w.bytes % SUB_ALIGN), (0, 0), "{at}");
                 assert!((1..=DECODE_MAX_SPLITS).contains(&l.splits), "{at}");
-                assert_eq!(l.combine_grid.is_none(), l.splits == 1, "{at}: one split writes directly");
-                assert_eq!(l.attn_grid, (l.splits as u32, c.num_q_heads as u32, batch as u32));
+                if let DecodeSearch::Tree { cluster: cluster @ 2.. } = l.search {
+                    assert_eq!((l.attn_grid, l.combine_grid), (None, None), "{at}: the step kernel attends");
+                    assert_eq!(l.splits, cluster as usize, "{at}: a split per CTA of the cluster");
+                } else {
+                    assert_eq!(l.combine_grid.is_none(), l.splits == 1, "{at}: one split writes directly");
+                    assert_eq!(l.attn_grid, Some((l.splits as u32, c.num_q_heads as u32, batch as u32)));
+                }
                 match l.search {
                     DecodeSearch::Scan { splits } => {
                         assert_eq!(c.decode_selection, Selection::Scan);

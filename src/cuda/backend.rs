@@ -50,7 +50,7 @@ pub const KERNELS: [&str; 12] = [
     "hip_decode_attn",
     "hip_decode_combine",
     "hip_merge_states",
-    "hip_decode_search_wide",
+    "hip_decode_step_wide",
     "hip_prefill_attn_dense",
     "hip_decode_attn_direct",
     "hip_decode_scan",
@@ -83,7 +83,7 @@ pub fn hopper_dense_compiled(cfg: &Config, arch: &str) -> bool {
 /// partner is compiled into a program only for that reason; its kernel is loaded from its own program.
 /// cuda/hip_attn.cu compiles the kernels of one program under -DHIP_ONLY -DHIP_WANT_<name>.
 pub const UNITS: [(&[&str], &[&str]); 9] = [
-    (&["hip_decode_search_wide"], &["hip_prefill_search"]),
+    (&["hip_decode_step_wide"], &["hip_prefill_search"]),
     (&["hip_prefill_attn_dense"], &["hip_prefill_search"]),
     (&["hip_prefill_search", "hip_prefill_attn"], &[]),
     (&["hip_prefill_scan", "hip_decode_search"], &[]),
@@ -132,7 +132,7 @@ const DECODE_SEARCH: usize = 2;
 const DECODE_ATTN: usize = 3;
 const DECODE_COMBINE: usize = 4;
 const MERGE: usize = 5;
-const DECODE_SEARCH_WIDE: usize = 6;
+const DECODE_STEP_WIDE: usize = 6;
 const PREFILL_ATTN_DENSE: usize = 7;
 const DECODE_ATTN_DIRECT: usize = 8;
 const DECODE_SCAN: usize = 9;
@@ -209,7 +209,7 @@ pub fn check_supported(cfg: &Config) -> Result<()> {
 }
 
 /// CTAs per decode mask search when compiling for `arch` ("sm_90a", "sm_80", ...): a cluster of 8 (the portable
-/// size) where thread-block clusters exist (sm_90 and newer), else 1. The grid of hip_decode_search_wide scales
+/// size) where thread-block clusters exist (sm_90 and newer), else 1. The grid of hip_decode_step_wide scales
 /// by it.
 pub fn decode_search_cluster(arch: &str) -> u32 {
     let digits: String = arch.trim_start_matches("sm_").chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -292,8 +292,8 @@ pub struct CudaBackend {
     dev: CudaDevice,
     /// CTAs per decode search (HIP_DSEARCH_CL of the module).
     dsearch_cl: u32,
-    /// Dynamic shared memory of each decode search launch (see `dsearch_smem_pad`): one-CTA search, cluster search.
-    dsearch_pad: [u32; 2],
+    /// Dynamic shared memory of each hip_decode_search launch (see `dsearch_smem_pad`).
+    dsearch_pad: u32,
     /// Decode attention and combine go out as programmatic dependent launches (sm_90+).
     pdl: bool,
     /// CTAs of hip_decode_scan resident on the whole device at once.
@@ -360,11 +360,8 @@ impl CudaBackend {
             }
             granted.is_ok()
         };
-        let mut dsearch_pad = [0; 2];
-        for (pad, kernel) in dsearch_pad.iter_mut().zip([DECODE_SEARCH, DECODE_SEARCH_WIDE]) {
-            let static_smem = module.attribute(kernel, CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)?;
-            *pad = dsearch_smem_pad(info, static_smem);
-        }
+        let static_smem = module.attribute(DECODE_SEARCH, CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)?;
+        let dsearch_pad = dsearch_smem_pad(info, static_smem);
         let scan_resident = {
             let _bound = dev.bind()?;
             info.sm_count.max(1) as usize * occupancy(module.func(DECODE_SCAN), SCAN_THREADS)?.max(1)
@@ -546,16 +543,16 @@ impl CudaBackend {
         plan
     }
 
-    /// Whether at least one cluster of the wide decode search can be resident (the driver's occupancy query).
+    /// Whether at least one cluster of the decode step kernel can be resident (the driver's occupancy query).
     fn clusters_fit(&self) -> Result<bool> {
         let _bound = self.dev.bind()?;
-        let func = self.func(DECODE_SEARCH_WIDE)?;
+        let func = self.func(DECODE_STEP_WIDE)?;
         // SAFETY: an all-zero CUlaunchConfig is valid plain data (null stream and attributes, no attributes);
         // the grid and block are set below.
         let mut config: cudarc::driver::sys::CUlaunchConfig = unsafe { std::mem::zeroed() };
         (config.gridDimX, config.gridDimY, config.gridDimZ) = (self.dsearch_cl, 1, 1);
         (config.blockDimX, config.blockDimY, config.blockDimZ) = (SEARCH_THREADS, 1, 1);
-        config.sharedMemBytes = self.dsearch_pad[1]; // as launched
+        config.sharedMemBytes = 0; // as launched
         let mut n: std::ffi::c_int = 0;
         // SAFETY: the context is bound, `func` belongs to the loaded module (its cluster shape is compiled in),
         // `config` and `n` live across the call; the driver only reads `config` and writes `n`.
@@ -633,6 +630,15 @@ impl CudaBackend {
         // of the plan's layout for this batch and max_seqlen_k.
         unsafe {
             match l.search {
+                DecodeSearch::Tree { cluster: 2.. } => {
+                    // The whole step, in one ordinary launch (it waits for the caller's work, nothing waits on it
+                    // programmatically).
+                    launch(self.func(DECODE_STEP_WIDE)?, l.search_grid, (SEARCH_THREADS, 1, 1), 0, s, &p)?;
+                    return Ok(());
+                }
+                DecodeSearch::Tree { .. } => {
+                    launch(self.func(DECODE_SEARCH)?, l.search_grid, (SEARCH_THREADS, 1, 1), self.dsearch_pad, s, &p)?;
+                }
                 DecodeSearch::Scan { .. } => {
                     // The scan waits for the caller's work as an ordinary launch; the merge, a dependent launch,
                     // waits for the scan's candidates with pdl_wait().
@@ -645,17 +651,13 @@ impl CudaBackend {
                         launch(merge.0, merge.1, merge.2, 0, s, &p)?;
                     }
                 }
-                DecodeSearch::Tree { cluster } => {
-                    let search = if cluster > 1 { DECODE_SEARCH_WIDE } else { DECODE_SEARCH };
-                    let pad = self.dsearch_pad[(search == DECODE_SEARCH_WIDE) as usize];
-                    launch(self.func(search)?, l.search_grid, (SEARCH_THREADS, 1, 1), pad, s, &p)?;
-                }
             }
             // The search kernel does not wait on the caller's previous work programmatically (an ordinary launch);
             // the kernels after it do, and call pdl_wait() before touching what the kernel before them writes.
             // With one split the attention writes the output rows itself, as the combine would (the same values).
+            let grid = l.attn_grid.ok_or_else(|| Error::internal("a decode plan without its attention grid"))?;
             let attn_kernel = if l.combine_grid.is_none() { DECODE_ATTN_DIRECT } else { DECODE_ATTN };
-            let attn = (self.func(attn_kernel)?, l.attn_grid, (DECODE_THREADS, 1, 1));
+            let attn = (self.func(attn_kernel)?, grid, (DECODE_THREADS, 1, 1));
             let combine = l.combine_grid.map(|grid| self.func(DECODE_COMBINE).map(|f| (f, grid, (COMBINE_THREADS, 1, 1))));
             let combine = combine.transpose()?;
             for (f, grid, block) in std::iter::once(attn).chain(combine) {
