@@ -131,8 +131,10 @@ pub struct DecodeShape {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceTraits {
     pub sm_count: usize,
-    /// CTAs per cluster of the wide decode search (1: no clusters, only the one-CTA search).
+    /// CTAs per cluster of the decode step kernel (1: no clusters, only the one-CTA search).
     pub search_cluster: u32,
+    /// CTAs of the decode step kernel one SM holds at once (its registers and shared memory).
+    pub step_per_sm: usize,
     /// CTAs of hip_decode_scan resident on the whole device at once.
     pub scan_resident: usize,
 }
@@ -265,7 +267,8 @@ fn decode_partials(rows: usize, cfg: &Config, max_k: usize) -> usize {
 }
 
 /// CTAs per search of the decode tree search for `batch` sequences: the cluster kernel's `search_cluster` CTAs
-/// while every search's cluster fits at about 4 CTAs per SM, else 1 (the one-CTA kernel). A search is a chain
+/// while every search's cluster fits at about 4 CTAs per SM (fewer where the step kernel's registers allow fewer:
+/// a shared GQA mask attends 4 q heads at once, at about 225 registers), else 1 (the one-CTA kernel). A search is a chain
 /// of dependent gathers: spread over a cluster it finishes several times sooner, which pays while the clusters
 /// fit on the GPU at once; beyond that the one-CTA kernel keeps every SM busy without the cluster's extra CTAs
 /// (each holds ~43 KB of shared memory even on steps that reuse the mask). Both compute the same masks (a branch
@@ -274,12 +277,13 @@ fn decode_partials(rows: usize, cfg: &Config, max_k: usize) -> usize {
 /// that batch invariance never rests on that equality.
 pub fn decode_search_cluster(cfg: &Config, dev: &DeviceTraits, batch: usize) -> u32 {
     let searches = if cfg.batch_invariant { 1 } else { batch } * cfg.mask_heads();
-    pick_search_cluster(dev.search_cluster, dev.sm_count.max(1), searches)
+    pick_search_cluster(dev.search_cluster, dev.sm_count.max(1), dev.step_per_sm, searches)
 }
 
-/// The rule of `decode_search_cluster`: `cluster` while all `searches` clusters fit at about 4 CTAs per SM.
-fn pick_search_cluster(cluster: u32, sm_count: usize, searches: usize) -> u32 {
-    if cluster > 1 && searches.saturating_mul(cluster as usize) <= 4 * sm_count {
+/// The rule of `decode_search_cluster`: `cluster` while all `searches` clusters fit at `per_sm` CTAs per SM, at
+/// most 4.
+fn pick_search_cluster(cluster: u32, sm_count: usize, per_sm: usize, searches: usize) -> u32 {
+    if cluster > 1 && searches.saturating_mul(cluster as usize) <= per_sm.min(4) * sm_count {
         cluster
     } else {
         1
@@ -651,13 +655,18 @@ mod tests {
     fn decode_search_spreads_over_clusters_only_while_they_fit() {
         // H200: 132 SMs, clusters of 8. MHA-32 batch 1 (32 searches) and GQA-8 up to batch 8 fit; MHA-32 batch 16
         // (512 searches) does not.
-        assert_eq!(pick_search_cluster(8, 132, 32), 8);
-        assert_eq!(pick_search_cluster(8, 132, 66), 8);
-        assert_eq!(pick_search_cluster(8, 132, 67), 1);
-        assert_eq!(pick_search_cluster(8, 132, 512), 1);
-        assert_eq!(pick_search_cluster(8, 132, usize::MAX), 1, "no overflow");
+        assert_eq!(pick_search_cluster(8, 132, 4, 32), 8);
+        assert_eq!(pick_search_cluster(8, 132, 4, 66), 8);
+        assert_eq!(pick_search_cluster(8, 132, 4, 67), 1);
+        assert_eq!(pick_search_cluster(8, 132, 4, 512), 1);
+        assert_eq!(pick_search_cluster(8, 132, 4, usize::MAX), 1, "no overflow");
+        // Never more than 4 per SM; fewer where the kernel fits fewer (a shared GQA mask's step kernel: 2).
+        assert_eq!(pick_search_cluster(8, 132, 5, 67), 1);
+        assert_eq!(pick_search_cluster(8, 132, 2, 33), 8);
+        assert_eq!(pick_search_cluster(8, 132, 2, 34), 1);
+        assert_eq!(pick_search_cluster(8, 132, 0, 1), 1, "no occupancy figure: the one-CTA kernel");
         // No clusters (sm_80, or none fits): always the one-CTA kernel.
-        assert_eq!(pick_search_cluster(1, 132, 1), 1);
+        assert_eq!(pick_search_cluster(1, 132, 4, 1), 1);
     }
 
 }
@@ -686,7 +695,7 @@ mod plan_tests {
         ]
     }
 
-    const DEVICE: DeviceTraits = DeviceTraits { sm_count: 132, search_cluster: 8, scan_resident: 264 };
+    const DEVICE: DeviceTraits = DeviceTraits { sm_count: 132, search_cluster: 8, step_per_sm: 4, scan_resident: 264 };
 
     /// Every region of the prefill workspace starts on SUB_ALIGN, holds what the kernels index into it, and ends
     /// inside `bytes`; the size is monotone in each shape scalar (so one query for the largest batch serves all).
@@ -843,7 +852,7 @@ mod plan_tests {
             assert_eq!(s, 652usize.div_ceil(128), "batch-invariant: 128-key chunks of the most keys");
         }
         // And the search kernel: one sequence's searches decide under HIP_ATTN_FLAG_BATCH_INVARIANT.
-        let dev = DeviceTraits { sm_count: 4, search_cluster: 8, scan_resident: 8 };
+        let dev = DeviceTraits { sm_count: 4, search_cluster: 8, step_per_sm: 4, scan_resident: 8 };
         assert_eq!(decode_search_cluster(&c, &dev, 1), 1, "8 searches x 8 CTAs > 4 per SM of 4 SMs");
         assert_eq!(decode_search_cluster(&cfg(|c| c.num_q_heads = 2), &dev, 1), 8);
         assert_eq!(decode_search_cluster(&cfg(|c| (c.num_q_heads, c.flags) = (2, 1)), &dev, 100), 8);

@@ -271,7 +271,7 @@ fn dsearch_smem_pad(info: &DeviceInfo, static_smem: i32) -> u32 {
 /// CTAs of `func` (launched with `threads` threads and no dynamic shared memory) that fit on one SM; the
 /// context is bound.
 fn occupancy(func: Option<cudarc::driver::sys::CUfunction>, threads: u32) -> Result<usize> {
-    let func = func.ok_or_else(|| Error::internal("a decode scan kernel was not loaded"))?;
+    let func = func.ok_or_else(|| Error::internal("a decode kernel was not loaded"))?;
     let mut n: std::ffi::c_int = 0;
     // SAFETY: `func` belongs to the loaded module of the bound context; the driver only writes `n`.
     let r =
@@ -298,6 +298,8 @@ pub struct CudaBackend {
     pdl: bool,
     /// CTAs of hip_decode_scan resident on the whole device at once.
     scan_resident: usize,
+    /// CTAs of hip_decode_step_wide one SM holds (0 without clusters).
+    step_per_sm: usize,
     /// hip_prefill_attn_hopper is loaded (index HOPPER_DENSE) with its shared memory granted.
     hopper: bool,
 }
@@ -366,7 +368,19 @@ impl CudaBackend {
             let _bound = dev.bind()?;
             info.sm_count.max(1) as usize * occupancy(module.func(DECODE_SCAN), SCAN_THREADS)?.max(1)
         };
-        let mut backend = CudaBackend { module, flag, dev, dsearch_cl, dsearch_pad, pdl, scan_resident, hopper };
+        let step_per_sm = match dsearch_cl {
+            1 => 0,
+            _ => {
+                let _bound = dev.bind()?;
+                occupancy(module.func(DECODE_STEP_WIDE), SEARCH_THREADS).unwrap_or_else(|e| {
+                    // (a figure for the cluster rule only: without it, the rule's own cap)
+                    log(LogLevel::Warn, &format!("decode step kernel occupancy unknown ({e}): assuming 4 per SM"));
+                    4
+                })
+            }
+        };
+        let mut backend =
+            CudaBackend { module, flag, dev, dsearch_cl, dsearch_pad, pdl, scan_resident, step_per_sm, hopper };
         if backend.dsearch_cl > 1 && !backend.clusters_fit()? {
             // (e.g. an MPS client limited to a few SMs): the one-CTA search works everywhere.
             log(LogLevel::Warn, "no cluster of the decode search fits on this device: using the one-CTA search");
@@ -380,6 +394,7 @@ impl CudaBackend {
         DeviceTraits {
             sm_count: self.dev.info().sm_count.max(1) as usize,
             search_cluster: self.dsearch_cl,
+            step_per_sm: self.step_per_sm,
             scan_resident: self.scan_resident,
         }
     }
