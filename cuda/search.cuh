@@ -138,33 +138,45 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
     const int ntile = ceil_div(col1 - col0, S_TC);
     bool bad = false;
 
-    // Gather key-column tile i into stage i % S_NST. TPR threads share one column: they derive its branch and key
-    // row once (the address arithmetic was two thirds of the scoring loop's instructions when every 16-byte chunk
-    // derived it again) and copy interleaved 16-byte chunks, so each warp-wide copy covers whole runs of TPR * 16
-    // bytes per row. (Fewer issuing threads per tile, taking turns, made the issuing warps the ones every barrier
-    // waited for: prefill 128k +20%.)
+    // Gather key-column tile i into stage i % S_NST. TPR threads share one column and copy interleaved 16-byte
+    // chunks of its row, so each warp-wide copy covers whole runs of TPR * 16 bytes per row. (Fewer issuing threads
+    // per tile, taking turns, made the issuing warps the ones every barrier waited for: prefill 128k +20%.)
+    // A column's branch and key row are derived once, by one lane, for G tiles at a time: the RPW columns this warp
+    // copies in each of them, one per lane; each copying thread then takes its row from the lane that derived it.
+    // (Deriving them per tile, in all TPR threads of a column, was a quarter of the scoring loop's instructions.)
     constexpr int TPR = S_THREADS / S_TC;  // threads per key column
     constexpr int CPT = CPR / TPR;         // 16-byte chunks per thread
+    constexpr int RPW = 32 / TPR;          // a warp's columns of one tile
+    constexpr int G = TPR;                 // tiles one derivation covers (RPW * G == 32 lanes)
+    static_assert(32 % TPR == 0 && RPW * G == 32, "search: a warp's columns of G tiles must fill its lanes");
     const int my_row = tid / TPR, my_sub = tid - my_row * TPR;
     constexpr u32 K_STAGE_BYTES = S_TC * ROW * 2;
     const u32 dst0 = smem_addr(&sm.k[my_row * ROW]) + my_sub * 16;
+    int g0 = -G;                  // first tile of the group derived below (warp-uniform)
+    int own_br = -1;              // this lane's column of the group: its branch (-1: no key) ...
+    const elem_t* own = gdummy;   // ... and key row (gdummy, a valid address for zero-filling copies, when none)
     auto issue = [&](int i) {
         if (i < ntile) {
-            const int st = i % S_NST;
-            const unsigned col = col0 + i * S_TC + my_row;  // (unsigned: the divisions below become shifts)
-            int br = -1;
-            const elem_t* ptr = gdummy;
-            if (col < (unsigned)col1) {
-                const unsigned t = col / NSK, smp = col - t * NSK;
-                const int key = sink + sm.todo.rep[t] * BK + (int)smp * SK;
-                if ((int)smp * SK < BK && key < e) {
-                    if (krow(key, ptr)) br = sm.todo.id[t];
-                    else bad = true;
+            if (i < g0 || i >= g0 + G) {
+                g0 = i - i % G;
+                const unsigned col = col0 + (g0 + lane / RPW) * S_TC + warp * RPW + lane % RPW;
+                own_br = -1;
+                own = gdummy;
+                if (col < (unsigned)col1) {  // (unsigned: the divisions below become shifts)
+                    const unsigned t = col / NSK, smp = col - t * NSK;
+                    const int key = sink + sm.todo.rep[t] * BK + (int)smp * SK;
+                    if ((int)smp * SK < BK && key < e) {
+                        if (krow(key, own)) own_br = sm.todo.id[t];
+                        else own = gdummy, bad = true;
+                    }
                 }
             }
+            const int src = (i - g0) * RPW + lane / TPR;
+            const int br = __shfl_sync(0xffffffffu, own_br, src);
+            const elem_t* ptr = (const elem_t*)__shfl_sync(0xffffffffu, (unsigned long long)own, src);
+            const int st = i % S_NST;
             if (my_sub == 0) sm.colbr[st][my_row] = br;
             const u32 dst = dst0 + st * K_STAGE_BYTES;
-            // (ptr stays gdummy, a valid address for the zero-filling copies, unless br names a key)
             cp_chunks<CPT, TPR * 16>(dst, ptr + my_sub * 8, nullptr, br >= 0);
         }
         cp_async_commit();  // (every thread, so that the wait counts stay uniform)
