@@ -56,16 +56,24 @@ extern "C" __global__ void __launch_bounds__(HIP_ATTN_SEARCH_THREADS) hip_decode
 }
 #endif
 
-// A whole decode step (search, attention, combine) on a cluster of HIP_DSEARCH_CL CTAs per (sequence, mask head)
-// (grid x = mask_heads * HIP_DSEARCH_CL; attn/decode.cuh).
+// The cluster decode kernel, grid x = mask_heads * HIP_DSEARCH_CL, one of two by the configuration
+// (HIP_DECODE_STEP, from plan::decode_step_kernel): with masks of one q head the whole step (search, attention,
+// combine; attn/decode.cuh), with a mask shared by several q heads the search alone, spread over the cluster, before
+// the attention kernels.
 #if HIP_DSEARCH_CL > 1
 #define HIP_DSEARCH_CLUSTER __cluster_dims__(HIP_DSEARCH_CL, 1, 1)
 #else
 #define HIP_DSEARCH_CLUSTER
 #endif
-#if !defined(HIP_ONLY) || defined(HIP_WANT_hip_decode_step_wide)
+#if HIP_DECODE_STEP && (!defined(HIP_ONLY) || defined(HIP_WANT_hip_decode_step_wide))
 extern "C" __global__ void HIP_DSEARCH_CLUSTER __launch_bounds__(HIP_ATTN_SEARCH_THREADS) hip_decode_step_wide(hip_decode_params p) {
     hip::decode_step_wide<hip::S_DCL>(p);
+}
+#endif
+#if !HIP_DECODE_STEP && (!defined(HIP_ONLY) || defined(HIP_WANT_hip_decode_search_wide))
+extern "C" __global__ void HIP_DSEARCH_CLUSTER __launch_bounds__(HIP_ATTN_SEARCH_THREADS) hip_decode_search_wide(hip_decode_params p) {
+    __shared__ hip::SearchSmem sm;
+    hip::decode_search<hip::S_DCL, false>(p, sm, nullptr);
 }
 #endif
 

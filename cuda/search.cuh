@@ -655,10 +655,10 @@ struct DecodeMask {
 // The decode search of one (sequence, mask head): grid (mask_heads * CL, batch), CL CTAs (one cluster) per pair.
 // The search is latency-bound (one query, 8 dependent iterations at 128k, each gathering 1024 key rows from HBM):
 // a cluster spreads each iteration's gathers over CL SMs. Every CTA validates the record itself (same reads, same
-// verdict, so the cluster stays in step); rank 0 writes it. hip_decode_search (CL 1) runs it alone, before the
-// attention kernels; hip_decode_step_wide (CL S_DCL, KEEP) attends in the same kernel, so the search also leaves
-// the mask's block indices in `blocks` (shared memory, KB ints; every CTA of the cluster), from the record it
-// reuses or from its own result.
+// verdict, so the cluster stays in step); rank 0 writes it. hip_decode_search (CL 1) and hip_decode_search_wide
+// (CL S_DCL) run it alone, before the attention kernels; hip_decode_step_wide (CL S_DCL, KEEP) attends in the same
+// kernel, so the search also leaves the mask's block indices in `blocks` (shared memory, KB ints; every CTA of the
+// cluster), from the record it reuses or from its own result.
 template <int CL, bool KEEP>
 __device__ __forceinline__ DecodeMask decode_search(const hip_decode_params& p, SearchSmem& sm, int* blocks) {
     constexpr DecodeMask none = {0, -1};

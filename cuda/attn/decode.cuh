@@ -19,15 +19,12 @@ __device__ __forceinline__ void decode_load_q(const hip_decode_params& p, int b,
     for (int i = 0; i < 8; ++i) q[i] *= sl2;
 }
 
-// The main loop of one split for HG q heads that share the kv head and the key list (HG > 1: a shared GQA mask, in
-// hip_decode_step_wide): keys [lo, hi) of the key list, each K and V row loaded once and folded into every head's
-// (m, l, acc) of this lane's group. bad: a key's page could not be read; nan[j]: a NaN logit of head j (NaN query
-// or key, or inf * 0), which makes the CPU backend's row NaN, so ours too.
-template <int HG>
+// The main loop of one split: keys [lo, hi) of the key list, folded into this lane's group's (m, l, acc). bad: a
+// key's page could not be read; nan: a NaN logit (NaN query or key, or inf * 0), which makes the CPU backend's row
+// NaN, so ours too.
 __device__ __forceinline__ void decode_split(const hip_decode_params& p, const KeyList& kl, int b, int kvh, int lo,
-                                             int hi, int tid, int grp, int gl, const float (&q)[HG][8],
-                                             float (&m)[HG], float (&l)[HG], float (&acc)[HG][8], bool& bad,
-                                             bool (&nan)[HG], long long (&s_off)[DCH]) {
+                                             int hi, int tid, int grp, int gl, const float (&q)[8], float& m, float& l,
+                                             float (&acc)[8], bool& bad, bool& nan, long long (&s_off)[DCH]) {
     const elem_t* kc = (const elem_t*)p.k_cache;
     const elem_t* vc = (const elem_t*)p.v_cache;
     for (int c0 = lo; c0 < hi; c0 += DCH) {
@@ -40,24 +37,20 @@ __device__ __forceinline__ void decode_split(const hip_decode_params& p, const K
             decode_load_rounds(kc, vc, s_off, base, c0, c1, grp, gl, kr, vr, valid);
             // The scores stay inline: as a function of their own they compiled to the same instructions in another
             // register order (the NaN flag's), so the split would need a GPU A/B of its own.
-            float sv[HG][UNR];
+            float sv[UNR];
 #pragma unroll
             for (int u = 0; u < UNR; ++u) {
                 float kf[8];
                 unpack8(kr[u], kf);
+                float d = 0.f;
 #pragma unroll
-                for (int j = 0; j < HG; ++j) {
-                    float d = 0.f;
+                for (int i = 0; i < 8; ++i) d = fmaf(q[i], kf[i], d);
 #pragma unroll
-                    for (int i = 0; i < 8; ++i) d = fmaf(q[j][i], kf[i], d);
-#pragma unroll
-                    for (int off = DG / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
-                    sv[j][u] = valid[u] ? d : HIP_NEG_INF;
-                    nan[j] |= valid[u] && d != d;
-                }
+                for (int off = DG / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
+                sv[u] = valid[u] ? d : HIP_NEG_INF;
+                nan |= valid[u] && d != d;
             }
-#pragma unroll
-            for (int j = 0; j < HG; ++j) decode_online_softmax(sv[j], vr, m[j], l[j], acc[j]);
+            decode_online_softmax(sv, vr, m, l, acc);
         }
     }
 }
@@ -121,8 +114,8 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
         decode_write_empty<DIRECT>(p, HIP_DECODE_PART, b, h, tid, poison);
         return;
     }
-    float q[1][8];
-    decode_load_q(p, b, h, gl, q[0]);
+    float q[8];
+    decode_load_q(p, b, h, gl, q);
     pdl_wait();  // the search kernel has written the mask record
     const int mh = SHARE ? h / GROUP : h;
     const int kvh = h / GROUP;
@@ -144,51 +137,43 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
     const int lo = (int)(n * split / p.num_splits);
     const int hi = (int)(n * (split + 1) / p.num_splits);
 
-    float m[1] = {HIP_NEG_INF}, l[1] = {0.f}, acc[1][8];
+    float m = HIP_NEG_INF, l = 0.f, acc[8];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) acc[0][i] = 0.f;
-    bool bad = false, nan[1] = {false};
-    decode_split<1>(p, kl, b, kvh, lo, hi, tid, grp, gl, q, m, l, acc, bad, nan, s_off);
-    decode_finish<DIRECT>(p, HIP_DECODE_PART, b, h, tid, grp, gl, m[0], l[0], acc[0], bad, nan[0], s_o, s_m, s_l);
+    for (int i = 0; i < 8; ++i) acc[i] = 0.f;
+    bool bad = false, nan = false;
+    decode_split(p, kl, b, kvh, lo, hi, tid, grp, gl, q, m, l, acc, bad, nan, s_off);
+    decode_finish<DIRECT>(p, HIP_DECODE_PART, b, h, tid, grp, gl, m, l, acc, bad, nan, s_o, s_m, s_l);
 #undef HIP_DECODE_PART
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// hip_decode_step_wide: a whole decode step of one (sequence, mask head) in one cluster of CL CTAs, grid
-// (mask_heads * CL, batch). The cluster searches (or reuses the stored mask) as hip_decode_search does, then each
-// CTA attends the CL-th share of the key list (split = rank) for every q head of the mask head, and the splits are
-// combined through distributed shared memory: no partials in the workspace, no second or third kernel, so a step
-// waits on one launch and the cluster's barriers instead of three launches in a chain (the cached step's cost).
-// After the search, its gather stages (sm.k) hold the attention's scratch and the split partials, and sm.won the
-// mask's block indices. (Without clusters, CL == 1, it compiles to the same step on one CTA, which the host does
-// not launch: there the three-kernel step splits the keys over more CTAs.)
-
-// q heads served by one mask head, and how many of them one pass over the keys serves (a shared GQA mask: the
-// heads of a kv head read the same K and V rows; 4 at a time keeps their accumulators in registers).
-constexpr int SW_HEADS = SHARE ? GROUP : 1;
-constexpr int SW_HG = cmin(SW_HEADS, 4);
-struct StepScratch {
+// hip_decode_step_wide: a whole decode step of one (sequence, q head) in one cluster of CL CTAs, grid
+// (mask_heads * CL, batch), for a mask of one q head (MHA, or masks per q head: plan::decode_step_kernel; the
+// module defines HIP_DECODE_STEP). The cluster searches (or reuses the stored mask) as hip_decode_search does, then
+// each CTA attends the CL-th share of the key list (split = rank), and the splits are combined through
+// distributed shared memory: no partials in the workspace, no second or third kernel, so a step waits on one
+// launch and the cluster's barriers instead of three launches in a chain (the cached step's cost). After the
+// search, its gather stages (sm.k) hold the attention's scratch and the split's partial, and sm.won the mask's
+// block indices. A mask shared by a kv head's q heads is searched by hip_decode_search_wide instead, and the
+// attention kernels spread its heads over more CTAs than a cluster has (measured: BENCHMARKS.md, 2026-12-03).
+// (Without clusters, CL == 1, it compiles to the same step on one CTA, which the host does not launch: there the
+// three-kernel step splits the keys over more CTAs.)
+struct StepSmem {
     float o[NGRP][D];
     float m[NGRP], l[NGRP];
     long long off[DCH];
+    float po[D];  // this CTA's split partial, read by the combining CTA through DSMEM
+    float plse;
 };
-constexpr int SW_KBYTES = s_rows(S_RP, S_NST) * ROW * 2;  // bytes of SearchSmem::k
-// q heads whose partials the stages hold at once beside the scratch: a step attends its heads in rounds of SW_FH.
-constexpr int SW_FH = cmin(SW_HEADS, ((int)(SW_KBYTES - sizeof(StepScratch)) / ((D + 1) * 4)));
-static_assert(SW_FH >= 1, "hip_decode_step_wide: no room for a split partial beside the attention's scratch");
-struct StepSmem {
-    StepScratch t;
-    float po[SW_FH][D];
-    float plse[SW_FH];
-};
-static_assert(sizeof(StepSmem) <= SW_KBYTES, "hip_decode_step_wide: the scratch must fit in the search's stages");
+static_assert(sizeof(StepSmem) <= s_rows(S_RP, S_NST) * ROW * 2,
+              "hip_decode_step_wide: the attention's scratch must fit in the search's stages (SearchSmem::k)");
 static_assert(S_THREADS == DC_THREADS, "hip_decode_step_wide: the search and the attention share the CTA");
 
 template <int CL>
 __device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
-    static_assert(CL == S_DCL, "hip_decode_step_wide: cluster size");
+    static_assert(CL == S_DCL && (!SHARE || GROUP == 1), "hip_decode_step_wide: a cluster per q head's mask");
     __shared__ SearchSmem sm;
-    const int mh = blockIdx.x / CL, rank = blockIdx.x % CL, b = blockIdx.y;
+    const int h = blockIdx.x / CL, rank = blockIdx.x % CL, b = blockIdx.y;
     const int tid = threadIdx.x, grp = tid / DG, gl = tid - grp * DG;
     int* blocks = (int*)sm.won;
     const DecodeMask mask = decode_search<CL, true>(p, sm, blocks);
@@ -196,56 +181,28 @@ __device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
     // only this CTA uses its stages from here on: a CTA barrier publishes the block list to its threads.
     __syncthreads();
     StepSmem& st = *reinterpret_cast<StepSmem*>(sm.k);
-    const int Tk = ((const int*)p.seqlens_k)[b];
-    const int kvh = SHARE ? mh : mh / GROUP;
-    const int h0 = SHARE ? mh * GROUP : mh;
-    const int heads = cmin(SW_HEADS, p.num_q_heads - h0);
-    const KeyList kl = decode_key_list(p, Tk, mask.e, mask.count, blocks);
-    const long long n = mask.count >= 0 ? kl.size() : 0;
-    const int lo = (int)(n * rank / CL), hi = (int)(n * (rank + 1) / CL);
-    for (int r0 = 0; r0 < heads; r0 += SW_FH) {
-        const int nh = cmin(SW_FH, heads - r0);
-        for (int j0 = 0; j0 < nh; j0 += SW_HG) {
-            const int hg = cmin(SW_HG, nh - j0);  // heads of this pass over the keys
-            if (mask.count < 0) {  // (reported by the search)
-                for (int j = j0; j < j0 + hg; ++j)
-                    decode_write_empty<false>(p, st.po[j], &st.plse[j], b, h0 + r0 + j, tid,
-                                              __uint_as_float(DECODE_POISON_BITS));
-                continue;
-            }
-            float q[SW_HG][8], m[SW_HG], l[SW_HG], acc[SW_HG][8];
-            bool bad = false, nan[SW_HG];
+    if (mask.count < 0) {  // (reported by the search)
+        decode_write_empty<false>(p, st.po, &st.plse, b, h, tid, __uint_as_float(DECODE_POISON_BITS));
+    } else {
+        const int Tk = ((const int*)p.seqlens_k)[b];
+        const KeyList kl = decode_key_list(p, Tk, mask.e, mask.count, blocks);
+        const long long n = kl.size();
+        const int lo = (int)(n * rank / CL), hi = (int)(n * (rank + 1) / CL);
+        float q[8];
+        decode_load_q(p, b, h, gl, q);
+        float m = HIP_NEG_INF, l = 0.f, acc[8];
 #pragma unroll
-            for (int j = 0; j < SW_HG; ++j) {
-                if (j < hg) decode_load_q(p, b, h0 + r0 + j0 + j, gl, q[j]);
-                else
-#pragma unroll
-                    for (int i = 0; i < 8; ++i) q[j][i] = 0.f;
-                m[j] = HIP_NEG_INF;
-                l[j] = 0.f;
-                nan[j] = false;
-#pragma unroll
-                for (int i = 0; i < 8; ++i) acc[j][i] = 0.f;
-            }
-            decode_split<SW_HG>(p, kl, b, kvh, lo, hi, tid, grp, gl, q, m, l, acc, bad, nan, st.t.off);
-#pragma unroll
-            for (int j = 0; j < SW_HG; ++j) {
-                if (j >= hg) break;
-                decode_finish<false>(p, st.po[j0 + j], &st.plse[j0 + j], b, h0 + r0 + j0 + j, tid, grp, gl, m[j],
-                                     l[j], acc[j], bad, nan[j], st.t.o, st.t.m, st.t.l);
-                __syncthreads();  // the epilogue has read the group scratch before the next one rewrites it
-            }
-        }
-        cluster_sync();  // every CTA's partials of this round are written
-        for (int j = rank; j < nh; j += CL) {
-            const float* plse = &st.plse[j];
-            const float* po = st.po[j];
-            decode_combine_row(
-                p, b, h0 + r0 + j, CL, [&](int s2) { return *cluster_peer(plse, s2); },
-                [&](int s2, int d) { return *cluster_peer(po + d, s2); }, tid, DC_THREADS);
-        }
-        cluster_sync();  // every partial is read before it is rewritten or its CTA leaves
+        for (int i = 0; i < 8; ++i) acc[i] = 0.f;
+        bool bad = false, nan = false;
+        decode_split(p, kl, b, h / GROUP, lo, hi, tid, grp, gl, q, m, l, acc, bad, nan, st.off);
+        decode_finish<false>(p, st.po, &st.plse, b, h, tid, grp, gl, m, l, acc, bad, nan, st.o, st.m, st.l);
     }
+    cluster_sync();  // every CTA's partial is written
+    if (rank == 0)
+        decode_combine_row(
+            p, b, h, CL, [&](int s2) { return *cluster_peer(&st.plse, s2); },
+            [&](int s2, int d) { return *cluster_peer(&st.po[d], s2); }, tid, DC_THREADS);
+    cluster_sync();  // every partial is read before its CTA leaves
 }
 
 }  // namespace hip

@@ -256,7 +256,7 @@ pub(crate) fn count_prefill(shape: &Shape, hip: &Hip, t: usize) -> Work {
 
 /// The device the counts assume where none is at hand (`--plan`, tests): an H200 (132 SMs, clusters of 8).
 pub(crate) const H200: plan::DeviceTraits =
-    plan::DeviceTraits { sm_count: 132, search_cluster: 8, step_per_sm: 4, scan_resident: 264 };
+    plan::DeviceTraits { sm_count: 132, search_cluster: 8, cluster_per_sm: 4, scan_resident: 264 };
 
 /// Split-K partials per (sequence, q head) that a CUDA decode step writes to the workspace and reads back: the
 /// plan's for this shape's configuration on `dev` (none where the cluster step kernel combines in shared memory).
