@@ -10,8 +10,9 @@
 #include "hip_contract.h"
 
 #if !defined(HIP_DTYPE) || !defined(HIP_HEAD_DIM) || !defined(HIP_KB) || !defined(HIP_BQ) || !defined(HIP_BK) || \
-    !defined(HIP_SQ) || !defined(HIP_SK) || !defined(HIP_GROUP) || !defined(HIP_SHARE_KV) || !defined(HIP_CAUSAL)
-#error "hip_attn.cu needs -DHIP_DTYPE, HIP_HEAD_DIM, HIP_KB, HIP_BQ, HIP_BK, HIP_SQ, HIP_SK, HIP_GROUP, HIP_SHARE_KV, HIP_CAUSAL"
+    !defined(HIP_SQ) || !defined(HIP_SK) || !defined(HIP_GROUP) || !defined(HIP_SHARE_KV) || !defined(HIP_CAUSAL) || \
+    !defined(HIP_DECODE_STEP)
+#error "hip_attn.cu needs -DHIP_DTYPE, HIP_HEAD_DIM, HIP_KB, HIP_BQ, HIP_BK, HIP_SQ, HIP_SK, HIP_GROUP, HIP_SHARE_KV, HIP_CAUSAL, HIP_DECODE_STEP"
 #endif
 
 static_assert(HIP_DTYPE == 0 || HIP_DTYPE == 1, "HIP_DTYPE must be 0 (bf16) or 1 (f16)");
@@ -23,6 +24,8 @@ static_assert(HIP_SQ >= 1 && HIP_SK >= 1, "HIP_SQ and HIP_SK must be >= 1");
 static_assert(HIP_GROUP >= 1 && HIP_GROUP <= HIP_ATTN_CUDA_MAX_GROUP, "HIP_GROUP outside [1, HIP_ATTN_CUDA_MAX_GROUP]");
 static_assert(HIP_SHARE_KV == 0 || HIP_SHARE_KV == 1, "HIP_SHARE_KV must be 0 or 1");
 static_assert(HIP_CAUSAL == 0 || HIP_CAUSAL == 1, "HIP_CAUSAL must be 0 or 1");
+static_assert(HIP_DECODE_STEP == 0 || (HIP_DECODE_STEP == 1 && (HIP_SHARE_KV == 0 || HIP_GROUP == 1)),
+              "HIP_DECODE_STEP must be 0, or 1 with masks of one q head (HIP_SHARE_KV 0 or HIP_GROUP 1)");
 
 #define HIP_NEG_INF __int_as_float(0xff800000)
 
@@ -220,8 +223,20 @@ __device__ __forceinline__ void st_cluster(u32 addr, int2 v) {
 __device__ __forceinline__ void cluster_sync() {
     asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
+// The same shared-memory object in the CTA of cluster rank `rank`, as a generic pointer (plain loads read it
+// through distributed shared memory).
+template <class T>
+__device__ __forceinline__ const T* cluster_peer(const T* ptr, u32 rank) {
+    unsigned long long r;
+    asm volatile("mapa.u64 %0, %1, %2;" : "=l"(r) : "l"(ptr), "r"(rank));
+    return (const T*)r;
+}
 #else
 __device__ __forceinline__ void cluster_sync() { __syncthreads(); }
+template <class T>
+__device__ __forceinline__ const T* cluster_peer(const T* ptr, u32) {
+    return ptr;  // (no clusters: a cluster of one CTA)
+}
 #endif
 
 // Programmatic dependent launch (sm_90): the host launches a decode kernel with the PDL attribute, so it may start

@@ -48,22 +48,32 @@ extern "C" __global__ void __launch_bounds__(hip_contract::dense_threads(HIP_HEA
 #include "hopper/dense.cuh"
 #endif
 
+// The decode mask search alone, one CTA per (sequence, mask head); the attention kernels follow it.
 #if !defined(HIP_ONLY) || defined(HIP_WANT_hip_decode_search)
 extern "C" __global__ void __launch_bounds__(HIP_ATTN_SEARCH_THREADS) hip_decode_search(hip_decode_params p) {
-    hip::decode_search<1>(p);
+    __shared__ hip::SearchSmem sm;
+    hip::decode_search<1, false>(p, sm, nullptr);
 }
 #endif
 
-// The same search spread over a cluster of HIP_DSEARCH_CL CTAs (grid x = mask_heads * HIP_DSEARCH_CL); with
-// HIP_DSEARCH_CL == 1 it is the kernel above.
+// The cluster decode kernel, grid x = mask_heads * HIP_DSEARCH_CL, one of two by the configuration
+// (HIP_DECODE_STEP, from plan::decode_step_kernel): with masks of one q head the whole step (search, attention,
+// combine; attn/decode.cuh), with a mask shared by several q heads the search alone, spread over the cluster, before
+// the attention kernels.
 #if HIP_DSEARCH_CL > 1
 #define HIP_DSEARCH_CLUSTER __cluster_dims__(HIP_DSEARCH_CL, 1, 1)
 #else
 #define HIP_DSEARCH_CLUSTER
 #endif
-#if !defined(HIP_ONLY) || defined(HIP_WANT_hip_decode_search_wide)
+#if HIP_DECODE_STEP && (!defined(HIP_ONLY) || defined(HIP_WANT_hip_decode_step_wide))
+extern "C" __global__ void HIP_DSEARCH_CLUSTER __launch_bounds__(HIP_ATTN_SEARCH_THREADS) hip_decode_step_wide(hip_decode_params p) {
+    hip::decode_step_wide<hip::S_DCL>(p);
+}
+#endif
+#if !HIP_DECODE_STEP && (!defined(HIP_ONLY) || defined(HIP_WANT_hip_decode_search_wide))
 extern "C" __global__ void HIP_DSEARCH_CLUSTER __launch_bounds__(HIP_ATTN_SEARCH_THREADS) hip_decode_search_wide(hip_decode_params p) {
-    hip::decode_search<hip::S_DCL>(p);
+    __shared__ hip::SearchSmem sm;
+    hip::decode_search<hip::S_DCL, false>(p, sm, nullptr);
 }
 #endif
 

@@ -487,7 +487,7 @@ __device__ __forceinline__ void prefill_scan(const hip_prefill_params& p) {
                 sm.todo.id[i] = (unsigned short)i;
             }
             __syncthreads();
-            score_branches<S_RP>(sm, 0, n_new * NSK, nrows, qrow, krow, p.sink, e, kbase);
+            score_branches<S_RP, false>(sm, 0, n_new * NSK, nrows, qrow, krow, p.sink, e, kbase);
             // (score_branches ends on a barrier: every key of the chunk is in sm.score)
             for (int i = tid; i < n_new; i += S_THREADS) cand[carry + i] = make_int2((int)~sm.score[i], c0 + i);
             __syncthreads();

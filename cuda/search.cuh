@@ -122,7 +122,7 @@ __device__ __forceinline__ int2 branch_range(const int2* chunks, int id) {
 // fragments it keeps in registers for the whole pass, and S_CW columns. (Reloading Q from smem for every tile made
 // ldmatrix traffic 2.5x what the key columns need; the kernel is bound by L1/smem throughput, ncu: 64% L1, 66% SM,
 // 20% L2.)
-template <int RP, class QRow, class KRow>
+template <int RP, bool BATCH, class QRow, class KRow>
 __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, const QRow& qrow, const KRow& krow,
                                int sink, int e, const elem_t* gdummy) {
     static_assert(RP <= S_RP && RP % 16 == 0, "search: rows per pass must fit sm.q in whole m-tiles");
@@ -138,33 +138,58 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
     const int ntile = ceil_div(col1 - col0, S_TC);
     bool bad = false;
 
-    // Gather key-column tile i into stage i % S_NST. TPR threads share one column: they derive its branch and key
-    // row once (the address arithmetic was two thirds of the scoring loop's instructions when every 16-byte chunk
-    // derived it again) and copy interleaved 16-byte chunks, so each warp-wide copy covers whole runs of TPR * 16
-    // bytes per row. (Fewer issuing threads per tile, taking turns, made the issuing warps the ones every barrier
-    // waited for: prefill 128k +20%.)
+    // Gather key-column tile i into stage i % S_NST. TPR threads share one column and copy interleaved 16-byte
+    // chunks of its row, so each warp-wide copy covers whole runs of TPR * 16 bytes per row. (Fewer issuing threads
+    // per tile, taking turns, made the issuing warps the ones every barrier waited for: prefill 128k +20%.)
+    // A column's branch and key row: derived by its TPR threads per tile, or with BATCH once, by one lane, for G
+    // tiles at a time (the RPW columns this warp copies in each of them, one per lane), each copying thread then
+    // taking its row from that lane by shuffle. BATCH serves the decode search, whose rows come through the page
+    // table from HBM: G tiles' lookups in flight at once made it 3-7% faster; in prefill, where the kernel waits
+    // on shared memory and the rows are in L2, the shuffles made it 1-3% slower (BENCHMARKS.md, 2026-12-03).
     constexpr int TPR = S_THREADS / S_TC;  // threads per key column
     constexpr int CPT = CPR / TPR;         // 16-byte chunks per thread
+    constexpr int RPW = 32 / TPR;          // a warp's columns of one tile
+    constexpr int G = TPR;                 // tiles one derivation covers (RPW * G == 32 lanes)
+    static_assert(32 % TPR == 0 && RPW * G == 32, "search: a warp's columns of G tiles must fill its lanes");
     const int my_row = tid / TPR, my_sub = tid - my_row * TPR;
     constexpr u32 K_STAGE_BYTES = S_TC * ROW * 2;
     const u32 dst0 = smem_addr(&sm.k[my_row * ROW]) + my_sub * 16;
+    // The branch of column `col` (-1: no key) and, when it has one, its key row in ptr (left as it was otherwise:
+    // krow sets it only for a key it can read); `bad` when the key cannot be read.
+    auto resolve = [&](unsigned col, const elem_t*& ptr) {  // (unsigned: the divisions below become shifts)
+        int br = -1;
+        if (col < (unsigned)col1) {
+            const unsigned t = col / NSK, smp = col - t * NSK;
+            const int key = sink + sm.todo.rep[t] * BK + (int)smp * SK;
+            if ((int)smp * SK < BK && key < e) {
+                if (krow(key, ptr)) br = sm.todo.id[t];
+                else bad = true;
+            }
+        }
+        return br;
+    };
+    int g0 = -G;                  // BATCH: first tile of the group derived (warp-uniform)
+    int own_br = -1;              // BATCH: this lane's column of the group: its branch ...
+    const elem_t* own = gdummy;   // ... and key row (gdummy, a valid address for zero-filling copies, when none)
     auto issue = [&](int i) {
         if (i < ntile) {
-            const int st = i % S_NST;
-            const unsigned col = col0 + i * S_TC + my_row;  // (unsigned: the divisions below become shifts)
-            int br = -1;
+            int br;
             const elem_t* ptr = gdummy;
-            if (col < (unsigned)col1) {
-                const unsigned t = col / NSK, smp = col - t * NSK;
-                const int key = sink + sm.todo.rep[t] * BK + (int)smp * SK;
-                if ((int)smp * SK < BK && key < e) {
-                    if (krow(key, ptr)) br = sm.todo.id[t];
-                    else bad = true;
+            if constexpr (BATCH) {
+                if (i < g0 || i >= g0 + G) {
+                    g0 = i - i % G;
+                    own = gdummy;
+                    own_br = resolve(col0 + (g0 + lane / RPW) * S_TC + warp * RPW + lane % RPW, own);
                 }
+                const int src = (i - g0) * RPW + lane / TPR;
+                br = __shfl_sync(0xffffffffu, own_br, src);
+                ptr = (const elem_t*)__shfl_sync(0xffffffffu, (unsigned long long)own, src);
+            } else {
+                br = resolve(col0 + i * S_TC + my_row, ptr);
             }
+            const int st = i % S_NST;
             if (my_sub == 0) sm.colbr[st][my_row] = br;
             const u32 dst = dst0 + st * K_STAGE_BYTES;
-            // (ptr stays gdummy, a valid address for the zero-filling copies, unless br names a key)
             cp_chunks<CPT, TPR * 16>(dst, ptr + my_sub * 8, nullptr, br >= 0);
         }
         cp_async_commit();  // (every thread, so that the wait counts stay uniform)
@@ -468,8 +493,8 @@ __device__ bool select_branches(SearchSmem& sm) {
 // The tree search for one query block (CL == 1, rank 0) or one decode query spread over a cluster of CL CTAs
 // (rank = this CTA's rank; each scores NCAND / CL of the branches, the leader selects). On return (all threads,
 // every CTA of the cluster), sm.chunks[i].x for i < result are the selected block indices in ascending order;
-// result -1 means a key row could not be read (bad page).
-template <int RP, int CL, class QRow, class KRow>
+// result -1 means a key row could not be read (bad page). DECODE: the decode search (score_branches' BATCH).
+template <int RP, int CL, bool DECODE, class QRow, class KRow>
 __device__ int tree_search(SearchSmem& sm, int rank, int nrows, const QRow& qrow, const KRow& krow, int sink, int e,
                            const elem_t* gdummy) {
     static_assert(CL == 1 || CL == S_DCL, "search: cluster size");
@@ -491,7 +516,7 @@ __device__ int tree_search(SearchSmem& sm, int rank, int nrows, const QRow& qrow
     bool more = true;  // some chunk is longer than one block (NB > KB guarantees it initially)
     while (more) {
         const int t0 = rank * ntodo / CL, t1 = (rank + 1) * ntodo / CL;  // this CTA's share of the list
-        const bool ok = score_branches<RP>(sm, t0 * NSK, t1 * NSK, nrows, qrow, krow, sink, e, gdummy);
+        const bool ok = score_branches<RP, DECODE>(sm, t0 * NSK, t1 * NSK, nrows, qrow, krow, sink, e, gdummy);
         if (CL == 1) {
             if (!ok) return -1;
             more = select_branches(sm);
@@ -594,7 +619,7 @@ __device__ __forceinline__ void prefill_search(const hip_prefill_params& p) {
     const PrefillSearchRows rows(p, s, mh, first, len);
     auto qrow = [&](int r) { return rows.q(r); };
     auto krow = [&](int t, const elem_t*& ptr) { return rows.k(t, ptr); };
-    const int count = tree_search<S_RP, 1>(sm, 0, rows.nrows, qrow, krow, p.sink, e, (const elem_t*)p.k);
+    const int count = tree_search<S_RP, 1, false>(sm, 0, rows.nrows, qrow, krow, p.sink, e, (const elem_t*)p.k);
 
     if (KB > 0) {
         int* idx_out = (int*)p.mask_idx + (slot * p.mask_heads + mh) * KB;
@@ -620,25 +645,35 @@ __device__ __forceinline__ bool record_header_ok(int e, int count, int sink, int
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// hip_decode_search (CL 1) and hip_decode_search_wide (CL S_DCL): grid (mask_heads * CL, batch), CL CTAs (one
-// cluster) per (sequence, mask head). The search is latency-bound (one query, 8 dependent iterations at 128k,
-// each gathering 1024 key rows from HBM): a cluster spreads each iteration's gathers over CL SMs. Every CTA
-// validates the record itself (same reads, same verdict, so the cluster stays in step); rank 0 writes it.
-template <int CL>
-__device__ __forceinline__ void decode_search(const hip_decode_params& p) {
-    __shared__ SearchSmem sm;
+// The mask a decode step's search leaves to the attention of the same kernel (hip_decode_step_wide): the local
+// start e and the count of selected blocks; count < 0 when there is none (bad input or a bad page, already
+// reported), and the attention writes empty rows.
+struct DecodeMask {
+    int e, count;
+};
+
+// The decode search of one (sequence, mask head): grid (mask_heads * CL, batch), CL CTAs (one cluster) per pair.
+// The search is latency-bound (one query, 8 dependent iterations at 128k, each gathering 1024 key rows from HBM):
+// a cluster spreads each iteration's gathers over CL SMs. Every CTA validates the record itself (same reads, same
+// verdict, so the cluster stays in step); rank 0 writes it. hip_decode_search (CL 1) and hip_decode_search_wide
+// (CL S_DCL) run it alone, before the attention kernels; hip_decode_step_wide (CL S_DCL, KEEP) attends in the same
+// kernel, so the search also leaves the mask's block indices in `blocks` (shared memory, KB ints; every CTA of the
+// cluster), from the record it reuses or from its own result.
+template <int CL, bool KEEP>
+__device__ __forceinline__ DecodeMask decode_search(const hip_decode_params& p, SearchSmem& sm, int* blocks) {
+    constexpr DecodeMask none = {0, -1};
     const int mh = blockIdx.x / CL, rank = blockIdx.x % CL, b = blockIdx.y, tid = threadIdx.x;
     const bool writer = rank == 0 && tid == 0;
-    pdl_trigger();  // decode attention may launch now; it waits for this kernel before reading the record
+    if (!KEEP) pdl_trigger();  // decode attention may launch now; it waits for this kernel before reading the record
     const int Tk = ((const int*)p.seqlens_k)[b];
     if (!decode_seq_ok(p, Tk)) {
         if (tid == 0)
             set_error(p.error_flag, Tk >= 1 && Tk <= p.max_seqlen_k ? HIP_ATTN_DEVERR_PAGE_TABLE : HIP_ATTN_DEVERR_SEQLENS);
-        return;
+        return none;
     }
     if (p.state_ints < HIP_ATTN_STATE_HEADER + KB) {
         if (tid == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
-        return;
+        return none;
     }
     int* rec = (int*)p.mask_state + ((long long)b * p.mask_heads + mh) * p.state_ints;
     const int refresh = p.refresh >= 1 ? p.refresh : 1;
@@ -659,6 +694,7 @@ __device__ __forceinline__ void decode_search(const hip_decode_params& p) {
             for (int i = tid; i < cnt; i += S_THREADS) {
                 const int v = rec[HIP_ATTN_STATE_HEADER + i];
                 bad_blk |= v < 0 || v >= NBe || (i > 0 && rec[HIP_ATTN_STATE_HEADER + i - 1] >= v);
+                if (KEEP) blocks[i] = v;
             }
         }
         // (also the barrier that orders every thread's header reads before the write below)
@@ -666,7 +702,7 @@ __device__ __forceinline__ void decode_search(const hip_decode_params& p) {
         if (good && step >= 1 && step % refresh != 0) {
             if (CL > 1) cluster_sync();  // every CTA of the cluster has read the step before it changes
             if (writer) rec[HIP_ATTN_STATE_STEP_IDX] = step + 1;
-            return;
+            return DecodeMask{e0, cnt};
         }
         if (!good && writer) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
     }
@@ -689,20 +725,22 @@ __device__ __forceinline__ void decode_search(const hip_decode_params& p) {
         ptr = kbase + off;
         return true;
     };
-    const int count = tree_search<S_RP_DECODE, CL>(sm, rank, nrows, qrow, krow, p.sink, e, kbase);
+    const int count = tree_search<S_RP_DECODE, CL, true>(sm, rank, nrows, qrow, krow, p.sink, e, kbase);
     // Every thread of the cluster has read the old header before it is rewritten (and, in a cluster, no CTA
     // leaves while another may still store into its shared memory).
     if (CL > 1) cluster_sync();
     else __syncthreads();
-    if (rank != 0) return;
     if (count < 0) {
-        if (tid == 0) {
+        if (writer) {
             set_error(p.error_flag, HIP_ATTN_DEVERR_PAGE_TABLE);
             rec[HIP_ATTN_STATE_MAGIC_IDX] = 0;  // attention then writes zeros for this head
         }
-        return;
+        return none;
     }
-    store_record(rec, 1, e, count, p.state_fingerprint, [&](int i) { return sm.chunks[i].x; });
+    if (KEEP)
+        for (int i = tid; i < count; i += S_THREADS) blocks[i] = sm.chunks[i].x;
+    if (rank == 0) store_record(rec, 1, e, count, p.state_fingerprint, [&](int i) { return sm.chunks[i].x; });
+    return DecodeMask{e, count};
 }
 
 }  // namespace hip

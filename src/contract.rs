@@ -256,9 +256,10 @@ blocks! { blocks_c;
         state_fingerprint: i32,
     }
 
-    /// Decode: kernels hip_decode_search (or hip_decode_search_wide; with SCAN selection hip_decode_scan, then
+    /// Decode: kernels hip_decode_search or hip_decode_search_wide (with SCAN selection hip_decode_scan, then
     /// hip_decode_scan_merge), then hip_decode_attn and hip_decode_combine, or with num_splits == 1
-    /// hip_decode_attn_direct alone.
+    /// hip_decode_attn_direct alone; or the whole step in hip_decode_step_wide (num_splits == HIP_DSEARCH_CL, no
+    /// workspace partials).
     DecodeParams = "hip_decode_params" {
         /// [batch][num_q_heads][D] with the strides below.
         q: u64, o: u64,
@@ -404,6 +405,8 @@ const BANNER: &str = "\
 //   HIP_SHARE_KV   1: one mask per kv head (max over the GQA group), 0: one mask per q head
 //   HIP_CAUSAL     1 or 0
 //   HIP_DSEARCH_CL optional, default 1: CTAs per decode mask search, a thread-block cluster when > 1 (sm_90+)
+//   HIP_DECODE_STEP  1: the module's cluster decode kernel is hip_decode_step_wide (needs masks of one q head:
+//                  HIP_SHARE_KV 0 or HIP_GROUP 1), 0: hip_decode_search_wide
 // Kernels must not include CUDA toolkit headers: engine hosts often have only the driver and libnvrtc.
 #ifndef HIP_ATTN_CONTRACT_H
 #define HIP_ATTN_CONTRACT_H
@@ -434,7 +437,12 @@ const LAUNCH: &str = "\
 //                        of Q, K and V (boxes of 64 d x 1 head x HIP_ATTN_HOPPER_ROWS tokens) before the block
 //   hip_decode_search    (mask_heads, batch)                                  HIP_ATTN_SEARCH_THREADS
 //   hip_decode_search_wide  (mask_heads * HIP_DSEARCH_CL, batch), in clusters  HIP_ATTN_SEARCH_THREADS
-//                        of (HIP_DSEARCH_CL, 1, 1) set by the kernel; the host picks one of the two searches
+//                        of (HIP_DSEARCH_CL, 1, 1) set by the kernel (HIP_DECODE_STEP 0): the search of
+//                        hip_decode_search spread over a cluster; the host picks one of the two searches
+//   hip_decode_step_wide  (mask_heads * HIP_DSEARCH_CL, batch), in clusters   HIP_ATTN_SEARCH_THREADS
+//                        of (HIP_DSEARCH_CL, 1, 1) set by the kernel (HIP_DECODE_STEP 1): the search, the
+//                        attention (split r of HIP_DSEARCH_CL by cluster rank r) and the combine of a whole step,
+//                        alone; the host picks it or the kernels around it (launched where HIP_DSEARCH_CL > 1 only)
 //   hip_decode_scan      (scan_splits, mask_heads, batch)                     HIP_ATTN_SCAN_THREADS
 //   hip_decode_scan_merge  (mask_heads, batch)                                HIP_ATTN_SCAN_THREADS
 //                        (SCAN selection, instead of the decode search; scan.cuh)

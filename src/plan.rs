@@ -131,8 +131,11 @@ pub struct DecodeShape {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceTraits {
     pub sm_count: usize,
-    /// CTAs per cluster of the wide decode search (1: no clusters, only the one-CTA search).
+    /// CTAs per cluster of the cluster decode kernel (1: no clusters, only the one-CTA search).
     pub search_cluster: u32,
+    /// CTAs of the cluster decode kernel (hip_decode_step_wide or hip_decode_search_wide, whichever the
+    /// configuration's module holds: `decode_step_kernel`) one SM holds at once, as launched.
+    pub cluster_per_sm: usize,
     /// CTAs of hip_decode_scan resident on the whole device at once.
     pub scan_resident: usize,
 }
@@ -140,9 +143,12 @@ pub struct DeviceTraits {
 /// How a decode step selects the blocks of the (sequence, mask head) pairs that search.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodeSearch {
-    /// The tree search: hip_decode_search_wide with `cluster` CTAs per search when `cluster` > 1, else
-    /// hip_decode_search.
+    /// The tree search before the attention kernels: hip_decode_search_wide with `cluster` CTAs per search
+    /// when `cluster` > 1 (a mask shared by several q heads), else hip_decode_search.
     Tree { cluster: u32 },
+    /// The whole step in hip_decode_step_wide: a cluster of `cluster` CTAs per search that also attends (split r
+    /// of the key list on the CTA of rank r) and combines (a mask of one q head; `decode_step_kernel`).
+    Step { cluster: u32 },
     /// hip_decode_scan with `splits` CTAs per (sequence, mask head), then hip_decode_scan_merge.
     Scan { splits: usize },
 }
@@ -156,12 +162,12 @@ pub struct DecodeLaunch {
     pub search_grid: Grid,
     /// hip_decode_scan_merge: (mask heads, batch, 1); None for the tree search.
     pub scan_merge_grid: Option<Grid>,
-    /// Key-list chunks per (sequence, q head); with 1 the attention writes the outputs itself
-    /// (hip_decode_attn_direct) and no combine runs.
+    /// Key-list chunks per (sequence, q head): the cluster's CTAs with `Step`; else with 1 the
+    /// attention writes the outputs itself (hip_decode_attn_direct) and no combine runs.
     pub splits: usize,
-    /// hip_decode_attn or hip_decode_attn_direct: (splits, q heads, batch).
-    pub attn_grid: Grid,
-    /// hip_decode_combine: (q heads, batch, 1); None with one split.
+    /// hip_decode_attn or hip_decode_attn_direct: (splits, q heads, batch); None with `Step`.
+    pub attn_grid: Option<Grid>,
+    /// hip_decode_combine: (q heads, batch, 1); None with one split or `Step`.
     pub combine_grid: Option<Grid>,
 }
 
@@ -190,16 +196,25 @@ impl DecodePlan {
                 }
                 Selection::Tree => {
                     let cluster = decode_search_cluster(cfg, dev, shape.batch);
-                    (DecodeSearch::Tree { cluster }, (mh * cluster, b, 1), None)
+                    let search = match cluster {
+                        2.. if decode_step_kernel(cfg) => DecodeSearch::Step { cluster },
+                        _ => DecodeSearch::Tree { cluster },
+                    };
+                    (search, (mh * cluster, b, 1), None)
                 }
             };
+            if let DecodeSearch::Step { cluster } = search {
+                // The step kernel attends too, split by cluster rank, and combines in the cluster.
+                let splits = cluster as usize;
+                return DecodeLaunch { search, search_grid, scan_merge_grid, splits, attn_grid: None, combine_grid: None };
+            }
             let splits = decode_splits(cfg, shape, dev.sm_count);
             DecodeLaunch {
                 search,
                 search_grid,
                 scan_merge_grid,
                 splits,
-                attn_grid: (splits as u32, hq, b),
+                attn_grid: Some((splits as u32, hq, b)),
                 combine_grid: (splits > 1).then_some((hq, b, 1)),
             }
         });
@@ -259,8 +274,19 @@ fn decode_partials(rows: usize, cfg: &Config, max_k: usize) -> usize {
     rows.saturating_mul(key_splits(cfg, max_k)).min(rows.saturating_add(2 * DECODE_SIZED_SMS))
 }
 
+/// Whether the configuration's cluster decode kernel is the whole step (hip_decode_step_wide: a mask of one q
+/// head, so MHA and per-q-head masks) or the search alone (hip_decode_search_wide, then the attention kernels: a
+/// mask shared by the q heads of a kv head). The backend compiles the one it names (-DHIP_DECODE_STEP). With a
+/// shared mask the step kernel gave the attention of a kv head's q heads to its cluster's 8 CTAs, a quarter of
+/// the CTAs the attention kernel spreads GQA-8's 32 heads over: a cached GQA-8 step took 24.0 us instead of 16.0
+/// (H200, BENCHMARKS.md, 2026-12-03), while for a mask of one q head it saves two launches (18.3 -> 15.7 us).
+pub fn decode_step_kernel(cfg: &Config) -> bool {
+    cfg.mask_heads() == cfg.num_q_heads
+}
+
 /// CTAs per search of the decode tree search for `batch` sequences: the cluster kernel's `search_cluster` CTAs
-/// while every search's cluster fits at about 4 CTAs per SM, else 1 (the one-CTA kernel). A search is a chain
+/// while every search's cluster fits at about 4 CTAs per SM (fewer where the kernel's registers or shared memory
+/// allow fewer), else 1 (the one-CTA kernel). A search is a chain
 /// of dependent gathers: spread over a cluster it finishes several times sooner, which pays while the clusters
 /// fit on the GPU at once; beyond that the one-CTA kernel keeps every SM busy without the cluster's extra CTAs
 /// (each holds ~43 KB of shared memory even on steps that reuse the mask). Both compute the same masks (a branch
@@ -269,12 +295,13 @@ fn decode_partials(rows: usize, cfg: &Config, max_k: usize) -> usize {
 /// that batch invariance never rests on that equality.
 pub fn decode_search_cluster(cfg: &Config, dev: &DeviceTraits, batch: usize) -> u32 {
     let searches = if cfg.batch_invariant { 1 } else { batch } * cfg.mask_heads();
-    pick_search_cluster(dev.search_cluster, dev.sm_count.max(1), searches)
+    pick_search_cluster(dev.search_cluster, dev.sm_count.max(1), dev.cluster_per_sm, searches)
 }
 
-/// The rule of `decode_search_cluster`: `cluster` while all `searches` clusters fit at about 4 CTAs per SM.
-fn pick_search_cluster(cluster: u32, sm_count: usize, searches: usize) -> u32 {
-    if cluster > 1 && searches.saturating_mul(cluster as usize) <= 4 * sm_count {
+/// The rule of `decode_search_cluster`: `cluster` while all `searches` clusters fit at `per_sm` CTAs per SM, at
+/// most 4.
+fn pick_search_cluster(cluster: u32, sm_count: usize, per_sm: usize, searches: usize) -> u32 {
+    if cluster > 1 && searches.saturating_mul(cluster as usize) <= per_sm.min(4) * sm_count {
         cluster
     } else {
         1
@@ -646,13 +673,18 @@ mod tests {
     fn decode_search_spreads_over_clusters_only_while_they_fit() {
         // H200: 132 SMs, clusters of 8. MHA-32 batch 1 (32 searches) and GQA-8 up to batch 8 fit; MHA-32 batch 16
         // (512 searches) does not.
-        assert_eq!(pick_search_cluster(8, 132, 32), 8);
-        assert_eq!(pick_search_cluster(8, 132, 66), 8);
-        assert_eq!(pick_search_cluster(8, 132, 67), 1);
-        assert_eq!(pick_search_cluster(8, 132, 512), 1);
-        assert_eq!(pick_search_cluster(8, 132, usize::MAX), 1, "no overflow");
+        assert_eq!(pick_search_cluster(8, 132, 4, 32), 8);
+        assert_eq!(pick_search_cluster(8, 132, 4, 66), 8);
+        assert_eq!(pick_search_cluster(8, 132, 4, 67), 1);
+        assert_eq!(pick_search_cluster(8, 132, 4, 512), 1);
+        assert_eq!(pick_search_cluster(8, 132, 4, usize::MAX), 1, "no overflow");
+        // Never more than 4 per SM; fewer where the kernel fits fewer.
+        assert_eq!(pick_search_cluster(8, 132, 5, 67), 1);
+        assert_eq!(pick_search_cluster(8, 132, 2, 33), 8);
+        assert_eq!(pick_search_cluster(8, 132, 2, 34), 1);
+        assert_eq!(pick_search_cluster(8, 132, 0, 1), 1, "no occupancy figure: the one-CTA kernel");
         // No clusters (sm_80, or none fits): always the one-CTA kernel.
-        assert_eq!(pick_search_cluster(1, 132, 1), 1);
+        assert_eq!(pick_search_cluster(1, 132, 4, 1), 1);
     }
 
 }
@@ -681,7 +713,7 @@ mod plan_tests {
         ]
     }
 
-    const DEVICE: DeviceTraits = DeviceTraits { sm_count: 132, search_cluster: 8, scan_resident: 264 };
+    const DEVICE: DeviceTraits = DeviceTraits { sm_count: 132, search_cluster: 8, cluster_per_sm: 4, scan_resident: 264 };
 
     /// Every region of the prefill workspace starts on SUB_ALIGN, holds what the kernels index into it, and ends
     /// inside `bytes`; the size is monotone in each shape scalar (so one query for the largest batch serves all).
@@ -724,6 +756,7 @@ mod plan_tests {
     /// device needed) equals what a CUDA run uses.
     #[test]
     fn decode_plan_regions_are_aligned_disjoint_and_device_independent() {
+        let mut seen = std::collections::BTreeSet::new();
         for c in configs() {
             for (batch, max_k) in [(1, 1), (5, 300), (64, 131072)] {
                 let shape = DecodeShape { batch, max_seqlen_k: max_k };
@@ -732,7 +765,9 @@ mod plan_tests {
                 let at = format!("{c:?} {shape:?}");
                 assert_eq!(DecodePlan::new(&c, shape, None).unwrap().workspace, w, "{at}");
                 let l = p.launch.unwrap();
-                let rows = batch * c.num_q_heads * l.splits;
+                // (hip_decode_step_wide combines in the cluster: it writes no partials)
+                let written = if matches!(l.search, DecodeSearch::Step { .. }) { 0 } else { l.splits };
+                let rows = batch * c.num_q_heads * written;
                 assert!(w.part_o_offset + rows * c.head_dim * 4 <= w.part_lse_offset, "{at}");
                 let lse_end = w.part_lse_offset + rows * 4;
                 if c.decode_selection == Selection::Scan {
@@ -745,8 +780,13 @@ mod plan_tests {
                 }
                 assert_eq!((w.part_lse_offset % SUB_ALIGN, w.bytes % SUB_ALIGN), (0, 0), "{at}");
                 assert!((1..=DECODE_MAX_SPLITS).contains(&l.splits), "{at}");
-                assert_eq!(l.combine_grid.is_none(), l.splits == 1, "{at}: one split writes directly");
-                assert_eq!(l.attn_grid, (l.splits as u32, c.num_q_heads as u32, batch as u32));
+                if let DecodeSearch::Step { cluster } = l.search {
+                    assert_eq!((l.attn_grid, l.combine_grid), (None, None), "{at}: the step kernel attends");
+                    assert_eq!(l.splits, cluster as usize, "{at}: a split per CTA of the cluster");
+                } else {
+                    assert_eq!(l.combine_grid.is_none(), l.splits == 1, "{at}: one split writes directly");
+                    assert_eq!(l.attn_grid, Some((l.splits as u32, c.num_q_heads as u32, batch as u32)));
+                }
                 match l.search {
                     DecodeSearch::Scan { splits } => {
                         assert_eq!(c.decode_selection, Selection::Scan);
@@ -754,14 +794,22 @@ mod plan_tests {
                         assert_eq!(l.search_grid, (splits as u32, c.mask_heads() as u32, batch as u32));
                         assert_eq!(l.scan_merge_grid, Some((c.mask_heads() as u32, batch as u32, 1)));
                     }
-                    DecodeSearch::Tree { cluster } => {
+                    DecodeSearch::Tree { cluster } | DecodeSearch::Step { cluster } => {
                         assert_eq!(c.decode_selection, Selection::Tree);
+                        assert_eq!(cluster, decode_search_cluster(&c, &DEVICE, batch), "{at}");
                         assert_eq!(l.search_grid, (c.mask_heads() as u32 * cluster, batch as u32, 1), "{at}");
                         assert_eq!(l.scan_merge_grid, None);
+                        // The step kernel wherever a cluster searches a mask of one q head; else the search alone.
+                        let step = cluster > 1 && c.mask_heads() == c.num_q_heads;
+                        assert_eq!(matches!(l.search, DecodeSearch::Step { .. }), step, "{at}");
                     }
                 }
+                seen.insert(format!("{:?}", l.search));
                 assert!(DecodePlan::new(&c, shape, None).unwrap().launch.is_none(), "no device, no launches");
             }
+        }
+        for each in ["Step { cluster: 8 }", "Tree { cluster: 8 }", "Tree { cluster: 1 }"] {
+            assert!(seen.contains(each), "no configuration planned {each}: {seen:?}");
         }
     }
 
@@ -831,7 +879,7 @@ mod plan_tests {
             assert_eq!(s, 652usize.div_ceil(128), "batch-invariant: 128-key chunks of the most keys");
         }
         // And the search kernel: one sequence's searches decide under HIP_ATTN_FLAG_BATCH_INVARIANT.
-        let dev = DeviceTraits { sm_count: 4, search_cluster: 8, scan_resident: 8 };
+        let dev = DeviceTraits { sm_count: 4, search_cluster: 8, cluster_per_sm: 4, scan_resident: 8 };
         assert_eq!(decode_search_cluster(&c, &dev, 1), 1, "8 searches x 8 CTAs > 4 per SM of 4 SMs");
         assert_eq!(decode_search_cluster(&cfg(|c| c.num_q_heads = 2), &dev, 1), 8);
         assert_eq!(decode_search_cluster(&cfg(|c| (c.num_q_heads, c.flags) = (2, 1)), &dev, 100), 8);

@@ -1246,6 +1246,24 @@ fn decode_cluster_search_configs() {
     }
 }
 
+/// A mask shared by a kv head's q heads, for groups of 3, 8 (at head_dim 256) and 64 q heads: on sm_90+ the
+/// cluster search (hip_decode_search_wide) and then the attention kernels, which take every q head of the group
+/// from the one record; the same configurations with masks per q head run the whole step in hip_decode_step_wide
+/// (one cluster per q head), so both cluster kernels are held to the CPU reference at these shapes.
+#[test]
+fn decode_head_groups() {
+    let Some(dev) = device("decode_head_groups") else { return };
+    let mut rng = Rng::fresh("gpu-decode-head-groups");
+    for (d, hq, hkv, k, page) in [(128, 6, 2, 64, None), (256, 16, 2, 128, Some(16)), (128, 64, 1, 512, Some(64))] {
+        for sharing in [2, 1] {
+            let mut cfg = config(DType::Bf16, d, hq, hkv);
+            (cfg.mask_sharing, cfg.refresh, cfg.k) = (sharing, 2, k);
+            let what = format!("d{d} {hq}/{hkv} mask sharing {sharing} k {k} page {page:?}");
+            decode_lockstep(dev.as_ref(), cfg, &[1, 2600, 700], 3, page, &mut rng, &what);
+        }
+    }
+}
+
 /// A bad page in one sequence of a batch, met by the search's first iteration in the cluster's leader or in
 /// another CTA (rank 2 of 8): the search is abandoned on every CTA of that cluster, the sequence's output is zeros
 /// and its LSE -inf, the other sequences match the CPU reference, and the next call reports BAD_INDEX.

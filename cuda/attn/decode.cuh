@@ -1,5 +1,6 @@
 // Decode attention: split-K over the single query's key list (hip_decode_attn, hip_decode_attn_direct); the
-// combine of the splits (hip_decode_combine) is in epilogue.cuh. KV rows are addressed through decode_kv.cuh.
+// combine of the splits (hip_decode_combine) is in epilogue.cuh; and the whole step (search, attention and
+// combine) in one cluster kernel (hip_decode_step_wide). KV rows are addressed through decode_kv.cuh.
 // The main loop walks the CTA's keys in chunks: their row offsets resolved (decode_resolve_chunk, mainloop.cuh),
 // then per trip UNR rounds loaded (decode_load_rounds), scored, and folded in (decode_online_softmax).
 // Included by attention.cuh.
@@ -8,74 +9,24 @@
 
 namespace hip {
 
-// DIRECT (num_splits == 1): the CTA holds the whole key list and writes the output row and lse as the combine
-// would (with one split it multiplies by exp(0) = 1 and divides by 1: the same values; only a -0 element, which
-// the combine's sum turns into +0, keeps its sign), so no combine runs.
-template <bool DIRECT>
-__device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
-    __shared__ float s_o[NGRP][D];
-    __shared__ float s_m[NGRP], s_l[NGRP];
-    __shared__ long long s_off[DCH];  // element offset of each key of the chunk, -1 = no key
-    const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-    const int tid = threadIdx.x, grp = tid / DG, gl = tid - grp * DG;
-    const long long part = ((long long)b * p.num_q_heads + h) * p.num_splits + split;
-    const float poison = __uint_as_float(DECODE_POISON_BITS);
-    pdl_trigger();  // the combine may launch; it waits for this kernel
-
-    // Inputs first, while the search kernel may still run: the query and the sequence length are the caller's
-    // (the previous step's combine, the last reader of the partials, finished before the search started).
-    const int Tk = ((const int*)p.seqlens_k)[b];
-    if (!decode_seq_ok(p, Tk)) {
-        if (tid == 0 && split == 0)
-            set_error(p.error_flag, Tk >= 1 && Tk <= p.max_seqlen_k ? HIP_ATTN_DEVERR_PAGE_TABLE : HIP_ATTN_DEVERR_SEQLENS);
-        decode_write_empty<DIRECT>(p, part, b, h, tid, poison);
-        return;
-    }
-    float q[8];
-    {
-        const elem_t* qp = (const elem_t*)p.q + (long long)b * p.q_seq_stride + (long long)h * p.q_head_stride + gl * 8;
-        unpack8(ldg16(qp), q);
-        const float sl2 = p.scale * LOG2E;
+// The query row of q head h of sequence b that this lane multiplies (elements gl * 8 ..), scaled into the log2
+// domain.
+__device__ __forceinline__ void decode_load_q(const hip_decode_params& p, int b, int h, int gl, float (&q)[8]) {
+    const elem_t* qp = (const elem_t*)p.q + (long long)b * p.q_seq_stride + (long long)h * p.q_head_stride + gl * 8;
+    unpack8(ldg16(qp), q);
+    const float sl2 = p.scale * LOG2E;
 #pragma unroll
-        for (int i = 0; i < 8; ++i) q[i] *= sl2;
-    }
-    pdl_wait();  // the search kernel has written the mask record
-    const int mh = SHARE ? h / GROUP : h;
-    const int kvh = h / GROUP;
-    const int* rec = (const int*)p.mask_state + ((long long)b * p.mask_heads + mh) * p.state_ints;
-    const int magic = rec[HIP_ATTN_STATE_MAGIC_IDX];
-    const int e = rec[HIP_ATTN_STATE_E_IDX];
-    const int cnt = rec[HIP_ATTN_STATE_COUNT_IDX];
-    // (the search re-searched a foreign record; one left here means the search skipped this head)
-    const bool foreign = record_foreign(magic, rec[HIP_ATTN_STATE_FPRINT_IDX], p.state_fingerprint);
-    if (magic != HIP_ATTN_STATE_MAGIC || foreign || p.state_ints < HIP_ATTN_STATE_HEADER + KB ||
-        !record_header_ok(e, cnt, p.sink, Tk)) {
-        if (tid == 0 && split == 0 && magic == HIP_ATTN_STATE_MAGIC)
-            set_error(p.error_flag, foreign ? HIP_ATTN_DEVERR_MASK_CONFIG : HIP_ATTN_DEVERR_MASK_STATE);
-        decode_write_empty<DIRECT>(p, part, b, h, tid, poison);
-        return;
-    }
-    KeyList kl;
-    kl.nS = cmin(p.sink, Tk);
-    kl.nM = cnt * BK;
-    kl.nL = cmax(0, Tk - e);
-    kl.sink = p.sink;
-    kl.e = e;
-    kl.NB = num_search_blocks(p.sink, e);
-    kl.blocks = rec + HIP_ATTN_STATE_HEADER;
-    const long long n = kl.size();
-    const int lo = (int)(n * split / p.num_splits);
-    const int hi = (int)(n * (split + 1) / p.num_splits);
+    for (int i = 0; i < 8; ++i) q[i] *= sl2;
+}
 
+// The main loop of one split: keys [lo, hi) of the key list, folded into this lane's group's (m, l, acc). bad: a
+// key's page could not be read; nan: a NaN logit (NaN query or key, or inf * 0), which makes the CPU backend's row
+// NaN, so ours too.
+__device__ __forceinline__ void decode_split(const hip_decode_params& p, const KeyList& kl, int b, int kvh, int lo,
+                                             int hi, int tid, int grp, int gl, const float (&q)[8], float& m, float& l,
+                                             float (&acc)[8], bool& bad, bool& nan, long long (&s_off)[DCH]) {
     const elem_t* kc = (const elem_t*)p.k_cache;
     const elem_t* vc = (const elem_t*)p.v_cache;
-
-    float m = HIP_NEG_INF, l = 0.f, acc[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) acc[i] = 0.f;
-    bool bad = false;
-    bool nan = false;  // a NaN logit (NaN query or key, or inf * 0): the CPU backend's row is NaN, so is ours
-
     for (int c0 = lo; c0 < hi; c0 += DCH) {
         const int c1 = cmin(hi, c0 + DCH);
         decode_resolve_chunk(p, kl, b, kvh, c0, c1, tid, bad, s_off);
@@ -102,17 +53,156 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
             decode_online_softmax(sv, vr, m, l, acc);
         }
     }
+}
 
+// A split's result once its main loop is done (every thread of the CTA): empty (poisoned) on a bad page, NaN on a
+// NaN logit, else the merge of its key groups.
+template <bool DIRECT>
+__device__ __forceinline__ void decode_finish(const hip_decode_params& p, float* po, float* plse, int b, int h,
+                                              int tid, int grp, int gl, float m, float l, const float (&acc)[8],
+                                              bool bad, bool nan, float (&s_o)[NGRP][D], float (&s_m)[NGRP],
+                                              float (&s_l)[NGRP]) {
     if (__syncthreads_or(bad)) {
         if (tid == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_PAGE_TABLE);
-        decode_write_empty<DIRECT>(p, part, b, h, tid, poison);
+        decode_write_empty<DIRECT>(p, po, plse, b, h, tid, __uint_as_float(DECODE_POISON_BITS));
         return;
     }
     if (__syncthreads_or(nan)) {
-        decode_write_nan<DIRECT>(p, part, b, h, tid);
+        decode_write_nan<DIRECT>(p, po, plse, b, h, tid);
         return;
     }
-    decode_epilogue<DIRECT>(p, part, b, h, tid, grp, gl, m, l, acc, s_o, s_m, s_l);
+    decode_epilogue<DIRECT>(p, po, plse, b, h, tid, grp, gl, m, l, acc, s_o, s_m, s_l);
+}
+
+// The key list of a stored or just-searched mask: count blocks (ascending indices in `blocks`) and local start e.
+__device__ __forceinline__ KeyList decode_key_list(const hip_decode_params& p, int Tk, int e, int count,
+                                                   const int* blocks) {
+    KeyList kl;
+    kl.nS = cmin(p.sink, Tk);
+    kl.nM = count * BK;
+    kl.nL = cmax(0, Tk - e);
+    kl.sink = p.sink;
+    kl.e = e;
+    kl.NB = num_search_blocks(p.sink, e);
+    kl.blocks = blocks;
+    return kl;
+}
+
+// hip_decode_attn and hip_decode_attn_direct: grid (num_splits, num_q_heads, batch), after the search kernel.
+// DIRECT (num_splits == 1): the CTA holds the whole key list and writes the output row and lse as the combine
+// would (with one split it multiplies by exp(0) = 1 and divides by 1: the same values; only a -0 element, which
+// the combine's sum turns into +0, keeps its sign), so no combine runs.
+template <bool DIRECT>
+__device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
+    __shared__ float s_o[NGRP][D];
+    __shared__ float s_m[NGRP], s_l[NGRP];
+    __shared__ long long s_off[DCH];  // element offset of each key of the chunk, -1 = no key
+    const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int tid = threadIdx.x, grp = tid / DG, gl = tid - grp * DG;
+    const long long part = ((long long)b * p.num_q_heads + h) * p.num_splits + split;
+    // (the split's partial, formed where it is written: held across the main loop, the two pointers cost 6 registers)
+#define HIP_DECODE_PART (float*)p.part_o + part * D, (float*)p.part_lse + part
+    const float poison = __uint_as_float(DECODE_POISON_BITS);
+    pdl_trigger();  // the combine may launch; it waits for this kernel
+
+    // Inputs first, while the search kernel may still run: the query and the sequence length are the caller's
+    // (the previous step's combine, the last reader of the partials, finished before the search started).
+    const int Tk = ((const int*)p.seqlens_k)[b];
+    if (!decode_seq_ok(p, Tk)) {
+        if (tid == 0 && split == 0)
+            set_error(p.error_flag, Tk >= 1 && Tk <= p.max_seqlen_k ? HIP_ATTN_DEVERR_PAGE_TABLE : HIP_ATTN_DEVERR_SEQLENS);
+        decode_write_empty<DIRECT>(p, HIP_DECODE_PART, b, h, tid, poison);
+        return;
+    }
+    float q[8];
+    decode_load_q(p, b, h, gl, q);
+    pdl_wait();  // the search kernel has written the mask record
+    const int mh = SHARE ? h / GROUP : h;
+    const int kvh = h / GROUP;
+    const int* rec = (const int*)p.mask_state + ((long long)b * p.mask_heads + mh) * p.state_ints;
+    const int magic = rec[HIP_ATTN_STATE_MAGIC_IDX];
+    const int e = rec[HIP_ATTN_STATE_E_IDX];
+    const int cnt = rec[HIP_ATTN_STATE_COUNT_IDX];
+    // (the search re-searched a foreign record; one left here means the search skipped this head)
+    const bool foreign = record_foreign(magic, rec[HIP_ATTN_STATE_FPRINT_IDX], p.state_fingerprint);
+    if (magic != HIP_ATTN_STATE_MAGIC || foreign || p.state_ints < HIP_ATTN_STATE_HEADER + KB ||
+        !record_header_ok(e, cnt, p.sink, Tk)) {
+        if (tid == 0 && split == 0 && magic == HIP_ATTN_STATE_MAGIC)
+            set_error(p.error_flag, foreign ? HIP_ATTN_DEVERR_MASK_CONFIG : HIP_ATTN_DEVERR_MASK_STATE);
+        decode_write_empty<DIRECT>(p, HIP_DECODE_PART, b, h, tid, poison);
+        return;
+    }
+    const KeyList kl = decode_key_list(p, Tk, e, cnt, rec + HIP_ATTN_STATE_HEADER);
+    const long long n = kl.size();
+    const int lo = (int)(n * split / p.num_splits);
+    const int hi = (int)(n * (split + 1) / p.num_splits);
+
+    float m = HIP_NEG_INF, l = 0.f, acc[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[i] = 0.f;
+    bool bad = false, nan = false;
+    decode_split(p, kl, b, kvh, lo, hi, tid, grp, gl, q, m, l, acc, bad, nan, s_off);
+    decode_finish<DIRECT>(p, HIP_DECODE_PART, b, h, tid, grp, gl, m, l, acc, bad, nan, s_o, s_m, s_l);
+#undef HIP_DECODE_PART
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// hip_decode_step_wide: a whole decode step of one (sequence, q head) in one cluster of CL CTAs, grid
+// (mask_heads * CL, batch), for a mask of one q head (MHA, or masks per q head: plan::decode_step_kernel; the
+// module defines HIP_DECODE_STEP). The cluster searches (or reuses the stored mask) as hip_decode_search does, then
+// each CTA attends the CL-th share of the key list (split = rank), and the splits are combined through
+// distributed shared memory: no partials in the workspace, no second or third kernel, so a step waits on one
+// launch and the cluster's barriers instead of three launches in a chain (the cached step's cost). After the
+// search, its gather stages (sm.k) hold the attention's scratch and the split's partial, and sm.won the mask's
+// block indices. A mask shared by a kv head's q heads is searched by hip_decode_search_wide instead, and the
+// attention kernels spread its heads over more CTAs than a cluster has (measured: BENCHMARKS.md, 2026-12-03).
+// (Without clusters, CL == 1, it compiles to the same step on one CTA, which the host does not launch: there the
+// three-kernel step splits the keys over more CTAs.)
+struct StepSmem {
+    float o[NGRP][D];
+    float m[NGRP], l[NGRP];
+    long long off[DCH];
+    float po[D];  // this CTA's split partial, read by the combining CTA through DSMEM
+    float plse;
+};
+static_assert(sizeof(StepSmem) <= s_rows(S_RP, S_NST) * ROW * 2,
+              "hip_decode_step_wide: the attention's scratch must fit in the search's stages (SearchSmem::k)");
+static_assert(S_THREADS == DC_THREADS, "hip_decode_step_wide: the search and the attention share the CTA");
+
+template <int CL>
+__device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
+    static_assert(CL == S_DCL && (!SHARE || GROUP == 1), "hip_decode_step_wide: a cluster per q head's mask");
+    __shared__ SearchSmem sm;
+    const int h = blockIdx.x / CL, rank = blockIdx.x % CL, b = blockIdx.y;
+    const int tid = threadIdx.x, grp = tid / DG, gl = tid - grp * DG;
+    int* blocks = (int*)sm.won;
+    const DecodeMask mask = decode_search<CL, true>(p, sm, blocks);
+    // The search's last cluster barrier is behind it (no CTA stores into another's shared memory any more), and
+    // only this CTA uses its stages from here on: a CTA barrier publishes the block list to its threads.
+    __syncthreads();
+    StepSmem& st = *reinterpret_cast<StepSmem*>(sm.k);
+    if (mask.count < 0) {  // (reported by the search)
+        decode_write_empty<false>(p, st.po, &st.plse, b, h, tid, __uint_as_float(DECODE_POISON_BITS));
+    } else {
+        const int Tk = ((const int*)p.seqlens_k)[b];
+        const KeyList kl = decode_key_list(p, Tk, mask.e, mask.count, blocks);
+        const long long n = kl.size();
+        const int lo = (int)(n * rank / CL), hi = (int)(n * (rank + 1) / CL);
+        float q[8];
+        decode_load_q(p, b, h, gl, q);
+        float m = HIP_NEG_INF, l = 0.f, acc[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[i] = 0.f;
+        bool bad = false, nan = false;
+        decode_split(p, kl, b, h / GROUP, lo, hi, tid, grp, gl, q, m, l, acc, bad, nan, st.off);
+        decode_finish<false>(p, st.po, &st.plse, b, h, tid, grp, gl, m, l, acc, bad, nan, st.o, st.m, st.l);
+    }
+    cluster_sync();  // every CTA's partial is written
+    if (rank == 0)
+        decode_combine_row(
+            p, b, h, CL, [&](int s2) { return *cluster_peer(&st.plse, s2); },
+            [&](int s2, int d) { return *cluster_peer(&st.po[d], s2); }, tid, DC_THREADS);
+    cluster_sync();  // every partial is read before its CTA leaves
 }
 
 }  // namespace hip

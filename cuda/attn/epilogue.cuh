@@ -97,34 +97,35 @@ __device__ __forceinline__ void prefill_write_rows(const float (&o)[G::MT][D / 8
 constexpr unsigned DECODE_POISON_BITS = 0x7fc00000u;
 constexpr unsigned DECODE_NAN_BITS = 0x7fffffffu;
 
+// Not DIRECT, the partial goes to po[D] and *plse: the split's slot of the workspace, or (hip_decode_step_wide) the
+// CTA's shared memory, which the cluster's combine reads.
 template <bool DIRECT>
-__device__ __forceinline__ void decode_write_empty(const hip_decode_params& p, long long part, int b, int h, int tid,
-                                                   float lse) {
+__device__ __forceinline__ void decode_write_empty(const hip_decode_params& p, float* po, float* plse, int b, int h,
+                                                   int tid, float lse) {
     if (DIRECT) {
         elem_t* o = (elem_t*)p.o + (long long)b * p.o_seq_stride + (long long)h * p.o_head_stride;
         for (int d = tid; d < D; d += DC_THREADS) o[d] = from_f32(0.f);
         if (p.lse && tid == 0) ((float*)p.lse)[(long long)b * p.num_q_heads + h] = HIP_NEG_INF;
         return;
     }
-    float* po = (float*)p.part_o + part * D;
     for (int d = tid; d < D; d += DC_THREADS) po[d] = 0.f;
-    if (tid == 0) ((float*)p.part_lse)[part] = lse;
+    if (tid == 0) *plse = lse;
 }
 
 // Decode (split-K): the row of a split that met a NaN logit is NaN (DIRECT: the output row and lse; else the
 // split's partial row and lse).
 template <bool DIRECT>
-__device__ __forceinline__ void decode_write_nan(const hip_decode_params& p, long long part, int b, int h, int tid) {
+__device__ __forceinline__ void decode_write_nan(const hip_decode_params& p, float* po, float* plse, int b, int h,
+                                                 int tid) {
     // (fmaxf skips NaN, so a NaN logit need not have reached l: write the NaN row explicitly.)
     const float qnan = __uint_as_float(DECODE_NAN_BITS);
     elem_t* o = (elem_t*)p.o + (long long)b * p.o_seq_stride + (long long)h * p.o_head_stride;
-    float* po = (float*)p.part_o + part * D;
     for (int d = tid; d < D; d += DC_THREADS) {
         if (DIRECT) o[d] = from_f32(qnan);
         else po[d] = qnan;
     }
     if (tid == 0) {
-        if (!DIRECT) ((float*)p.part_lse)[part] = qnan;
+        if (!DIRECT) *plse = qnan;
         else if (p.lse) ((float*)p.lse)[(long long)b * p.num_q_heads + h] = qnan;
     }
 }
@@ -132,8 +133,8 @@ __device__ __forceinline__ void decode_write_nan(const hip_decode_params& p, lon
 // Decode: merge the NGRP key groups' (m, l, acc) through shared memory and write the split's normalized partial row
 // and lse (DIRECT: the output row and lse).
 template <bool DIRECT>
-__device__ __forceinline__ void decode_epilogue(const hip_decode_params& p, long long part, int b, int h, int tid,
-                                                int grp, int gl, float m, float l, const float (&acc)[8],
+__device__ __forceinline__ void decode_epilogue(const hip_decode_params& p, float* po, float* plse, int b, int h,
+                                                int tid, int grp, int gl, float m, float l, const float (&acc)[8],
                                                 float (&s_o)[NGRP][D], float (&s_m)[NGRP], float (&s_l)[NGRP]) {
     if (gl == 0) {
         s_m[grp] = m;
@@ -146,7 +147,6 @@ __device__ __forceinline__ void decode_epilogue(const hip_decode_params& p, long
     for (int k = 0; k < NGRP; ++k) M = fmaxf(M, s_m[k]);
     float L = 0.f;
     for (int k = 0; k < NGRP; ++k) L += s_m[k] == HIP_NEG_INF ? 0.f : s_l[k] * exp2f(s_m[k] - M);
-    float* po = (float*)p.part_o + part * D;
     elem_t* o = (elem_t*)p.o + (long long)b * p.o_seq_stride + (long long)h * p.o_head_stride;
     for (int d = tid; d < D; d += DC_THREADS) {
         float v = 0.f;
@@ -158,23 +158,20 @@ __device__ __forceinline__ void decode_epilogue(const hip_decode_params& p, long
     }
     if (tid == 0) {
         const float lse = L != 0.f ? (M + log2f(L)) * LN2 : HIP_NEG_INF;
-        if (!DIRECT) ((float*)p.part_lse)[part] = lse;
+        if (!DIRECT) *plse = lse;
         else if (p.lse) ((float*)p.lse)[(long long)b * p.num_q_heads + h] = lse;
     }
 }
 
-// hip_decode_combine: grid (num_q_heads, batch)
-__device__ __forceinline__ void decode_combine(const hip_decode_params& p) {
-    const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
-    const int ns = p.num_splits;
-    pdl_wait();  // the attention kernel has written the partials
-    const long long base = ((long long)b * p.num_q_heads + h) * ns;
-    const float* pl = (const float*)p.part_lse + base;
-    const float* po = (const float*)p.part_o + base * D;
+// The combine of one (sequence, q head) row's ns split partials, read through lse_of(split) and o_of(split, d):
+// the output row and its lse, with `threads` threads of the CTA (tid < threads) over the row's elements.
+template <class Lse, class O>
+__device__ __forceinline__ void decode_combine_row(const hip_decode_params& p, int b, int h, int ns, const Lse& lse_of,
+                                                   const O& o_of, int tid, int threads) {
     float M = HIP_NEG_INF;
     bool poisoned = false, nan = false;
     for (int s2 = 0; s2 < ns; ++s2) {
-        const float v = pl[s2];
+        const float v = lse_of(s2);
         const bool is_poison = __float_as_uint(v) == DECODE_POISON_BITS;
         poisoned |= is_poison;
         nan |= v != v && !is_poison;
@@ -186,20 +183,33 @@ __device__ __forceinline__ void decode_combine(const hip_decode_params& p) {
     const bool empty = poisoned || M == HIP_NEG_INF;
     float W = 0.f;
     if (!empty)
-        for (int s2 = 0; s2 < ns; ++s2) W += pl[s2] == HIP_NEG_INF ? 0.f : expf(pl[s2] - M);
+        for (int s2 = 0; s2 < ns; ++s2) W += lse_of(s2) == HIP_NEG_INF ? 0.f : expf(lse_of(s2) - M);
     elem_t* o = (elem_t*)p.o + (long long)b * p.o_seq_stride + (long long)h * p.o_head_stride;
-    for (int d = tid; d < D; d += HIP_ATTN_COMBINE_THREADS) {
+    for (int d = tid; d < D; d += threads) {
         float v = 0.f;
         if (!empty) {
             for (int s2 = 0; s2 < ns; ++s2) {
-                const float ls = pl[s2];
-                if (ls != HIP_NEG_INF) v += po[(long long)s2 * D + d] * expf(ls - M);
+                const float ls = lse_of(s2);
+                if (ls != HIP_NEG_INF) v += o_of(s2, d) * expf(ls - M);
             }
             v /= W;
         }
         o[d] = from_f32(v);
     }
     if (p.lse && tid == 0) ((float*)p.lse)[(long long)b * p.num_q_heads + h] = empty ? HIP_NEG_INF : M + logf(W);
+}
+
+// hip_decode_combine: grid (num_q_heads, batch)
+__device__ __forceinline__ void decode_combine(const hip_decode_params& p) {
+    const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
+    const int ns = p.num_splits;
+    pdl_wait();  // the attention kernel has written the partials
+    const long long base = ((long long)b * p.num_q_heads + h) * ns;
+    const float* pl = (const float*)p.part_lse + base;
+    const float* po = (const float*)p.part_o + base * D;
+    decode_combine_row(
+        p, b, h, ns, [&](int s2) { return pl[s2]; }, [&](int s2, int d) { return po[(long long)s2 * D + d]; }, tid,
+        HIP_ATTN_COMBINE_THREADS);
 }
 
 }  // namespace hip

@@ -42,7 +42,9 @@ const SOURCES: [(&str, &str); 16] = [
     ("hopper/dense.cuh", include_str!("../../cuda/hopper/dense.cuh")),
 ];
 
-/// Kernel entry points, in the order `KernelSet` resolves them (indices below).
+/// Kernel entry points, in the order `KernelSet` resolves them (indices below). Index DECODE_WIDE, the cluster
+/// decode kernel, is hip_decode_step_wide or, in a module whose masks serve several q heads,
+/// DECODE_SEARCH_WIDE_KERNEL (`plan::decode_step_kernel`; `kernel_names`).
 pub const KERNELS: [&str; 12] = [
     "hip_prefill_search",
     "hip_prefill_attn",
@@ -50,13 +52,15 @@ pub const KERNELS: [&str; 12] = [
     "hip_decode_attn",
     "hip_decode_combine",
     "hip_merge_states",
-    "hip_decode_search_wide",
+    "hip_decode_step_wide",
     "hip_prefill_attn_dense",
     "hip_decode_attn_direct",
     "hip_decode_scan",
     "hip_decode_scan_merge",
     "hip_prefill_scan",
 ];
+/// The cluster decode search alone, in place of hip_decode_step_wide where `plan::decode_step_kernel` says so.
+pub const DECODE_SEARCH_WIDE_KERNEL: &str = "hip_decode_search_wide";
 /// The dense prefill attention on the Hopper pipeline (cuda/hopper/dense.cuh): in the module only where
 /// `hopper_dense_compiled` says so, resolved apart from KERNELS.
 pub const HOPPER_DENSE_KERNEL: &str = "hip_prefill_attn_hopper";
@@ -82,8 +86,9 @@ pub fn hopper_dense_compiled(cfg: &Config, arch: &str) -> bool {
 /// program made, for every variant tests/kernels_compile.rs compiles (HIP_ATTN_CHECK_SPLIT=1 checks it). A
 /// partner is compiled into a program only for that reason; its kernel is loaded from its own program.
 /// cuda/hip_attn.cu compiles the kernels of one program under -DHIP_ONLY -DHIP_WANT_<name>.
-pub const UNITS: [(&[&str], &[&str]); 9] = [
-    (&["hip_decode_search_wide"], &["hip_prefill_search"]),
+pub const UNITS: [(&[&str], &[&str]); 10] = [
+    (&["hip_decode_step_wide"], &["hip_prefill_search"]),
+    (&[DECODE_SEARCH_WIDE_KERNEL], &["hip_prefill_search"]),
     (&["hip_prefill_attn_dense"], &["hip_prefill_search"]),
     (&["hip_prefill_search", "hip_prefill_attn"], &[]),
     (&["hip_prefill_scan", "hip_decode_search"], &[]),
@@ -94,10 +99,13 @@ pub const UNITS: [(&[&str], &[&str]); 9] = [
     (&["hip_decode_scan_merge"], &[]),
 ];
 
-/// The kernels a context for `cfg` on `arch` loads, in index order: KERNELS, then the Hopper dense kernel where
-/// it is compiled.
+/// The kernels a context for `cfg` on `arch` loads, in index order: KERNELS (with the configuration's cluster
+/// decode kernel), then the Hopper dense kernel where it is compiled.
 pub fn kernel_names(cfg: &Config, arch: &str) -> Vec<&'static str> {
     let mut names = KERNELS.to_vec();
+    if !plan::decode_step_kernel(cfg) {
+        names[DECODE_WIDE] = DECODE_SEARCH_WIDE_KERNEL;
+    }
     if hopper_dense_compiled(cfg, arch) {
         names.push(HOPPER_DENSE_KERNEL);
     }
@@ -132,7 +140,7 @@ const DECODE_SEARCH: usize = 2;
 const DECODE_ATTN: usize = 3;
 const DECODE_COMBINE: usize = 4;
 const MERGE: usize = 5;
-const DECODE_SEARCH_WIDE: usize = 6;
+const DECODE_WIDE: usize = 6;
 const PREFILL_ATTN_DENSE: usize = 7;
 const DECODE_ATTN_DIRECT: usize = 8;
 const DECODE_SCAN: usize = 9;
@@ -209,7 +217,7 @@ pub fn check_supported(cfg: &Config) -> Result<()> {
 }
 
 /// CTAs per decode mask search when compiling for `arch` ("sm_90a", "sm_80", ...): a cluster of 8 (the portable
-/// size) where thread-block clusters exist (sm_90 and newer), else 1. The grid of hip_decode_search_wide scales
+/// size) where thread-block clusters exist (sm_90 and newer), else 1. The grid of hip_decode_step_wide scales
 /// by it.
 pub fn decode_search_cluster(arch: &str) -> u32 {
     let digits: String = arch.trim_start_matches("sm_").chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -238,6 +246,7 @@ pub fn compile_options(cfg: &Config, arch: &str) -> Vec<String> {
         format!("-DHIP_SHARE_KV={}", (cfg.sharing == MaskSharing::PerKvHead) as i32),
         format!("-DHIP_CAUSAL={}", cfg.causal as i32),
         format!("-DHIP_DSEARCH_CL={}", decode_search_cluster(arch)),
+        format!("-DHIP_DECODE_STEP={}", plan::decode_step_kernel(cfg) as i32),
         "-std=c++17".into(),
     ]
 }
@@ -268,14 +277,14 @@ fn dsearch_smem_pad(info: &DeviceInfo, static_smem: i32) -> u32 {
     pad as u32
 }
 
-/// CTAs of `func` (launched with `threads` threads and no dynamic shared memory) that fit on one SM; the
-/// context is bound.
-fn occupancy(func: Option<cudarc::driver::sys::CUfunction>, threads: u32) -> Result<usize> {
-    let func = func.ok_or_else(|| Error::internal("a decode scan kernel was not loaded"))?;
+/// CTAs of `func` (launched with `threads` threads and `smem` bytes of dynamic shared memory) that fit on one SM;
+/// the context is bound.
+fn occupancy(func: Option<cudarc::driver::sys::CUfunction>, threads: u32, smem: u32) -> Result<usize> {
+    let func = func.ok_or_else(|| Error::internal("a decode kernel was not loaded"))?;
     let mut n: std::ffi::c_int = 0;
     // SAFETY: `func` belongs to the loaded module of the bound context; the driver only writes `n`.
     let r =
-        unsafe { cudarc::driver::sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(&mut n, func, threads as i32, 0) };
+        unsafe { cudarc::driver::sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(&mut n, func, threads as i32, smem as usize) };
     if r != CUresult::CUDA_SUCCESS {
         return Err(Error::new(
             HIP_ATTN_STATUS_CUDA_ERROR,
@@ -292,12 +301,15 @@ pub struct CudaBackend {
     dev: CudaDevice,
     /// CTAs per decode search (HIP_DSEARCH_CL of the module).
     dsearch_cl: u32,
-    /// Dynamic shared memory of each decode search launch (see `dsearch_smem_pad`): one-CTA search, cluster search.
+    /// Dynamic shared memory of each launch of hip_decode_search and of hip_decode_search_wide (see
+    /// `dsearch_smem_pad`; none for hip_decode_step_wide, which attends in the room it leaves).
     dsearch_pad: [u32; 2],
     /// Decode attention and combine go out as programmatic dependent launches (sm_90+).
     pdl: bool,
     /// CTAs of hip_decode_scan resident on the whole device at once.
     scan_resident: usize,
+    /// CTAs of the cluster decode kernel (index DECODE_WIDE) one SM holds, as launched (0 without clusters).
+    cluster_per_sm: usize,
     /// hip_prefill_attn_hopper is loaded (index HOPPER_DENSE) with its shared memory granted.
     hopper: bool,
 }
@@ -361,15 +373,30 @@ impl CudaBackend {
             granted.is_ok()
         };
         let mut dsearch_pad = [0; 2];
-        for (pad, kernel) in dsearch_pad.iter_mut().zip([DECODE_SEARCH, DECODE_SEARCH_WIDE]) {
-            let static_smem = module.attribute(kernel, CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)?;
-            *pad = dsearch_smem_pad(info, static_smem);
+        let searches_only = [(DECODE_SEARCH, true), (DECODE_WIDE, !plan::decode_step_kernel(cfg))];
+        for (pad, (kernel, search_only)) in dsearch_pad.iter_mut().zip(searches_only) {
+            if search_only {
+                let static_smem = module.attribute(kernel, CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)?;
+                *pad = dsearch_smem_pad(info, static_smem);
+            }
         }
         let scan_resident = {
             let _bound = dev.bind()?;
-            info.sm_count.max(1) as usize * occupancy(module.func(DECODE_SCAN), SCAN_THREADS)?.max(1)
+            info.sm_count.max(1) as usize * occupancy(module.func(DECODE_SCAN), SCAN_THREADS, 0)?.max(1)
         };
-        let mut backend = CudaBackend { module, flag, dev, dsearch_cl, dsearch_pad, pdl, scan_resident, hopper };
+        let cluster_per_sm = match dsearch_cl {
+            1 => 0,
+            _ => {
+                let _bound = dev.bind()?;
+                occupancy(module.func(DECODE_WIDE), SEARCH_THREADS, dsearch_pad[1]).unwrap_or_else(|e| {
+                    // (a figure for the cluster rule only: without it, the rule's own cap)
+                    log(LogLevel::Warn, &format!("cluster decode kernel occupancy unknown ({e}): assuming 4 per SM"));
+                    4
+                })
+            }
+        };
+        let mut backend =
+            CudaBackend { module, flag, dev, dsearch_cl, dsearch_pad, pdl, scan_resident, cluster_per_sm, hopper };
         if backend.dsearch_cl > 1 && !backend.clusters_fit()? {
             // (e.g. an MPS client limited to a few SMs): the one-CTA search works everywhere.
             log(LogLevel::Warn, "no cluster of the decode search fits on this device: using the one-CTA search");
@@ -383,14 +410,13 @@ impl CudaBackend {
         DeviceTraits {
             sm_count: self.dev.info().sm_count.max(1) as usize,
             search_cluster: self.dsearch_cl,
+            cluster_per_sm: self.cluster_per_sm,
             scan_resident: self.scan_resident,
         }
     }
 
     fn func(&self, i: usize) -> Result<cudarc::driver::sys::CUfunction> {
-        self.module.func(i).ok_or_else(|| {
-            Error::internal(format!("kernel {} was not loaded", KERNELS.get(i).unwrap_or(&HOPPER_DENSE_KERNEL)))
-        })
+        self.module.func(i).ok_or_else(|| Error::internal(format!("kernel {i} of kernel_names() was not loaded")))
     }
 
     /// Reports (once) bad index data that an earlier call's kernels met on the device. Kernels OR bits into a
@@ -546,10 +572,10 @@ impl CudaBackend {
         plan
     }
 
-    /// Whether at least one cluster of the wide decode search can be resident (the driver's occupancy query).
+    /// Whether at least one cluster of the cluster decode kernel can be resident (the driver's occupancy query).
     fn clusters_fit(&self) -> Result<bool> {
         let _bound = self.dev.bind()?;
-        let func = self.func(DECODE_SEARCH_WIDE)?;
+        let func = self.func(DECODE_WIDE)?;
         // SAFETY: an all-zero CUlaunchConfig is valid plain data (null stream and attributes, no attributes);
         // the grid and block are set below.
         let mut config: cudarc::driver::sys::CUlaunchConfig = unsafe { std::mem::zeroed() };
@@ -622,7 +648,7 @@ impl CudaBackend {
             scale: cfg.scale,
             scan_splits: match l.search {
                 DecodeSearch::Scan { splits } => splits as i32,
-                DecodeSearch::Tree { .. } => 1,
+                DecodeSearch::Tree { .. } | DecodeSearch::Step { .. } => 1,
             },
             state_fingerprint: plan::state_fingerprint(&role),
             reserved: 0,
@@ -633,6 +659,19 @@ impl CudaBackend {
         // of the plan's layout for this batch and max_seqlen_k.
         unsafe {
             match l.search {
+                DecodeSearch::Step { .. } => {
+                    // The whole step, in one ordinary launch (it waits for the caller's work, nothing waits on it
+                    // programmatically).
+                    launch(self.func(DECODE_WIDE)?, l.search_grid, (SEARCH_THREADS, 1, 1), 0, s, &p)?;
+                    return Ok(());
+                }
+                DecodeSearch::Tree { cluster } => {
+                    let (kernel, pad) = match cluster {
+                        2.. => (DECODE_WIDE, self.dsearch_pad[1]),
+                        _ => (DECODE_SEARCH, self.dsearch_pad[0]),
+                    };
+                    launch(self.func(kernel)?, l.search_grid, (SEARCH_THREADS, 1, 1), pad, s, &p)?;
+                }
                 DecodeSearch::Scan { .. } => {
                     // The scan waits for the caller's work as an ordinary launch; the merge, a dependent launch,
                     // waits for the scan's candidates with pdl_wait().
@@ -645,17 +684,13 @@ impl CudaBackend {
                         launch(merge.0, merge.1, merge.2, 0, s, &p)?;
                     }
                 }
-                DecodeSearch::Tree { cluster } => {
-                    let search = if cluster > 1 { DECODE_SEARCH_WIDE } else { DECODE_SEARCH };
-                    let pad = self.dsearch_pad[(search == DECODE_SEARCH_WIDE) as usize];
-                    launch(self.func(search)?, l.search_grid, (SEARCH_THREADS, 1, 1), pad, s, &p)?;
-                }
             }
             // The search kernel does not wait on the caller's previous work programmatically (an ordinary launch);
             // the kernels after it do, and call pdl_wait() before touching what the kernel before them writes.
             // With one split the attention writes the output rows itself, as the combine would (the same values).
+            let grid = l.attn_grid.ok_or_else(|| Error::internal("a decode plan without its attention grid"))?;
             let attn_kernel = if l.combine_grid.is_none() { DECODE_ATTN_DIRECT } else { DECODE_ATTN };
-            let attn = (self.func(attn_kernel)?, l.attn_grid, (DECODE_THREADS, 1, 1));
+            let attn = (self.func(attn_kernel)?, grid, (DECODE_THREADS, 1, 1));
             let combine = l.combine_grid.map(|grid| self.func(DECODE_COMBINE).map(|f| (f, grid, (COMBINE_THREADS, 1, 1))));
             let combine = combine.transpose()?;
             for (f, grid, block) in std::iter::once(attn).chain(combine) {
@@ -763,7 +798,8 @@ fn tensor_map(t: &crate::tensor::TensorView, tokens: usize) -> std::result::Resu
 #[cfg(test)]
 mod tests {
     use super::{
-        compile_units, decode_search_cluster, dsearch_smem_pad, kernel_names, HOPPER_DENSE_KERNEL, KERNELS,
+        compile_options, compile_units, decode_search_cluster, dsearch_smem_pad, kernel_names,
+        DECODE_SEARCH_WIDE_KERNEL, HOPPER_DENSE_KERNEL, KERNELS,
     };
     use crate::cuda::module::place_kernels;
     use crate::cuda::{CudaError, DeviceInfo};
@@ -783,20 +819,29 @@ mod tests {
     #[test]
     fn compile_units_hold_every_kernel_once() {
         use crate::ffi::types::hip_dtype::{HIP_ATTN_DTYPE_BF16 as BF16, HIP_ATTN_DTYPE_F16 as F16};
+        use crate::ffi::types::hip_mask_sharing::{HIP_ATTN_MASK_PER_KV_HEAD as KV, HIP_ATTN_MASK_PER_Q_HEAD as Q};
         let cases = [
-            ("sm_90a", BF16, 128, true),
-            ("sm_90a", F16, 128, false),
-            ("sm_90a", BF16, 64, false),
-            ("sm_80", BF16, 128, false),
+            ("sm_90a", BF16, 128, Q, true),
+            ("sm_90a", BF16, 128, KV, true),
+            ("sm_90a", F16, 128, Q, false),
+            ("sm_90a", BF16, 64, Q, false),
+            ("sm_80", BF16, 128, Q, false),
+            ("sm_80", BF16, 128, KV, false),
         ];
-        for (arch, dtype, head_dim, hopper) in cases {
+        for (arch, dtype, head_dim, sharing, hopper) in cases {
             let mut raw = default_config();
             (raw.dtype, raw.head_dim, raw.num_q_heads, raw.num_kv_heads) = (dtype as u32, head_dim, 32, 8);
+            raw.mask_sharing = sharing as u32;
             // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.
             let cfg = unsafe { validate(&raw) }.unwrap().0;
             let names = kernel_names(&cfg, arch);
             assert_eq!(names.len(), KERNELS.len() + hopper as usize, "{arch} {dtype:?} {head_dim}");
             assert_eq!(names.contains(&HOPPER_DENSE_KERNEL), hopper);
+            // The cluster decode kernel: the whole step for masks of one q head, the search alone for shared masks.
+            let step = sharing == Q;
+            assert_eq!(names.contains(&"hip_decode_step_wide"), step);
+            assert_eq!(names.contains(&DECODE_SEARCH_WIDE_KERNEL), !step);
+            assert!(compile_options(&cfg, arch).contains(&format!("-DHIP_DECODE_STEP={}", step as i32)));
             // One compiling thread: one program of every kernel, as before the split.
             let single = compile_units(&cfg, arch, 1);
             assert_eq!(single.len(), 1);

@@ -316,7 +316,7 @@ pub(crate) fn decode_rows(b: &Bench, job: &DecodeJob) -> Vec<Row> {
         job.batch,
         false,
         job.t,
-        b.dev.sm_count,
+        &b.dev.plan_traits(),
     )
     .bytes;
     let nsets = ((4.0 * b.dev.l2_bytes as f64 / step_bytes).ceil() as usize).clamp(2, MAX_SETS);
@@ -382,7 +382,7 @@ pub(crate) fn decode_mode(
     // Counted work averaged over the input sets (their lengths differ by SET_SPACING).
     let mut work = Work::default();
     for r in 0..nsets {
-        let w = crate::scan::decode_work(&shape, mode, job.t + r * SET_SPACING, batch, cap, b.dev.sm_count);
+        let w = crate::scan::decode_work(&shape, mode, job.t + r * SET_SPACING, batch, cap, &b.dev.plan_traits());
         work.flops += w.flops / nsets as f64;
         work.bytes += w.bytes / nsets as f64;
     }

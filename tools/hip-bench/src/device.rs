@@ -199,6 +199,20 @@ pub(crate) struct Device {
     pub(crate) driver: String,
 }
 
+impl Device {
+    /// What the library's decode plan would know of this device, for the byte counts (its split partials): the
+    /// cluster decode kernel's CTAs per SM, which only a context measures, taken as 4 (the rule's own cap, which
+    /// both cluster kernels reach on an H200).
+    pub(crate) fn plan_traits(&self) -> hip_attn::plan::DeviceTraits {
+        hip_attn::plan::DeviceTraits {
+            sm_count: self.sm_count,
+            search_cluster: hip_attn::cuda::backend::decode_search_cluster(&format!("sm_{}{}", self.cc.0, self.cc.1)),
+            cluster_per_sm: 4,
+            scan_resident: 2 * self.sm_count,
+        }
+    }
+}
+
 pub(crate) enum OpenError {
     NoDevice(String),
     Cuda(String),

@@ -101,16 +101,23 @@ pub fn decode_jobs(shapes: &[Shape]) -> Vec<DecodeJob> {
 }
 
 /// Counted work of one step of `mode` (see `count_decode`), for every decode mode.
-pub fn decode_work(shape: &Shape, mode: DecodeMode, len: usize, batch: usize, cap: usize, sm_count: usize) -> Work {
+pub fn decode_work(
+    shape: &Shape,
+    mode: DecodeMode,
+    len: usize,
+    batch: usize,
+    cap: usize,
+    dev: &plan::DeviceTraits,
+) -> Work {
     let hip = mode.hip(cap);
     match mode {
-        DecodeMode::Cached | DecodeMode::Dense => count_decode(shape, &hip, len, batch, false, cap, sm_count),
-        DecodeMode::SearchEveryStep => count_decode(shape, &hip, len, batch, true, cap, sm_count),
-        DecodeMode::ScanEveryStep => count_decode_scan(shape, &hip, len, batch, cap, sm_count),
+        DecodeMode::Cached | DecodeMode::Dense => count_decode(shape, &hip, len, batch, false, cap, dev),
+        DecodeMode::SearchEveryStep => count_decode(shape, &hip, len, batch, true, cap, dev),
+        DecodeMode::ScanEveryStep => count_decode_scan(shape, &hip, len, batch, cap, dev),
         DecodeMode::ScanRefresh8 => {
             let n = hip.refresh as f64;
-            let scan = count_decode_scan(shape, &hip, len, batch, cap, sm_count);
-            let cached = count_decode(shape, &hip, len, batch, false, cap, sm_count);
+            let scan = count_decode_scan(shape, &hip, len, batch, cap, dev);
+            let cached = count_decode(shape, &hip, len, batch, false, cap, dev);
             Work {
                 flops: (scan.flops + (n - 1.0) * cached.flops) / n,
                 bytes: (scan.bytes + (n - 1.0) * cached.bytes) / n,
@@ -123,8 +130,15 @@ pub fn decode_work(shape: &Shape, mode: DecodeMode, len: usize, batch: usize, ca
 /// every block of the search domain scored once (ceil(bk/sk) keys of each of its NB blocks, read once and dotted
 /// with the q heads sharing the mask: 2*D FLOPs each) and the whole record written. With NB <= Kb (or k = 0)
 /// nothing is scored.
-fn count_decode_scan(shape: &Shape, hip: &super::Hip, len: usize, batch: usize, cap: usize, sm: usize) -> Work {
-    let base = count_decode(shape, hip, len, batch, false, cap, sm);
+fn count_decode_scan(
+    shape: &Shape,
+    hip: &super::Hip,
+    len: usize,
+    batch: usize,
+    cap: usize,
+    dev: &plan::DeviceTraits,
+) -> Work {
+    let base = count_decode(shape, hip, len, batch, false, cap, dev);
     let (_, _, nb, _) = block_sets(hip, len - 1);
     let keys = if hip.k == 0 || nb <= hip.kb() { 0 } else { nb * hip.bk.div_ceil(hip.sk) };
     let mh = shape.mask_heads() as f64;
@@ -276,11 +290,19 @@ mod tests {
             for (len, batch) in [(32 * K, 1), (128 * K, 1), (32 * K, 16)] {
                 let cap = len + 1024;
                 let cached = Hip { refresh: super::super::CACHED_REFRESH, ..HEADLINE };
-                let a = decode_work(&shape, DecodeMode::Cached, len, batch, cap, 132);
-                let b = count_decode(&shape, &cached, len, batch, false, cap, 132);
+                let a = decode_work(&shape, DecodeMode::Cached, len, batch, cap, &crate::workloads::H200);
+                let b = count_decode(&shape, &cached, len, batch, false, cap, &crate::workloads::H200);
                 assert_eq!((a.flops, a.bytes), (b.flops, b.bytes));
-                let a = decode_work(&shape, DecodeMode::SearchEveryStep, len, batch, cap, 132);
-                let b = count_decode(&shape, &Hip { refresh: 1, ..HEADLINE }, len, batch, true, cap, 132);
+                let a = decode_work(&shape, DecodeMode::SearchEveryStep, len, batch, cap, &crate::workloads::H200);
+                let b = count_decode(
+                    &shape,
+                    &Hip { refresh: 1, ..HEADLINE },
+                    len,
+                    batch,
+                    true,
+                    cap,
+                    &crate::workloads::H200,
+                );
                 assert_eq!((a.flops, a.bytes), (b.flops, b.bytes));
             }
         }
@@ -289,16 +311,21 @@ mod tests {
     #[test]
     fn scan_reads_the_domain_and_dense_reads_everything() {
         let (len, cap) = (128 * K, 128 * K + 4096);
-        let dense = decode_work(&MHA32, DecodeMode::Dense, len, 1, cap, 132);
+        let dense = decode_work(&MHA32, DecodeMode::Dense, len, 1, cap, &crate::workloads::H200);
         // All of K and V of 32 heads, bf16.
         let kv = (2 * len * 32 * D * 2) as f64;
         assert!(dense.bytes >= kv && dense.bytes < kv * 1.01, "{} vs {kv}", dense.bytes);
-        let scan = decode_work(&MHA32, DecodeMode::ScanEveryStep, len, 1, cap, 132);
-        let cached = decode_work(&MHA32, DecodeMode::Cached, len, 1, cap, 132);
+        let scan = decode_work(&MHA32, DecodeMode::ScanEveryStep, len, 1, cap, &crate::workloads::H200);
+        let cached = decode_work(&MHA32, DecodeMode::Cached, len, 1, cap, &crate::workloads::H200);
         let k_domain = ((len - 128 - 4) * 32 * D * 2) as f64;
         assert!((scan.bytes - cached.bytes - k_domain).abs() < 0.01 * k_domain);
-        let r8 = decode_work(&MHA32, DecodeMode::ScanRefresh8, len, 1, cap, 132);
-        assert!((r8.bytes - (scan.bytes + 7.0 * cached.bytes) / 8.0).abs() < 1.0);
+        // A refresh cycle: one scan and 7 cached steps of the SCAN configuration (whose cached steps, unlike a
+        // TREE configuration's on a GPU with clusters, run the three-kernel step and count its partials).
+        let r8 = decode_work(&MHA32, DecodeMode::ScanRefresh8, len, 1, cap, &crate::workloads::H200);
+        let scan_cfg = DecodeMode::ScanRefresh8.hip(cap);
+        let cached_scan = count_decode(&MHA32, &scan_cfg, len, 1, false, cap, &crate::workloads::H200);
+        assert!(cached_scan.bytes > cached.bytes, "the three-kernel step's partials");
+        assert!((r8.bytes - (scan.bytes + 7.0 * cached_scan.bytes) / 8.0).abs() < 1.0);
         assert_eq!(DecodeMode::ScanRefresh8.hip(cap).sel, Selection::Scan);
         assert_eq!(DecodeMode::Cached.hip(cap).sel, Selection::Tree);
     }

@@ -254,12 +254,25 @@ pub(crate) fn count_prefill(shape: &Shape, hip: &Hip, t: usize) -> Work {
     Work { flops: attn_flops + search_flops, bytes: io + masks }
 }
 
-/// Split-K chunks per (sequence, q head) of a CUDA decode step: the plan's rule (`plan::decode_splits`) for this
-/// shape's configuration. Only the partials' few hundred KB of the byte count depend on it.
-pub(crate) fn decode_splits(shape: &Shape, hip: &Hip, batch: usize, max_seqlen_k: usize, sm_count: usize) -> usize {
+/// The device the counts assume where none is at hand (`--plan`, tests): an H200 (132 SMs, clusters of 8).
+pub(crate) const H200: plan::DeviceTraits =
+    plan::DeviceTraits { sm_count: 132, search_cluster: 8, cluster_per_sm: 4, scan_resident: 264 };
+
+/// Split-K partials per (sequence, q head) that a CUDA decode step writes to the workspace and reads back: the
+/// plan's for this shape's configuration on `dev` (none where the cluster step kernel combines in shared memory).
+/// Only the partials' few hundred KB of the byte count depend on it.
+pub(crate) fn decode_partials(
+    shape: &Shape,
+    hip: &Hip,
+    batch: usize,
+    max_seqlen_k: usize,
+    dev: &plan::DeviceTraits,
+) -> usize {
     let cfg =
         crate::api::validated(&shape.config(hip, Backend::Cpu)).expect("the benchmark's configurations are valid");
-    plan::decode_splits(&cfg, plan::DecodeShape { batch, max_seqlen_k }, sm_count)
+    let p = plan::DecodePlan::new(&cfg, plan::DecodeShape { batch, max_seqlen_k }, Some(dev))
+        .expect("the benchmark's decode shapes plan");
+    p.launch.filter(|l| l.attn_grid.is_some()).map_or(0, |l| l.splits)
 }
 
 /// Counted work of one decode step of `batch` sequences of `len` keys each (the new query at p = len - 1; for a
@@ -283,7 +296,7 @@ pub(crate) fn count_decode(
     batch: usize,
     searching: bool,
     max_seqlen_k: usize,
-    sm_count: usize,
+    dev: &plan::DeviceTraits,
 ) -> Work {
     let d = D as f64;
     let p = len - 1;
@@ -300,7 +313,7 @@ pub(crate) fn count_decode(
     let search = row * rep_keys as f64 * mh;
     let state_ints = plan::state_ints_for(hip.kb());
     let state = mh * 4.0 * if searching { 2.0 * state_ints as f64 } else { state_ints as f64 + 1.0 };
-    let splits = decode_splits(shape, hip, batch, max_seqlen_k, sm_count);
+    let splits = decode_partials(shape, hip, batch, max_seqlen_k, dev);
     let partials = (shape.hq * splits * (D + 1)) as f64 * 4.0 * 2.0;
     let b = batch as f64;
     Work { flops: b * flops, bytes: b * (qo + kv + search + state + partials) }
@@ -509,7 +522,7 @@ pub(crate) fn job_lists(args: &Args, shapes: &[Shape]) -> (Vec<PrefillJob>, Vec<
 /// Prints every configuration with its counted work and floor (H100: 132 SMs, 50 MB L2 assumed).
 /// With `--dense FILE`, each configuration's dense shape and the file's rows for it follow.
 pub(crate) fn print_plan(args: &Args, dense: Option<&crate::dense::Dense>) -> i32 {
-    let (sms, l2) = (132usize, 50usize << 20);
+    let (dev, l2) = (H200, 50usize << 20);
     let mut s = String::from("| id | counted GFLOP | counted MB | floor | device memory |\n|---|---|---|---|---|\n");
     let (pjobs, djobs) = job_lists(args, &shapes(args));
     let dense_text = dense.map(|d| {
@@ -532,12 +545,12 @@ pub(crate) fn print_plan(args: &Args, dense: Option<&crate::dense::Dense>) -> i3
     }
     for j in djobs {
         let hip0 = Hip { refresh: CACHED_REFRESH, ..HEADLINE };
-        let step = count_decode(&j.shape, &hip0, j.t, j.batch, false, j.t, sms).bytes;
+        let step = count_decode(&j.shape, &hip0, j.t, j.batch, false, j.t, &dev).bytes;
         let nsets = ((4.0 * l2 as f64 / step).ceil() as usize).clamp(2, MAX_SETS);
         let cap = (j.t + (nsets - 1) * SET_SPACING).div_ceil(PAGE) * PAGE;
         let mem = 2 * j.batch * cap * j.shape.hkv * D * 2;
         for m in &j.modes {
-            let w = crate::scan::decode_work(&j.shape, m.mode, j.t, j.batch, cap, sms);
+            let w = crate::scan::decode_work(&j.shape, m.mode, j.t, j.batch, cap, &dev);
             let _ = writeln!(
                 s,
                 "| {} | {:.3} | {:.2} | {} | {} ({nsets} sets) |",
