@@ -276,12 +276,15 @@ fn decode_partials(rows: usize, cfg: &Config, max_k: usize) -> usize {
 
 /// Whether the configuration's cluster decode kernel is the whole step (hip_decode_step_wide: a mask of one q
 /// head, so MHA and per-q-head masks) or the search alone (hip_decode_search_wide, then the attention kernels: a
-/// mask shared by the q heads of a kv head). The backend compiles the one it names (-DHIP_DECODE_STEP). With a
-/// shared mask the step kernel gave the attention of a kv head's q heads to its cluster's 8 CTAs, a quarter of
-/// the CTAs the attention kernel spreads GQA-8's 32 heads over: a cached GQA-8 step took 24.0 us instead of 16.0
-/// (H200, BENCHMARKS.md, 2026-12-03), while for a mask of one q head it saves two launches (18.3 -> 15.7 us).
+/// mask shared by the q heads of a kv head, or HIP_ATTN_FLAG_BATCH_INVARIANT). The backend compiles the one it
+/// names (-DHIP_DECODE_STEP). With a shared mask the step kernel gave the attention of a kv head's q heads to its
+/// cluster's 8 CTAs, a quarter of the CTAs the attention kernel spreads GQA-8's 32 heads over: a cached GQA-8 step
+/// took 24.0 us instead of 16.0 (H200, BENCHMARKS.md, 2026-12-03), while for a mask of one q head it saves two
+/// launches (18.3 -> 15.7 us). The step kernel splits a key list by its cluster size, and whether the clusters fit
+/// depends on the device, so batch-invariant decode, which splits by the configuration alone (`decode_splits`),
+/// keeps the attention kernels.
 pub fn decode_step_kernel(cfg: &Config) -> bool {
-    cfg.mask_heads() == cfg.num_q_heads
+    cfg.mask_heads() == cfg.num_q_heads && !cfg.batch_invariant
 }
 
 /// CTAs per search of the decode tree search for `batch` sequences: the cluster kernel's `search_cluster` CTAs
@@ -291,8 +294,9 @@ pub fn decode_step_kernel(cfg: &Config) -> bool {
 /// fit on the GPU at once; beyond that the one-CTA kernel keeps every SM busy without the cluster's extra CTAs
 /// (each holds ~43 KB of shared memory even on steps that reuse the mask). Both compute the same masks (a branch
 /// is scored by one CTA either way: the same dot products and max, then the same selection), so the choice does
-/// not change results. With HIP_ATTN_FLAG_BATCH_INVARIANT the choice looks at one sequence's searches only, so
-/// that batch invariance never rests on that equality.
+/// not change the masks (where the cluster kernel is the whole step, `decode_step_kernel`, its split count and so
+/// the output's rounding differ). With HIP_ATTN_FLAG_BATCH_INVARIANT the choice looks at one sequence's searches
+/// only, so that batch invariance never rests on that equality.
 pub fn decode_search_cluster(cfg: &Config, dev: &DeviceTraits, batch: usize) -> u32 {
     let searches = if cfg.batch_invariant { 1 } else { batch } * cfg.mask_heads();
     pick_search_cluster(dev.search_cluster, dev.sm_count.max(1), dev.cluster_per_sm, searches)
@@ -710,6 +714,7 @@ mod plan_tests {
             cfg(|c| (c.prefill_scan_tail, c.k, c.bk, c.head_dim) = (1, 0, 3, 64)),
             cfg(|c| (c.decode_selection, c.k, c.bk) = (1, 1000, 7)),
             cfg(|c| (c.decode_selection, c.head_dim, c.mask_sharing, c.k) = (1, 256, 2, 1)),
+            cfg(|c| c.flags = crate::ffi::types::HIP_ATTN_FLAG_BATCH_INVARIANT),
         ]
     }
 
@@ -799,8 +804,9 @@ mod plan_tests {
                         assert_eq!(cluster, decode_search_cluster(&c, &DEVICE, batch), "{at}");
                         assert_eq!(l.search_grid, (c.mask_heads() as u32 * cluster, batch as u32, 1), "{at}");
                         assert_eq!(l.scan_merge_grid, None);
-                        // The step kernel wherever a cluster searches a mask of one q head; else the search alone.
-                        let step = cluster > 1 && c.mask_heads() == c.num_q_heads;
+                        // The step kernel wherever a cluster searches a mask of one q head (not batch-invariant); else
+                        // the search alone.
+                        let step = cluster > 1 && c.mask_heads() == c.num_q_heads && !c.batch_invariant;
                         assert_eq!(matches!(l.search, DecodeSearch::Step { .. }), step, "{at}");
                     }
                 }

@@ -217,8 +217,8 @@ pub fn check_supported(cfg: &Config) -> Result<()> {
 }
 
 /// CTAs per decode mask search when compiling for `arch` ("sm_90a", "sm_80", ...): a cluster of 8 (the portable
-/// size) where thread-block clusters exist (sm_90 and newer), else 1. The grid of hip_decode_step_wide scales
-/// by it.
+/// size) where thread-block clusters exist (sm_90 and newer), else 1. The grid of the cluster decode kernel
+/// (hip_decode_step_wide or hip_decode_search_wide) scales by it.
 pub fn decode_search_cluster(arch: &str) -> u32 {
     let digits: String = arch.trim_start_matches("sm_").chars().take_while(|c| c.is_ascii_digit()).collect();
     if digits.parse::<u32>().is_ok_and(|n| n >= 90) {
@@ -312,6 +312,8 @@ pub struct CudaBackend {
     cluster_per_sm: usize,
     /// hip_prefill_attn_hopper is loaded (index HOPPER_DENSE) with its shared memory granted.
     hopper: bool,
+    /// The module's kernels by index (`kernel_names`), for messages.
+    names: Vec<&'static str>,
 }
 
 fn batch_limit(batch: usize) -> Result<()> {
@@ -338,13 +340,14 @@ impl CudaBackend {
         let cache = CacheConfig { enabled: true, dir: opts.kernel_cache_dir.clone() };
         let started = std::time::Instant::now();
         let hopper_compiled = hopper_dense_compiled(cfg, &info.arch);
+        let names = kernel_names(cfg, &info.arch);
         let (module, outcomes) = KernelSet::build(
             &dev,
             &cache,
             SOURCES[0].0,
             &SOURCES,
             &compile_units(cfg, &info.arch, super::compile::compile_threads()),
-            &kernel_names(cfg, &info.arch),
+            &names,
             &log,
         )?;
         let compiled = outcomes.iter().filter(|o| **o != CacheOutcome::Hit).count();
@@ -396,10 +399,13 @@ impl CudaBackend {
             }
         };
         let mut backend =
-            CudaBackend { module, flag, dev, dsearch_cl, dsearch_pad, pdl, scan_resident, cluster_per_sm, hopper };
+            CudaBackend { module, flag, dev, dsearch_cl, dsearch_pad, pdl, scan_resident, cluster_per_sm, hopper, names };
         if backend.dsearch_cl > 1 && !backend.clusters_fit()? {
             // (e.g. an MPS client limited to a few SMs): the one-CTA search works everywhere.
-            log(LogLevel::Warn, "no cluster of the decode search fits on this device: using the one-CTA search");
+            log(
+                LogLevel::Warn,
+                "no cluster of the decode search fits on this device: using the one-CTA search and the attention kernels",
+            );
             backend.dsearch_cl = 1;
         }
         Ok(backend)
@@ -416,7 +422,9 @@ impl CudaBackend {
     }
 
     fn func(&self, i: usize) -> Result<cudarc::driver::sys::CUfunction> {
-        self.module.func(i).ok_or_else(|| Error::internal(format!("kernel {i} of kernel_names() was not loaded")))
+        self.module.func(i).ok_or_else(|| {
+            Error::internal(format!("kernel {} was not loaded", self.names.get(i).unwrap_or(&"(index out of range)")))
+        })
     }
 
     /// Reports (once) bad index data that an earlier call's kernels met on the device. Kernels OR bits into a
@@ -655,8 +663,9 @@ impl CudaBackend {
         };
         let s = stream as CUstream;
         // SAFETY: as in prefill, for hip_decode_params; the workspace holds batch x q heads x splits partials
-        // (decode_splits never picks more than the plan's DecodeWorkspace holds) and, with SCAN, the scan regions
-        // of the plan's layout for this batch and max_seqlen_k.
+        // (decode_splits never picks more than the plan's DecodeWorkspace holds; hip_decode_step_wide, whose
+        // splits are its cluster's CTAs, writes none) and, with SCAN, the scan regions of the plan's layout for this
+        // batch and max_seqlen_k.
         unsafe {
             match l.search {
                 DecodeSearch::Step { .. } => {
@@ -820,25 +829,28 @@ mod tests {
     fn compile_units_hold_every_kernel_once() {
         use crate::ffi::types::hip_dtype::{HIP_ATTN_DTYPE_BF16 as BF16, HIP_ATTN_DTYPE_F16 as F16};
         use crate::ffi::types::hip_mask_sharing::{HIP_ATTN_MASK_PER_KV_HEAD as KV, HIP_ATTN_MASK_PER_Q_HEAD as Q};
+        use crate::ffi::types::HIP_ATTN_FLAG_BATCH_INVARIANT as INVARIANT;
+        // (arch, dtype, head_dim, mask sharing, flags, Hopper dense kernel compiled, decode step kernel compiled)
         let cases = [
-            ("sm_90a", BF16, 128, Q, true),
-            ("sm_90a", BF16, 128, KV, true),
-            ("sm_90a", F16, 128, Q, false),
-            ("sm_90a", BF16, 64, Q, false),
-            ("sm_80", BF16, 128, Q, false),
-            ("sm_80", BF16, 128, KV, false),
+            ("sm_90a", BF16, 128, Q, 0, true, true),
+            ("sm_90a", BF16, 128, KV, 0, true, false),
+            ("sm_90a", BF16, 128, Q, INVARIANT, true, false),
+            ("sm_90a", F16, 128, Q, 0, false, true),
+            ("sm_90a", BF16, 64, Q, 0, false, true),
+            ("sm_80", BF16, 128, Q, 0, false, true),
+            ("sm_80", BF16, 128, KV, 0, false, false),
         ];
-        for (arch, dtype, head_dim, sharing, hopper) in cases {
+        for (arch, dtype, head_dim, sharing, flags, hopper, step) in cases {
             let mut raw = default_config();
             (raw.dtype, raw.head_dim, raw.num_q_heads, raw.num_kv_heads) = (dtype as u32, head_dim, 32, 8);
-            raw.mask_sharing = sharing as u32;
+            (raw.mask_sharing, raw.flags) = (sharing as u32, flags);
             // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.
             let cfg = unsafe { validate(&raw) }.unwrap().0;
             let names = kernel_names(&cfg, arch);
             assert_eq!(names.len(), KERNELS.len() + hopper as usize, "{arch} {dtype:?} {head_dim}");
             assert_eq!(names.contains(&HOPPER_DENSE_KERNEL), hopper);
-            // The cluster decode kernel: the whole step for masks of one q head, the search alone for shared masks.
-            let step = sharing == Q;
+            // The cluster decode kernel: the whole step for masks of one q head, the search alone for shared masks
+            // and batch-invariant decode.
             assert_eq!(names.contains(&"hip_decode_step_wide"), step);
             assert_eq!(names.contains(&DECODE_SEARCH_WIDE_KERNEL), !step);
             assert!(compile_options(&cfg, arch).contains(&format!("-DHIP_DECODE_STEP={}", step as i32)));
