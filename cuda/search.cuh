@@ -647,9 +647,11 @@ __device__ __forceinline__ bool record_header_ok(int e, int count, int sink, int
 // ---------------------------------------------------------------------------------------------------------------
 // The mask a decode step's search leaves to the attention of the same kernel (hip_decode_step_wide): the local
 // start e and the count of selected blocks; count < 0 when there is none (bad input or a bad page, already
-// reported), and the attention writes empty rows.
+// reported), and the attention writes empty rows. next_step > 0: the record was reused, and the kernel's rank 0
+// writes next_step into it once every CTA of the cluster is past its last barrier (every CTA read the old step
+// before that barrier, so no CTA can see the new one and decide otherwise).
 struct DecodeMask {
-    int e, count;
+    int e, count, next_step;
 };
 
 // The decode search of one (sequence, mask head): grid (mask_heads * CL, batch), CL CTAs (one cluster) per pair.
@@ -661,7 +663,7 @@ struct DecodeMask {
 // cluster), from the record it reuses or from its own result.
 template <int CL, bool KEEP>
 __device__ __forceinline__ DecodeMask decode_search(const hip_decode_params& p, SearchSmem& sm, int* blocks) {
-    constexpr DecodeMask none = {0, -1};
+    constexpr DecodeMask none = {0, -1, 0};
     const int mh = blockIdx.x / CL, rank = blockIdx.x % CL, b = blockIdx.y, tid = threadIdx.x;
     const bool writer = rank == 0 && tid == 0;
     if (!KEEP) pdl_trigger();  // decode attention may launch now; it waits for this kernel before reading the record
@@ -700,9 +702,11 @@ __device__ __forceinline__ DecodeMask decode_search(const hip_decode_params& p, 
         // (also the barrier that orders every thread's header reads before the write below)
         good = !__syncthreads_or(!good || bad_blk);
         if (good && step >= 1 && step % refresh != 0) {
+            // (KEEP: the step kernel writes the step after its last cluster barrier, one barrier fewer here)
+            if (KEEP) return DecodeMask{e0, cnt, step + 1};
             if (CL > 1) cluster_sync();  // every CTA of the cluster has read the step before it changes
             if (writer) rec[HIP_ATTN_STATE_STEP_IDX] = step + 1;
-            return DecodeMask{e0, cnt};
+            return DecodeMask{e0, cnt, 0};
         }
         if (!good && writer) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
     }
@@ -740,7 +744,7 @@ __device__ __forceinline__ DecodeMask decode_search(const hip_decode_params& p, 
     if (KEEP)
         for (int i = tid; i < count; i += S_THREADS) blocks[i] = sm.chunks[i].x;
     if (rank == 0) store_record(rec, 1, e, count, p.state_fingerprint, [&](int i) { return sm.chunks[i].x; });
-    return DecodeMask{e, count};
+    return DecodeMask{e, count, 0};
 }
 
 }  // namespace hip

@@ -203,6 +203,8 @@ __device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
             p, b, h, CL, [&](int s2) { return *cluster_peer(&st.plse, s2); },
             [&](int s2, int d) { return *cluster_peer(&st.po[d], s2); }, tid, DC_THREADS);
     cluster_sync();  // every partial is read before its CTA leaves
+    if (mask.next_step > 0 && rank == 0 && tid == 0)
+        ((int*)p.mask_state)[((long long)b * p.mask_heads + h) * p.state_ints + HIP_ATTN_STATE_STEP_IDX] = mask.next_step;
 }
 
 }  // namespace hip
