@@ -274,15 +274,15 @@ fn decode_partials(rows: usize, cfg: &Config, max_k: usize) -> usize {
     rows.saturating_mul(key_splits(cfg, max_k)).min(rows.saturating_add(2 * DECODE_SIZED_SMS))
 }
 
-/// Whether the configuration's cluster decode kernel is the whole step (hip_decode_step_wide: a mask of one q
-/// head, so MHA and per-q-head masks) or the search alone (hip_decode_search_wide, then the attention kernels: a
-/// mask shared by the q heads of a kv head, or HIP_ATTN_FLAG_BATCH_INVARIANT). The backend compiles the one it
-/// names (-DHIP_DECODE_STEP). With a shared mask the step kernel gave the attention of a kv head's q heads to its
-/// cluster's 8 CTAs, a quarter of the CTAs the attention kernel spreads GQA-8's 32 heads over: a cached GQA-8 step
-/// took 24.0 us instead of 16.0 (H200, BENCHMARKS.md, 2026-12-03), while for a mask of one q head it saves two
-/// launches (18.3 -> 15.7 us). The step kernel splits a key list by its cluster size, and whether the clusters fit
-/// depends on the device, so batch-invariant decode, which splits by the configuration alone (`decode_splits`),
-/// keeps the attention kernels.
+/// Whether the configuration's cluster decode kernel is the whole step (hip_decode_step_wide: a mask of one q head, so
+/// MHA and per-q-head masks) or the search alone (hip_decode_search_wide, then the attention kernels: a mask shared by
+/// the q heads of a kv head, or HIP_ATTN_FLAG_BATCH_INVARIANT). The backend compiles the one it names
+/// (-DHIP_DECODE_STEP). With a shared mask the step kernel gave the attention of a kv head's q heads to its cluster's 8
+/// CTAs, a quarter of the CTAs the attention kernel spreads GQA-8's 32 heads over, and its cached steps were measured
+/// slower than the three kernels' (BENCHMARKS.md, optimization log, 2026-12-03), while for a mask of one q head it
+/// saves two launches per step. The step kernel splits a key list by its cluster size, and whether the clusters fit
+/// depends on the device, so batch-invariant decode, which splits by the configuration alone (`decode_splits`), keeps
+/// the attention kernels.
 pub fn decode_step_kernel(cfg: &Config) -> bool {
     cfg.mask_heads() == cfg.num_q_heads && !cfg.batch_invariant
 }
