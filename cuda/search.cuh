@@ -644,6 +644,10 @@ __device__ __forceinline__ bool record_header_ok(int e, int count, int sink, int
     return count >= 0 && count <= KB && e >= 0 && e <= e_hi && (!CAUSAL || e >= sink);
 }
 
+// Block indices per thread that a decode search reads with the record's header (decode_search): all of a k=512
+// mask's (KB 256 over 128 threads); more would hold registers for masks few configurations have.
+constexpr int DS_PF = cmin(ceil_div(KBX, S_THREADS), 4);
+
 // ---------------------------------------------------------------------------------------------------------------
 // The mask a decode step's search leaves to the attention of the same kernel (hip_decode_step_wide): the local
 // start e and the count of selected blocks; count < 0 when there is none (bad input or a bad page, already
@@ -667,37 +671,59 @@ __device__ __forceinline__ DecodeMask decode_search(const hip_decode_params& p, 
     const int mh = blockIdx.x / CL, rank = blockIdx.x % CL, b = blockIdx.y, tid = threadIdx.x;
     const bool writer = rank == 0 && tid == 0;
     if (!KEEP) pdl_trigger();  // decode attention may launch now; it waits for this kernel before reading the record
+    // Every read a reuse verdict needs is issued at once, before any of them is looked at: the sequence length,
+    // the record's header and this thread's first DS_PF block indices (each with the one before it, for the
+    // order check). The record's place depends on the grid and the host-checked sizes alone, so the reads are in
+    // bounds whatever they return; the verdicts below come in the same order as before. A cached step then waits
+    // on one global round trip here instead of three in a chain (length, header, blocks).
+    const bool rec_fits = p.state_ints >= HIP_ATTN_STATE_HEADER + KB;
+    int* rec = (int*)p.mask_state + ((long long)b * p.mask_heads + mh) * p.state_ints;
     const int Tk = ((const int*)p.seqlens_k)[b];
+    int magic = 0, step = 0, fp = 0, e0 = 0, cnt = 0, blk[DS_PF], blk_prev[DS_PF];
+    if (rec_fits) {
+        magic = rec[HIP_ATTN_STATE_MAGIC_IDX];
+        step = rec[HIP_ATTN_STATE_STEP_IDX];
+        fp = rec[HIP_ATTN_STATE_FPRINT_IDX];
+        e0 = rec[HIP_ATTN_STATE_E_IDX];
+        cnt = rec[HIP_ATTN_STATE_COUNT_IDX];
+#pragma unroll
+        for (int j = 0; j < DS_PF; ++j) {
+            const int i = tid + j * S_THREADS;
+            blk[j] = i < KB ? rec[HIP_ATTN_STATE_HEADER + i] : 0;
+            blk_prev[j] = i > 0 && i <= KB ? rec[HIP_ATTN_STATE_HEADER + i - 1] : 0;
+        }
+    }
     if (!decode_seq_ok(p, Tk)) {
         if (tid == 0)
             set_error(p.error_flag, Tk >= 1 && Tk <= p.max_seqlen_k ? HIP_ATTN_DEVERR_PAGE_TABLE : HIP_ATTN_DEVERR_SEQLENS);
         return none;
     }
-    if (p.state_ints < HIP_ATTN_STATE_HEADER + KB) {
+    if (!rec_fits) {
         if (tid == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
         return none;
     }
-    int* rec = (int*)p.mask_state + ((long long)b * p.mask_heads + mh) * p.state_ints;
     const int refresh = p.refresh >= 1 ? p.refresh : 1;
-    const int magic = rec[HIP_ATTN_STATE_MAGIC_IDX];
-    const int step = rec[HIP_ATTN_STATE_STEP_IDX];
     // Another configuration's record is searched anew whatever its step says (and reported).
-    const bool foreign = record_foreign(magic, rec[HIP_ATTN_STATE_FPRINT_IDX], p.state_fingerprint);
+    const bool foreign = record_foreign(magic, fp, p.state_fingerprint);
     if (foreign && writer) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_CONFIG);
     // A record of this configuration is checked even when its step calls for a search (as the CPU backend does):
     // one that does not fit the sequence is stale, and a stale record is reported whenever it is met.
     if (magic == HIP_ATTN_STATE_MAGIC && !foreign) {
-        const int e0 = rec[HIP_ATTN_STATE_E_IDX];
-        const int cnt = rec[HIP_ATTN_STATE_COUNT_IDX];
         bool good = record_header_ok(e0, cnt, p.sink, Tk);
         bool bad_blk = false;
         if (good) {
             const int NBe = num_search_blocks(p.sink, e0);
-            for (int i = tid; i < cnt; i += S_THREADS) {
-                const int v = rec[HIP_ATTN_STATE_HEADER + i];
-                bad_blk |= v < 0 || v >= NBe || (i > 0 && rec[HIP_ATTN_STATE_HEADER + i - 1] >= v);
+            auto check = [&](int i, int v, int prev) {
+                bad_blk |= v < 0 || v >= NBe || (i > 0 && prev >= v);
                 if (KEEP) blocks[i] = v;
+            };
+#pragma unroll
+            for (int j = 0; j < DS_PF; ++j) {
+                const int i = tid + j * S_THREADS;
+                if (i < cnt) check(i, blk[j], blk_prev[j]);
             }
+            for (int i = tid + DS_PF * S_THREADS; i < cnt; i += S_THREADS)
+                check(i, rec[HIP_ATTN_STATE_HEADER + i], rec[HIP_ATTN_STATE_HEADER + i - 1]);
         }
         // (also the barrier that orders every thread's header reads before the write below)
         good = !__syncthreads_or(!good || bad_blk);

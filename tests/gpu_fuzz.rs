@@ -215,22 +215,52 @@ fn gen_case(rng: &mut draw::Rng, cfgs: &[hip_attn::config::Config]) -> Case {
                 (true, "another configuration's fingerprint")
             }
             _ => {
-                // Garbage that the stale-record check must catch: e past the sequence, or count outside [0, Kb].
+                // Garbage that the stale-record check must catch: e past the sequence, count outside [0, Kb], or
+                // a good header over a block list that is not (blocks out of order, by a swap or a repeat, or
+                // outside [0, nb); where the sequence has fewer than two blocks to list, a bad count instead).
                 words[plan::STATE_MAGIC_IDX] = plan::STATE_MAGIC;
                 words[plan::STATE_FPRINT_IDX] = ours;
                 words[plan::STATE_STEP_IDX] = 1;
-                match below(rng, 3) {
-                    0 => words[plan::STATE_E_IDX] = (tk[b] + c.sink + 1 + below(rng, 1000)) as i32,
-                    1 => {
+                let e = tk[b].max(c.sink);
+                let nb = (e - c.sink).div_ceil(c.bk);
+                let count = c.kb().min(nb);
+                let what = match below(rng, 5) {
+                    0 => {
+                        words[plan::STATE_E_IDX] = (tk[b] + c.sink + 1 + below(rng, 1000)) as i32;
+                        "stale header"
+                    }
+                    k @ (3 | 4) if count >= 2 => {
+                        words[plan::STATE_E_IDX] = e as i32;
+                        words[plan::STATE_COUNT_IDX] = count as i32;
+                        let blocks = &mut words[plan::STATE_HEADER..plan::STATE_HEADER + count];
+                        for (i, w) in blocks.iter_mut().enumerate() {
+                            *w = i as i32;
+                        }
+                        let i = below(rng, count - 1);
+                        match (k, below(rng, 2)) {
+                            (3, 0) => blocks.swap(i, i + 1),
+                            (3, _) => blocks[i + 1] = blocks[i],
+                            (_, 0) => blocks[count - 1] = (nb + below(rng, 1000)) as i32,
+                            _ => blocks[i] = -1 - below(rng, 1000) as i32,
+                        }
+                        if k == 3 {
+                            "blocks out of order"
+                        } else {
+                            "a block outside the sequence"
+                        }
+                    }
+                    1 | 3 => {
                         words[plan::STATE_E_IDX] = c.sink as i32;
                         words[plan::STATE_COUNT_IDX] = (c.kb() + 1 + below(rng, 1000)) as i32;
+                        "stale header"
                     }
                     _ => {
                         words[plan::STATE_E_IDX] = c.sink as i32;
                         words[plan::STATE_COUNT_IDX] = -1 - below(rng, 1000) as i32;
+                        "stale header"
                     }
-                }
-                (true, "stale header")
+                };
+                (true, what)
             }
         };
         Fault::Record { b, mh, words, bad, what }
