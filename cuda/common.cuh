@@ -203,6 +203,9 @@ __device__ __forceinline__ uint4 ldg16(const void* p) {
     return v;
 }
 
+// Asks L2 for the 128-byte line holding p and goes on: nothing waits for it, and no register holds its data.
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
 // ---------------------------------------------------------------------------------------------------------------
 // Thread-block clusters (sm_90): distributed shared memory and the cluster-wide barrier (the decode search).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

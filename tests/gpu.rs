@@ -509,7 +509,8 @@ fn decode_matches_cpu_reference() {
 
 /// Decode steps with one split per (sequence, head): the attention kernel writes the output rows itself and no
 /// combine runs. Many rows (batch x heads above twice the SM count of any current GPU) or, with
-/// HIP_ATTN_FLAG_BATCH_INVARIANT, a key budget of at most 128 keys give one split.
+/// HIP_ATTN_FLAG_BATCH_INVARIANT, a key budget of at most 128 keys give one split. Per q head and shared GQA masks
+/// (the latter's long splits prefetch their rows a trip ahead).
 #[test]
 fn decode_with_one_split_matches_cpu_reference() {
     let Some(dev) = device("decode_with_one_split_matches_cpu_reference") else { return };
@@ -518,6 +519,11 @@ fn decode_with_one_split_matches_cpu_reference() {
     (cfg.refresh, cfg.k) = (3, 128);
     let lens: Vec<usize> = (0..12).map(|i| [1, 700, 5000, 3, 64, 129][i % 6] + 11 * i).collect();
     decode_lockstep(dev.as_ref(), cfg, &lens, 4, Some(16), &mut rng, "decode one split, 12 x 32 rows");
+    // A mask shared by a kv head's q heads over up to ~650 keys: the one split walks many trips of keys, and the
+    // attention asks L2 for the next trip's rows while it waits for this one's (cuda/attn/decode.cuh).
+    let mut cfg = config(DType::Bf16, 128, 32, 8);
+    (cfg.mask_sharing, cfg.refresh) = (hip_mask_sharing::HIP_ATTN_MASK_PER_KV_HEAD as u32, 3);
+    decode_lockstep(dev.as_ref(), cfg, &lens, 4, Some(16), &mut rng, "decode one split, shared GQA mask, k 512");
     let mut cfg = config(DType::F16, 64, 4, 2);
     (cfg.refresh, cfg.k, cfg.window, cfg.flags) = (2, 32, 16, HIP_ATTN_FLAG_BATCH_INVARIANT);
     decode_lockstep(dev.as_ref(), cfg, &[1, 700, 5000], 5, None, &mut rng, "decode one split, batch-invariant");

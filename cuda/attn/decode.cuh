@@ -27,6 +27,12 @@ __device__ __forceinline__ void decode_split(const hip_decode_params& p, const K
                                              float (&acc)[8], bool& bad, bool& nan, long long (&s_off)[DCH]) {
     const elem_t* kc = (const elem_t*)p.k_cache;
     const elem_t* vc = (const elem_t*)p.v_cache;
+    // The next trip's rows are asked of L2 while this trip's loads wait (decode_prefetch_trip), only where a mask is shared
+    // by a kv head's q heads and the split has more than two trips: there GROUP CTAs read the same rows, HBM is
+    // far from busy, and each trip waits out HBM's latency (GQA-8 batch 16: 46.6 -> 36.0 us). Where every CTA reads
+    // rows of its own (MHA batch 16: the scattered 256-byte rows keep HBM at ~70% of its peak), the prefetches made
+    // the step 1.2x slower, and over one or two trips they did not pay (BENCHMARKS.md, 2026-12-04).
+    const bool ahead = SHARE && GROUP > 1 && hi - lo > 2 * NGRP * UNR;
     for (int c0 = lo; c0 < hi; c0 += DCH) {
         const int c1 = cmin(hi, c0 + DCH);
         decode_resolve_chunk(p, kl, b, kvh, c0, c1, tid, bad, s_off);
@@ -35,6 +41,7 @@ __device__ __forceinline__ void decode_split(const hip_decode_params& p, const K
             uint4 kr[UNR], vr[UNR];
             bool valid[UNR];
             decode_load_rounds(kc, vc, s_off, base, c0, c1, grp, gl, kr, vr, valid);
+            if (ahead) decode_prefetch_trip(kc, vc, s_off, base + NGRP * UNR, c0, c1, tid);
             // The scores stay inline: as a function of their own they compiled to the same instructions in another
             // register order (the NaN flag's), so the split would need a GPU A/B of its own.
             float sv[UNR];

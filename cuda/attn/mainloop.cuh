@@ -52,6 +52,28 @@ __device__ __forceinline__ void decode_load_rounds(const elem_t* kc, const elem_
     }
 }
 
+// Ask L2 for the key and value rows of the trip of keys from `base` (those of [c0, c1) that have a key), one
+// 128-byte line of each per thread, and go on. Called a trip ahead (decode_split says where), HBM serves the next
+// trip's rows while this trip's loads wait and are scored, and the next loads find them in L2: two trips of rows
+// in flight for the registers of one.
+__device__ __forceinline__ void decode_prefetch_trip(const elem_t* kc, const elem_t* vc, const long long (&s_off)[DCH],
+                                                     int base, int c0, int c1, int tid) {
+    constexpr int LE = 128 / (int)sizeof(elem_t);  // elements per line
+    constexpr int LINES = ceil_div(D, LE);         // lines per row (rows start on a line where the strides allow)
+    constexpr int N = NGRP * UNR * LINES;
+#pragma unroll
+    for (int j = 0; j < ceil_div(N, DC_THREADS); ++j) {
+        const int w = tid + j * DC_THREADS;
+        const int key = w / LINES, line = w - key * LINES;
+        const int idx = base + key;
+        const long long off = w < N && idx < c1 ? s_off[idx - c0] : -1;
+        if (off >= 0) {
+            prefetch_l2(kc + off + line * LE);
+            prefetch_l2(vc + off + line * LE);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Prefill. The kernel (prefill.cuh) keeps the loop over key tiles and its barriers; these are the bodies of its
 // stages, inlined, so that each tile reads as the sequence of stages.
