@@ -226,18 +226,28 @@ __device__ __forceinline__ void st_cluster(u32 addr, int2 v) {
 __device__ __forceinline__ void cluster_sync() {
     asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
-// The same shared-memory object in the CTA of cluster rank `rank`, as a generic pointer (plain loads read it
-// through distributed shared memory).
+// The two halves of cluster_sync, for a barrier that some CTAs only arrive at: a thread that exits after arriving
+// no longer counts (PTX waits for the non-exited threads). relaxed: orders nothing (a CTA saying it has started).
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); }
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); }
+// The same shared-memory object in the CTA of cluster rank `rank`, as a generic pointer (plain loads and stores
+// reach it through distributed shared memory).
 template <class T>
-__device__ __forceinline__ const T* cluster_peer(const T* ptr, u32 rank) {
+__device__ __forceinline__ T* cluster_peer(T* ptr, u32 rank) {
     unsigned long long r;
     asm volatile("mapa.u64 %0, %1, %2;" : "=l"(r) : "l"(ptr), "r"(rank));
-    return (const T*)r;
+    return (T*)r;
 }
 #else
 __device__ __forceinline__ void cluster_sync() { __syncthreads(); }
+__device__ __forceinline__ void cluster_arrive_relaxed() {}
+__device__ __forceinline__ void cluster_arrive() { __syncthreads(); }
+__device__ __forceinline__ void cluster_wait() { __syncthreads(); }
 template <class T>
-__device__ __forceinline__ const T* cluster_peer(const T* ptr, u32) {
+__device__ __forceinline__ T* cluster_peer(T* ptr, u32) {
     return ptr;  // (no clusters: a cluster of one CTA)
 }
 #endif

@@ -653,9 +653,11 @@ constexpr int DS_PF = cmin(ceil_div(KBX, S_THREADS), 4);
 // start e and the count of selected blocks; count < 0 when there is none (bad input or a bad page, already
 // reported), and the attention writes empty rows. next_step > 0: the record was reused, and the kernel's rank 0
 // writes next_step into it once every CTA of the cluster is past its last barrier (every CTA read the old step
-// before that barrier, so no CTA can see the new one and decide otherwise).
+// before that barrier, so no CTA can see the new one and decide otherwise). met: the cluster crossed a barrier
+// together in the search, so every CTA of it has started (and may be written through distributed shared memory).
 struct DecodeMask {
     int e, count, next_step;
+    bool met;
 };
 
 // The decode search of one (sequence, mask head): grid (mask_heads * CL, batch), CL CTAs (one cluster) per pair.
@@ -667,7 +669,7 @@ struct DecodeMask {
 // cluster), from the record it reuses or from its own result.
 template <int CL, bool KEEP>
 __device__ __forceinline__ DecodeMask decode_search(const hip_decode_params& p, SearchSmem& sm, int* blocks) {
-    constexpr DecodeMask none = {0, -1, 0};
+    constexpr DecodeMask none = {0, -1, 0, false};
     const int mh = blockIdx.x / CL, rank = blockIdx.x % CL, b = blockIdx.y, tid = threadIdx.x;
     const bool writer = rank == 0 && tid == 0;
     if (!KEEP) pdl_trigger();  // decode attention may launch now; it waits for this kernel before reading the record
@@ -729,10 +731,10 @@ __device__ __forceinline__ DecodeMask decode_search(const hip_decode_params& p, 
         good = !__syncthreads_or(!good || bad_blk);
         if (good && step >= 1 && step % refresh != 0) {
             // (KEEP: the step kernel writes the step after its last cluster barrier, one barrier fewer here)
-            if (KEEP) return DecodeMask{e0, cnt, step + 1};
+            if (KEEP) return DecodeMask{e0, cnt, step + 1, false};
             if (CL > 1) cluster_sync();  // every CTA of the cluster has read the step before it changes
             if (writer) rec[HIP_ATTN_STATE_STEP_IDX] = step + 1;
-            return DecodeMask{e0, cnt, 0};
+            return DecodeMask{e0, cnt, 0, true};
         }
         if (!good && writer) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
     }
@@ -765,12 +767,12 @@ __device__ __forceinline__ DecodeMask decode_search(const hip_decode_params& p, 
             set_error(p.error_flag, HIP_ATTN_DEVERR_PAGE_TABLE);
             rec[HIP_ATTN_STATE_MAGIC_IDX] = 0;  // attention then writes zeros for this head
         }
-        return none;
+        return DecodeMask{0, -1, 0, true};
     }
     if (KEEP)
         for (int i = tid; i < count; i += S_THREADS) blocks[i] = sm.chunks[i].x;
     if (rank == 0) store_record(rec, 1, e, count, p.state_fingerprint, [&](int i) { return sm.chunks[i].x; });
-    return DecodeMask{e, count, 0};
+    return DecodeMask{e, count, 0, true};
 }
 
 }  // namespace hip

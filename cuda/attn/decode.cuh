@@ -22,9 +22,10 @@ __device__ __forceinline__ void decode_load_q(const hip_decode_params& p, int b,
 // The main loop of one split: keys [lo, hi) of the key list, folded into this lane's group's (m, l, acc). bad: a
 // key's page could not be read; nan: a NaN logit (NaN query or key, or inf * 0), which makes the CPU backend's row
 // NaN, so ours too.
+template <int CH>
 __device__ __forceinline__ void decode_split(const hip_decode_params& p, const KeyList& kl, int b, int kvh, int lo,
                                              int hi, int tid, int grp, int gl, const float (&q)[8], float& m, float& l,
-                                             float (&acc)[8], bool& bad, bool& nan, long long (&s_off)[DCH]) {
+                                             float (&acc)[8], bool& bad, bool& nan, long long (&s_off)[CH]) {
     const elem_t* kc = (const elem_t*)p.k_cache;
     const elem_t* vc = (const elem_t*)p.v_cache;
     // The next trip's rows are asked of L2 while this trip's loads wait (decode_prefetch_trip), only where a mask is shared
@@ -33,8 +34,8 @@ __device__ __forceinline__ void decode_split(const hip_decode_params& p, const K
     // rows of its own (MHA batch 16: the scattered 256-byte rows keep HBM at ~70% of its peak), the prefetches made
     // the step 1.2x slower, and over one or two trips they did not pay (BENCHMARKS.md, 2026-12-04).
     const bool ahead = SHARE && GROUP > 1 && hi - lo > 2 * NGRP * UNR;
-    for (int c0 = lo; c0 < hi; c0 += DCH) {
-        const int c1 = cmin(hi, c0 + DCH);
+    for (int c0 = lo; c0 < hi; c0 += CH) {
+        const int c1 = cmin(hi, c0 + CH);
         decode_resolve_chunk(p, kl, b, kvh, c0, c1, tid, bad, s_off);
         // Trip count is uniform over the CTA (shuffles below need whole warps).
         for (int base = c0; base < c1; base += NGRP * UNR) {
@@ -157,22 +158,26 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
 // hip_decode_step_wide: a whole decode step of one (sequence, q head) in one cluster of CL CTAs, grid
 // (mask_heads * CL, batch), for a mask of one q head (MHA, or masks per q head: plan::decode_step_kernel; the
 // module defines HIP_DECODE_STEP). The cluster searches (or reuses the stored mask) as hip_decode_search does, then
-// each CTA attends the CL-th share of the key list (split = rank), and the splits are combined through
-// distributed shared memory: no partials in the workspace, no second or third kernel, so a step waits on one
-// launch and the cluster's barriers instead of three launches in a chain (the cached step's cost). After the
-// search, its gather stages (sm.k) hold the attention's scratch and the split's partial, and sm.won the mask's
-// block indices. A mask shared by a kv head's q heads is searched by hip_decode_search_wide instead, and the
-// attention kernels spread its heads over more CTAs than a cluster has (measured: BENCHMARKS.md, 2026-12-03).
-// (Without clusters, CL == 1, it compiles to the same step on one CTA, which the host does not launch: there the
-// three-kernel step splits the keys over more CTAs.)
+// each CTA attends the CL-th share of the key list (split = rank) and stores its split partial into rank 0's shared
+// memory through distributed shared memory, and rank 0 combines them: no partials in the workspace, no second or
+// third kernel, so a step waits on one launch and the cluster's barriers instead of three launches in a chain (the
+// cached step's cost). After the search, its gather stages (sm.k) hold the attention's scratch and the partials,
+// and sm.won the mask's block indices. A mask shared by a kv head's q heads is searched by hip_decode_search_wide
+// instead, and the attention kernels spread its heads over more CTAs than a cluster has (measured: BENCHMARKS.md,
+// 2026-12-03). (Without clusters, CL == 1, it compiles to the same step on one CTA, which the host does not launch:
+// there the three-kernel step splits the keys over more CTAs.)
+// Keys whose offsets the step kernel resolves per chunk: a CTA's share of a k=512 step is ~81 keys, and the
+// smaller array leaves room in the search's stages for the CL partials.
+constexpr int SCH = 256;
+template <int CL>
 struct StepSmem {
     float o[NGRP][D];
     float m[NGRP], l[NGRP];
-    long long off[DCH];
-    float po[D];  // this CTA's split partial, read by the combining CTA through DSMEM
-    float plse;
+    long long off[SCH];
+    float po[CL][D];  // rank 0: every CTA's split partial, stored by that CTA
+    float plse[CL];
 };
-static_assert(sizeof(StepSmem) <= s_rows(S_RP, S_NST) * ROW * 2,
+static_assert(sizeof(StepSmem<S_DCL>) <= s_rows(S_RP, S_NST) * ROW * 2,
               "hip_decode_step_wide: the attention's scratch must fit in the search's stages (SearchSmem::k)");
 static_assert(S_THREADS == DC_THREADS, "hip_decode_step_wide: the search and the attention share the CTA");
 
@@ -184,12 +189,19 @@ __device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
     const int tid = threadIdx.x, grp = tid / DG, gl = tid - grp * DG;
     int* blocks = (int*)sm.won;
     const DecodeMask mask = decode_search<CL, true>(p, sm, blocks);
+    // A CTA stores into another's shared memory only once that one has started: where the search crossed no
+    // cluster barrier (a reused record, bad input), each CTA says it has started now and waits for the others just
+    // before its stores, by when they have long arrived, so a cached step gets no barrier of its own there.
+    if (!mask.met) cluster_arrive_relaxed();
     // The search's last cluster barrier is behind it (no CTA stores into another's shared memory any more), and
     // only this CTA uses its stages from here on: a CTA barrier publishes the block list to its threads.
     __syncthreads();
-    StepSmem& st = *reinterpret_cast<StepSmem*>(sm.k);
+    StepSmem<CL>& st = *reinterpret_cast<StepSmem<CL>*>(sm.k);
+    float* po = cluster_peer(&st.po[rank][0], 0);
+    float* plse = cluster_peer(&st.plse[rank], 0);
     if (mask.count < 0) {  // (reported by the search)
-        decode_write_empty<false>(p, st.po, &st.plse, b, h, tid, __uint_as_float(DECODE_POISON_BITS));
+        if (!mask.met) cluster_wait();
+        decode_write_empty<false>(p, po, plse, b, h, tid, __uint_as_float(DECODE_POISON_BITS));
     } else {
         const int Tk = ((const int*)p.seqlens_k)[b];
         const KeyList kl = decode_key_list(p, Tk, mask.e, mask.count, blocks);
@@ -202,15 +214,18 @@ __device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
         for (int i = 0; i < 8; ++i) acc[i] = 0.f;
         bool bad = false, nan = false;
         decode_split(p, kl, b, h / GROUP, lo, hi, tid, grp, gl, q, m, l, acc, bad, nan, st.off);
-        decode_finish<false>(p, st.po, &st.plse, b, h, tid, grp, gl, m, l, acc, bad, nan, st.o, st.m, st.l);
+        if (!mask.met) cluster_wait();
+        decode_finish<false>(p, po, plse, b, h, tid, grp, gl, m, l, acc, bad, nan, st.o, st.m, st.l);
     }
-    cluster_sync();  // every CTA's partial is written
-    if (rank == 0)
-        decode_combine_row(
-            p, b, h, CL, [&](int s2) { return *cluster_peer(&st.plse, s2); },
-            [&](int s2, int d) { return *cluster_peer(&st.po[d], s2); }, tid, DC_THREADS);
-    cluster_sync();  // every partial is read before its CTA leaves
-    if (mask.next_step > 0 && rank == 0 && tid == 0)
+    // Every CTA's partial is stored (release) before rank 0 reads them (acquire); the others leave at once, as
+    // nothing reads their shared memory (the barrier waits only for threads that have not exited).
+    cluster_arrive();
+    if (rank != 0) return;
+    cluster_wait();
+    decode_combine_row(
+        p, b, h, CL, [&](int s2) { return st.plse[s2]; }, [&](int s2, int d) { return st.po[s2][d]; }, tid,
+        DC_THREADS);
+    if (mask.next_step > 0 && tid == 0)
         ((int*)p.mask_state)[((long long)b * p.mask_heads + h) * p.state_ints + HIP_ATTN_STATE_STEP_IDX] = mask.next_step;
 }
 

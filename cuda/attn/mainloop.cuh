@@ -9,37 +9,40 @@ namespace hip {
 // ---------------------------------------------------------------------------------------------------------------
 // Decode. Each CTA walks a contiguous chunk of the query's key list. A key row is read by G = D/8 lanes, 16 bytes
 // each (coalesced), so a CTA works on NGRP keys at once and UNR rounds of them are in flight per loop trip.
-// The row offsets of up to DCH keys are resolved first (block index, then page table: two dependent loads, done
-// for all DCH keys at once) into shared memory, so a trip of the main loop waits on one HBM round trip, not three.
+// The row offsets of a chunk of keys (CH in the templates below, the extent of the offsets' array: DCH in the
+// attention kernels) are resolved first (block index, then page table: two dependent loads, done for the whole
+// chunk at once) into shared memory, so a trip of the main loop waits on one HBM round trip, not three.
 constexpr int DC_THREADS = HIP_ATTN_DECODE_THREADS;
 constexpr int DG = D / 8;                 // lanes per key row
 constexpr int NGRP = DC_THREADS / DG;     // keys in parallel per CTA
 constexpr int UNR = D <= 128 ? 8 : 4;     // rounds in flight
-constexpr int DCH = 1024;                 // keys whose offsets are resolved per chunk
+constexpr int DCH = 1024;                 // keys whose offsets are resolved per chunk (the attention kernels)
 static_assert(DG <= 32 && DC_THREADS % DG == 0, "decode grouping");
-static_assert(DCH % DC_THREADS == 0 && DCH % (NGRP * UNR) == 0, "decode chunking");
 
 // Resolve the row offsets of the chunk [c0, c1) of the key list into s_off (-1: no key), one per thread and
 // round, all loads first into registers, then the stores: the loads do not wait on each other. The barriers make
 // the previous chunk's offsets consumed before they are overwritten, and the new ones visible to every group.
+template <int CH>
 __device__ __forceinline__ void decode_resolve_chunk(const hip_decode_params& p, const KeyList& kl, int b, int kvh,
-                                                     int c0, int c1, int tid, bool& bad, long long (&s_off)[DCH]) {
-    long long offs[DCH / DC_THREADS];
+                                                     int c0, int c1, int tid, bool& bad, long long (&s_off)[CH]) {
+    static_assert(CH % DC_THREADS == 0 && CH % (NGRP * UNR) == 0, "decode chunking");
+    long long offs[CH / DC_THREADS];
 #pragma unroll
-    for (int j = 0; j < DCH / DC_THREADS; ++j) {
+    for (int j = 0; j < CH / DC_THREADS; ++j) {
         const int idx = c0 + j * DC_THREADS + tid;
         const int pos = idx < c1 ? kl.pos(idx) : INVALID_POS;
         offs[j] = pos != INVALID_POS ? decode_kv_offset(p, b, kvh, pos, bad) : -1;
     }
     __syncthreads();  // the previous chunk's offsets are consumed
 #pragma unroll
-    for (int j = 0; j < DCH / DC_THREADS; ++j) s_off[j * DC_THREADS + tid] = offs[j];
+    for (int j = 0; j < CH / DC_THREADS; ++j) s_off[j * DC_THREADS + tid] = offs[j];
     __syncthreads();
 }
 
 // Load one trip's UNR rounds of key and value rows (this lane's 16 bytes of each) of the keys base + u * NGRP +
 // grp; valid[u] says whether round u has a key (past c1 or a padding slot: zeros).
-__device__ __forceinline__ void decode_load_rounds(const elem_t* kc, const elem_t* vc, const long long (&s_off)[DCH],
+template <int CH>
+__device__ __forceinline__ void decode_load_rounds(const elem_t* kc, const elem_t* vc, const long long (&s_off)[CH],
                                                    int base, int c0, int c1, int grp, int gl, uint4 (&kr)[UNR],
                                                    uint4 (&vr)[UNR], bool (&valid)[UNR]) {
 #pragma unroll
@@ -56,7 +59,8 @@ __device__ __forceinline__ void decode_load_rounds(const elem_t* kc, const elem_
 // 128-byte line of each per thread, and go on. Called a trip ahead (decode_split says where), HBM serves the next
 // trip's rows while this trip's loads wait and are scored, and the next loads find them in L2: two trips of rows
 // in flight for the registers of one.
-__device__ __forceinline__ void decode_prefetch_trip(const elem_t* kc, const elem_t* vc, const long long (&s_off)[DCH],
+template <int CH>
+__device__ __forceinline__ void decode_prefetch_trip(const elem_t* kc, const elem_t* vc, const long long (&s_off)[CH],
                                                      int base, int c0, int c1, int tid) {
     constexpr int LE = 128 / (int)sizeof(elem_t);  // elements per line
     constexpr int LINES = ceil_div(D, LE);         // lines per row (rows start on a line where the strides allow)
