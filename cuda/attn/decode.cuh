@@ -28,11 +28,11 @@ __device__ __forceinline__ void decode_split(const hip_decode_params& p, const K
                                              float (&acc)[8], bool& bad, bool& nan, long long (&s_off)[CH]) {
     const elem_t* kc = (const elem_t*)p.k_cache;
     const elem_t* vc = (const elem_t*)p.v_cache;
-    // The next trip's rows are asked of L2 while this trip's loads wait (decode_prefetch_trip), only where a mask is shared
-    // by a kv head's q heads and the split has more than two trips: there GROUP CTAs read the same rows, HBM is
-    // far from busy, and each trip waits out HBM's latency (GQA-8 batch 16: 46.6 -> 36.0 us). Where every CTA reads
-    // rows of its own (MHA batch 16: the scattered 256-byte rows keep HBM at ~70% of its peak), the prefetches made
-    // the step 1.2x slower, and over one or two trips they did not pay (BENCHMARKS.md, 2026-12-04).
+    // The next trip's rows are asked of L2 while this trip's loads wait (decode_prefetch_trip), only where a mask is
+    // shared by a kv head's q heads and the split has more than two trips: there GROUP CTAs read the same rows, HBM
+    // is far from busy, and each trip waits out HBM's latency. Where every CTA reads rows of its own (MHA at a large
+    // batch, whose scattered rows already keep HBM busy) the prefetches made the step slower, and over one or two
+    // trips they did not pay (measured: BENCHMARKS.md, optimization log, 2026-12-04).
     const bool ahead = SHARE && GROUP > 1 && hi - lo > 2 * NGRP * UNR;
     for (int c0 = lo; c0 < hi; c0 += CH) {
         const int c1 = cmin(hi, c0 + CH);
