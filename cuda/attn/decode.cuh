@@ -21,11 +21,14 @@ __device__ __forceinline__ void decode_load_q(const hip_decode_params& p, int b,
 
 // The main loop of one split: keys [lo, hi) of the key list, folded into this lane's group's (m, l, acc). bad: a
 // key's page could not be read; nan: a NaN logit (NaN query or key, or inf * 0), which makes the CPU backend's row
-// NaN, so ours too.
-template <int CH>
+// NaN, so ours too. U rounds per trip. VS: the value rows travel through shared memory (a V stage of NGRP * U rows
+// at `vstage`) while the key rows go to registers, so a trip holds U rounds in flight for the registers of U / 2
+// (the step kernel: its whole share in one trip).
+template <int U = UNR, bool VS = false, int CH>
 __device__ __forceinline__ void decode_split(const hip_decode_params& p, const KeyList& kl, int b, int kvh, int lo,
                                              int hi, int tid, int grp, int gl, const float (&q)[8], float& m, float& l,
-                                             float (&acc)[8], bool& bad, bool& nan, long long (&s_off)[CH]) {
+                                             float (&acc)[8], bool& bad, bool& nan, long long (&s_off)[CH],
+                                             u32 vstage = 0) {
     const elem_t* kc = (const elem_t*)p.k_cache;
     const elem_t* vc = (const elem_t*)p.v_cache;
     // The next trip's rows are asked of L2 while this trip's loads wait (decode_prefetch_trip), only where a mask is
@@ -33,21 +36,21 @@ __device__ __forceinline__ void decode_split(const hip_decode_params& p, const K
     // is far from busy, and each trip waits out HBM's latency. Where every CTA reads rows of its own (MHA at a large
     // batch, whose scattered rows already keep HBM busy) the prefetches made the step slower, and over one or two
     // trips they did not pay (measured: BENCHMARKS.md, optimization log, 2026-12-04).
-    const bool ahead = SHARE && GROUP > 1 && hi - lo > 2 * NGRP * UNR;
+    const bool ahead = SHARE && GROUP > 1 && hi - lo > 2 * NGRP * U;
     for (int c0 = lo; c0 < hi; c0 += CH) {
         const int c1 = cmin(hi, c0 + CH);
         decode_resolve_chunk(p, kl, b, kvh, c0, c1, tid, bad, s_off);
         // Trip count is uniform over the CTA (shuffles below need whole warps).
-        for (int base = c0; base < c1; base += NGRP * UNR) {
-            uint4 kr[UNR], vr[UNR];
-            bool valid[UNR];
-            decode_load_rounds(kc, vc, s_off, base, c0, c1, grp, gl, kr, vr, valid);
-            if (ahead) decode_prefetch_trip(kc, vc, s_off, base + NGRP * UNR, c0, c1, tid);
+        for (int base = c0; base < c1; base += NGRP * U) {
+            uint4 kr[U], vr[U];
+            bool valid[U];
+            decode_load_rounds<U, VS>(kc, vc, s_off, base, c0, c1, grp, gl, kr, vr, valid, vstage);
+            if (ahead) decode_prefetch_trip<U>(kc, vc, s_off, base + NGRP * U, c0, c1, tid);
             // The scores stay inline: as a function of their own they compiled to the same instructions in another
             // register order (the NaN flag's), so the split would need a GPU A/B of its own.
-            float sv[UNR];
+            float sv[U];
 #pragma unroll
-            for (int u = 0; u < UNR; ++u) {
+            for (int u = 0; u < U; ++u) {
                 float kf[8];
                 unpack8(kr[u], kf);
                 float d = 0.f;
@@ -57,6 +60,13 @@ __device__ __forceinline__ void decode_split(const hip_decode_params& p, const K
                 for (int off = DG / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
                 sv[u] = valid[u] ? d : HIP_NEG_INF;
                 nan |= valid[u] && d != d;
+            }
+            if constexpr (VS) {
+                // (the next trip's copies into the same slots come after these reads in this thread's program
+                // order, which orders them: a thread-scope pipeline needs no release)
+                cp_async_wait<0>();
+#pragma unroll
+                for (int u = 0; u < U; ++u) vr[u] = lds16(decode_vslot(vstage, u, grp, gl));
             }
             decode_online_softmax(sv, vr, m, l, acc);
         }
@@ -180,6 +190,12 @@ struct StepSmem {
 static_assert(sizeof(StepSmem<S_DCL>) <= s_rows(S_RP, S_NST) * ROW * 2,
               "hip_decode_step_wide: the attention's scratch must fit in the search's stages (SearchSmem::k)");
 static_assert(S_THREADS == DC_THREADS, "hip_decode_step_wide: the search and the attention share the CTA");
+// The step kernel's V stage: the rest of the search's stages after StepSmem. Its rounds per trip, as many as the stage
+// holds up to twice the attention kernels' (the key rows in registers then take what K and V rows take there): 11
+// for the defaults, so that a CTA's share of a k=512 step (~81 keys) is one trip.
+constexpr int STEP_VSTAGE = round_up((int)sizeof(StepSmem<S_DCL>), 16);
+constexpr int STEP_U = cmin(2 * UNR, (s_rows(S_RP, S_NST) * ROW * 2 - STEP_VSTAGE) / (NGRP * D * 2));
+static_assert(STEP_U >= 1, "hip_decode_step_wide: no room for a V stage");
 
 template <int CL>
 __device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
@@ -213,7 +229,8 @@ __device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
 #pragma unroll
         for (int i = 0; i < 8; ++i) acc[i] = 0.f;
         bool bad = false, nan = false;
-        decode_split(p, kl, b, h / GROUP, lo, hi, tid, grp, gl, q, m, l, acc, bad, nan, st.off);
+        decode_split<STEP_U, true>(p, kl, b, h / GROUP, lo, hi, tid, grp, gl, q, m, l, acc, bad, nan, st.off,
+                                   smem_addr(sm.k) + STEP_VSTAGE);
         if (!mask.met) cluster_wait();
         decode_finish<false>(p, po, plse, b, h, tid, grp, gl, m, l, acc, bad, nan, st.o, st.m, st.l);
     }

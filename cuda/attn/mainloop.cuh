@@ -19,13 +19,19 @@ constexpr int UNR = D <= 128 ? 8 : 4;     // rounds in flight
 constexpr int DCH = 1024;                 // keys whose offsets are resolved per chunk (the attention kernels)
 static_assert(DG <= 32 && DC_THREADS % DG == 0, "decode grouping");
 
+// Shared address of this lane's 16 bytes of round u's value row in a V stage (decode_load_rounds' VS): a lane
+// reads back only what it copied itself, so its own cp.async wait orders the two and no CTA barrier is needed.
+__device__ __forceinline__ u32 decode_vslot(u32 vstage, int u, int grp, int gl) {
+    return vstage + (u32)(((u * NGRP + grp) * DG + gl) * 16);
+}
+
 // Resolve the row offsets of the chunk [c0, c1) of the key list into s_off (-1: no key), one per thread and
 // round, all loads first into registers, then the stores: the loads do not wait on each other. The barriers make
 // the previous chunk's offsets consumed before they are overwritten, and the new ones visible to every group.
 template <int CH>
 __device__ __forceinline__ void decode_resolve_chunk(const hip_decode_params& p, const KeyList& kl, int b, int kvh,
                                                      int c0, int c1, int tid, bool& bad, long long (&s_off)[CH]) {
-    static_assert(CH % DC_THREADS == 0 && CH % (NGRP * UNR) == 0, "decode chunking");
+    static_assert(CH % DC_THREADS == 0, "decode chunking");
     long long offs[CH / DC_THREADS];
 #pragma unroll
     for (int j = 0; j < CH / DC_THREADS; ++j) {
@@ -39,32 +45,38 @@ __device__ __forceinline__ void decode_resolve_chunk(const hip_decode_params& p,
     __syncthreads();
 }
 
-// Load one trip's UNR rounds of key and value rows (this lane's 16 bytes of each) of the keys base + u * NGRP +
-// grp; valid[u] says whether round u has a key (past c1 or a padding slot: zeros).
-template <int CH>
+// Load one trip's U rounds of key and value rows (this lane's 16 bytes of each) of the keys base + u * NGRP +
+// grp; valid[u] says whether round u has a key (past c1 or a padding slot: zeros). VS: the value rows go to shared
+// memory instead (decode_split's V stage at `vstage`, round u's 16 bytes of this lane at vslot(u)), by cp.async in
+// one commit group; vr is left untouched.
+template <int U, bool VS, int CH>
 __device__ __forceinline__ void decode_load_rounds(const elem_t* kc, const elem_t* vc, const long long (&s_off)[CH],
-                                                   int base, int c0, int c1, int grp, int gl, uint4 (&kr)[UNR],
-                                                   uint4 (&vr)[UNR], bool (&valid)[UNR]) {
+                                                   int base, int c0, int c1, int grp, int gl, uint4 (&kr)[U],
+                                                   uint4 (&vr)[U], bool (&valid)[U], u32 vstage) {
 #pragma unroll
-    for (int u = 0; u < UNR; ++u) {
+    for (int u = 0; u < U; ++u) {
         const int idx = base + u * NGRP + grp;
         const long long off = idx < c1 ? s_off[idx - c0] : -1;
         valid[u] = off >= 0;
         kr[u] = valid[u] ? ldg16(kc + off + gl * 8) : make_uint4(0, 0, 0, 0);
-        vr[u] = valid[u] ? ldg16(vc + off + gl * 8) : make_uint4(0, 0, 0, 0);
+        if constexpr (VS)
+            cp_async16(decode_vslot(vstage, u, grp, gl), vc + (valid[u] ? off : 0) + gl * 8, valid[u]);
+        else
+            vr[u] = valid[u] ? ldg16(vc + off + gl * 8) : make_uint4(0, 0, 0, 0);
     }
+    if constexpr (VS) cp_async_commit();
 }
 
 // Ask L2 for the key and value rows of the trip of keys from `base` (those of [c0, c1) that have a key), one
 // 128-byte line of each per thread, and go on. Called a trip ahead (decode_split says where), HBM serves the next
 // trip's rows while this trip's loads wait and are scored, and the next loads find them in L2: two trips of rows
 // in flight for the registers of one.
-template <int CH>
+template <int U, int CH>
 __device__ __forceinline__ void decode_prefetch_trip(const elem_t* kc, const elem_t* vc, const long long (&s_off)[CH],
                                                      int base, int c0, int c1, int tid) {
     constexpr int LE = 128 / (int)sizeof(elem_t);  // elements per line
     constexpr int LINES = ceil_div(D, LE);         // lines per row (rows start on a line where the strides allow)
-    constexpr int N = NGRP * UNR * LINES;
+    constexpr int N = NGRP * U * LINES;
 #pragma unroll
     for (int j = 0; j < ceil_div(N, DC_THREADS); ++j) {
         const int w = tid + j * DC_THREADS;

@@ -7,18 +7,19 @@ namespace hip {
 
 // Decode: fold UNR rounds of one key group's logits sv (log2 domain, -inf for no key) and their value rows vr into
 // the group's running maximum m, sum l and output slice acc (this lane's 8 elements).
-__device__ __forceinline__ void decode_online_softmax(const float (&sv)[UNR], const uint4 (&vr)[UNR], float& m,
+template <int U>
+__device__ __forceinline__ void decode_online_softmax(const float (&sv)[U], const uint4 (&vr)[U], float& m,
                                                       float& l, float (&acc)[8]) {
     float mx = m;
 #pragma unroll
-    for (int u = 0; u < UNR; ++u) mx = fmaxf(mx, sv[u]);
+    for (int u = 0; u < U; ++u) mx = fmaxf(mx, sv[u]);
     if (mx == HIP_NEG_INF) return;  // nothing valid yet for this group
     const float alpha = exp2f(m - mx);
     l *= alpha;
 #pragma unroll
     for (int i = 0; i < 8; ++i) acc[i] *= alpha;
 #pragma unroll
-    for (int u = 0; u < UNR; ++u) {
+    for (int u = 0; u < U; ++u) {
         const float pu = exp2f(sv[u] - mx);
         l += pu;
         float vf[8];
