@@ -2,7 +2,8 @@
 // combine of the splits (hip_decode_combine) is in epilogue.cuh; and the whole step (search, attention and
 // combine) in one cluster kernel (hip_decode_step_wide). KV rows are addressed through decode_kv.cuh.
 // The main loop walks the CTA's keys in chunks: their row offsets resolved (decode_resolve_chunk, mainloop.cuh),
-// then per trip UNR rounds loaded (decode_load_rounds), scored, and folded in (decode_online_softmax).
+// then per trip U rounds loaded (decode_load_rounds), scored, and folded in (decode_online_softmax); the step kernel
+// takes its value rows through shared memory so that its whole share is one trip.
 // Included by attention.cuh.
 #ifndef HIP_ATTN_ATTN_DECODE_CUH
 #define HIP_ATTN_ATTN_DECODE_CUH
@@ -171,11 +172,11 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
 // each CTA attends the CL-th share of the key list (split = rank) and stores its split partial into rank 0's shared
 // memory through distributed shared memory, and rank 0 combines them: no partials in the workspace, no second or
 // third kernel, so a step waits on one launch and the cluster's barriers instead of three launches in a chain (the
-// cached step's cost). After the search, its gather stages (sm.k) hold the attention's scratch and the partials,
-// and sm.won the mask's block indices. A mask shared by a kv head's q heads is searched by hip_decode_search_wide
-// instead, and the attention kernels spread its heads over more CTAs than a cluster has (measured: BENCHMARKS.md,
-// 2026-12-03). (Without clusters, CL == 1, it compiles to the same step on one CTA, which the host does not launch:
-// there the three-kernel step splits the keys over more CTAs.)
+// cached step's cost). After the search, its gather stages (sm.k) hold the attention's scratch, the partials and
+// the V stage (the value rows of the CTA's share), and sm.won the mask's block indices. A mask shared by a kv head's
+// q heads is searched by hip_decode_search_wide instead, and the attention kernels spread its heads over more CTAs
+// than a cluster has (measured: BENCHMARKS.md, 2026-12-03). (Without clusters, CL == 1, it compiles to the same
+// step on one CTA, which the host does not launch: there the three-kernel step splits the keys over more CTAs.)
 // Keys whose offsets the step kernel resolves per chunk: a CTA's share of a k=512 step is ~81 keys, and the
 // smaller array leaves room in the search's stages for the CL partials.
 constexpr int SCH = 256;
@@ -190,9 +191,11 @@ struct StepSmem {
 static_assert(sizeof(StepSmem<S_DCL>) <= s_rows(S_RP, S_NST) * ROW * 2,
               "hip_decode_step_wide: the attention's scratch must fit in the search's stages (SearchSmem::k)");
 static_assert(S_THREADS == DC_THREADS, "hip_decode_step_wide: the search and the attention share the CTA");
-// The step kernel's V stage: the rest of the search's stages after StepSmem. Its rounds per trip, as many as the stage
-// holds up to twice the attention kernels' (the key rows in registers then take what K and V rows take there): 11
-// for the defaults, so that a CTA's share of a k=512 step (~81 keys) is one trip.
+// The step kernel's V stage: the rest of the search's stages after StepSmem. Its rounds per trip: as many as the stage
+// holds, at most twice the attention kernels' (its key rows in registers then take what their K and V rows take):
+// 11 for the defaults, so that a CTA's share of a k=512 step (~81 keys) is one trip instead of two, which made the
+// cached step 1 us faster; K and V rows of 11 rounds in registers took 160 registers, or spilled at 128
+// (BENCHMARKS.md, optimization log, 2026-12-04).
 constexpr int STEP_VSTAGE = round_up((int)sizeof(StepSmem<S_DCL>), 16);
 constexpr int STEP_U = cmin(2 * UNR, (s_rows(S_RP, S_NST) * ROW * 2 - STEP_VSTAGE) / (NGRP * D * 2));
 static_assert(STEP_U >= 1, "hip_decode_step_wide: no room for a V stage");

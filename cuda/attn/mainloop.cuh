@@ -8,7 +8,8 @@ namespace hip {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Decode. Each CTA walks a contiguous chunk of the query's key list. A key row is read by G = D/8 lanes, 16 bytes
-// each (coalesced), so a CTA works on NGRP keys at once and UNR rounds of them are in flight per loop trip.
+// each (coalesced), so a CTA works on NGRP keys at once and U rounds of them are in flight per loop trip (UNR in
+// the attention kernels, STEP_U in the step kernel, whose value rows go through shared memory).
 // The row offsets of a chunk of keys (CH in the templates below, the extent of the offsets' array: DCH in the
 // attention kernels) are resolved first (block index, then page table: two dependent loads, done for the whole
 // chunk at once) into shared memory, so a trip of the main loop waits on one HBM round trip, not three.
