@@ -196,9 +196,12 @@ static_assert(S_THREADS == DC_THREADS, "hip_decode_step_wide: the search and the
 // 11 for the defaults, so that a CTA's share of a k=512 step (~81 keys) is one trip instead of two, which made the
 // cached step 1 us faster; K and V rows of 11 rounds in registers took 160 registers, or spilled at 128
 // (BENCHMARKS.md, optimization log, 2026-12-04).
+// Where the stage holds fewer rounds than the attention kernels keep in registers (large k: the search's fixed
+// arrays leave fewer stages), the step kernel keeps their form instead (rounds in registers, UNR per trip).
 constexpr int STEP_VSTAGE = round_up((int)sizeof(StepSmem<S_DCL>), 16);
-constexpr int STEP_U = cmin(2 * UNR, (s_rows(S_RP, S_NST) * ROW * 2 - STEP_VSTAGE) / (NGRP * D * 2));
-static_assert(STEP_U >= 1, "hip_decode_step_wide: no room for a V stage");
+constexpr int STEP_ROOM = (s_rows(S_RP, S_NST) * ROW * 2 - STEP_VSTAGE) / (NGRP * D * 2);  // rounds the stage holds
+constexpr bool STEP_VS = STEP_ROOM >= UNR;
+constexpr int STEP_U = STEP_VS ? cmin(2 * UNR, STEP_ROOM) : UNR;
 
 template <int CL>
 __device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
@@ -232,8 +235,8 @@ __device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
 #pragma unroll
         for (int i = 0; i < 8; ++i) acc[i] = 0.f;
         bool bad = false, nan = false;
-        decode_split<STEP_U, true>(p, kl, b, h / GROUP, lo, hi, tid, grp, gl, q, m, l, acc, bad, nan, st.off,
-                                   smem_addr(sm.k) + STEP_VSTAGE);
+        decode_split<STEP_U, STEP_VS>(p, kl, b, h / GROUP, lo, hi, tid, grp, gl, q, m, l, acc, bad, nan, st.off,
+                                      smem_addr(sm.k) + STEP_VSTAGE);
         if (!mask.met) cluster_wait();
         decode_finish<false>(p, po, plse, b, h, tid, grp, gl, m, l, acc, bad, nan, st.o, st.m, st.l);
     }

@@ -5,7 +5,7 @@
 
 namespace hip {
 
-// Decode: fold UNR rounds of one key group's logits sv (log2 domain, -inf for no key) and their value rows vr into
+// Decode: fold U rounds of one key group's logits sv (log2 domain, -inf for no key) and their value rows vr into
 // the group's running maximum m, sum l and output slice acc (this lane's 8 elements).
 template <int U>
 __device__ __forceinline__ void decode_online_softmax(const float (&sv)[U], const uint4 (&vr)[U], float& m,
