@@ -63,8 +63,8 @@ __device__ __forceinline__ void decode_split(const hip_decode_params& p, const K
                 nan |= valid[u] && d != d;
             }
             if constexpr (VS) {
-                // (the next trip's copies into the same slots come after these reads in this thread's program
-                // order, which orders them: a thread-scope pipeline needs no release)
+                // (the next trip's copies into these slots are issued after these reads in this thread's program
+                // order, and a read cannot observe a write that follows it: no barrier between trips)
                 cp_async_wait<0>();
 #pragma unroll
                 for (int u = 0; u < U; ++u) vr[u] = lds16(decode_vslot(vstage, u, grp, gl));
@@ -193,9 +193,9 @@ static_assert(sizeof(StepSmem<S_DCL>) <= s_rows(S_RP, S_NST) * ROW * 2,
 static_assert(S_THREADS == DC_THREADS, "hip_decode_step_wide: the search and the attention share the CTA");
 // The step kernel's V stage: the rest of the search's stages after StepSmem. Its rounds per trip: as many as the stage
 // holds, at most twice the attention kernels' (its key rows in registers then take what their K and V rows take):
-// 11 for the defaults, so that a CTA's share of a k=512 step (~81 keys) is one trip instead of two, which made the
-// cached step 1 us faster; K and V rows of 11 rounds in registers took 160 registers, or spilled at 128
-// (BENCHMARKS.md, optimization log, 2026-12-04).
+// 11 at head_dim 128 up to 420 blocks (the defaults: 256), so that a CTA's share of a k=512 step (~81 keys) is one
+// trip instead of two, which made the cached step 1 us faster; K and V rows of 11 rounds in registers took 160
+// registers, or spilled at 128 (BENCHMARKS.md, optimization log, 2026-12-04).
 // Where the stage holds fewer rounds than the attention kernels keep in registers (large k: the search's fixed
 // arrays leave fewer stages), the step kernel keeps their form instead (rounds in registers, UNR per trip).
 constexpr int STEP_VSTAGE = round_up((int)sizeof(StepSmem<S_DCL>), 16);
