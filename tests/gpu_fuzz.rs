@@ -222,7 +222,7 @@ fn gen_case(rng: &mut draw::Rng, cfgs: &[hip_attn::config::Config]) -> Case {
                 words[plan::STATE_FPRINT_IDX] = ours;
                 words[plan::STATE_STEP_IDX] = 1;
                 let e = tk[b].max(c.sink);
-                let nb = (e - c.sink).div_ceil(c.bk);
+                let nb = hip_attn::contract::search_blocks(c.sink as i64, e as i64, c.bk as i64) as usize;
                 let count = c.kb().min(nb);
                 let what = match below(rng, 5) {
                     0 => {
