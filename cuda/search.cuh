@@ -658,6 +658,7 @@ constexpr int DS_PF = cmin(ceil_div(KBX, S_THREADS), 4);
 struct DecodeMask {
     int e, count, next_step;
     bool met;
+    int Tk;  // the sequence's length (count >= 0)
 };
 
 // The decode search of one (sequence, mask head): grid (mask_heads * CL, batch), CL CTAs (one cluster) per pair.
@@ -669,7 +670,7 @@ struct DecodeMask {
 // cluster), from the record it reuses or from its own result.
 template <int CL, bool KEEP>
 __device__ __forceinline__ DecodeMask decode_search(const hip_decode_params& p, SearchSmem& sm, int* blocks) {
-    constexpr DecodeMask none = {0, -1, 0, false};
+    constexpr DecodeMask none = {0, -1, 0, false, 0};
     const int mh = blockIdx.x / CL, rank = blockIdx.x % CL, b = blockIdx.y, tid = threadIdx.x;
     const bool writer = rank == 0 && tid == 0;
     if (!KEEP) pdl_trigger();  // decode attention may launch now; it waits for this kernel before reading the record
@@ -731,10 +732,10 @@ __device__ __forceinline__ DecodeMask decode_search(const hip_decode_params& p, 
         good = !__syncthreads_or(!good || bad_blk);
         if (good && step >= 1 && step % refresh != 0) {
             // (KEEP: the step kernel writes the step after its last cluster barrier, one barrier fewer here)
-            if (KEEP) return DecodeMask{e0, cnt, step + 1, false};
+            if (KEEP) return DecodeMask{e0, cnt, step + 1, false, Tk};
             if (CL > 1) cluster_sync();  // every CTA of the cluster has read the step before it changes
             if (writer) rec[HIP_ATTN_STATE_STEP_IDX] = step + 1;
-            return DecodeMask{e0, cnt, 0, true};
+            return DecodeMask{e0, cnt, 0, true, Tk};
         }
         if (!good && writer) set_error(p.error_flag, HIP_ATTN_DEVERR_MASK_STATE);
     }
@@ -767,12 +768,12 @@ __device__ __forceinline__ DecodeMask decode_search(const hip_decode_params& p, 
             set_error(p.error_flag, HIP_ATTN_DEVERR_PAGE_TABLE);
             rec[HIP_ATTN_STATE_MAGIC_IDX] = 0;  // attention then writes zeros for this head
         }
-        return DecodeMask{0, -1, 0, true};
+        return DecodeMask{0, -1, 0, true, Tk};
     }
     if (KEEP)
         for (int i = tid; i < count; i += S_THREADS) blocks[i] = sm.chunks[i].x;
     if (rank == 0) store_record(rec, 1, e, count, p.state_fingerprint, [&](int i) { return sm.chunks[i].x; });
-    return DecodeMask{e, count, 0, true};
+    return DecodeMask{e, count, 0, true, Tk};
 }
 
 }  // namespace hip

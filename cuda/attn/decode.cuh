@@ -10,11 +10,16 @@
 
 namespace hip {
 
-// The query row of q head h of sequence b that this lane multiplies (elements gl * 8 ..), scaled into the log2
-// domain.
-__device__ __forceinline__ void decode_load_q(const hip_decode_params& p, int b, int h, int gl, float (&q)[8]) {
-    const elem_t* qp = (const elem_t*)p.q + (long long)b * p.q_seq_stride + (long long)h * p.q_head_stride + gl * 8;
-    unpack8(ldg16(qp), q);
+// The query row of q head h of sequence b that this lane multiplies (elements gl * 8 ..), as stored. decode_split
+// scales it (decode_scale_q) only once its first chunk's page-table reads are issued, so that where the load is
+// issued just before (the step kernel) the two round trips overlap instead of following each other.
+__device__ __forceinline__ uint4 decode_load_q(const hip_decode_params& p, int b, int h, int gl) {
+    return ldg16((const elem_t*)p.q + (long long)b * p.q_seq_stride + (long long)h * p.q_head_stride + gl * 8);
+}
+
+// The query row's elements scaled into the log2 domain.
+__device__ __forceinline__ void decode_scale_q(const hip_decode_params& p, const uint4& raw, float (&q)[8]) {
+    unpack8(raw, q);
     const float sl2 = p.scale * LOG2E;
 #pragma unroll
     for (int i = 0; i < 8; ++i) q[i] *= sl2;
@@ -27,7 +32,7 @@ __device__ __forceinline__ void decode_load_q(const hip_decode_params& p, int b,
 // (the step kernel: its whole share in one trip).
 template <int U = UNR, bool VS = false, int CH>
 __device__ __forceinline__ void decode_split(const hip_decode_params& p, const KeyList& kl, int b, int kvh, int lo,
-                                             int hi, int tid, int grp, int gl, const float (&q)[8], float& m, float& l,
+                                             int hi, int tid, int grp, int gl, const uint4& qraw, float& m, float& l,
                                              float (&acc)[8], bool& bad, bool& nan, long long (&s_off)[CH],
                                              u32 vstage = 0) {
     const elem_t* kc = (const elem_t*)p.k_cache;
@@ -38,9 +43,17 @@ __device__ __forceinline__ void decode_split(const hip_decode_params& p, const K
     // batch, whose scattered rows already keep HBM busy) the prefetches made the step slower, and over one or two
     // trips they did not pay (measured: BENCHMARKS.md, optimization log, 2026-12-04).
     const bool ahead = SHARE && GROUP > 1 && hi - lo > 2 * NGRP * U;
+    float q[8];
     for (int c0 = lo; c0 < hi; c0 += CH) {
         const int c1 = cmin(hi, c0 + CH);
         decode_resolve_chunk(p, kl, b, kvh, c0, c1, tid, bad, s_off);
+        if (c0 == lo) {
+            // (the empty asm pins the scaling after the chunk's page-table reads: else the compiler hoists it, and
+            // the wait for the query's load with it, above their issue)
+            uint4 qr = qraw;
+            asm volatile("" : "+r"(qr.x), "+r"(qr.y), "+r"(qr.z), "+r"(qr.w));
+            decode_scale_q(p, qr, q);
+        }
         // Trip count is uniform over the CTA (shuffles below need whole warps).
         for (int base = c0; base < c1; base += NGRP * U) {
             uint4 kr[U], vr[U];
@@ -133,8 +146,7 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
         decode_write_empty<DIRECT>(p, HIP_DECODE_PART, b, h, tid, poison);
         return;
     }
-    float q[8];
-    decode_load_q(p, b, h, gl, q);
+    const uint4 q = decode_load_q(p, b, h, gl);
     pdl_wait();  // the search kernel has written the mask record
     const int mh = SHARE ? h / GROUP : h;
     const int kvh = h / GROUP;
@@ -225,12 +237,11 @@ __device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
         if (!mask.met) cluster_wait();
         decode_write_empty<false>(p, po, plse, b, h, tid, __uint_as_float(DECODE_POISON_BITS));
     } else {
-        const int Tk = ((const int*)p.seqlens_k)[b];
-        const KeyList kl = decode_key_list(p, Tk, mask.e, mask.count, blocks);
+        // (issued before the key list's page-table reads, and waited for after them: decode_split)
+        const uint4 q = decode_load_q(p, b, h, gl);
+        const KeyList kl = decode_key_list(p, mask.Tk, mask.e, mask.count, blocks);
         const long long n = kl.size();
         const int lo = (int)(n * rank / CL), hi = (int)(n * (rank + 1) / CL);
-        float q[8];
-        decode_load_q(p, b, h, gl, q);
         float m = HIP_NEG_INF, l = 0.f, acc[8];
 #pragma unroll
         for (int i = 0; i < 8; ++i) acc[i] = 0.f;
