@@ -728,9 +728,11 @@ __device__ __forceinline__ DecodeMask decode_search(const hip_decode_params& p, 
             for (int i = tid + DS_PF * S_THREADS; i < cnt; i += S_THREADS)
                 check(i, rec[HIP_ATTN_STATE_HEADER + i], rec[HIP_ATTN_STATE_HEADER + i - 1]);
         }
+        // (the division before the barrier, so that a reused record's step does not wait for it after)
+        const bool reuse = step >= 1 && step % refresh != 0;
         // (also the barrier that orders every thread's header reads before the write below)
         good = !__syncthreads_or(!good || bad_blk);
-        if (good && step >= 1 && step % refresh != 0) {
+        if (good && reuse) {
             // (KEEP: the step kernel writes the step after its last cluster barrier, one barrier fewer here)
             if (KEEP) return DecodeMask{e0, cnt, step + 1, false, Tk};
             if (CL > 1) cluster_sync();  // every CTA of the cluster has read the step before it changes

@@ -228,8 +228,9 @@ __device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
     // before its stores, by when they have long arrived, so a cached step gets no barrier of its own there.
     if (!mask.met) cluster_arrive_relaxed();
     // The search's last cluster barrier is behind it (no CTA stores into another's shared memory any more), and
-    // only this CTA uses its stages from here on: a CTA barrier publishes the block list to its threads.
-    __syncthreads();
+    // only this CTA uses its stages from here on: a CTA barrier publishes the block list to its threads. A reused
+    // record's list (next_step > 0) was written before the record check's barrier, which published it.
+    if (mask.next_step == 0) __syncthreads();
     StepSmem<CL>& st = *reinterpret_cast<StepSmem<CL>*>(sm.k);
     float* po = cluster_peer(&st.po[rank][0], 0);
     float* plse = cluster_peer(&st.plse[rank], 0);
