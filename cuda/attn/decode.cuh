@@ -88,22 +88,25 @@ __device__ __forceinline__ void decode_split(const hip_decode_params& p, const K
 }
 
 // A split's result once its main loop is done (every thread of the CTA): empty (poisoned) on a bad page, NaN on a
-// NaN logit, else the merge of its key groups.
+// NaN logit, else the merge of its key groups. The groups' (m, l, acc) are staged before the verdict is known, so
+// that one CTA barrier both publishes them and says whether any thread met either case (rare: a second barrier then
+// tells which), where a barrier per verdict and one for the stage took three.
 template <bool DIRECT>
 __device__ __forceinline__ void decode_finish(const hip_decode_params& p, float* po, float* plse, int b, int h,
                                               int tid, int grp, int gl, float m, float l, const float (&acc)[8],
                                               bool bad, bool nan, float (&s_o)[NGRP][D], float (&s_m)[NGRP],
                                               float (&s_l)[NGRP]) {
-    if (__syncthreads_or(bad)) {
-        if (tid == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_PAGE_TABLE);
-        decode_write_empty<DIRECT>(p, po, plse, b, h, tid, __uint_as_float(DECODE_POISON_BITS));
+    decode_stage_groups(grp, gl, m, l, acc, s_o, s_m, s_l);
+    if (__syncthreads_or(bad || nan)) {
+        if (__syncthreads_or(bad)) {
+            if (tid == 0) set_error(p.error_flag, HIP_ATTN_DEVERR_PAGE_TABLE);
+            decode_write_empty<DIRECT>(p, po, plse, b, h, tid, __uint_as_float(DECODE_POISON_BITS));
+        } else {
+            decode_write_nan<DIRECT>(p, po, plse, b, h, tid);
+        }
         return;
     }
-    if (__syncthreads_or(nan)) {
-        decode_write_nan<DIRECT>(p, po, plse, b, h, tid);
-        return;
-    }
-    decode_epilogue<DIRECT>(p, po, plse, b, h, tid, grp, gl, m, l, acc, s_o, s_m, s_l);
+    decode_epilogue<DIRECT>(p, po, plse, b, h, tid, s_o, s_m, s_l);
 }
 
 // The key list of a stored or just-searched mask: count blocks (ascending indices in `blocks`) and local start e.

@@ -130,19 +130,23 @@ __device__ __forceinline__ void decode_write_nan(const hip_decode_params& p, flo
     }
 }
 
-// Decode: merge the NGRP key groups' (m, l, acc) through shared memory and write the split's normalized partial row
-// and lse (DIRECT: the output row and lse).
-template <bool DIRECT>
-__device__ __forceinline__ void decode_epilogue(const hip_decode_params& p, float* po, float* plse, int b, int h,
-                                                int tid, int grp, int gl, float m, float l, const float (&acc)[8],
-                                                float (&s_o)[NGRP][D], float (&s_m)[NGRP], float (&s_l)[NGRP]) {
+// Decode: a key group's (m, l, acc) into shared memory, for decode_epilogue after a CTA barrier.
+__device__ __forceinline__ void decode_stage_groups(int grp, int gl, float m, float l, const float (&acc)[8],
+                                                    float (&s_o)[NGRP][D], float (&s_m)[NGRP], float (&s_l)[NGRP]) {
     if (gl == 0) {
         s_m[grp] = m;
         s_l[grp] = l;
     }
 #pragma unroll
     for (int i = 0; i < 8; ++i) s_o[grp][gl * 8 + i] = acc[i];
-    __syncthreads();
+}
+
+// Decode: merge the NGRP key groups' (m, l, acc), staged by decode_stage_groups, and write the split's normalized
+// partial row and lse (DIRECT: the output row and lse).
+template <bool DIRECT>
+__device__ __forceinline__ void decode_epilogue(const hip_decode_params& p, float* po, float* plse, int b, int h,
+                                                int tid, const float (&s_o)[NGRP][D], const float (&s_m)[NGRP],
+                                                const float (&s_l)[NGRP]) {
     float M = HIP_NEG_INF;
     for (int k = 0; k < NGRP; ++k) M = fmaxf(M, s_m[k]);
     float L = 0.f;
