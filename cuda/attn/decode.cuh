@@ -10,9 +10,7 @@
 
 namespace hip {
 
-// The query row of q head h of sequence b that this lane multiplies (elements gl * 8 ..), as stored. decode_split
-// scales it (decode_scale_q) only once its first chunk's page-table reads are issued, so that where the load is
-// issued just before (the step kernel) the two round trips overlap instead of following each other.
+// The query row of q head h of sequence b that this lane multiplies (elements gl * 8 ..), as stored.
 __device__ __forceinline__ uint4 decode_load_q(const hip_decode_params& p, int b, int h, int gl) {
     return ldg16((const elem_t*)p.q + (long long)b * p.q_seq_stride + (long long)h * p.q_head_stride + gl * 8);
 }
@@ -25,16 +23,22 @@ __device__ __forceinline__ void decode_scale_q(const hip_decode_params& p, const
     for (int i = 0; i < 8; ++i) q[i] *= sl2;
 }
 
+// decode_split calls this once its first chunk's page-table reads are issued (the step kernel: see there).
+struct DecodeNoHook {
+    __device__ __forceinline__ void operator()() const {}
+};
+
 // The main loop of one split: keys [lo, hi) of the key list, folded into this lane's group's (m, l, acc). bad: a
 // key's page could not be read; nan: a NaN logit (NaN query or key, or inf * 0), which makes the CPU backend's row
 // NaN, so ours too. U rounds per trip. VS: the value rows travel through shared memory (a V stage of NGRP * U rows
 // at `vstage`) while the key rows go to registers, so a trip holds U rounds in flight for the registers of U / 2
-// (the step kernel: its whole share in one trip).
-template <int U = UNR, bool VS = false, int CH>
+// (the step kernel: its whole share in one trip). first_resolved: called once, after the first chunk's page-table
+// reads are issued and before q is read.
+template <int U = UNR, bool VS = false, class Hook = DecodeNoHook, int CH>
 __device__ __forceinline__ void decode_split(const hip_decode_params& p, const KeyList& kl, int b, int kvh, int lo,
-                                             int hi, int tid, int grp, int gl, const uint4& qraw, float& m, float& l,
+                                             int hi, int tid, int grp, int gl, const float (&q)[8], float& m, float& l,
                                              float (&acc)[8], bool& bad, bool& nan, long long (&s_off)[CH],
-                                             u32 vstage = 0) {
+                                             u32 vstage = 0, const Hook& first_resolved = Hook()) {
     const elem_t* kc = (const elem_t*)p.k_cache;
     const elem_t* vc = (const elem_t*)p.v_cache;
     // The next trip's rows are asked of L2 while this trip's loads wait (decode_prefetch_trip), only where a mask is
@@ -43,17 +47,10 @@ __device__ __forceinline__ void decode_split(const hip_decode_params& p, const K
     // batch, whose scattered rows already keep HBM busy) the prefetches made the step slower, and over one or two
     // trips they did not pay (measured: BENCHMARKS.md, optimization log, 2026-12-04).
     const bool ahead = SHARE && GROUP > 1 && hi - lo > 2 * NGRP * U;
-    float q[8];
     for (int c0 = lo; c0 < hi; c0 += CH) {
         const int c1 = cmin(hi, c0 + CH);
         decode_resolve_chunk(p, kl, b, kvh, c0, c1, tid, bad, s_off);
-        if (c0 == lo) {
-            // (the empty asm pins the scaling after the chunk's page-table reads: else the compiler hoists it, and
-            // the wait for the query's load with it, above their issue)
-            uint4 qr = qraw;
-            asm volatile("" : "+r"(qr.x), "+r"(qr.y), "+r"(qr.z), "+r"(qr.w));
-            decode_scale_q(p, qr, q);
-        }
+        if (c0 == lo) first_resolved();
         // Trip count is uniform over the CTA (shuffles below need whole warps).
         for (int base = c0; base < c1; base += NGRP * U) {
             uint4 kr[U], vr[U];
@@ -149,7 +146,8 @@ __device__ __forceinline__ void decode_attn(const hip_decode_params& p) {
         decode_write_empty<DIRECT>(p, HIP_DECODE_PART, b, h, tid, poison);
         return;
     }
-    const uint4 q = decode_load_q(p, b, h, gl);
+    float q[8];
+    decode_scale_q(p, decode_load_q(p, b, h, gl), q);
     pdl_wait();  // the search kernel has written the mask record
     const int mh = SHARE ? h / GROUP : h;
     const int kvh = h / GROUP;
@@ -241,8 +239,16 @@ __device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
         if (!mask.met) cluster_wait();
         decode_write_empty<false>(p, po, plse, b, h, tid, __uint_as_float(DECODE_POISON_BITS));
     } else {
-        // (issued before the key list's page-table reads, and waited for after them: decode_split)
-        const uint4 q = decode_load_q(p, b, h, gl);
+        // The query's load is issued before the key list's page-table reads and scaled after them (the empty asm
+        // pins the scaling there: else the compiler hoists it, and the wait for the load with it, above their
+        // issue), so that the two round trips overlap instead of following each other.
+        const uint4 qraw = decode_load_q(p, b, h, gl);
+        float q[8];
+        auto scale_q = [&] {
+            uint4 r = qraw;
+            asm volatile("" : "+r"(r.x), "+r"(r.y), "+r"(r.z), "+r"(r.w));
+            decode_scale_q(p, r, q);
+        };
         const KeyList kl = decode_key_list(p, mask.Tk, mask.e, mask.count, blocks);
         const long long n = kl.size();
         const int lo = (int)(n * rank / CL), hi = (int)(n * (rank + 1) / CL);
@@ -251,7 +257,7 @@ __device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
         for (int i = 0; i < 8; ++i) acc[i] = 0.f;
         bool bad = false, nan = false;
         decode_split<STEP_U, STEP_VS>(p, kl, b, h / GROUP, lo, hi, tid, grp, gl, q, m, l, acc, bad, nan, st.off,
-                                      smem_addr(sm.k) + STEP_VSTAGE);
+                                      smem_addr(sm.k) + STEP_VSTAGE, scale_q);
         if (!mask.met) cluster_wait();
         decode_finish<false>(p, po, plse, b, h, tid, grp, gl, m, l, acc, bad, nan, st.o, st.m, st.l);
     }
