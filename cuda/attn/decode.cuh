@@ -266,7 +266,7 @@ __device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
     cluster_arrive();
     if (rank != 0) return;
     cluster_wait();
-    decode_combine_row(
+    decode_combine_row<CL>(
         p, b, h, CL, [&](int s2) { return st.plse[s2]; }, [&](int s2, int d) { return st.po[s2][d]; }, tid,
         DC_THREADS);
     if (mask.next_step > 0 && tid == 0)

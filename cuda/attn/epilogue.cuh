@@ -147,15 +147,27 @@ template <bool DIRECT>
 __device__ __forceinline__ void decode_epilogue(const hip_decode_params& p, float* po, float* plse, int b, int h,
                                                 int tid, const float (&s_o)[NGRP][D], const float (&s_m)[NGRP],
                                                 const float (&s_l)[NGRP]) {
+    // Each group's weight once, in registers (it had been recomputed per element from shared memory: the same
+    // values in the same order, so the same results).
+    float mk[NGRP], w[NGRP];
     float M = HIP_NEG_INF;
-    for (int k = 0; k < NGRP; ++k) M = fmaxf(M, s_m[k]);
+#pragma unroll
+    for (int k = 0; k < NGRP; ++k) {
+        mk[k] = s_m[k];
+        M = fmaxf(M, mk[k]);
+    }
     float L = 0.f;
-    for (int k = 0; k < NGRP; ++k) L += s_m[k] == HIP_NEG_INF ? 0.f : s_l[k] * exp2f(s_m[k] - M);
+#pragma unroll
+    for (int k = 0; k < NGRP; ++k) {
+        w[k] = mk[k] == HIP_NEG_INF ? 0.f : exp2f(mk[k] - M);
+        L += mk[k] == HIP_NEG_INF ? 0.f : s_l[k] * w[k];
+    }
     elem_t* o = (elem_t*)p.o + (long long)b * p.o_seq_stride + (long long)h * p.o_head_stride;
     for (int d = tid; d < D; d += DC_THREADS) {
         float v = 0.f;
+#pragma unroll
         for (int k = 0; k < NGRP; ++k)
-            if (s_m[k] != HIP_NEG_INF) v += s_o[k][d] * exp2f(s_m[k] - M);
+            if (mk[k] != HIP_NEG_INF) v += s_o[k][d] * w[k];
         v = L != 0.f ? v / L : 0.f;  // (an infinite logit makes L NaN: the row is NaN, as on the CPU backend)
         if (DIRECT) o[d] = from_f32(v);
         else po[d] = v;
@@ -168,13 +180,16 @@ __device__ __forceinline__ void decode_epilogue(const hip_decode_params& p, floa
 }
 
 // The combine of one (sequence, q head) row's ns split partials, read through lse_of(split) and o_of(split, d):
-// the output row and its lse, with `threads` threads of the CTA (tid < threads) over the row's elements.
-template <class Lse, class O>
+// the output row and its lse, with `threads` threads of the CTA (tid < threads) over the row's elements. NS > 0:
+// ns == NS, known when compiled (the step kernel's cluster), so each split's weight is computed once and held in
+// registers; else (any number of splits) it is recomputed per element. Same values in the same order either way.
+template <int NS = 0, class Lse, class O>
 __device__ __forceinline__ void decode_combine_row(const hip_decode_params& p, int b, int h, int ns, const Lse& lse_of,
                                                    const O& o_of, int tid, int threads) {
+    const int n = NS > 0 ? NS : ns;
     float M = HIP_NEG_INF;
     bool poisoned = false, nan = false;
-    for (int s2 = 0; s2 < ns; ++s2) {
+    for (int s2 = 0; s2 < n; ++s2) {
         const float v = lse_of(s2);
         const bool is_poison = __float_as_uint(v) == DECODE_POISON_BITS;
         poisoned |= is_poison;
@@ -185,16 +200,25 @@ __device__ __forceinline__ void decode_combine_row(const hip_decode_params& p, i
     // whole row NaN, as the CPU backend's single softmax does.
     if (nan && !poisoned) M = __uint_as_float(DECODE_NAN_BITS);
     const bool empty = poisoned || M == HIP_NEG_INF;
+    float wr[NS > 0 ? NS : 1];
+    if constexpr (NS > 0) {
+#pragma unroll
+        for (int s2 = 0; s2 < NS; ++s2) wr[s2] = expf(lse_of(s2) - M);
+    }
+    auto weight = [&](int s2) {
+        if constexpr (NS > 0) return wr[s2];
+        else return expf(lse_of(s2) - M);
+    };
     float W = 0.f;
     if (!empty)
-        for (int s2 = 0; s2 < ns; ++s2) W += lse_of(s2) == HIP_NEG_INF ? 0.f : expf(lse_of(s2) - M);
+        for (int s2 = 0; s2 < n; ++s2) W += lse_of(s2) == HIP_NEG_INF ? 0.f : weight(s2);
     elem_t* o = (elem_t*)p.o + (long long)b * p.o_seq_stride + (long long)h * p.o_head_stride;
     for (int d = tid; d < D; d += threads) {
         float v = 0.f;
         if (!empty) {
-            for (int s2 = 0; s2 < ns; ++s2) {
+            for (int s2 = 0; s2 < n; ++s2) {
                 const float ls = lse_of(s2);
-                if (ls != HIP_NEG_INF) v += o_of(s2, d) * expf(ls - M);
+                if (ls != HIP_NEG_INF) v += o_of(s2, d) * weight(s2);
             }
             v /= W;
         }
