@@ -23,7 +23,8 @@ __device__ __forceinline__ void decode_scale_q(const hip_decode_params& p, const
     for (int i = 0; i < 8; ++i) q[i] *= sl2;
 }
 
-// decode_split calls this once its first chunk's page-table reads are issued (the step kernel: see there).
+// decode_split's hook once its first chunk's offsets are resolved (the page-table reads done, past the chunk's
+// barrier) and before q is read: nothing here; the step kernel scales its query there.
 struct DecodeNoHook {
     __device__ __forceinline__ void operator()() const {}
 };
@@ -32,8 +33,8 @@ struct DecodeNoHook {
 // key's page could not be read; nan: a NaN logit (NaN query or key, or inf * 0), which makes the CPU backend's row
 // NaN, so ours too. U rounds per trip. VS: the value rows travel through shared memory (a V stage of NGRP * U rows
 // at `vstage`) while the key rows go to registers, so a trip holds U rounds in flight for the registers of U / 2
-// (the step kernel: its whole share in one trip). first_resolved: called once, after the first chunk's page-table
-// reads are issued and before q is read.
+// (the step kernel: its whole share in one trip). first_resolved: called once, after the first chunk's offsets are
+// resolved (its page-table reads done) and before q is read.
 template <int U = UNR, bool VS = false, class Hook = DecodeNoHook, int CH>
 __device__ __forceinline__ void decode_split(const hip_decode_params& p, const KeyList& kl, int b, int kvh, int lo,
                                              int hi, int tid, int grp, int gl, const float (&q)[8], float& m, float& l,
@@ -239,9 +240,9 @@ __device__ __forceinline__ void decode_step_wide(const hip_decode_params& p) {
         if (!mask.met) cluster_wait();
         decode_write_empty<false>(p, po, plse, b, h, tid, __uint_as_float(DECODE_POISON_BITS));
     } else {
-        // The query's load is issued before the key list's page-table reads and scaled after them (the empty asm
-        // pins the scaling there: else the compiler hoists it, and the wait for the load with it, above their
-        // issue), so that the two round trips overlap instead of following each other.
+        // The query's load is issued before the key list's page-table reads and scaled once they are done (the
+        // empty asm pins the scaling there: else the compiler hoists it, and the wait for the load with it, above
+        // their issue), so that the two round trips overlap instead of following each other.
         const uint4 qraw = decode_load_q(p, b, h, gl);
         float q[8];
         auto scale_q = [&] {
