@@ -89,8 +89,8 @@ struct SearchSmem {
     int2 chunks[KBX];                          // current chunks [x, y) of block indices, ascending
     u32 won[KBX];                              // key of the branch each chunk was in the previous iteration
     int scan[S_WARPS];                         // per-warp totals of a prefix sum
-    int abort;                                 // decode cluster: some CTA met a bad page (gathered on the
-                                               // leader, which forwards its verdict to the others)
+    int abort;                                 // decode cluster: some CTA met a bad page (each CTA that
+                                               // meets one stores it into every CTA)
 };
 
 // CTAs per SM for the prefill search's register budget (__launch_bounds__): as many as shared memory allows on
@@ -341,9 +341,9 @@ __device__ __forceinline__ int block_scan(SearchSmem& sm, int x, int& total) {
 // (returns how many, uniformly). With `reuse` (every
 // iteration after the first, where each chunk is a branch the previous iteration scored), the left branch of a
 // 2-block chunk and the only branch of a 1-block chunk have the chunk's own representative, so their key is the
-// chunk's key from the previous iteration, which the leader (`lead`) copies instead of gathering the rows again
-// (about 9% of all scoring at 128k). The empty twin of a 1-block chunk is never scored and keeps "not scored".
-__device__ int plan_scoring(SearchSmem& sm, bool reuse, bool lead) {
+// chunk's key from the previous iteration, which is copied instead of gathering the rows again (about 9% of all
+// scoring at 128k). The empty twin of a 1-block chunk is never scored and keeps "not scored".
+__device__ int plan_scoring(SearchSmem& sm, bool reuse) {
     constexpr int PER = ceil_div(NCAND, S_THREADS);
     const int b0 = threadIdx.x * PER;
     unsigned need = 0;  // bit j: branch b0 + j is scored
@@ -356,7 +356,7 @@ __device__ int plan_scoring(SearchSmem& sm, bool reuse, bool lead) {
         const int L = c.y - c.x;
         const bool left = (id & 1) == 0;
         const bool reused = reuse && left && L <= 2;
-        sm.score[id] = reused && lead ? sm.won[id >> 1] : 0xffffffffu;
+        sm.score[id] = reused ? sm.won[id >> 1] : 0xffffffffu;
         if (!reused && (left || L >= 2)) {
             need |= 1u << j;
             ++cnt;
@@ -491,7 +491,7 @@ __device__ bool select_branches(SearchSmem& sm) {
 }
 
 // The tree search for one query block (CL == 1, rank 0) or one decode query spread over a cluster of CL CTAs
-// (rank = this CTA's rank; each scores NCAND / CL of the branches, the leader selects). On return (all threads,
+// (rank = this CTA's rank; each scores NCAND / CL of the branches, and every CTA selects). On return (all threads,
 // every CTA of the cluster), sm.chunks[i].x for i < result are the selected block indices in ascending order;
 // result -1 means a key row could not be read (bad page). DECODE: the decode search (score_branches' BATCH).
 template <int RP, int CL, bool DECODE, class QRow, class KRow>
@@ -510,54 +510,49 @@ __device__ int tree_search(SearchSmem& sm, int rank, int nrows, const QRow& qrow
         sm.chunks[c] = make_int2((int)((long long)c * NB / KB), (int)((long long)(c + 1) * NB / KB));
     if (tid == 0) sm.abort = 0;
     __syncthreads();
-    int ntodo = plan_scoring(sm, false, rank == 0);
-    // A cluster also needs every CTA started and its leader's keys reset before the first remote store.
+    int ntodo = plan_scoring(sm, false);
+    // A cluster also needs every CTA started and its keys reset before the first remote store.
     if (CL > 1) cluster_sync();
     bool more = true;  // some chunk is longer than one block (NB > KB guarantees it initially)
+    bool reset_pending = false;  // cluster: this CTA arrived after its reset and has not waited since
     while (more) {
         const int t0 = rank * ntodo / CL, t1 = (rank + 1) * ntodo / CL;  // this CTA's share of the list
         const bool ok = score_branches<RP, DECODE>(sm, t0 * NSK, t1 * NSK, nrows, qrow, krow, sink, e, gdummy);
         if (CL == 1) {
             if (!ok) return -1;
             more = select_branches(sm);
-            if (more) ntodo = plan_scoring(sm, true, true);
+            if (more) ntodo = plan_scoring(sm, true);
             continue;
         }
 #if HIP_DSEARCH_CL > 1
-        // The CTAs hand their branches' keys (and a bad page) to the leader, rank 0, which selects and hands the
-        // new chunks back: two cluster barriers per iteration. Nothing else is written remotely, so the keys a
-        // CTA scores into and the chunks it reads are its own between the barriers. The leader prepares its keys
-        // for the next iteration before the second barrier, after which the others may store into them.
-        if (rank != 0) {
-            const u32 dst = cluster_map(smem_addr(&sm.score[0]), 0);
-            for (int t = t0 + tid; t < t1; t += S_THREADS) {
-                const int id = sm.todo.id[t];
-                st_cluster(dst + 4 * id, sm.score[id]);
-            }
-            if (!ok && tid == 0) st_cluster(cluster_map(smem_addr(&sm.abort), 0), 1u);
-        } else if (!ok && tid == 0) {
+        // Every CTA hands its branches' keys (and a bad page) to every other CTA, and after one cluster barrier
+        // each selects from all of them itself: the same keys in every CTA, so the same chunks, where a leader
+        // that selected and sent the chunks back cost a second barrier per iteration while the others waited
+        // (BENCHMARKS.md, 2026-12-04). A CTA stores an iteration's keys into the others only once each has reset
+        // its keys for that iteration (plan_scoring): it arrives on the cluster barrier after its reset and waits
+        // just before its stores, a wait its own scoring has usually outlasted. Nothing else is written remotely.
+        if (reset_pending) cluster_wait();
+        for (int t = t0 + tid; t < t1; t += S_THREADS) {
+            const int id = sm.todo.id[t];
+            const u32 saddr = smem_addr(&sm.score[id]), v = sm.score[id];
+#pragma unroll
+            for (int r = 1; r < CL; ++r) st_cluster(cluster_map(saddr, (rank + r) % CL), v);
+        }
+        if (!ok && tid == 0) {
             sm.abort = 1;
+#pragma unroll
+            for (int r = 1; r < CL; ++r) st_cluster(cluster_map(smem_addr(&sm.abort), (rank + r) % CL), 1u);
         }
         cluster_sync();
-        // The leader keeps the verdict it reads here: after the next barrier a CTA already in the next iteration
-        // may store into its sm.abort. The others must not read their copy now: the leader is writing it until the
-        // next barrier. (A plain `rank == 0 ? sm.abort : 0` compiled to a load on every CTA whose value the others
-        // discarded: a race compute-sanitizer's racecheck reported. The volatile load cannot be speculated.)
-        const int abort = rank == 0 ? *(volatile int*)&sm.abort : 0;
-        if (rank == 0) {
-            if (!abort && select_branches(sm)) ntodo = plan_scoring(sm, true, true);
-            for (int i = tid; i < (CL - 1) * KB; i += S_THREADS) {
-                const int r = 1 + i / KB, c = i - (r - 1) * KB;
-                st_cluster(cluster_map(smem_addr(&sm.chunks[c]), r), sm.chunks[c]);
-            }
-            if (tid > 0 && tid < CL) st_cluster(cluster_map(smem_addr(&sm.abort), tid), (u32)abort);
+        // (every CTA's stores of this iteration landed; no CTA stores into this one again before this CTA's next
+        // arrive, which follows this read)
+        if (*(volatile int*)&sm.abort) return -1;
+        more = select_branches(sm);
+        reset_pending = more;
+        if (more) {
+            ntodo = plan_scoring(sm, true);
+            cluster_arrive();  // (release: the reset is ordered before the others' stores of the next iteration)
         }
-        cluster_sync();
-        if (rank == 0 ? abort : sm.abort) return -1;
-        bool longer = false;
-        for (int i = tid; i < KB; i += S_THREADS) longer |= (sm.chunks[i].y - sm.chunks[i].x) > 1;
-        more = __syncthreads_or(longer);
-        if (rank != 0 && more) ntodo = plan_scoring(sm, true, false);
 #endif
     }
     return KB;
