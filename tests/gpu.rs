@@ -1274,7 +1274,7 @@ fn decode_head_groups() {
     }
 }
 
-/// A bad page in one sequence of a batch, met by the search's first iteration in the cluster's leader or in
+/// A bad page in one sequence of a batch, met by the search's first iteration in rank 0 of the cluster or in
 /// another CTA (rank 2 of 8): the search is abandoned on every CTA of that cluster, the sequence's output is zeros
 /// and its LSE -inf, the other sequences match the CPU reference, and the next call reports BAD_INDEX.
 #[test]
