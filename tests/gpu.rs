@@ -420,11 +420,28 @@ fn decode_lockstep(
     rng: &mut Rng,
     what: &str,
 ) {
+    let keys = |rng: &mut Rng, dt, cap, hkv, d| Tensor::random(rng, dt, cap, hkv, d, 0, 1.0);
+    decode_lockstep_keys(dev, cfg, lens0, steps, page, rng, what, keys);
+}
+
+/// decode_lockstep with each sequence's key cache from `keys(rng, dtype, rows, kv heads, head_dim)`; returns the
+/// number of near-tie mask differences it allowed.
+#[allow(clippy::too_many_arguments)]
+fn decode_lockstep_keys(
+    dev: &dyn Mem,
+    cfg: hip_config,
+    lens0: &[usize],
+    steps: usize,
+    page: Option<usize>,
+    rng: &mut Rng,
+    what: &str,
+    keys: impl Fn(&mut Rng, DType, usize, usize, usize) -> Tensor,
+) -> usize {
     let c = valid(&cfg);
     let dt = c.dtype;
     let (hq, hkv, d) = (c.num_q_heads, c.num_kv_heads, c.head_dim);
     let cap = lens0.iter().max().unwrap() + steps;
-    let k: Vec<Tensor> = lens0.iter().map(|_| Tensor::random(rng, dt, cap, hkv, d, 0, 1.0)).collect();
+    let k: Vec<Tensor> = lens0.iter().map(|_| keys(rng, dt, cap, hkv, d)).collect();
     let v: Vec<Tensor> = lens0.iter().map(|_| Tensor::random(rng, dt, cap, hkv, d, 0, 1.0)).collect();
     let cache = |mem: &dyn Mem, rng: &mut Rng| {
         Cache { k: k.clone(), v: v.clone(), page_size: page, capacity: cap }.upload(mem, dt, rng)
@@ -486,6 +503,59 @@ fn decode_lockstep(
         assert!(err < tolerance(dt), "{what} step {t}: rel L2 {err}");
     }
     eprintln!("{what}: {steps} steps match ({ties} near-tie mask differences)");
+    ties
+}
+
+/// Keys of exact ties: every key row of a kv head is one of three random vectors, chosen per row by a hash, so that
+/// many branches score exactly the same value on the device and on the CPU, and the selection's tie rule (the lower
+/// block wins) alone decides among them, also at the KB-th place.
+fn tied_keys(rng: &mut Rng, dt: DType, rows: usize, heads: usize, d: usize) -> Tensor {
+    let base = Tensor::random(rng, dt, 3, heads, d, 0, 1.0);
+    let mut t = Tensor::random(rng, dt, rows, heads, d, 0, 1.0);
+    for r in 0..rows {
+        let pick = (r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 62; // 0..3
+        let pick = (pick % 3) as usize;
+        for h in 0..heads {
+            let o = (r * heads + h) * d;
+            t.data[o..o + d].copy_from_slice(base.at(pick, h));
+        }
+    }
+    t
+}
+
+/// Exact ties (tied_keys) in prefill and in decode steps that search, with masks per q head (on sm_90 the cluster
+/// step kernel) and per kv head: the device's masks must equal the CPU's with no near-tie allowance, at k = 64 and
+/// at the default k = 512.
+#[test]
+fn exact_ties_select_as_the_cpu_does() {
+    let Some(dev) = device("exact_ties_select_as_the_cpu_does") else { return };
+    let mut rng = Rng::fresh("gpu-ties");
+    let dt = DType::Bf16;
+    for (k, share) in [(64u32, 1u32), (512, 1), (512, 2)] {
+        let mut cfg = config(dt, 128, 4, 2);
+        (cfg.k, cfg.bq, cfg.bk, cfg.sink, cfg.window, cfg.mask_sharing) = (k, 32, 2, 4, 32, share);
+        let c = valid(&cfg);
+        let mut p = Problem::new(&mut rng, dt, 128, 4, 2, &[1500, 40], &[3000, 40], 0);
+        p.k = tied_keys(&mut rng, dt, p.k.rows, 2, 128);
+        let cpu = run_prefill(&Host, &on(&Host, cfg), &p, true).unwrap();
+        let devo = run_prefill(dev.as_ref(), &on(dev.as_ref(), cfg), &p, true).unwrap();
+        let batch = p.tq.len();
+        for b in 0..batch {
+            for j in 0..p.tq[b].div_ceil(c.bq) {
+                let slot = PrefillWorkspace::slot(&c, p.q0(b), b, j);
+                for mh in 0..c.mask_heads() {
+                    let want = workspace_mask(&c, &cpu.workspace, p.q.rows, batch, slot, mh);
+                    let got = workspace_mask(&c, &devo.workspace, p.q.rows, batch, slot, mh);
+                    assert_eq!(want, got, "k {k} share {share} seq {b} block {j} mask head {mh}");
+                }
+            }
+        }
+        let rows: Vec<usize> = (0..p.q.rows).collect();
+        compare_rows(&c, &p, &cpu, &devo, &rows, &[], &format!("ties k {k} share {share}"));
+        cfg.refresh = 1;
+        let ties = decode_lockstep_keys(dev.as_ref(), cfg, &[900, 4000], 3, Some(16), &mut rng, "ties", tied_keys);
+        assert_eq!(ties, 0, "k {k} share {share}: decode masks differ under exact ties");
+    }
 }
 
 #[test]
