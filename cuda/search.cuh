@@ -403,15 +403,19 @@ __device__ bool select_branches(SearchSmem& sm) {
     for (int pass = 0; pass < S_RADIX_PASSES; ++pass) {
         const int shift = 24 - 8 * pass;
         int* h = sm.hist[pass];
+        // Scores cluster in a few digits (the top byte is sign and exponent): one atomic per distinct digit of the
+        // warp instead of a queue of same-address atomics. Every match is issued before the first atomic, so that
+        // their latencies overlap (each atomic's branch kept the next match behind the previous one's result).
+        u32 dig[PER], grp[PER];
 #pragma unroll
         for (int j = 0; j < PER; ++j) {
             const bool act = b0 + j < NCAND && (v[j] & mask) == prefix;
-            const u32 dig = (v[j] >> shift) & 255u;
-            // Scores cluster in a few digits (the top byte is sign and exponent): one atomic per distinct digit
-            // of the warp instead of a queue of same-address atomics.
-            const u32 grp = __match_any_sync(0xffffffffu, act ? dig : 256u);
-            if (act && lane == __ffs(grp) - 1) atomicAdd(&h[dig], __popc(grp));
+            dig[j] = act ? (v[j] >> shift) & 255u : 256u;
+            grp[j] = __match_any_sync(0xffffffffu, dig[j]);
         }
+#pragma unroll
+        for (int j = 0; j < PER; ++j)
+            if (dig[j] < 256u && lane == __ffs(grp[j]) - 1) atomicAdd(&h[dig[j]], __popc(grp[j]));
         __syncthreads();
         int c[8];
         const int4 lo = *(const int4*)&h[8 * lane], hi = *(const int4*)&h[8 * lane + 4];
