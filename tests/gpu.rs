@@ -409,7 +409,9 @@ fn prefill_128k_tokens() {
 }
 
 /// Decode in lockstep with the CPU: after each step the device's mask state must equal the CPU's, except for
-/// near-ties, after which the CPU continues from the device's state.
+/// near-ties, after which the CPU continues from the device's state. Each sequence's key cache comes from
+/// `keys(rng, dtype, rows, kv heads, head_dim)` (random_keys, or tied_keys); returns the number of near-tie mask
+/// differences it allowed.
 #[allow(clippy::too_many_arguments)]
 fn decode_lockstep(
     dev: &dyn Mem,
@@ -419,23 +421,7 @@ fn decode_lockstep(
     page: Option<usize>,
     rng: &mut Rng,
     what: &str,
-) {
-    let keys = |rng: &mut Rng, dt, cap, hkv, d| Tensor::random(rng, dt, cap, hkv, d, 0, 1.0);
-    decode_lockstep_keys(dev, cfg, lens0, steps, page, rng, what, keys);
-}
-
-/// decode_lockstep with each sequence's key cache from `keys(rng, dtype, rows, kv heads, head_dim)`; returns the
-/// number of near-tie mask differences it allowed.
-#[allow(clippy::too_many_arguments)]
-fn decode_lockstep_keys(
-    dev: &dyn Mem,
-    cfg: hip_config,
-    lens0: &[usize],
-    steps: usize,
-    page: Option<usize>,
-    rng: &mut Rng,
-    what: &str,
-    keys: impl Fn(&mut Rng, DType, usize, usize, usize) -> Tensor,
+    keys: fn(&mut Rng, DType, usize, usize, usize) -> Tensor,
 ) -> usize {
     let c = valid(&cfg);
     let dt = c.dtype;
@@ -506,6 +492,11 @@ fn decode_lockstep_keys(
     ties
 }
 
+/// Keys uniform in [-1, 1).
+fn random_keys(rng: &mut Rng, dt: DType, rows: usize, heads: usize, d: usize) -> Tensor {
+    Tensor::random(rng, dt, rows, heads, d, 0, 1.0)
+}
+
 /// Keys of exact ties: every key row of a kv head is one of three random vectors, chosen per row by a hash, so that
 /// many branches score exactly the same value on the device and on the CPU, and the selection's tie rule (the lower
 /// block wins) alone decides among them, also at the KB-th place.
@@ -553,7 +544,7 @@ fn exact_ties_select_as_the_cpu_does() {
         let rows: Vec<usize> = (0..p.q.rows).collect();
         compare_rows(&c, &p, &cpu, &devo, &rows, &[], &format!("ties k {k} share {share}"));
         cfg.refresh = 1;
-        let ties = decode_lockstep_keys(dev.as_ref(), cfg, &[900, 4000], 3, Some(16), &mut rng, "ties", tied_keys);
+        let ties = decode_lockstep(dev.as_ref(), cfg, &[900, 4000], 3, Some(16), &mut rng, "ties", tied_keys);
         assert_eq!(ties, 0, "k {k} share {share}: decode masks differ under exact ties");
     }
 }
@@ -577,7 +568,7 @@ fn decode_matches_cpu_reference() {
         let mut cfg = config(dt, d, hq, hkv);
         (cfg.mask_sharing, cfg.refresh, cfg.k, cfg.window) = (share, refresh, k, 32);
         let what = format!("decode {dt:?} d{d} {hq}/{hkv} share {share} refresh {refresh} page {page:?} k {k}");
-        decode_lockstep(dev.as_ref(), cfg, &[1, 700, 5000], 6, page, &mut rng, &what);
+        decode_lockstep(dev.as_ref(), cfg, &[1, 700, 5000], 6, page, &mut rng, &what, random_keys);
     }
 }
 
@@ -592,15 +583,33 @@ fn decode_with_one_split_matches_cpu_reference() {
     let mut cfg = config(DType::Bf16, 128, 32, 8);
     (cfg.refresh, cfg.k) = (3, 128);
     let lens: Vec<usize> = (0..12).map(|i| [1, 700, 5000, 3, 64, 129][i % 6] + 11 * i).collect();
-    decode_lockstep(dev.as_ref(), cfg, &lens, 4, Some(16), &mut rng, "decode one split, 12 x 32 rows");
+    decode_lockstep(dev.as_ref(), cfg, &lens, 4, Some(16), &mut rng, "decode one split, 12 x 32 rows", random_keys);
     // A mask shared by a kv head's q heads over up to ~650 keys: the one split walks many trips of keys, and the
     // attention asks L2 for the next trip's rows while it waits for this one's (cuda/attn/decode.cuh).
     let mut cfg = config(DType::Bf16, 128, 32, 8);
     (cfg.mask_sharing, cfg.refresh) = (hip_mask_sharing::HIP_ATTN_MASK_PER_KV_HEAD as u32, 3);
-    decode_lockstep(dev.as_ref(), cfg, &lens, 4, Some(16), &mut rng, "decode one split, shared GQA mask, k 512");
+    decode_lockstep(
+        dev.as_ref(),
+        cfg,
+        &lens,
+        4,
+        Some(16),
+        &mut rng,
+        "decode one split, shared GQA mask, k 512",
+        random_keys,
+    );
     let mut cfg = config(DType::F16, 64, 4, 2);
     (cfg.refresh, cfg.k, cfg.window, cfg.flags) = (2, 32, 16, HIP_ATTN_FLAG_BATCH_INVARIANT);
-    decode_lockstep(dev.as_ref(), cfg, &[1, 700, 5000], 5, None, &mut rng, "decode one split, batch-invariant");
+    decode_lockstep(
+        dev.as_ref(),
+        cfg,
+        &[1, 700, 5000],
+        5,
+        None,
+        &mut rng,
+        "decode one split, batch-invariant",
+        random_keys,
+    );
 }
 
 #[test]
@@ -610,7 +619,7 @@ fn decode_128k_cache() {
     let t = if std::env::var_os("HIP_ATTN_GPU_TESTS_ON_CPU").is_some() { 8192 } else { 131072 };
     let mut cfg = config(DType::Bf16, 128, 8, 2);
     cfg.refresh = 3;
-    decode_lockstep(dev.as_ref(), cfg, &[t, 3000], 4, Some(64), &mut rng, "decode 128k paged");
+    decode_lockstep(dev.as_ref(), cfg, &[t, 3000], 4, Some(64), &mut rng, "decode 128k paged", random_keys);
 }
 
 /// SCAN decode against the CPU's brute-force top-Kb: contiguous and paged caches, GQA with and without mask
@@ -635,7 +644,7 @@ fn scan_decode_matches_cpu_reference() {
         let what = format!(
             "scan decode {dt:?} d{d} {hq}/{hkv} share {share} refresh {refresh} page {page:?} k {k} bk {bk} sk {sk} lens {lens:?}"
         );
-        decode_lockstep(dev.as_ref(), cfg, lens, 5, page, &mut rng, &what);
+        decode_lockstep(dev.as_ref(), cfg, lens, 5, page, &mut rng, &what, random_keys);
     }
 }
 
@@ -648,7 +657,7 @@ fn scan_decode_128k_cache() {
     let t = if std::env::var_os("HIP_ATTN_GPU_TESTS_ON_CPU").is_some() { 8192 } else { 131072 };
     let mut cfg = config(DType::Bf16, 128, 8, 2);
     (cfg.refresh, cfg.decode_selection) = (3, hip_selection::HIP_ATTN_SELECT_SCAN as u32);
-    decode_lockstep(dev.as_ref(), cfg, &[t, 3000], 4, Some(64), &mut rng, "scan decode 128k paged");
+    decode_lockstep(dev.as_ref(), cfg, &[t, 3000], 4, Some(64), &mut rng, "scan decode 128k paged", random_keys);
 }
 
 /// A key planted anywhere in the search domain with a logit far above the rest is always selected by SCAN
@@ -1320,7 +1329,7 @@ fn decode_cluster_search_configs() {
                 // At most 66 searches keep the cluster kernel on a 132-SM GPU (searches x 8 CTAs <= 4 per SM).
                 let lens: &[usize] = if share == 2 { &[300, 2600, 1200] } else { &[2600, 300] };
                 let what = format!("cluster search {hq}/{hkv} share {share} k {k} page {page:?}");
-                decode_lockstep(dev.as_ref(), cfg, lens, 2, page, &mut rng, &what);
+                decode_lockstep(dev.as_ref(), cfg, lens, 2, page, &mut rng, &what, random_keys);
             }
         }
     }
@@ -1339,7 +1348,7 @@ fn decode_head_groups() {
             let mut cfg = config(DType::Bf16, d, hq, hkv);
             (cfg.mask_sharing, cfg.refresh, cfg.k) = (sharing, 2, k);
             let what = format!("d{d} {hq}/{hkv} mask sharing {sharing} k {k} page {page:?}");
-            decode_lockstep(dev.as_ref(), cfg, &[1, 2600, 700], 3, page, &mut rng, &what);
+            decode_lockstep(dev.as_ref(), cfg, &[1, 2600, 700], 3, page, &mut rng, &what, random_keys);
         }
     }
 }
