@@ -408,9 +408,50 @@ fn prefill_128k_tokens() {
     }
 }
 
+/// The queries and keys of a test (values are always uniform in [-1, 1)).
+#[derive(Clone, Copy)]
+enum Inputs {
+    /// Uniform in [-1, 1).
+    Random,
+    /// Exact ties: queries and keys on the grid {-1, -1/2, 0, 1/2, 1}, so that every score is an exact multiple of
+    /// 1/4 on the device and on the CPU (distinct scores differ by 1/4 at least: no near-ties), and every key row of
+    /// a kv head one of three vectors, chosen per row by a hash, so that many branches score exactly the same value
+    /// and the selection's tie rule (the lower block wins) alone decides among them, also at the KB-th place.
+    Tied,
+}
+
+impl Inputs {
+    fn grid(rng: &mut Rng, rows: usize, heads: usize, d: usize) -> Tensor {
+        let data = (0..rows * heads * d).map(|_| (rng.below(5) as f32 - 2.0) * 0.5).collect();
+        Tensor { rows, heads, d, pad: 0, data }
+    }
+    fn q(self, rng: &mut Rng, dt: DType, rows: usize, heads: usize, d: usize) -> Tensor {
+        match self {
+            Inputs::Random => Tensor::random(rng, dt, rows, heads, d, 0, 1.0),
+            Inputs::Tied => Inputs::grid(rng, rows, heads, d),
+        }
+    }
+    fn k(self, rng: &mut Rng, dt: DType, rows: usize, heads: usize, d: usize) -> Tensor {
+        match self {
+            Inputs::Random => Tensor::random(rng, dt, rows, heads, d, 0, 1.0),
+            Inputs::Tied => {
+                let base = Inputs::grid(rng, 3, heads, d);
+                let mut t = Tensor { rows, heads, d, pad: 0, data: vec![0.0; rows * heads * d] };
+                for r in 0..rows {
+                    let pick = ((r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % 3;
+                    for h in 0..heads {
+                        let o = (r * heads + h) * d;
+                        t.data[o..o + d].copy_from_slice(base.at(pick as usize, h));
+                    }
+                }
+                t
+            }
+        }
+    }
+}
+
 /// Decode in lockstep with the CPU: after each step the device's mask state must equal the CPU's, except for
-/// near-ties, after which the CPU continues from the device's state. Each sequence's key cache comes from
-/// `keys(rng, dtype, rows, kv heads, head_dim)` (random_keys, or tied_keys); returns the number of near-tie mask
+/// near-ties, after which the CPU continues from the device's state. Returns the number of near-tie mask
 /// differences it allowed.
 #[allow(clippy::too_many_arguments)]
 fn decode_lockstep(
@@ -421,13 +462,13 @@ fn decode_lockstep(
     page: Option<usize>,
     rng: &mut Rng,
     what: &str,
-    keys: fn(&mut Rng, DType, usize, usize, usize) -> Tensor,
+    inputs: Inputs,
 ) -> usize {
     let c = valid(&cfg);
     let dt = c.dtype;
     let (hq, hkv, d) = (c.num_q_heads, c.num_kv_heads, c.head_dim);
     let cap = lens0.iter().max().unwrap() + steps;
-    let k: Vec<Tensor> = lens0.iter().map(|_| keys(rng, dt, cap, hkv, d)).collect();
+    let k: Vec<Tensor> = lens0.iter().map(|_| inputs.k(rng, dt, cap, hkv, d)).collect();
     let v: Vec<Tensor> = lens0.iter().map(|_| Tensor::random(rng, dt, cap, hkv, d, 0, 1.0)).collect();
     let cache = |mem: &dyn Mem, rng: &mut Rng| {
         Cache { k: k.clone(), v: v.clone(), page_size: page, capacity: cap }.upload(mem, dt, rng)
@@ -440,7 +481,7 @@ fn decode_lockstep(
     let mut ties = 0;
     for t in 0..steps {
         let lens: Vec<usize> = lens0.iter().map(|l| l + t).collect();
-        let q = Tensor::random(rng, dt, batch, hq, d, 0, 1.0);
+        let q = inputs.q(rng, dt, batch, hq, d);
         let co = run_decode(&Host, &cctx, dt, &q, &ccache, &lens, cap, &cstate).unwrap();
         let dout = run_decode(dev, &dctx, dt, &q, &dcache, &lens, cap, &dstate).unwrap();
         let (cs, ds) = (Host.download(&cstate), dev.download(&dstate));
@@ -469,6 +510,7 @@ fn decode_lockstep(
                     margin < tie_eps(d),
                     "{what} step {t} seq {b} head {mh}: masks differ, margin {margin}\n cpu {cr:?}\n dev {dr:?}"
                 );
+                eprintln!("{what} step {t} seq {b} head {mh}: masks differ at a near-tie (margin {margin:.2e})");
                 skip.extend(c.mask_head_q_heads(mh).map(|h| (b, h)));
                 ties += 1;
             }
@@ -492,29 +534,7 @@ fn decode_lockstep(
     ties
 }
 
-/// Keys uniform in [-1, 1).
-fn random_keys(rng: &mut Rng, dt: DType, rows: usize, heads: usize, d: usize) -> Tensor {
-    Tensor::random(rng, dt, rows, heads, d, 0, 1.0)
-}
-
-/// Keys of exact ties: every key row of a kv head is one of three random vectors, chosen per row by a hash, so that
-/// many branches score exactly the same value on the device and on the CPU, and the selection's tie rule (the lower
-/// block wins) alone decides among them, also at the KB-th place.
-fn tied_keys(rng: &mut Rng, dt: DType, rows: usize, heads: usize, d: usize) -> Tensor {
-    let base = Tensor::random(rng, dt, 3, heads, d, 0, 1.0);
-    let mut t = Tensor::random(rng, dt, rows, heads, d, 0, 1.0);
-    for r in 0..rows {
-        let pick = (r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 62; // 0..3
-        let pick = (pick % 3) as usize;
-        for h in 0..heads {
-            let o = (r * heads + h) * d;
-            t.data[o..o + d].copy_from_slice(base.at(pick, h));
-        }
-    }
-    t
-}
-
-/// Exact ties (tied_keys) in prefill and in decode steps that search, with masks per q head (on sm_90 the cluster
+/// Exact ties (Inputs::Tied) in prefill and in decode steps that search, with masks per q head (on sm_90 the cluster
 /// step kernel) and per kv head: the device's masks must equal the CPU's with no near-tie allowance, at k = 64 and
 /// at the default k = 512.
 #[test]
@@ -527,7 +547,8 @@ fn exact_ties_select_as_the_cpu_does() {
         (cfg.k, cfg.bq, cfg.bk, cfg.sink, cfg.window, cfg.mask_sharing) = (k, 32, 2, 4, 32, share);
         let c = valid(&cfg);
         let mut p = Problem::new(&mut rng, dt, 128, 4, 2, &[1500, 40], &[3000, 40], 0);
-        p.k = tied_keys(&mut rng, dt, p.k.rows, 2, 128);
+        p.q = Inputs::Tied.q(&mut rng, dt, p.q.rows, 4, 128);
+        p.k = Inputs::Tied.k(&mut rng, dt, p.k.rows, 2, 128);
         let cpu = run_prefill(&Host, &on(&Host, cfg), &p, true).unwrap();
         let devo = run_prefill(dev.as_ref(), &on(dev.as_ref(), cfg), &p, true).unwrap();
         let batch = p.tq.len();
@@ -544,7 +565,7 @@ fn exact_ties_select_as_the_cpu_does() {
         let rows: Vec<usize> = (0..p.q.rows).collect();
         compare_rows(&c, &p, &cpu, &devo, &rows, &[], &format!("ties k {k} share {share}"));
         cfg.refresh = 1;
-        let ties = decode_lockstep(dev.as_ref(), cfg, &[900, 4000], 3, Some(16), &mut rng, "ties", tied_keys);
+        let ties = decode_lockstep(dev.as_ref(), cfg, &[900, 4000], 3, Some(16), &mut rng, "ties", Inputs::Tied);
         assert_eq!(ties, 0, "k {k} share {share}: decode masks differ under exact ties");
     }
 }
@@ -568,7 +589,7 @@ fn decode_matches_cpu_reference() {
         let mut cfg = config(dt, d, hq, hkv);
         (cfg.mask_sharing, cfg.refresh, cfg.k, cfg.window) = (share, refresh, k, 32);
         let what = format!("decode {dt:?} d{d} {hq}/{hkv} share {share} refresh {refresh} page {page:?} k {k}");
-        decode_lockstep(dev.as_ref(), cfg, &[1, 700, 5000], 6, page, &mut rng, &what, random_keys);
+        decode_lockstep(dev.as_ref(), cfg, &[1, 700, 5000], 6, page, &mut rng, &what, Inputs::Random);
     }
 }
 
@@ -583,7 +604,7 @@ fn decode_with_one_split_matches_cpu_reference() {
     let mut cfg = config(DType::Bf16, 128, 32, 8);
     (cfg.refresh, cfg.k) = (3, 128);
     let lens: Vec<usize> = (0..12).map(|i| [1, 700, 5000, 3, 64, 129][i % 6] + 11 * i).collect();
-    decode_lockstep(dev.as_ref(), cfg, &lens, 4, Some(16), &mut rng, "decode one split, 12 x 32 rows", random_keys);
+    decode_lockstep(dev.as_ref(), cfg, &lens, 4, Some(16), &mut rng, "decode one split, 12 x 32 rows", Inputs::Random);
     // A mask shared by a kv head's q heads over up to ~650 keys: the one split walks many trips of keys, and the
     // attention asks L2 for the next trip's rows while it waits for this one's (cuda/attn/decode.cuh).
     let mut cfg = config(DType::Bf16, 128, 32, 8);
@@ -596,7 +617,7 @@ fn decode_with_one_split_matches_cpu_reference() {
         Some(16),
         &mut rng,
         "decode one split, shared GQA mask, k 512",
-        random_keys,
+        Inputs::Random,
     );
     let mut cfg = config(DType::F16, 64, 4, 2);
     (cfg.refresh, cfg.k, cfg.window, cfg.flags) = (2, 32, 16, HIP_ATTN_FLAG_BATCH_INVARIANT);
@@ -608,7 +629,7 @@ fn decode_with_one_split_matches_cpu_reference() {
         None,
         &mut rng,
         "decode one split, batch-invariant",
-        random_keys,
+        Inputs::Random,
     );
 }
 
@@ -619,7 +640,7 @@ fn decode_128k_cache() {
     let t = if std::env::var_os("HIP_ATTN_GPU_TESTS_ON_CPU").is_some() { 8192 } else { 131072 };
     let mut cfg = config(DType::Bf16, 128, 8, 2);
     cfg.refresh = 3;
-    decode_lockstep(dev.as_ref(), cfg, &[t, 3000], 4, Some(64), &mut rng, "decode 128k paged", random_keys);
+    decode_lockstep(dev.as_ref(), cfg, &[t, 3000], 4, Some(64), &mut rng, "decode 128k paged", Inputs::Random);
 }
 
 /// SCAN decode against the CPU's brute-force top-Kb: contiguous and paged caches, GQA with and without mask
@@ -644,7 +665,7 @@ fn scan_decode_matches_cpu_reference() {
         let what = format!(
             "scan decode {dt:?} d{d} {hq}/{hkv} share {share} refresh {refresh} page {page:?} k {k} bk {bk} sk {sk} lens {lens:?}"
         );
-        decode_lockstep(dev.as_ref(), cfg, lens, 5, page, &mut rng, &what, random_keys);
+        decode_lockstep(dev.as_ref(), cfg, lens, 5, page, &mut rng, &what, Inputs::Random);
     }
 }
 
@@ -657,7 +678,7 @@ fn scan_decode_128k_cache() {
     let t = if std::env::var_os("HIP_ATTN_GPU_TESTS_ON_CPU").is_some() { 8192 } else { 131072 };
     let mut cfg = config(DType::Bf16, 128, 8, 2);
     (cfg.refresh, cfg.decode_selection) = (3, hip_selection::HIP_ATTN_SELECT_SCAN as u32);
-    decode_lockstep(dev.as_ref(), cfg, &[t, 3000], 4, Some(64), &mut rng, "scan decode 128k paged", random_keys);
+    decode_lockstep(dev.as_ref(), cfg, &[t, 3000], 4, Some(64), &mut rng, "scan decode 128k paged", Inputs::Random);
 }
 
 /// A key planted anywhere in the search domain with a logit far above the rest is always selected by SCAN
@@ -1329,7 +1350,7 @@ fn decode_cluster_search_configs() {
                 // At most 66 searches keep the cluster kernel on a 132-SM GPU (searches x 8 CTAs <= 4 per SM).
                 let lens: &[usize] = if share == 2 { &[300, 2600, 1200] } else { &[2600, 300] };
                 let what = format!("cluster search {hq}/{hkv} share {share} k {k} page {page:?}");
-                decode_lockstep(dev.as_ref(), cfg, lens, 2, page, &mut rng, &what, random_keys);
+                decode_lockstep(dev.as_ref(), cfg, lens, 2, page, &mut rng, &what, Inputs::Random);
             }
         }
     }
@@ -1348,7 +1369,7 @@ fn decode_head_groups() {
             let mut cfg = config(DType::Bf16, d, hq, hkv);
             (cfg.mask_sharing, cfg.refresh, cfg.k) = (sharing, 2, k);
             let what = format!("d{d} {hq}/{hkv} mask sharing {sharing} k {k} page {page:?}");
-            decode_lockstep(dev.as_ref(), cfg, &[1, 2600, 700], 3, page, &mut rng, &what, random_keys);
+            decode_lockstep(dev.as_ref(), cfg, &[1, 2600, 700], 3, page, &mut rng, &what, Inputs::Random);
         }
     }
 }
