@@ -112,7 +112,9 @@ pub fn decode_work(
     let hip = mode.hip(cap);
     match mode {
         DecodeMode::Cached | DecodeMode::Dense => count_decode(shape, &hip, len, batch, false, cap, dev),
-        DecodeMode::SearchEveryStep => count_decode(shape, &hip, len, batch, true, cap, dev),
+        DecodeMode::SearchEveryStep | DecodeMode::SearchEveryStepK2048 => {
+            count_decode(shape, &hip, len, batch, true, cap, dev)
+        }
         DecodeMode::ScanEveryStep => count_decode_scan(shape, &hip, len, batch, cap, dev),
         DecodeMode::ScanRefresh8 => {
             let n = hip.refresh as f64;

@@ -348,6 +348,9 @@ pub(crate) struct PrefillJob {
 pub(crate) enum DecodeMode {
     Cached,
     SearchEveryStep,
+    /// A search every step at the largest selection budget the kernels take at head dim 128 (k = 2048: 1024 key
+    /// blocks, four times the default's branches per iteration).
+    SearchEveryStepK2048,
     /// `--scan` rows (scan.rs): SCAN at refresh 1 and 8, and dense decode through the same kernels.
     ScanEveryStep,
     ScanRefresh8,
@@ -360,6 +363,7 @@ impl DecodeMode {
         match self {
             DecodeMode::Cached => Hip { refresh: CACHED_REFRESH, ..HEADLINE },
             DecodeMode::SearchEveryStep => Hip { refresh: 1, ..HEADLINE },
+            DecodeMode::SearchEveryStepK2048 => Hip { refresh: 1, k: 2048, ..HEADLINE },
             DecodeMode::ScanEveryStep => Hip { refresh: 1, sel: Selection::Scan, ..HEADLINE },
             DecodeMode::ScanRefresh8 => Hip { refresh: 8, sel: Selection::Scan, ..HEADLINE },
             // window >= every length: the search domain is empty and every key is in the local set.
@@ -370,6 +374,7 @@ impl DecodeMode {
         match self {
             DecodeMode::Cached => "decode, cached mask",
             DecodeMode::SearchEveryStep => "decode, search every step",
+            DecodeMode::SearchEveryStepK2048 => "decode, search every step, k 2048",
             DecodeMode::ScanEveryStep => "decode, SCAN every step",
             DecodeMode::ScanRefresh8 => "decode, SCAN at refresh 8, per step over 1 SCAN + 7 cached steps",
             DecodeMode::Dense => "decode, dense (window >= T, no search)",
@@ -496,6 +501,14 @@ pub(crate) fn decode_jobs(args: &Args, shapes: &[Shape]) -> Vec<DecodeJob> {
                     mode(DecodeMode::SearchEveryStep, "decode-search", 128 * K, Some(0.060)),
                 ],
             });
+            if mha {
+                jobs.push(DecodeJob {
+                    shape: *shape,
+                    t: 128 * K,
+                    batch: 1,
+                    modes: vec![mode(DecodeMode::SearchEveryStepK2048, "decode-search-k2048", 128 * K, None)],
+                });
+            }
             jobs.push(DecodeJob {
                 shape: *shape,
                 t: M,
