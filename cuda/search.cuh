@@ -404,24 +404,18 @@ __device__ bool select_branches(SearchSmem& sm) {
         const int shift = 24 - 8 * pass;
         int* h = sm.hist[pass];
         // Scores cluster in a few digits (the top byte is sign and exponent): one atomic per distinct digit of the
-        // warp instead of a queue of same-address atomics. The matches of MG keys are issued before their atomics,
-        // so that their latencies overlap (each atomic's branch kept the next match behind the previous one's
-        // result); MG at most 4 keeps the registers of a large KB's 16 keys per thread what they were.
-        constexpr int MG = cmin(PER, 4);
+        // warp instead of a queue of same-address atomics. Every match is issued before the first atomic, so that
+        // their latencies overlap (each atomic's branch kept the next match behind the previous one's result).
+        u32 dig[PER], grp[PER];
 #pragma unroll
-        for (int j0 = 0; j0 < PER; j0 += MG) {
-            u32 dig[MG], grp[MG];
-#pragma unroll
-            for (int g = 0; g < MG; ++g) {
-                const int j = j0 + g;
-                const bool act = j < PER && b0 + j < NCAND && (v[cmin(j, PER - 1)] & mask) == prefix;
-                dig[g] = act ? (v[cmin(j, PER - 1)] >> shift) & 255u : 256u;
-                grp[g] = __match_any_sync(0xffffffffu, dig[g]);
-            }
-#pragma unroll
-            for (int g = 0; g < MG; ++g)
-                if (dig[g] < 256u && lane == __ffs(grp[g]) - 1) atomicAdd(&h[dig[g]], __popc(grp[g]));
+        for (int j = 0; j < PER; ++j) {
+            const bool act = b0 + j < NCAND && (v[j] & mask) == prefix;
+            dig[j] = act ? (v[j] >> shift) & 255u : 256u;
+            grp[j] = __match_any_sync(0xffffffffu, dig[j]);
         }
+#pragma unroll
+        for (int j = 0; j < PER; ++j)
+            if (dig[j] < 256u && lane == __ffs(grp[j]) - 1) atomicAdd(&h[dig[j]], __popc(grp[j]));
         __syncthreads();
         int c[8];
         const int4 lo = *(const int4*)&h[8 * lane], hi = *(const int4*)&h[8 * lane + 4];
