@@ -492,23 +492,15 @@ pub(crate) fn decode_jobs(args: &Args, shapes: &[Shape]) -> Vec<DecodeJob> {
             modes: vec![mode(DecodeMode::Cached, "decode-cached-b16", 32 * K, Some(0.045))],
         });
         if !args.quick {
-            jobs.push(DecodeJob {
-                shape: *shape,
-                t: 128 * K,
-                batch: 1,
-                modes: vec![
-                    mode(DecodeMode::Cached, "decode-cached", 128 * K, Some(0.012)),
-                    mode(DecodeMode::SearchEveryStep, "decode-search", 128 * K, Some(0.060)),
-                ],
-            });
+            let mut modes = vec![
+                mode(DecodeMode::Cached, "decode-cached", 128 * K, Some(0.012)),
+                mode(DecodeMode::SearchEveryStep, "decode-search", 128 * K, Some(0.060)),
+            ];
             if mha {
-                jobs.push(DecodeJob {
-                    shape: *shape,
-                    t: 128 * K,
-                    batch: 1,
-                    modes: vec![mode(DecodeMode::SearchEveryStepK2048, "decode-search-k2048", 128 * K, None)],
-                });
+                // (on the same cache: a job's modes share its upload)
+                modes.push(mode(DecodeMode::SearchEveryStepK2048, "decode-search-k2048", 128 * K, None));
             }
+            jobs.push(DecodeJob { shape: *shape, t: 128 * K, batch: 1, modes });
             jobs.push(DecodeJob {
                 shape: *shape,
                 t: M,
