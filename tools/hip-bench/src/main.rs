@@ -21,7 +21,8 @@
 //! - `decode-cached/<shape>/<T>`: one decode step against a paged KV cache (page size 64, pages shuffled in the
 //!   pool as an engine's allocator leaves them) whose mask state was filled by a searching step; refresh = 2^30,
 //!   so no timed step searches. `decode-cached-b16/...`: the same with 16 sequences per step.
-//! - `decode-search/<shape>/<T>`: refresh = 1, every timed step searches.
+//! - `decode-search/<shape>/<T>`: refresh = 1, every timed step searches. `decode-k2048-search/MHA-32/128k`: the
+//!   same with k = 2048 (Kb = 1024, the largest at head_dim 128), for changes at large budgets; no target.
 //!   Each decode configuration is timed eagerly (`hip_decode_step` per step) and as a CUDA graph replay (the step
 //!   captured once per input set, replayed): launch latency dominates a step of a few microseconds.
 //! - `--scan` replaces these with SCAN selection's rows and their baselines (scan.rs); `--quality-gpu` measures

@@ -169,8 +169,8 @@ impl Header {
             ),
             (
                 "hip",
-                "k=512 bq=32 bk=2 sink 4 window 128 sq 1 sk 1 (decode refresh: 2^30 cached, 1 search every step); \
-                 decode KV cache paged, 64 tokens per page",
+                "k=512 bq=32 bk=2 sink 4 window 128 sq 1 sk 1 (decode refresh: 2^30 cached, 1 search every step; \
+                 decode-k2048-search: k=2048); decode KV cache paged, 64 tokens per page",
             ),
         ];
         Header {

@@ -497,8 +497,8 @@ pub(crate) fn decode_jobs(args: &Args, shapes: &[Shape]) -> Vec<DecodeJob> {
                 mode(DecodeMode::SearchEveryStep, "decode-search", 128 * K, Some(0.060)),
             ];
             if mha {
-                // (on the same cache: a job's modes share its upload)
-                modes.push(mode(DecodeMode::SearchEveryStepK2048, "decode-search-k2048", 128 * K, None));
+                // (on the same cache: a job's modes share its upload; the id keeps out of `--only decode-search`)
+                modes.push(mode(DecodeMode::SearchEveryStepK2048, "decode-k2048-search", 128 * K, None));
             }
             jobs.push(DecodeJob { shape: *shape, t: 128 * K, batch: 1, modes });
             jobs.push(DecodeJob {
