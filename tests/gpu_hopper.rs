@@ -21,6 +21,8 @@ use hip_attn::*;
 use std::ffi::c_void;
 
 const SRC: &str = include_str!("../cuda/hopper/fa3.cuh");
+/// The wgmma primitives fa3.cuh includes.
+const WGMMA: &str = include_str!("../cuda/hopper/wgmma.cuh");
 const KERNEL: &str = "hopper_fa3_causal";
 const D: usize = contract::HOPPER_HEAD_DIM;
 const BM: usize = contract::HOPPER_ROWS;
@@ -44,7 +46,7 @@ fn compile((stages, overlap): (u32, u32)) -> Result<(Vec<u8>, String), String> {
         "-Xptxas=-v".to_string(),
     ];
     let header = contract::header_text();
-    let sources = [("fa3.cu", SRC), ("hip_contract.h", header.as_str())];
+    let sources = [("fa3.cu", SRC), ("hip_contract.h", header.as_str()), ("hopper/wgmma.cuh", WGMMA)];
     let out = hip_attn::cuda::compile::compile_cubin_with_log("fa3.cu", &sources, &opts, "sm_90a")
         .map_err(|e| format!("HOPPER_STAGES={stages} HOPPER_OVERLAP={overlap}: {e}"))?;
     // C7508: setmaxnreg ignored. "serializ" (C7513, C7514): wgmma made synchronous; C7519: a warpgroup.arrive the

@@ -15,6 +15,7 @@
 // the host must know (threads, tile rows, head dim, shared memory) is src/contract.rs's, through hip_contract.h,
 // both in the library and standalone (tests/gpu_hopper.rs passes the header).
 #include "hip_contract.h"
+#include "hopper/wgmma.cuh"
 
 #ifndef HOPPER_STAGES
 #define HOPPER_STAGES 2
@@ -99,25 +100,6 @@ static __device__ __forceinline__ void tma_load(unsigned dst, const hopper_tmap*
         : "memory");
 }
 
-// A wgmma shared-memory matrix descriptor with 128-byte swizzling: start address, leading and stride byte
-// offsets, all in 16-byte units.
-static __device__ __forceinline__ unsigned long long gmma_desc(unsigned addr, unsigned lbo, unsigned sbo) {
-    return (unsigned long long)((addr & 0x3FFFF) >> 4) | ((unsigned long long)(lbo >> 4) << 16) |
-           ((unsigned long long)(sbo >> 4) << 32) | (1ull << 62);
-}
-
-static __device__ __forceinline__ void wgmma_fence() {
-    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
-}
-static __device__ __forceinline__ void wgmma_commit() {
-    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
-}
-// Waits until at most N committed wgmma groups of this warpgroup are still running (they complete in order).
-template <int N>
-static __device__ __forceinline__ void wgmma_wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
-}
-
 // d[64] (+)= A(64x16, K-major, shared) * B(16x128, K-major, shared); accumulate = 0 overwrites d.
 static __device__ __forceinline__ void wgmma_s(float* d, unsigned long long a, unsigned long long b, int accumulate) {
     asm volatile(
@@ -151,20 +133,6 @@ static __device__ __forceinline__ void wgmma_pv(float* d, const unsigned* a, uns
           "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1)
         : "memory");
-}
-
-// Pins registers in place around the asynchronous wgmma: the compiler cannot move their reads or writes across
-// this (volatile asm is never reordered against another volatile asm such as the wait), so nothing touches an
-// accumulator or an A fragment while a wgmma that uses it may still be running.
-template <int N>
-static __device__ __forceinline__ void pin(float* x) {
-#pragma unroll
-    for (int i = 0; i < N; ++i) asm volatile("" : "+f"(x[i])::"memory");
-}
-template <int N>
-static __device__ __forceinline__ void pin(unsigned* x) {
-#pragma unroll
-    for (int i = 0; i < N; ++i) asm volatile("" : "+r"(x[i])::"memory");
 }
 
 static __device__ __forceinline__ float ex2(float x) {

@@ -23,7 +23,7 @@ use cudarc::driver::sys::{CUfunction_attribute, CUresult, CUstream, CUtensorMap}
 
 /// Kernel sources, embedded: NVRTC compiles hip_attn.cu with the others as named headers. hip_contract.h is the
 /// text build.rs generates from src/contract.rs (cuda/generated/hip_contract.h is its committed copy).
-const SOURCES: [(&str, &str); 16] = [
+const SOURCES: [(&str, &str); 17] = [
     ("hip_attn.cu", include_str!("../../cuda/hip_attn.cu")),
     ("hip_contract.h", include_str!(concat!(env!("OUT_DIR"), "/hip_contract.h"))),
     ("common.cuh", include_str!("../../cuda/common.cuh")),
@@ -38,6 +38,7 @@ const SOURCES: [(&str, &str); 16] = [
     ("attn/prefill.cuh", include_str!("../../cuda/attn/prefill.cuh")),
     ("attn/decode.cuh", include_str!("../../cuda/attn/decode.cuh")),
     ("merge.cuh", include_str!("../../cuda/merge.cuh")),
+    ("hopper/wgmma.cuh", include_str!("../../cuda/hopper/wgmma.cuh")),
     ("hopper/fa3.cuh", include_str!("../../cuda/hopper/fa3.cuh")),
     ("hopper/dense.cuh", include_str!("../../cuda/hopper/dense.cuh")),
 ];
