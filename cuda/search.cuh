@@ -16,6 +16,15 @@
 #include "common.cuh"
 #include "decode_kv.cuh"
 
+// The prefill search scores on one warpgroup MMA per tile where the module targets sm_90a at head_dim 128
+// (score_branches for SearchSmemWg below); elsewhere, and in every decode search, on mma.sync.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && HIP_HEAD_DIM == 128
+#define HIP_SEARCH_WG 1
+#include "hopper/wgmma.cuh"
+#else
+#define HIP_SEARCH_WG 0
+#endif
+
 namespace hip {
 
 constexpr int S_THREADS = HIP_ATTN_SEARCH_THREADS;
@@ -93,14 +102,6 @@ struct SearchSmem {
                                                // meets one stores it into every CTA)
 };
 
-// CTAs per SM for the prefill search's register budget (__launch_bounds__): as many as shared memory allows on
-// Hopper (228 KB per SM, 1 KB reserved per CTA), at most 5 (the ~90-96 registers the kernel needs), so that
-// ptxas never trades occupancy that shared memory would allow for registers. Elsewhere no hint.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-constexpr int S_MIN_CTAS = cmin(233472 / ((int)sizeof(SearchSmem) + 1024), 5);
-#else
-constexpr int S_MIN_CTAS = 1;
-#endif
 
 // Bounds [a, b) of branch `id` (chunk id/2, half id&1); b == a for the empty twin of a length-1 chunk.
 __device__ __forceinline__ int2 branch_range(const int2* chunks, int id) {
@@ -109,6 +110,81 @@ __device__ __forceinline__ int2 branch_range(const int2* chunks, int id) {
     const int h = (L + 1) >> 1;
     if (L >= 2) return (id & 1) ? make_int2(c.x + h, c.y) : make_int2(c.x, c.x + h);
     return (id & 1) ? make_int2(c.y, c.y) : c;
+}
+
+// The branch of column `col` of the branch list (-1: no key) and, when it has one, its key row in ptr (left as it
+// was otherwise: krow sets it only for a key it can read); `bad` when the key cannot be read. Column c is sampled
+// key c % NSK of branch todo.id[c / NSK]; columns from col1 on are past this CTA's share.
+template <class KRow>
+__device__ __forceinline__ int column_branch(const ScoreList& todo, unsigned col, int col1, int sink, int e,
+                                             const KRow& krow, const elem_t*& ptr, bool& bad) {
+    int br = -1;
+    if (col < (unsigned)col1) {  // (unsigned: the divisions below become shifts)
+        const unsigned t = col / NSK, smp = col - t * NSK;
+        const int key = sink + todo.rep[t] * BK + (int)smp * SK;
+        if ((int)smp * SK < BK && key < e) {
+            if (krow(key, ptr)) br = todo.id[t];
+            else bad = true;
+        }
+    }
+    return br;
+}
+
+// Folds one warp's scores of a tile into the keys of their branches (score[branch], smaller = better). acc holds
+// S_NT n-tiles of 8 columns in the mma.m16n8k16 accumulator layout, which wgmma's is per warp too: acc[4 nt + x] is
+// row g + 8 (x >> 1) of the warp's 16, column 8 nt + 2 tq + (x & 1). row_ok: which of the lane's two rows are
+// real; cb[8 nt], cb[8 nt + 1]: the branches of the lane's two columns of n-tile nt (-1: no key).
+//
+// Each branch's values are folded into one float per lane, then reduced over the warp's 8 row groups (lanes
+// differing in g): with several values per lane, each shuffle level trades half of them with the partner lane (a
+// transposing reduction), so NV <= 8 values cost NV - 1 + 3 - log2(NV) shuffles instead of 3 * NV. Padded rows hold
+// zeros and invalid columns zero-filled keys: with MASKED neither may win (row_ok, cb[8 nt + 1]); without it the
+// caller guarantees that they repeat a real row or the branch's first key instead, which leaves every max as it is.
+// Warps holding other rows of the same columns fold theirs into the same key through the atomicMin.
+template <int S_NT, bool MASKED = true>
+__device__ __forceinline__ void fold_tile(u32* score, const float* acc, const bool (&row_ok)[2], const int* cb, int g) {
+    constexpr bool PAIR = NSK % 2 == 0;  // a lane's columns 2tq, 2tq+1 are keys of one branch
+    constexpr int NV = S_NT * (PAIR ? 1 : 2);
+    constexpr int LV = NV >= 8 ? 3 : NV >= 4 ? 2 : NV >= 2 ? 1 : 0;  // transposing levels
+    float x[NV];
+#pragma unroll
+    for (int nt = 0; nt < S_NT; ++nt) {
+        const float* a = acc + 4 * nt;
+        const bool ok0 = !MASKED || row_ok[0], ok1 = !MASKED || row_ok[1];
+        const float m0 = fmaxf(ok0 ? a[0] : HIP_NEG_INF, ok1 ? a[2] : HIP_NEG_INF);
+        const float m1 = fmaxf(ok0 ? a[1] : HIP_NEG_INF, ok1 ? a[3] : HIP_NEG_INF);
+        if (PAIR) {
+            // (the even column is valid whenever the odd one is: it is the earlier key of the branch)
+            x[nt] = fmaxf(m0, !MASKED || cb[nt * 8 + 1] >= 0 ? m1 : HIP_NEG_INF);
+        } else {
+            x[2 * nt] = m0;
+            x[2 * nt + 1] = m1;
+        }
+    }
+#pragma unroll
+    for (int l = 0; l < LV; ++l) {
+        const bool up = (g >> l) & 1;
+#pragma unroll
+        for (int i = 0; i < (NV >> l) / 2; ++i) {
+            const float keep = up ? x[2 * i + 1] : x[2 * i];
+            const float send = up ? x[2 * i] : x[2 * i + 1];
+            x[i] = fmaxf(keep, __shfl_xor_sync(0xffffffffu, send, 4 << l));
+        }
+    }
+    constexpr int NR = NV >> LV;  // values left per lane: value i is original index i * 2^LV + g % 2^LV
+#pragma unroll
+    for (int l = LV; l < 3; ++l)
+#pragma unroll
+        for (int i = 0; i < NR; ++i) x[i] = fmaxf(x[i], __shfl_xor_sync(0xffffffffu, x[i], 4 << l));
+    if ((g >> LV) == 0) {
+#pragma unroll
+        for (int i = 0; i < NR; ++i) {
+            const int v = i * (1 << LV) + g;
+            const int col = PAIR ? v * 8 : (v >> 1) * 8 + (v & 1);
+            const int br = cb[col];
+            if (br >= 0) atomicMin(&score[br], ~float_ord(x[i]));
+        }
+    }
 }
 
 // Max over the pass's rows and over each branch's sampled keys of q.k, folded into sm.score[branch], for the
@@ -154,19 +230,8 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
     const int my_row = tid / TPR, my_sub = tid - my_row * TPR;
     constexpr u32 K_STAGE_BYTES = S_TC * ROW * 2;
     const u32 dst0 = smem_addr(&sm.k[my_row * ROW]) + my_sub * 16;
-    // The branch of column `col` (-1: no key) and, when it has one, its key row in ptr (left as it was otherwise:
-    // krow sets it only for a key it can read); `bad` when the key cannot be read.
-    auto resolve = [&](unsigned col, const elem_t*& ptr) {  // (unsigned: the divisions below become shifts)
-        int br = -1;
-        if (col < (unsigned)col1) {
-            const unsigned t = col / NSK, smp = col - t * NSK;
-            const int key = sink + sm.todo.rep[t] * BK + (int)smp * SK;
-            if ((int)smp * SK < BK && key < e) {
-                if (krow(key, ptr)) br = sm.todo.id[t];
-                else bad = true;
-            }
-        }
-        return br;
+    auto resolve = [&](unsigned col, const elem_t*& ptr) {
+        return column_branch(sm.todo, col, col1, sink, e, krow, ptr, bad);
     };
     int g0 = -G;                  // BATCH: first tile of the group derived (warp-uniform)
     int own_br = -1;              // BATCH: this lane's column of the group: its branch ...
@@ -261,52 +326,7 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
                     for (int nt = 0; nt < S_NT; ++nt) mma16816(acc[nt], qf[kk], bf[nt][0], bf[nt][1]);
                 }
 
-                // Fold each branch's values into one float per lane, then reduce over the warp's 8 row groups
-                // (lanes differing in g): with several values per lane, each shuffle level trades half of them
-                // with the partner lane (a transposing reduction), so NV <= 8 values cost NV - 1 + 3 - log2(NV)
-                // shuffles instead of 3 * NV. Padded rows hold zeros and invalid columns zero-filled keys:
-                // neither may win. The other m-tiles' warps fold their rows into the same key via the atomicMin.
-                constexpr bool PAIR = NSK % 2 == 0;  // a lane's columns 2tq, 2tq+1 are keys of one branch
-                constexpr int NV = S_NT * (PAIR ? 1 : 2);
-                constexpr int LV = NV >= 8 ? 3 : NV >= 4 ? 2 : NV >= 2 ? 1 : 0;  // transposing levels
-                const int* cb = &sm.colbr[st][wn * S_CW + 2 * tq];
-                float x[NV];
-#pragma unroll
-                for (int nt = 0; nt < S_NT; ++nt) {
-                    const float m0 = fmaxf(row_ok[0] ? acc[nt][0] : HIP_NEG_INF, row_ok[1] ? acc[nt][2] : HIP_NEG_INF);
-                    const float m1 = fmaxf(row_ok[0] ? acc[nt][1] : HIP_NEG_INF, row_ok[1] ? acc[nt][3] : HIP_NEG_INF);
-                    if (PAIR) {
-                        // (the even column is valid whenever the odd one is: it is the earlier key of the branch)
-                        x[nt] = fmaxf(m0, cb[nt * 8 + 1] >= 0 ? m1 : HIP_NEG_INF);
-                    } else {
-                        x[2 * nt] = m0;
-                        x[2 * nt + 1] = m1;
-                    }
-                }
-#pragma unroll
-                for (int l = 0; l < LV; ++l) {
-                    const bool up = (g >> l) & 1;
-#pragma unroll
-                    for (int i = 0; i < (NV >> l) / 2; ++i) {
-                        const float keep = up ? x[2 * i + 1] : x[2 * i];
-                        const float send = up ? x[2 * i] : x[2 * i + 1];
-                        x[i] = fmaxf(keep, __shfl_xor_sync(0xffffffffu, send, 4 << l));
-                    }
-                }
-                constexpr int NR = NV >> LV;  // values left per lane: value i is original index i * 2^LV + g % 2^LV
-#pragma unroll
-                for (int l = LV; l < 3; ++l)
-#pragma unroll
-                    for (int i = 0; i < NR; ++i) x[i] = fmaxf(x[i], __shfl_xor_sync(0xffffffffu, x[i], 4 << l));
-                if ((g >> LV) == 0) {
-#pragma unroll
-                    for (int i = 0; i < NR; ++i) {
-                        const int v = i * (1 << LV) + g;
-                        const int col = PAIR ? v * 8 : (v >> 1) * 8 + (v & 1);
-                        const int br = cb[col];
-                        if (br >= 0) atomicMin(&sm.score[br], ~float_ord(x[i]));
-                    }
-                }
+                fold_tile<S_NT>(sm.score, &acc[0][0], row_ok, &sm.colbr[st][wn * S_CW + 2 * tq], g);
             }
             if (S_NST == 1) __syncthreads();  // the single stage is refilled by the next iteration's issue
         }
@@ -315,9 +335,172 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
     return !__syncthreads_or(bad);
 }
 
+#if HIP_SEARCH_WG
+// ---------------------------------------------------------------------------------------------------------------
+// The prefill search's scoring on Hopper (sm_90a, head_dim 128): the same keys as score_branches above, computed
+// as S = Q K^T by one warpgroup MMA per tile of 64 key columns (the CTA is one warpgroup): A = the pass's rows from
+// registers (16 per warp, as the mma.sync path holds them), B = the gathered key rows from shared memory, in the
+// 128-byte swizzled layout wgmma reads. The mma.sync loop spent ~177 instructions per warp per 32 columns, most of
+// them not MMAs (BENCHMARKS.md, "Where the default search's instructions go"): here each warp gives 8 MMA issues
+// and one fold per 64 columns, its folds mask nothing (padded rows and missing keys repeat real ones), and each
+// row's address is resolved once per tile by one lane. Prefill 128k, MHA-32: the search 47.5 -> 38.6 ms under
+// Nsight Compute (BENCHMARKS.md, optimization log, 2026-12-04).
+// A pass holds SW_RP = 64 rows; a prefill block of 32 rows (MHA, the defaults) leaves warps 2 and 3 rowless: their
+// MMA rows are zeros and they fold nothing, but they still gather. Two stages of 64 rows and the fixed arrays take
+// 43 KB; a third stage would pass the 48 KB a static layout may take, so one tile is in flight while another is
+// scored.
+constexpr int SW_TC = 64;                     // key columns per tile: the wgmma's N
+constexpr int SW_NST = 2;                     // pipeline stages
+constexpr int SW_RP = 16 * S_WARPS;           // rows per pass: the wgmma's M
+constexpr int SW_HALF = SW_TC * 128;          // bytes of one 64-element half of a tile's rows
+constexpr int SW_STAGE = SW_HALF * (D / 64);  // bytes of a tile
+static_assert(S_THREADS == 128, "the Hopper search scoring is one warpgroup: the CTA");
+static_assert(SW_RP * D * 2 <= SW_STAGE, "a pass's rows are staged in one stage");
+
+// SearchSmem's members for the prefill search on Hopper: the stages hold swizzled tiles (1024-byte aligned, as
+// the swizzle's atoms must be) and no row padding.
+struct SearchSmemWg {
+    alignas(1024) unsigned char k[SW_NST * SW_STAGE];  // key tiles; a pass's rows (unswizzled) in the last one
+    alignas(16) u32 score[NCAND];                       // as SearchSmem
+    union {
+        alignas(16) int hist[S_RADIX_PASSES][256];
+        ScoreList todo;
+    };
+    int colbr[SW_NST][SW_TC];
+    int2 chunks[KBX];
+    u32 won[KBX];
+    int scan[S_WARPS];
+    int abort;
+};
+
+// Copies J.. of a warp's 16 tile rows (see score_branches below): copy J takes row 2 J + hi's address from its
+// lane, and puts chunk c16 of it 256 J bytes past this lane's place for row hi (xo).
+template <int J = 0>
+__device__ __forceinline__ void sw_row_copies(u32 dst, const u32 (&xo)[4], const elem_t* ptr, unsigned valid, int hi,
+                                              int c16) {
+    if constexpr (J < 8) {
+        const int from = 2 * J + hi;
+        const elem_t* row = (const elem_t*)__shfl_sync(0xffffffffu, (unsigned long long)ptr, from);
+        cp_async16_at<256 * J, 0>(dst + xo[J % 4], row + c16 * 8, (valid >> from) & 1);
+        sw_row_copies<J + 1>(dst, xo, ptr, valid, hi, c16);
+    }
+}
+
+template <int RP, bool BATCH, class QRow, class KRow>
+__device__ bool score_branches(SearchSmemWg& sm, int col0, int col1, int nrows, const QRow& qrow, const KRow& krow,
+                               int sink, int e, const elem_t* gdummy) {
+    static_assert(!BATCH, "the Hopper scoring serves the prefill search");
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, tq = lane & 3;
+    constexpr int CPR = D / 8;  // 16-byte chunks per row
+    static_assert(CPR == 16 && SW_TC == 16 * S_WARPS, "the swizzled copy below: 16 lanes per row, 16 rows per warp");
+    const int ntile = ceil_div(col1 - col0, SW_TC);
+    bool bad = false;
+    const u32 kbase = smem_addr(sm.k);
+    // A tile's rows are copied whole by 16 lanes each, 16 bytes a lane, two rows per warp-wide copy, so that a copy
+    // asks L2 for four whole 128-byte lines; with two threads per row (32 bytes of each of 16 rows per copy) the
+    // scoring ran at 95% of L2 throughput with 5.4 TB/s of rows, where whole rows stream at 9.2 (BENCHMARKS.md,
+    // 2026-12-04). Warp w copies rows 16 w .. 16 w + 15: lane l < 16 resolves row 16 w + l once per tile, and copy j
+    // takes the address of row 2 j + l / 16 from its lane by shuffle. Lane l copies chunk c = l % 16 of its rows:
+    // into half c / 8 of the tile, at chunk (c % 8) ^ (r % 8) of row r's 128 bytes there; r % 8 = (2 j + l / 16) % 8,
+    // so xo[j % 4] is that chunk's place and copy j is 256 j bytes further.
+    const int c16 = lane & 15, hi = lane >> 4;
+    const u32 wdst = (c16 >> 3) * SW_HALF + (warp * 16 + hi) * 128;
+    u32 xo[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) xo[j] = wdst + (((c16 & 7) ^ ((2 * j + hi) & 7)) << 4);
+    auto issue = [&](int i) {
+        if (i < ntile) {
+            const int st = i % SW_NST;
+            const elem_t* ptr = gdummy;
+            int br = -1;
+            if (lane < 16) {
+                const unsigned col = col0 + i * SW_TC + warp * 16 + lane;
+                br = column_branch(sm.todo, col, col1, sink, e, krow, ptr, bad);
+                // A branch's later sampled key past its end (or past e) gathers the branch's first key again: the
+                // same score, so that fold_tile needs no column mask (the first key exists whenever the branch does).
+                if (NSK > 1 && br < 0 && col % NSK != 0)
+                    br = column_branch(sm.todo, col - col % NSK, col1, sink, e, krow, ptr, bad);
+                sm.colbr[st][warp * 16 + lane] = br;
+            }
+            const unsigned valid = __ballot_sync(0xffffffffu, br >= 0);
+            const u32 dst = kbase + st * SW_STAGE;
+            sw_row_copies(dst, xo, ptr, valid, hi, c16);
+        }
+        cp_async_commit();  // (every thread, so that the wait counts stay uniform)
+    };
+
+    const u32 q_stage = kbase + (SW_NST - 1) * SW_STAGE;
+    const u32 q_lane = q_stage + ((warp * 16 + (lane & 15)) * D + (lane >> 4) * 8) * 2;
+    static_assert(SW_NST == 2, "one descriptor per stage below");
+    const unsigned long long desc0 = gmma_desc(kbase, 16, 1024), desc1 = gmma_desc(kbase + SW_STAGE, 16, 1024);
+    float acc[32];
+#pragma unroll
+    for (int x = 0; x < 32; ++x) acc[x] = 0.f;
+    for (int rbase = 0; rbase < nrows; rbase += SW_RP) {
+        const int rows_here = cmin(SW_RP, nrows - rbase);
+        const bool active = warp * 16 < rows_here;  // (warp-uniform) this warp's MMA rows hold rows of the pass
+        u32 qf[D / 16][4];
+        __syncthreads();  // the previous pass is done with every stage
+        // The pass's rows, unswizzled rows of D elements (read once by ldmatrix), the last stage's place. Rows past
+        // the pass's last in a warp's 16 repeat that last row (the same scores: fold_tile masks no rows).
+        for (int c = tid; c < round_up(rows_here, 16) * CPR; c += S_THREADS) {
+            const int r = c / CPR, part = c - r * CPR;
+            const elem_t* src = qrow(rbase + cmin(r, rows_here - 1));
+            cp_async16(q_stage + (r * D + part * 8) * 2, src ? src + part * 8 : gdummy, src);
+        }
+        cp_async_commit();
+        issue(0);
+        for (int i = 0; i < ntile; ++i) {
+            cp_async_wait<0>();        // tile i (and at i == 0 the rows) landed: tile i + 1 is issued below
+            fence_proxy_async_smem();  // (the copies are generic-proxy writes; wgmma reads through the async proxy)
+            __syncthreads();
+            const int st = i % SW_NST;
+            if (i == 0) {
+#pragma unroll
+                for (int kk = 0; kk < D / 16; ++kk) {
+                    if (active) ldsm_x4(q_lane + kk * 32, qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+                    else qf[kk][0] = qf[kk][1] = qf[kk][2] = qf[kk][3] = 0u;
+                }
+                __syncthreads();  // every warp holds its rows: their stage may take tile 1
+            }
+            // Tile i + 1 goes into the stage of tile i - 1, whose MMAs every warp waited for before the barrier.
+            issue(i + 1);
+            wgmma_fence();
+            // (a descriptor's address field is the byte address / 16: an offset within the stage adds to it)
+            const unsigned long long desc = st ? desc1 : desc0;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk)
+                wgmma_rs_n64<IS_BF16>(acc, qf[kk], desc + (((kk / 4) * SW_HALF + (kk % 4) * 32) >> 4), kk > 0);
+            wgmma_commit();
+            wgmma_wait<0>();
+            pin<32>(acc);
+            constexpr bool all_rows[2] = {true, true};
+            if (active) fold_tile<SW_TC / 8, false>(sm.score, acc, all_rows, &sm.colbr[st][2 * tq], g);
+        }
+        cp_async_wait<0>();  // only empty groups can remain; keeps the group count bounded across passes
+    }
+    return !__syncthreads_or(bad);
+}
+using SearchSmemPf = SearchSmemWg;
+#else
+using SearchSmemPf = SearchSmem;
+#endif
+
+// CTAs per SM for the prefill search's and the prefill scan's register budget (__launch_bounds__): as many as
+// shared memory allows on Hopper (228 KB per SM, 1 KB reserved per CTA) for the larger of their two layouts, at
+// most 5 (the ~90-96 registers the kernels need), so that ptxas never trades occupancy that shared memory would
+// allow for registers. Elsewhere no hint.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+constexpr int S_MIN_CTAS = cmin(233472 / (cmax((int)sizeof(SearchSmem), (int)sizeof(SearchSmemPf)) + 1024), 5);
+#else
+constexpr int S_MIN_CTAS = 1;
+#endif
+
 // Exclusive prefix sum of x over the CTA's threads, in thread order; `total` gets the sum over all threads. All
 // threads take part; one barrier (sm.scan must not be in use by an earlier scan that some thread still reads).
-__device__ __forceinline__ int block_scan(SearchSmem& sm, int x, int& total) {
+template <class Sm>
+__device__ __forceinline__ int block_scan(Sm& sm, int x, int& total) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int incl = x;
 #pragma unroll
@@ -343,7 +526,8 @@ __device__ __forceinline__ int block_scan(SearchSmem& sm, int x, int& total) {
 // 2-block chunk and the only branch of a 1-block chunk have the chunk's own representative, so their key is the
 // chunk's key from the previous iteration, which is copied instead of gathering the rows again (about 9% of all
 // scoring at 128k). The empty twin of a 1-block chunk is never scored and keeps "not scored".
-__device__ int plan_scoring(SearchSmem& sm, bool reuse) {
+template <class Sm>
+__device__ int plan_scoring(Sm& sm, bool reuse) {
     constexpr int PER = ceil_div(NCAND, S_THREADS);
     const int b0 = threadIdx.x * PER;
     unsigned need = 0;  // bit j: branch b0 + j is scored
@@ -386,7 +570,8 @@ __device__ int plan_scoring(SearchSmem& sm, bool reuse) {
 // places. (The bitonic sort this replaces took 45 barrier passes at KB = 256.)
 // It is scan.cuh's radix_top in selection (same digits, order and tie rule, keys complemented), kept apart for its
 // register-resident keys and single placement pass (docs/ALGORITHM.md, section 5's implementation note).
-__device__ bool select_branches(SearchSmem& sm) {
+template <class Sm>
+__device__ bool select_branches(Sm& sm) {
     constexpr int PER = ceil_div(NCAND, S_THREADS);  // consecutive branch ids per thread
     const int tid = threadIdx.x, lane = tid & 31;
     const int b0 = tid * PER;
@@ -498,8 +683,8 @@ __device__ bool select_branches(SearchSmem& sm) {
 // (rank = this CTA's rank; each scores NCAND / CL of the branches, and every CTA selects). On return (all threads,
 // every CTA of the cluster), sm.chunks[i].x for i < result are the selected block indices in ascending order;
 // result -1 means a key row could not be read (bad page). DECODE: the decode search (score_branches' BATCH).
-template <int RP, int CL, bool DECODE, class QRow, class KRow>
-__device__ int tree_search(SearchSmem& sm, int rank, int nrows, const QRow& qrow, const KRow& krow, int sink, int e,
+template <int RP, int CL, bool DECODE, class Sm, class QRow, class KRow>
+__device__ int tree_search(Sm& sm, int rank, int nrows, const QRow& qrow, const KRow& krow, int sink, int e,
                            const elem_t* gdummy) {
     static_assert(CL == 1 || CL == S_DCL, "search: cluster size");
     const int tid = threadIdx.x;
@@ -592,7 +777,7 @@ struct PrefillSearchRows {
 // ---------------------------------------------------------------------------------------------------------------
 // hip_prefill_search: grid (ceil(max_seqlen_q / BQ), mask_heads, batch)
 __device__ __forceinline__ void prefill_search(const hip_prefill_params& p) {
-    __shared__ SearchSmem sm;
+    __shared__ SearchSmemPf sm;
     const int j = blockIdx.x, mh = blockIdx.y, b = blockIdx.z;
     PrefillSeq s;
     const bool ok = prefill_seq(p, b, s);
