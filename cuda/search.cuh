@@ -341,7 +341,7 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
 // as S = Q K^T by one warpgroup MMA per tile of 64 key columns (the CTA is one warpgroup): A = the pass's rows from
 // registers (16 per warp, as the mma.sync path holds them), B = the gathered key rows from shared memory, in the
 // 128-byte swizzled layout wgmma reads. The mma.sync loop spent ~177 instructions per warp per 32 columns, most of
-// them not MMAs (BENCHMARKS.md, "Where the default search's instructions go"): here each warp gives 8 MMA issues
+// them not MMAs (BENCHMARKS.md, "Where the default search's instructions went"): here each warp gives 8 MMA issues
 // and one fold per 64 columns, its folds mask nothing (padded rows and missing keys repeat real ones), and each
 // row's address is resolved once per tile by one lane. Prefill 128k, MHA-32: the search 47.5 -> 38.6 ms under
 // Nsight Compute (BENCHMARKS.md, optimization log, 2026-12-04).
