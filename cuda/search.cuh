@@ -348,7 +348,8 @@ __device__ bool score_branches(SearchSmem& sm, int col0, int col1, int nrows, co
 // A pass holds SW_RP = 64 rows; a prefill block of 32 rows (MHA, the defaults) leaves warps 2 and 3 rowless: their
 // MMA rows are zeros and they fold nothing, but they still gather. Two stages of 64 rows and the fixed arrays take
 // 43 KB; a third stage would pass the 48 KB a static layout may take, so one tile is in flight while another is
-// scored.
+// scored. The tile's own chain is what the loop waits on, not that latency: tiles of 32 columns in four stages
+// (three in flight) were 1.2x slower (BENCHMARKS.md, optimization log, 2026-12-04).
 constexpr int SW_TC = 64;                     // key columns per tile: the wgmma's N
 constexpr int SW_NST = 2;                     // pipeline stages
 constexpr int SW_RP = 16 * S_WARPS;           // rows per pass: the wgmma's M
