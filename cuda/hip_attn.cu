@@ -10,6 +10,18 @@
 #include "attention.cuh"
 #include "merge.cuh"
 
+// The E4M3 copy of K the FP8-scored search reads (k8.cuh), in modules built with HIP_FP8_SEARCH.
+#if HIP_FP8_SEARCH && (!defined(HIP_ONLY) || defined(HIP_WANT_hip_prefill_k8_amax))
+extern "C" __global__ void __launch_bounds__(HIP_ATTN_K8_THREADS) hip_prefill_k8_amax(hip_prefill_params p) {
+    hip::prefill_k8_amax(p);
+}
+#endif
+#if HIP_FP8_SEARCH && (!defined(HIP_ONLY) || defined(HIP_WANT_hip_prefill_k8_copy))
+extern "C" __global__ void __launch_bounds__(HIP_ATTN_K8_THREADS) hip_prefill_k8_copy(hip_prefill_params p) {
+    hip::prefill_k8_copy(p);
+}
+#endif
+
 #if !defined(HIP_ONLY) || defined(HIP_WANT_hip_prefill_search)
 extern "C" __global__ void __launch_bounds__(HIP_ATTN_SEARCH_THREADS, hip::S_MIN_CTAS) hip_prefill_search(hip_prefill_params p) {
     hip::prefill_search(p);

@@ -24,6 +24,17 @@
 #else
 #define HIP_SEARCH_WG 0
 #endif
+// HIP_FP8_SEARCH 1 (HIP_ATTN_FLAG_FP8_SEARCH_SCORES): the prefill tree search scores on E4M3 copies of Q and K
+// (docs/ALGORITHM.md section 9) with the E4M3 warpgroup MMA; the host compiles it only where HIP_SEARCH_WG holds.
+#ifndef HIP_FP8_SEARCH
+#define HIP_FP8_SEARCH 0
+#endif
+#if HIP_FP8_SEARCH
+#if defined(__CUDA_ARCH__) && !HIP_SEARCH_WG
+#error "HIP_FP8_SEARCH needs the Hopper search scoring (sm_90a, head_dim 128)"
+#endif
+#include "k8.cuh"
+#endif
 
 namespace hip {
 
@@ -115,9 +126,9 @@ __device__ __forceinline__ int2 branch_range(const int2* chunks, int id) {
 // The branch of column `col` of the branch list (-1: no key) and, when it has one, its key row in ptr (left as it
 // was otherwise: krow sets it only for a key it can read); `bad` when the key cannot be read. Column c is sampled
 // key c % NSK of branch todo.id[c / NSK]; columns from col1 on are past this CTA's share.
-template <class KRow>
+template <class KRow, class Ptr>
 __device__ __forceinline__ int column_branch(const ScoreList& todo, unsigned col, int col1, int sink, int e,
-                                             const KRow& krow, const elem_t*& ptr, bool& bad) {
+                                             const KRow& krow, Ptr& ptr, bool& bad) {
     int br = -1;
     if (col < (unsigned)col1) {  // (unsigned: the divisions below become shifts)
         const unsigned t = col / NSK, smp = col - t * NSK;
@@ -483,7 +494,138 @@ __device__ bool score_branches(SearchSmemWg& sm, int col0, int col1, int nrows, 
     }
     return !__syncthreads_or(bad);
 }
+
+#if HIP_FP8_SEARCH
+// ---------------------------------------------------------------------------------------------------------------
+// The FP8-scored prefill search (HIP_ATTN_FLAG_FP8_SEARCH_SCORES): the wgmma scoring above with both operands in
+// E4M3, so that a gathered key row is 128 bytes (one swizzled row, no halves) and a tile is four m64n64k32 MMAs.
+// The block's rows are rounded to E4M3 once per search, at the scale of all of them (stage_q8: section 9's one Q
+// scale per query block and mask head), and kept in shared memory; the key rows come from the call's copy of K
+// (k8.cuh). The scores are q8 . k8 without the two scales, which are positive and shared by every block this
+// search compares.
+constexpr int S8_MAX_ROWS = HIP_ATTN_FP8_SEARCH_MAX_ROWS;
+static_assert(S_ROWS_MAX <= S8_MAX_ROWS, "the FP8-scored search holds at most HIP_ATTN_FP8_SEARCH_MAX_ROWS rows");
+constexpr int S8_QROWS = round_up(S_ROWS_MAX, 16);  // rows of q8: the last real row repeated to a whole m-tile
+constexpr int S8_NST = 2;                           // pipeline stages
+constexpr int S8_STAGE = SW_TC * D;                 // bytes of a tile: 64 rows of D E4M3 values
+static_assert(D == 128, "an E4M3 key row is one 128-byte swizzled row");
+
+struct SearchSmemWg8 {
+    alignas(1024) unsigned char k[S8_NST * S8_STAGE];  // key tiles, 128-byte swizzled
+    alignas(16) unsigned char q8[S8_QROWS * D];        // the block's rows in E4M3, unswizzled
+    alignas(16) u32 score[NCAND];                      // as SearchSmem
+    union {
+        alignas(16) int hist[S_RADIX_PASSES][256];
+        ScoreList todo;
+    };
+    int colbr[S8_NST][SW_TC];
+    int2 chunks[KBX];
+    u32 won[KBX];
+    int scan[S_WARPS];
+    int abort;
+};
+
+// Rounds the search's nrows rows (qrow(r): D elements, or nullptr for zeros) to E4M3 at the scale of their largest
+// finite magnitude into sm.q8, rows past the last repeating it (the same scores: fold_tile masks no rows).
+template <class QRow>
+__device__ __forceinline__ void stage_q8(SearchSmemWg8& sm, int nrows, const QRow& qrow) {
+    constexpr int CPR = D / 8;
+    u32 m = 0;
+    for (int c = threadIdx.x; c < nrows * CPR; c += S_THREADS) {
+        const elem_t* src = qrow(c / CPR);
+        if (src) m = umax32(m, amax8(*(const uint4*)(src + (c % CPR) * 8)));
+    }
+    const float sc = e4m3_scale(block_umax(m, (u32*)sm.scan));
+    for (int c = threadIdx.x; c < round_up(nrows, 16) * CPR; c += S_THREADS) {
+        const int r = c / CPR, part = c % CPR;
+        const elem_t* src = qrow(cmin(r, nrows - 1));
+        *(uint2*)(sm.q8 + r * D + part * 8) = src ? quantize8(*(const uint4*)(src + part * 8), sc) : make_uint2(0, 0);
+    }
+    __syncthreads();
+}
+
+template <int RP, bool BATCH, class QRow, class KRow>
+__device__ bool score_branches(SearchSmemWg8& sm, int col0, int col1, int nrows, const QRow&, const KRow& krow,
+                               int sink, int e, const elem_t* gdummy) {
+    static_assert(!BATCH, "the Hopper scoring serves the prefill search");
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, tq = lane & 3;
+    static_assert(SW_TC == 16 * S_WARPS, "the swizzled copy below: 16 rows per warp");
+    const int ntile = ceil_div(col1 - col0, SW_TC);
+    bool bad = false;
+    const u32 kbase = smem_addr(sm.k);
+    // As the bf16 scoring, with rows of 128 bytes: lane l < 16 resolves row 16 w + l of warp w's 16; lane l copies
+    // chunk c = l % 8 of four of them, copy j taking row 4 j + l / 8 (address by shuffle) to chunk c ^ (r % 8) of
+    // row r, r % 8 = 4 (j % 2) + l / 8: xo[j % 2] is that place and copy j is 512 j bytes further.
+    const int c8 = lane & 7, sub = lane >> 3;
+    const u32 xo[2] = {(warp * 16 + sub) * 128 + ((c8 ^ sub) << 4), (warp * 16 + sub) * 128 + ((c8 ^ (4 + sub)) << 4)};
+    auto issue = [&](int i) {
+        if (i < ntile) {
+            const int st = i % S8_NST;
+            const unsigned char* ptr = (const unsigned char*)gdummy;
+            int br = -1;
+            if (lane < 16) {
+                const unsigned col = col0 + i * SW_TC + warp * 16 + lane;
+                br = column_branch(sm.todo, col, col1, sink, e, krow, ptr, bad);
+                // (a missing later key repeats the branch's first, as in the bf16 scoring)
+                if (NSK > 1 && br < 0 && col % NSK != 0)
+                    br = column_branch(sm.todo, col - col % NSK, col1, sink, e, krow, ptr, bad);
+                sm.colbr[st][warp * 16 + lane] = br;
+            }
+            const unsigned valid = __ballot_sync(0xffffffffu, br >= 0);
+            const u32 dst = kbase + st * S8_STAGE;
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int from = 4 * j + sub;
+                const unsigned char* row =
+                    (const unsigned char*)__shfl_sync(0xffffffffu, (unsigned long long)ptr, from);
+                cp_async16(dst + xo[j % 2] + 512 * j, row + c8 * 16, (valid >> from) & 1);
+            }
+        }
+        cp_async_commit();
+    };
+
+    const u32 q_lane = smem_addr(sm.q8) + (warp * 16 + (lane & 15)) * D + (lane >> 4) * 16;
+    static_assert(S8_NST == 2, "one descriptor per stage below");
+    const unsigned long long desc0 = gmma_desc(kbase, 16, 1024), desc1 = gmma_desc(kbase + S8_STAGE, 16, 1024);
+    float acc[32];
+#pragma unroll
+    for (int x = 0; x < 32; ++x) acc[x] = 0.f;
+    for (int rbase = 0; rbase < nrows; rbase += SW_RP) {
+        const bool active = warp * 16 < nrows - rbase;  // (warp-uniform) this warp's MMA rows hold rows of the pass
+        u32 qf[D / 32][4];
+#pragma unroll
+        for (int kk = 0; kk < D / 32; ++kk) {
+            if (active) ldsm_x4(q_lane + rbase * D + kk * 32, qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+            else qf[kk][0] = qf[kk][1] = qf[kk][2] = qf[kk][3] = 0u;
+        }
+        __syncthreads();  // the previous pass (or round) is done with every stage
+        issue(0);
+        for (int i = 0; i < ntile; ++i) {
+            cp_async_wait<0>();        // tile i landed: tile i + 1 is issued below
+            fence_proxy_async_smem();  // (the copies are generic-proxy writes; wgmma reads through the async proxy)
+            __syncthreads();
+            const int st = i % S8_NST;
+            // Tile i + 1 goes into the stage of tile i - 1, whose MMAs every warp waited for before the barrier.
+            issue(i + 1);
+            wgmma_fence();
+            const unsigned long long desc = st ? desc1 : desc0;
+#pragma unroll
+            for (int kk = 0; kk < D / 32; ++kk) wgmma_rs_n64_e4m3(acc, qf[kk], desc + ((kk * 32) >> 4), kk > 0);
+            wgmma_commit();
+            wgmma_wait<0>();
+            pin<32>(acc);
+            constexpr bool all_rows[2] = {true, true};
+            if (active) fold_tile<SW_TC / 8, false>(sm.score, acc, all_rows, &sm.colbr[st][2 * tq], g);
+        }
+        cp_async_wait<0>();  // only empty groups can remain; keeps the group count bounded across passes
+    }
+    return !__syncthreads_or(bad);
+}
+using SearchSmemPf = SearchSmemWg8;
+#else
 using SearchSmemPf = SearchSmemWg;
+#endif
 #else
 using SearchSmemPf = SearchSmem;
 #endif
@@ -756,9 +898,10 @@ struct PrefillSearchRows {
     const PrefillSeq& s;
     int mh, first, nq, nrows;
     const elem_t* khead;
+    int kvh;
     __device__ PrefillSearchRows(const hip_prefill_params& p_, const PrefillSeq& s_, int mh_, int first_, int len)
         : p(p_), s(s_), mh(mh_), first(first_), nq(ceil_div(len, SQ)), nrows(ceil_div(len, SQ) * (SHARE ? GROUP : 1)) {
-        const int kvh = SHARE ? mh : mh / GROUP;
+        kvh = SHARE ? mh : mh / GROUP;
         khead = (const elem_t*)p.k + (long long)s.k0 * p.k_tok_stride + (long long)kvh * p.k_head_stride;
     }
     __device__ __forceinline__ const elem_t* q(int r) const {
@@ -771,6 +914,11 @@ struct PrefillSearchRows {
     }
     __device__ __forceinline__ bool k(int t, const elem_t*& ptr) const {
         ptr = khead + (long long)t * p.k_tok_stride;
+        return true;
+    }
+    // Key t's row in the call's E4M3 copy of K (k8.cuh), sequence b = blockIdx.z.
+    __device__ __forceinline__ bool k8(int t, const unsigned char*& ptr) const {
+        ptr = (const unsigned char*)p.k8 + (((long long)blockIdx.z * p.max_seqlen_k + t) * p.num_kv_heads + kvh) * D;
         return true;
     }
 };
@@ -803,7 +951,12 @@ __device__ __forceinline__ void prefill_search(const hip_prefill_params& p) {
     const int e = local_start(p.sink, p.window, p0, s.Tk);
     const PrefillSearchRows rows(p, s, mh, first, len);
     auto qrow = [&](int r) { return rows.q(r); };
+#if HIP_FP8_SEARCH
+    stage_q8(sm, rows.nrows, qrow);
+    auto krow = [&](int t, const unsigned char*& ptr) { return rows.k8(t, ptr); };
+#else
     auto krow = [&](int t, const elem_t*& ptr) { return rows.k(t, ptr); };
+#endif
     const int count = tree_search<S_RP, 1, false>(sm, 0, rows.nrows, qrow, krow, p.sink, e, (const elem_t*)p.k);
 
     if (KB > 0) {

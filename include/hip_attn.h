@@ -35,6 +35,18 @@
 #define HIP_ATTN_FLAG_BATCH_INVARIANT 1
 
 /**
+ * `hip_config.flags` bit: prefill's tree search scores its candidate blocks on FP8 (E4M3) copies of the queries
+ * and keys made in the same call (docs/ALGORITHM.md section 9, "Scoring on FP8 copies of Q and K"), not on the
+ * inputs' own values: fewer bytes per score, at the price of a few swapped blocks per mask (quality figures in
+ * BENCHMARKS.md). Attention, the LSE, the SCAN tail, decode and every other result are computed as without it.
+ * The CPU backend supports it everywhere; the CUDA backend on sm_90 (H100/H200) with head_dim 128, at most 128
+ * rows per search (ceil(bq / sq), times the GQA group with masks per kv head), else context creation says
+ * HIP_ATTN_STATUS_UNSUPPORTED. The prefill workspace grows by one byte per key element (batch x max_seqlen_k x
+ * num_kv_heads x head_dim).
+ */
+#define HIP_ATTN_FLAG_FP8_SEARCH_SCORES 2
+
+/**
  * `hip_decode_args.shard_flags` bit: the cache range ends before the sequence's last token, which another
  * shard holds together with the local window. The query attends this range's sink tokens (key_offset 0) and
  * the blocks its own search selects over the rest of the range; the step's query row `q` is the same on every

@@ -68,6 +68,8 @@ pub struct Config {
     pub scale: f32,
     /// `HIP_ATTN_FLAG_BATCH_INVARIANT`: decode work is split by the configuration alone.
     pub batch_invariant: bool,
+    /// `HIP_ATTN_FLAG_FP8_SEARCH_SCORES`: prefill's tree search scores on E4M3 copies of Q and K.
+    pub fp8_search: bool,
     /// Selection of a decode step that searches.
     pub decode_selection: Selection,
     /// Prefill query blocks holding any of a sequence's last `prefill_scan_tail` queries select by SCAN.

@@ -254,6 +254,15 @@ blocks! { blocks_c;
         tail_blocks: i32,
         /// Written into every mask-state record (HIP_ATTN_STATE_FPRINT_IDX).
         state_fingerprint: i32,
+        /// ceil(max_seqlen_k / HIP_ATTN_K8_CHUNK) with HIP_FP8_SEARCH, else 0.
+        k8_chunks: i32,
+        /// Must be 0 (keeps the run of 4-byte fields even).
+        reserved: i32,
+        /// HIP_FP8_SEARCH (workspace; 0 otherwise): the E4M3 copy of K, unsigned char
+        /// [batch][max_seqlen_k][num_kv_heads][HIP_HEAD_DIM], and the largest finite |k| of each chunk of
+        /// HIP_ATTN_K8_CHUNK keys, f32 bits [batch][num_kv_heads][k8_chunks] (cuda/k8.cuh). Last, so that the
+        /// other fields keep their offsets.
+        k8: u64, k8_amax: u64,
     }
 
     /// Decode: kernels hip_decode_search or hip_decode_search_wide (with SCAN selection hip_decode_scan, then
@@ -325,6 +334,13 @@ constants! { launch_c;
     /// Supported compile-time ranges beyond those of the head dimension (cuda_max_bq, cuda_max_kb below).
     CUDA_MAX_BK: usize = 128;
     CUDA_MAX_GROUP: usize = 64;
+    /// The FP8 copy of K (cuda/k8.cuh): threads of hip_prefill_k8_amax and hip_prefill_k8_copy, and the key rows
+    /// each CTA of them takes.
+    K8_THREADS: u32 = 256;
+    K8_CHUNK: usize = 256;
+    /// Most rows one query block's FP8-scored search holds (ceil(bq / sq), times the GQA group when masks are
+    /// shared): its E4M3 rows stay in shared memory for the whole search.
+    FP8_SEARCH_MAX_ROWS: usize = 128;
 }
 
 constants! { hopper_c;
@@ -407,6 +423,9 @@ const BANNER: &str = "\
 //   HIP_DSEARCH_CL optional, default 1: CTAs per decode mask search, a thread-block cluster when > 1 (sm_90+)
 //   HIP_DECODE_STEP  1: the module's cluster decode kernel is hip_decode_step_wide (needs masks of one q head:
 //                  HIP_SHARE_KV 0 or HIP_GROUP 1), 0: hip_decode_search_wide
+//   HIP_FP8_SEARCH optional, default 0; 1 (HIP_ATTN_FLAG_FP8_SEARCH_SCORES, sm_90a and HIP_HEAD_DIM 128 only):
+//                  hip_prefill_search scores on E4M3 copies of Q and K, and the module holds hip_prefill_k8_amax
+//                  and hip_prefill_k8_copy
 // Kernels must not include CUDA toolkit headers: engine hosts often have only the driver and libnvrtc.
 #ifndef HIP_ATTN_CONTRACT_H
 #define HIP_ATTN_CONTRACT_H
@@ -419,6 +438,9 @@ const LAUNCH: &str = "\
 // argument, and all but hip_prefill_attn_hopper as their only one.
 //
 //   kernel               grid                                               block (threads)
+//   hip_prefill_k8_amax  (k8_chunks, num_kv_heads, batch)                     HIP_ATTN_K8_THREADS
+//   hip_prefill_k8_copy  (k8_chunks, num_kv_heads, batch)                     HIP_ATTN_K8_THREADS
+//                        (HIP_FP8_SEARCH only, in this order before hip_prefill_search: cuda/k8.cuh)
 //   hip_prefill_search   (ceil(max_seqlen_q / HIP_BQ), mask_heads, batch)     HIP_ATTN_SEARCH_THREADS
 //   hip_prefill_scan     (tail_blocks, mask_heads, batch)                     HIP_ATTN_SEARCH_THREADS
 //                        (scan_tail > 0, after hip_prefill_search; its workspace, int2 [batch][tail_blocks]
@@ -568,10 +590,10 @@ mod tests {
 
     #[test]
     fn blocks_have_no_padding_and_the_documented_sizes() {
-        assert_eq!(size_of::<PrefillParams>(), 216);
+        assert_eq!(size_of::<PrefillParams>(), 240);
         assert_eq!(size_of::<DecodeParams>(), 224);
         assert_eq!(size_of::<MergeParams>(), 104);
-        assert_eq!(PrefillParams::FIELDS.len(), 35);
+        assert_eq!(PrefillParams::FIELDS.len(), 39);
         assert_eq!(DecodeParams::FIELDS.len(), 37);
         assert_eq!(MergeParams::FIELDS.len(), 14);
         for (_, f, l) in BLOCKS {
@@ -580,7 +602,7 @@ mod tests {
             assert!(l[1..].windows(2).all(|w| w[0] < w[1]));
             assert_eq!(l[1], 0);
         }
-        assert_eq!(expected_layout().len(), 36 + 38 + 15);
+        assert_eq!(expected_layout().len(), 40 + 38 + 15);
         assert_eq!(offset_of!(PrefillParams, scale), 200);
         assert_eq!(offset_of!(DecodeParams, scale), 208);
         assert_eq!(offset_of!(MergeParams, num_heads), 100);
@@ -672,6 +694,9 @@ mod tests {
             ("HIP_ATTN_SCAN_MAX_SPLITS", SCAN_MAX_SPLITS as i64),
             ("HIP_ATTN_CUDA_MAX_BK", CUDA_MAX_BK as i64),
             ("HIP_ATTN_CUDA_MAX_GROUP", CUDA_MAX_GROUP as i64),
+            ("HIP_ATTN_K8_THREADS", K8_THREADS as i64),
+            ("HIP_ATTN_K8_CHUNK", K8_CHUNK as i64),
+            ("HIP_ATTN_FP8_SEARCH_MAX_ROWS", FP8_SEARCH_MAX_ROWS as i64),
             ("HIP_ATTN_HOPPER_THREADS", HOPPER_THREADS as i64),
             ("HIP_ATTN_HOPPER_ROWS", HOPPER_ROWS as i64),
             ("HIP_ATTN_HOPPER_HEAD_DIM", HOPPER_HEAD_DIM as i64),

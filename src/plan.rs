@@ -37,6 +37,9 @@ pub struct PrefillPlan {
     pub dense_only: bool,
     /// hip_prefill_search: (query blocks of the longest sequence, mask heads, batch).
     pub search_grid: Grid,
+    /// With HIP_ATTN_FLAG_FP8_SEARCH_SCORES where some block searches: the grid of hip_prefill_k8_amax and
+    /// hip_prefill_k8_copy, which make the search's copy of K before it.
+    pub k8_grid: Option<Grid>,
     /// hip_prefill_scan over the tail query blocks; None without `prefill_scan_tail`.
     pub scan_grid: Option<Grid>,
     /// hip_prefill_attn_dense: (row tiles of the longest sequence, q heads, batch).
@@ -101,8 +104,12 @@ impl PrefillPlan {
 
 impl PrefillPlan {
     pub fn new(cfg: &Config, shape: PrefillShape) -> Result<Self> {
-        let workspace = PrefillWorkspace::with_tail(cfg, shape.batch, shape.total_q, shape.max_seqlen_q)?;
+        let mut workspace = PrefillWorkspace::with_tail(cfg, shape.batch, shape.total_q, shape.max_seqlen_q)?;
         let dense_only = prefill_all_dense(cfg, shape.max_seqlen_k);
+        // The FP8-scored search needs its copy of K only where some block searches.
+        if cfg.fp8_search && !dense_only {
+            workspace = workspace.with_k8(cfg, shape.batch, shape.max_seqlen_k)?;
+        }
         let (mh, hq, batch) = (cfg.mask_heads() as u32, cfg.num_q_heads as u32, shape.batch as u32);
         let blocks = shape.max_seqlen_q.div_ceil(cfg.bq) as u32;
         let rows = crate::contract::dense_rows(cfg.head_dim as i64) as usize;
@@ -112,6 +119,11 @@ impl PrefillPlan {
             state_ints: state_ints(cfg),
             dense_only,
             search_grid: (blocks, mh, batch),
+            k8_grid: (workspace.k8_chunks > 0).then_some((
+                workspace.k8_chunks.min(u32::MAX as usize) as u32,
+                cfg.num_kv_heads as u32,
+                batch,
+            )),
             scan_grid: (workspace.tail_blocks > 0).then_some((workspace.tail_blocks as u32, mh, batch)),
             dense_grid: (shape.max_seqlen_q.div_ceil(rows) as u32, hq, batch),
             sparse_grid: (!dense_only).then_some((blocks, hq, batch)),
@@ -421,6 +433,11 @@ pub struct PrefillWorkspace {
     /// scan's candidates start (cnt_offset + the counts rounded up to 256 bytes, which the kernel derives).
     pub tail_blocks: usize,
     pub tail_offset: usize,
+    /// With HIP_ATTN_FLAG_FP8_SEARCH_SCORES (see `with_k8`): the E4M3 copy of K and its chunk maxima; k8_chunks
+    /// is 0 without them.
+    pub k8_offset: usize,
+    pub k8_amax_offset: usize,
+    pub k8_chunks: usize,
     pub bytes: usize,
 }
 
@@ -432,7 +449,17 @@ impl PrefillWorkspace {
         let cnt_offset = align_up(idx_bytes)?;
         let cnt_bytes = checked_mul(checked_mul(slots, cfg.mask_heads(), "prefill workspace")?, 4, "workspace")?;
         let bytes = align_up(checked_add(cnt_offset, cnt_bytes, "prefill workspace")?)?;
-        Ok(PrefillWorkspace { slots, idx_offset: 0, cnt_offset, tail_blocks: 0, tail_offset: bytes, bytes })
+        Ok(PrefillWorkspace {
+            slots,
+            idx_offset: 0,
+            cnt_offset,
+            tail_blocks: 0,
+            tail_offset: bytes,
+            k8_offset: bytes,
+            k8_amax_offset: bytes,
+            k8_chunks: 0,
+            bytes,
+        })
     }
 
     /// The layout of a call with at most `max_q` queries per sequence: with `prefill_scan_tail`, the tail scan's
@@ -447,7 +474,22 @@ impl PrefillWorkspace {
         let per = checked_mul(cfg.mask_heads(), 3 * cfg.kb().max(1) * 8, "prefill workspace")?;
         let tail = checked_mul(checked_mul(batch, w.tail_blocks, "prefill workspace")?, per, "prefill workspace")?;
         w.bytes = align_up(checked_add(w.tail_offset, tail, "prefill workspace")?)?;
+        (w.k8_offset, w.k8_amax_offset) = (w.bytes, w.bytes);
         Ok(w)
+    }
+
+    /// The layout with the FP8-scored search's region after the rest (cuda/k8.cuh): the E4M3 copy of K, bytes
+    /// [batch][max_k][num_kv_heads][head_dim] (a sequence's rows at b * max_k, so that any valid sequence fits),
+    /// then the largest |k| of each chunk of K8_CHUNK keys, u32 [batch][num_kv_heads][ceil(max_k / K8_CHUNK)].
+    pub fn with_k8(mut self, cfg: &Config, batch: usize, max_k: usize) -> Result<Self> {
+        const W: &str = "prefill workspace";
+        let rows = checked_mul(checked_mul(batch, max_k, W)?, cfg.num_kv_heads, W)?;
+        self.k8_chunks = max_k.div_ceil(crate::contract::K8_CHUNK);
+        self.k8_offset = self.bytes;
+        self.k8_amax_offset = align_up(checked_add(self.k8_offset, checked_mul(rows, cfg.head_dim, W)?, W)?)?;
+        let amax = checked_mul(checked_mul(checked_mul(batch, cfg.num_kv_heads, W)?, self.k8_chunks, W)?, 4, W)?;
+        self.bytes = align_up(checked_add(self.k8_amax_offset, amax, W)?)?;
+        Ok(self)
     }
 
     pub fn slot(cfg: &Config, cu_q_b: usize, b: usize, j: usize) -> usize {
@@ -704,6 +746,37 @@ mod plan_tests {
         edit(&mut raw);
         // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.
         unsafe { validate(&raw) }.unwrap().0
+    }
+
+    /// HIP_ATTN_FLAG_FP8_SEARCH_SCORES: the copy of K and its chunk maxima follow the rest of the workspace (so the
+    /// masks keep their offsets), sized for batch x max_seqlen_k keys, with the copy kernels' grid; none where every
+    /// block is selected (no search reads it) or without the flag.
+    #[test]
+    fn fp8_search_workspace_holds_the_copy_of_k() {
+        use crate::contract::K8_CHUNK;
+        let fp8 = crate::ffi::types::HIP_ATTN_FLAG_FP8_SEARCH_SCORES;
+        let shape = PrefillShape { batch: 3, total_q: 5000, max_seqlen_q: 3000, max_seqlen_k: 4000 };
+        let plain = PrefillPlan::new(&cfg(|_| ()), shape).unwrap();
+        assert_eq!((plain.k8_grid, plain.workspace.k8_chunks), (None, 0));
+        let c = cfg(|c| (c.flags, c.prefill_scan_tail) = (fp8, 100));
+        let p = PrefillPlan::new(&c, shape).unwrap();
+        let (w, base) = (p.workspace, plain.workspace);
+        assert_eq!((w.idx_offset, w.cnt_offset, w.tail_offset, w.slots), (0, base.cnt_offset, base.tail_offset, base.slots));
+        assert!(w.k8_offset >= w.tail_offset + base.bytes - base.tail_offset);
+        let chunks = 4000usize.div_ceil(K8_CHUNK);
+        assert_eq!(w.k8_chunks, chunks);
+        assert!(w.k8_amax_offset >= w.k8_offset + 3 * 4000 * 2 * 128);
+        assert!(w.bytes >= w.k8_amax_offset + 3 * 2 * chunks * 4);
+        assert_eq!((w.k8_offset % SUB_ALIGN, w.k8_amax_offset % SUB_ALIGN), (0, 0));
+        assert_eq!(p.k8_grid, Some((chunks as u32, 2, 3)));
+        // Every block selected: no search, no copy.
+        let dense = PrefillPlan::new(&cfg(|c| (c.flags, c.k) = (fp8, 1 << 14)), shape).unwrap();
+        assert!(dense.dense_only && dense.k8_grid.is_none() && dense.workspace.k8_chunks == 0);
+        // A copy whose size overflows (65535 x 2^31 x 4096 x 128 bytes) is an error, not a wrap.
+        let huge = PrefillShape { batch: 65535, total_q: 1, max_seqlen_q: 1, max_seqlen_k: i32::MAX as usize };
+        let c = cfg(|c| (c.flags, c.num_q_heads, c.num_kv_heads) = (fp8, 4096, 4096));
+        assert!(PrefillPlan::new(&cfg(|c| (c.num_q_heads, c.num_kv_heads) = (4096, 4096)), huge).is_ok());
+        assert!(PrefillPlan::new(&c, huge).is_err());
     }
 
     fn configs() -> Vec<Config> {

@@ -11,7 +11,7 @@ use common::*;
 use cudarc::driver::{result, sys};
 use hip_attn::config::{validate, Config, Selection};
 use hip_attn::plan::{state_ints, PrefillWorkspace};
-use hip_attn::spec::BlockKeys;
+use hip_attn::spec::{self, BlockKeys};
 use hip_attn::tensor::DType;
 use hip_attn::*;
 use std::ffi::c_void;
@@ -96,6 +96,9 @@ fn compare_prefill_masks(
     blocks: &[(usize, usize)],
 ) -> Vec<(usize, usize, usize)> {
     let batch = p.tq.len();
+    // With the FP8-scored search the tree search's scores are those of the E4M3 copies (ALGORITHM.md section 9):
+    // K per (sequence, kv head), each block's rows at their one scale; the SCAN tail keeps the inputs' values.
+    let k8 = c.fp8_search.then(|| k8_copy(p));
     let mut differ = Vec::new();
     for &(b, j) in blocks {
         let (tq, tk) = (p.tq[b], p.tk[b]);
@@ -108,27 +111,62 @@ fn compare_prefill_masks(
             }
             let (i0, i1) = (j * c.bq, ((j + 1) * c.bq).min(tq));
             let keys = BlockKeys::new(tk - tq + i0, tk, c.sink, c.window, c.bk, c.causal);
-            let rows: Vec<(&[f32], &Tensor, usize, usize)> = c
+            let selection = c.prefill_selection(i1, tq);
+            let fp8 = k8.as_ref().filter(|_| selection == Selection::Tree);
+            let mut qs: Vec<(Vec<f32>, usize)> = c
                 .mask_head_q_heads(mh)
                 .flat_map(|h| (i0..i1).step_by(c.sq).map(move |i| (h, i)))
-                .map(|(h, i)| (p.q.at(p.q0(b) + i, h), &p.k, c.kv_head_of(h), p.k0(b)))
+                .map(|(h, i)| (p.q.at(p.q0(b) + i, h).to_vec(), c.kv_head_of(h)))
                 .collect();
+            if fp8.is_some() {
+                let s = spec::e4m3_scale(qs.iter().flat_map(|(q, _)| q.iter().copied()));
+                qs.iter_mut().for_each(|(q, _)| q.iter_mut().for_each(|x| *x = e4m3_value(*x, s)));
+            }
+            let kt = fp8.unwrap_or(&p.k);
+            let rows: Vec<(&[f32], &Tensor, usize, usize)> =
+                qs.iter().map(|(q, g)| (q.as_slice(), kt, *g, p.k0(b))).collect();
             let score = |rep| {
                 let (a, e) = keys.block_range(rep);
                 score_f64(&rows, a, e, c.sk)
             };
-            let margin = match c.prefill_selection(i1, tq) {
+            // The E4M3 MMA accumulates with less precision than f32 (and on other scales): a relative threshold.
+            let eps = match fp8 {
+                Some(_) => 1e-3 * (0..keys.nb).map(|r| score(r).abs()).fold(0f64, f64::max),
+                None => tie_eps(c.head_dim),
+            };
+            let margin = match selection {
                 Selection::Scan => scan_margin(keys.nb, c.kb(), score),
                 Selection::Tree => search_margin(keys.nb, c.kb(), score).1,
             };
             assert!(
-                margin < tie_eps(c.head_dim),
+                margin < eps,
                 "seq {b} mask head {mh} block {j}: masks differ without a near-tie (margin {margin}):\n cpu {want:?}\n dev {got:?}"
             );
             differ.push((b, mh, j));
         }
     }
     differ
+}
+
+/// The value of x's E4M3 code at scale s (ALGORITHM.md section 9).
+fn e4m3_value(x: f32, s: f32) -> f32 {
+    spec::e4m3_to_f32(spec::quantize_e4m3(x, s))
+}
+
+/// The FP8-scored search's copy of K: every (sequence, kv head)'s keys as the values of their E4M3 codes at the
+/// scale of that head's largest finite |k| in the sequence.
+fn k8_copy(p: &Problem) -> Tensor {
+    let mut k8 = Tensor { rows: p.k.rows, heads: p.k.heads, d: p.k.d, pad: 0, data: p.k.data.clone() };
+    for b in 0..p.tk.len() {
+        for g in 0..p.k.heads {
+            let s = spec::e4m3_scale((0..p.tk[b]).flat_map(|t| p.k.at(p.k0(b) + t, g).iter().copied()));
+            for t in 0..p.tk[b] {
+                let o = ((p.k0(b) + t) * p.k.heads + g) * p.k.d;
+                k8.data[o..o + p.k.d].iter_mut().for_each(|x| *x = e4m3_value(*x, s));
+            }
+        }
+    }
+    k8
 }
 
 /// Compares outputs and LSEs row by row, skipping rows whose mask legitimately differs.
@@ -262,6 +300,76 @@ fn prefill_matches_cpu_reference() {
                     "case {n} state"
                 );
             }
+        }
+    }
+}
+
+/// The FP8-scored search (HIP_ATTN_FLAG_FP8_SEARCH_SCORES) against the CPU backend's: masks equal but for
+/// near-ties of the E4M3 scores (ALGORITHM.md section 9), outputs and records as for the default. Cases: MHA and
+/// GQA, masks per q head and per kv head (64 and 128 rows: one and two passes of the Hopper scoring), sampled
+/// queries and keys, a key stride that leaves a block's later key missing, a SCAN tail (scored on the inputs'
+/// values), batches, and an outlier key that sets its head's scale. Where the device cannot run the option (not
+/// sm_90), context creation must say HIP_ATTN_STATUS_UNSUPPORTED, and the test stops there.
+#[test]
+fn prefill_fp8_search_matches_cpu_reference() {
+    let Some(dev) = device("prefill_fp8_search_matches_cpu_reference") else { return };
+    let mut rng = Rng::fresh("gpu-prefill-fp8");
+    use DType::*;
+    // (dtype, hq, hkv, share, bq, bk, k, sq, sk, scan tail, tq, tk)
+    let cases: [(DType, u32, u32, u32, u32, u32, u32, u32, u32, u32, &[usize], &[usize]); 6] = [
+        (Bf16, 8, 2, 1, 32, 2, 64, 1, 1, 0, &[300, 1, 77], &[300, 40, 200]),
+        (F16, 8, 2, 2, 32, 2, 128, 1, 1, 0, &[700], &[900]),
+        (Bf16, 8, 2, 2, 64, 2, 96, 2, 2, 0, &[1000, 64], &[1200, 64]),
+        (Bf16, 4, 4, 1, 20, 3, 50, 1, 2, 0, &[250, 7], &[250, 7]),
+        (F16, 4, 1, 2, 32, 2, 512, 1, 1, 100, &[3000], &[4000]),
+        (Bf16, 4, 2, 1, 32, 2, 256, 1, 1, 0, &[2000], &[2500]),
+    ];
+    for (n, &(dt, hq, hkv, share, bq, bk, k, sq, sk, tail, tq, tk)) in cases.iter().enumerate() {
+        let mut cfg = config(dt, 128, hq, hkv);
+        (cfg.mask_sharing, cfg.bq, cfg.bk, cfg.k, cfg.sq, cfg.sk, cfg.prefill_scan_tail) =
+            (share, bq, bk, k, sq, sk, tail);
+        (cfg.sink, cfg.window, cfg.flags) = (4, 48, HIP_ATTN_FLAG_FP8_SEARCH_SCORES);
+        let c = valid(&cfg);
+        let mut p = Problem::new(&mut rng, dt, 128, hq as usize, hkv as usize, tq, tk, 8 * (n % 2));
+        if n == 5 {
+            // One key element 50x the rest: it sets its head's scale, so the other keys use few E4M3 codes.
+            p.k.data[(1234 * hkv as usize) * 128 + 17] = 50.0;
+        }
+        let cpu = run_prefill(&Host, &on(&Host, cfg), &p, true).unwrap();
+        cfg.backend = dev.backend();
+        let ctx = match Ctx::new(&cfg) {
+            Ok(ctx) => ctx,
+            Err((st, msg)) if st == hip_status::HIP_ATTN_STATUS_UNSUPPORTED => {
+                skip("prefill_fp8_search_matches_cpu_reference", format!("the device cannot run it: {msg}"));
+                return;
+            }
+            Err((st, msg)) => panic!("context creation failed: {st:?}: {msg}"),
+        };
+        let devo = run_prefill(dev.as_ref(), &ctx, &p, true).unwrap();
+        let blocks: Vec<(usize, usize)> =
+            (0..p.tq.len()).flat_map(|b| (0..p.tq[b].div_ceil(c.bq)).map(move |j| (b, j))).collect();
+        let skip = compare_prefill_masks(&c, &p, &cpu.workspace, &devo.workspace, &blocks);
+        let rows: Vec<usize> = (0..p.q.rows).collect();
+        compare_rows(&c, &p, &cpu, &devo, &rows, &skip, &format!("fp8 search case {n}"));
+        for b in 0..p.tq.len() {
+            for mh in 0..c.mask_heads() {
+                if skip.contains(&(b, mh, (p.tq[b] - 1) / c.bq)) {
+                    continue;
+                }
+                let idx = b * c.mask_heads() + mh;
+                assert_eq!(
+                    record(&cpu.state, state_ints(&c), idx),
+                    record(&devo.state, state_ints(&c), idx),
+                    "fp8 case {n} state"
+                );
+            }
+        }
+        // The option changes which blocks are selected, never more than near-ties apart from the definition:
+        // here it must also differ from the default somewhere, or the flag did not reach the search.
+        if n == 1 {
+            cfg.flags = 0;
+            let plain = run_prefill(&Host, &on(&Host, cfg), &p, true).unwrap();
+            assert_ne!(plain.workspace, cpu.workspace, "the FP8-scored masks equal the default's");
         }
     }
 }
@@ -558,6 +666,20 @@ fn exact_ties_select_as_the_cpu_does() {
         assert!(differ.is_empty(), "k {k} share {share}: prefill masks differ under exact ties at {differ:?}");
         let rows: Vec<usize> = (0..p.q.rows).collect();
         compare_rows(&c, &p, &cpu, &devo, &rows, &[], &format!("ties k {k} share {share}"));
+        // The FP8-scored search on the same grid: every element's E4M3 code is exact (scale 1/448: +-448, +-224,
+        // 0), and so is every score, so its masks must equal the CPU's with no allowance either; this pins the
+        // E4M3 fragment layouts.
+        let mut f = cfg;
+        f.flags = HIP_ATTN_FLAG_FP8_SEARCH_SCORES;
+        let cf = valid(&f);
+        let cpu8 = run_prefill(&Host, &on(&Host, f), &p, true).unwrap();
+        f.backend = dev.backend();
+        if let Ok(ctx) = Ctx::new(&f) {
+            let dev8 = run_prefill(dev.as_ref(), &ctx, &p, true).unwrap();
+            let differ = compare_prefill_masks(&cf, &p, &cpu8.workspace, &dev8.workspace, &blocks);
+            assert!(differ.is_empty(), "k {k} share {share}: FP8-scored masks differ under exact ties at {differ:?}");
+            compare_rows(&cf, &p, &cpu8, &dev8, &rows, &[], &format!("fp8 ties k {k} share {share}"));
+        }
         cfg.refresh = 1;
         let ties = decode_lockstep(dev.as_ref(), cfg, &[900, 4000], 3, Some(16), &mut rng, "ties", Inputs::Tied);
         assert_eq!(ties, 0, "k {k} share {share}: decode masks differ under exact ties");

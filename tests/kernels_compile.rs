@@ -24,12 +24,12 @@ fn every_kernel_variant_compiles() {
             format!("{e}; pip install nvidia-cuda-nvrtc==13.0.88 and put its nvidia/cu13/lib on LD_LIBRARY_PATH");
         return tools::missing("every_kernel_variant_compiles", "NVRTC", &install);
     }
-    // (dtype, head_dim, q heads, kv heads, sharing, causal, k, bq, bk, sq, sk) for each arch.
+    // (arch, dtype, head_dim, q heads, kv heads, sharing, causal, k, bq, bk, sq, sk, flags).
     let mut variants = Vec::new();
     for arch in ["sm_80", "sm_90a"] {
         for dt in [DType::Bf16, DType::F16] {
             for d in [64, 128, 256] {
-                variants.push((arch, dt, d, 32, 8, 1, 1, 512, 32, 2, 1, 1));
+                variants.push((arch, dt, d, 32, 8, 1, 1, 512, 32, 2, 1, 1, 0));
             }
         }
     }
@@ -42,10 +42,21 @@ fn every_kernel_variant_compiles() {
         (256, 2, 0, 1024, 64, 16, 3, 4),
         (64, 1, 1, 8192, 20, 128, 1, 7),
     ] {
-        variants.push(("sm_90a", DType::Bf16, d, 32, 8, share, causal, k, bq, bk, sq, sk));
+        variants.push(("sm_90a", DType::Bf16, d, 32, 8, share, causal, k, bq, bk, sq, sk, 0));
+    }
+    // The FP8-scored search (HIP_ATTN_FLAG_FP8_SEARCH_SCORES, sm_90a and head_dim 128 only): bf16 and f16, masks
+    // per kv head at its most rows (128), sampled keys, the largest Kb.
+    let fp8 = hip_attn::HIP_ATTN_FLAG_FP8_SEARCH_SCORES;
+    for (dt, hkv, share, k, bq, bk, sq, sk) in [
+        (DType::Bf16, 32, 1, 512, 32, 2, 1, 1),
+        (DType::F16, 8, 2, 512, 32, 2, 1, 1),
+        (DType::Bf16, 8, 2, 2048, 64, 2, 2, 2),
+        (DType::Bf16, 32, 1, 64, 20, 3, 1, 2),
+    ] {
+        variants.push(("sm_90a", dt, 128, 32, hkv, share, 1, k, bq, bk, sq, sk, fp8));
     }
     // The benchmark's MHA-32 headline configuration (hip-bench ctx-create/MHA-32).
-    variants.push(("sm_90a", DType::Bf16, 128, 32, 32, 1, 1, 512, 32, 2, 1, 1));
+    variants.push(("sm_90a", DType::Bf16, 128, 32, 32, 1, 1, 512, 32, 2, 1, 1, 0));
     let check_split = std::env::var_os("HIP_ATTN_CHECK_SPLIT").is_some_and(|v| v == "1");
     let dump = std::env::var_os("HIP_ATTN_DUMP_CUBINS").map(std::path::PathBuf::from);
     if let Some(dir) = &dump {
@@ -54,9 +65,10 @@ fn every_kernel_variant_compiles() {
     // One job per (variant, unit); unit None is the single program of every kernel (HIP_ATTN_CHECK_SPLIT).
     let mut jobs = Vec::new();
     let mut configs = Vec::new();
-    for (i, &(arch, dt, d, hq, hkv, share, causal, k, bq, bk, sq, sk)) in variants.iter().enumerate() {
+    for (i, &(arch, dt, d, hq, hkv, share, causal, k, bq, bk, sq, sk, flags)) in variants.iter().enumerate() {
         let mut cfg = config(dt, d, hq, hkv);
-        (cfg.mask_sharing, cfg.causal, cfg.k, cfg.bq, cfg.bk, cfg.sq, cfg.sk) = (share, causal, k, bq, bk, sq, sk);
+        (cfg.mask_sharing, cfg.causal, cfg.k, cfg.bq, cfg.bk, cfg.sq, cfg.sk, cfg.flags) =
+            (share, causal, k, bq, bk, sq, sk, flags);
         // SAFETY: no cache-dir pointer.
         let (c, _) = unsafe { validate(&cfg) }.unwrap();
         check_supported(&c).unwrap_or_else(|e| panic!("variant {i} is outside the CUDA limits: {e}"));

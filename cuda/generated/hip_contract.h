@@ -16,6 +16,9 @@
 //   HIP_DSEARCH_CL optional, default 1: CTAs per decode mask search, a thread-block cluster when > 1 (sm_90+)
 //   HIP_DECODE_STEP  1: the module's cluster decode kernel is hip_decode_step_wide (needs masks of one q head:
 //                  HIP_SHARE_KV 0 or HIP_GROUP 1), 0: hip_decode_search_wide
+//   HIP_FP8_SEARCH optional, default 0; 1 (HIP_ATTN_FLAG_FP8_SEARCH_SCORES, sm_90a and HIP_HEAD_DIM 128 only):
+//                  hip_prefill_search scores on E4M3 copies of Q and K, and the module holds hip_prefill_k8_amax
+//                  and hip_prefill_k8_copy
 // Kernels must not include CUDA toolkit headers: engine hosts often have only the driver and libnvrtc.
 #ifndef HIP_ATTN_CONTRACT_H
 #define HIP_ATTN_CONTRACT_H
@@ -97,6 +100,16 @@ typedef struct {
     int tail_blocks;
     // Written into every mask-state record (HIP_ATTN_STATE_FPRINT_IDX).
     int state_fingerprint;
+    // ceil(max_seqlen_k / HIP_ATTN_K8_CHUNK) with HIP_FP8_SEARCH, else 0.
+    int k8_chunks;
+    // Must be 0 (keeps the run of 4-byte fields even).
+    int reserved;
+    // HIP_FP8_SEARCH (workspace; 0 otherwise): the E4M3 copy of K, unsigned char
+    // [batch][max_seqlen_k][num_kv_heads][HIP_HEAD_DIM], and the largest finite |k| of each chunk of
+    // HIP_ATTN_K8_CHUNK keys, f32 bits [batch][num_kv_heads][k8_chunks] (cuda/k8.cuh). Last, so that the
+    // other fields keep their offsets.
+    unsigned long long k8;
+    unsigned long long k8_amax;
 } hip_prefill_params;
 
 // Decode: kernels hip_decode_search or hip_decode_search_wide (with SCAN selection hip_decode_scan, then
@@ -180,6 +193,9 @@ typedef struct {
 // argument, and all but hip_prefill_attn_hopper as their only one.
 //
 //   kernel               grid                                               block (threads)
+//   hip_prefill_k8_amax  (k8_chunks, num_kv_heads, batch)                     HIP_ATTN_K8_THREADS
+//   hip_prefill_k8_copy  (k8_chunks, num_kv_heads, batch)                     HIP_ATTN_K8_THREADS
+//                        (HIP_FP8_SEARCH only, in this order before hip_prefill_search: cuda/k8.cuh)
 //   hip_prefill_search   (ceil(max_seqlen_q / HIP_BQ), mask_heads, batch)     HIP_ATTN_SEARCH_THREADS
 //   hip_prefill_scan     (tail_blocks, mask_heads, batch)                     HIP_ATTN_SEARCH_THREADS
 //                        (scan_tail > 0, after hip_prefill_search; its workspace, int2 [batch][tail_blocks]
@@ -235,6 +251,13 @@ typedef struct {
 // Supported compile-time ranges beyond those of the head dimension (cuda_max_bq, cuda_max_kb below).
 #define HIP_ATTN_CUDA_MAX_BK 128
 #define HIP_ATTN_CUDA_MAX_GROUP 64
+// The FP8 copy of K (cuda/k8.cuh): threads of hip_prefill_k8_amax and hip_prefill_k8_copy, and the key rows
+// each CTA of them takes.
+#define HIP_ATTN_K8_THREADS 256
+#define HIP_ATTN_K8_CHUNK 256
+// Most rows one query block's FP8-scored search holds (ceil(bq / sq), times the GQA group when masks are
+// shared): its E4M3 rows stay in shared memory for the whole search.
+#define HIP_ATTN_FP8_SEARCH_MAX_ROWS 128
 
 // hip_prefill_attn_hopper (cuda/hopper/dense.cuh on the pipeline of cuda/hopper/fa3.cuh): a producer
 // warpgroup and two consumer warpgroups of 64 query rows each.

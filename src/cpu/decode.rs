@@ -200,7 +200,7 @@ pub unsafe fn decode(cfg: &Config, a: &DecodeArgs) -> Result<()> {
                 }
                 _ => {
                     let keys = BlockKeys::new(p, tk, cfg.sink, cfg.window, cfg.bk, cfg.causal);
-                    let score = |rep| block_score(cfg, &keys, &scratch.queries, &kv, rep);
+                    let score = |rep| block_score(cfg, &keys, &scratch.queries, &kv, rep, None);
                     let sel = match cfg.decode_selection {
                         Selection::Tree => tree_search_in(keys.nb, cfg.kb(), score, &mut scratch.search),
                         Selection::Scan => scan_select_in(keys.nb, cfg.kb(), score, &mut scratch.search),

@@ -25,7 +25,7 @@ pub use merge::merge;
 pub use prefill::prefill;
 
 use crate::config::Config;
-use crate::spec::{dot, BlockKeys, SearchScratch};
+use crate::spec::{dot, e4m3_to_f32, quantize_e4m3, BlockKeys, SearchScratch};
 use crate::status::{Error, Result};
 use crate::tensor::{LseView, TensorView};
 
@@ -142,8 +142,17 @@ impl Scratch {
 
 /// Branch score of docs/ALGORITHM.md: the max of q.k over the sampled queries (one row of head_dim each in `queries`,
 /// all of one kv head: a mask head's q heads share their kv head) and the keys of block `rep` taken with stride
-/// sk. The max does not depend on the order of its terms, so keys are read once each.
-fn block_score(cfg: &Config, keys: &BlockKeys, queries: &[f32], kv: &impl KvRows, rep: usize) -> f32 {
+/// sk. The max does not depend on the order of its terms, so keys are read once each. With `k8_scale` (the
+/// FP8-scored search, section 9) each key element is first replaced by the value of its E4M3 code at that scale
+/// (the caller has rounded the queries the same way).
+fn block_score(
+    cfg: &Config,
+    keys: &BlockKeys,
+    queries: &[f32],
+    kv: &impl KvRows,
+    rep: usize,
+    k8_scale: Option<f32>,
+) -> f32 {
     let d = cfg.head_dim;
     let mut buf = [0f32; MAX_HEAD_DIM];
     let row = &mut buf[..d];
@@ -152,6 +161,9 @@ fn block_score(cfg: &Config, keys: &BlockKeys, queries: &[f32], kv: &impl KvRows
     for t in (a..b).step_by(cfg.sk) {
         // SAFETY: the search domain [sink, e) ends at or before the sequence's length (BlockKeys).
         unsafe { kv.read(t, false, row) };
+        if let Some(s) = k8_scale {
+            row.iter_mut().for_each(|x| *x = e4m3_to_f32(quantize_e4m3(*x, s)));
+        }
         for q in queries.chunks_exact(d) {
             best = best.max(dot(q, row));
         }

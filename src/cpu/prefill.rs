@@ -6,7 +6,7 @@ use crate::args::{Buffer, PrefillArgs};
 use crate::config::Config;
 use crate::config::Selection;
 use crate::plan::{self, PrefillPlan, PrefillWorkspace};
-use crate::spec::{scan_select_in, tree_search_in, BlockKeys};
+use crate::spec::{e4m3_scale, e4m3_to_f32, quantize_e4m3, scan_select_in, tree_search_in, BlockKeys};
 use crate::status::{Error, Result};
 use crate::tensor::TensorView;
 
@@ -124,8 +124,8 @@ pub unsafe fn prefill(cfg: &Config, plan: &PrefillPlan, a: &PrefillArgs, ws: Buf
     // A query block holds at most min(bq, max_seqlen_q) queries; the search samples every sq-th.
     let per_head = cfg.bq.min(a.max_seqlen_q).div_ceil(cfg.sq);
     let mut scratch = Scratch::try_new(cfg, cfg.mask_head_q_heads(0).len() * per_head)?;
-    let (mut qbuf, mut obuf) = ([0f32; super::MAX_HEAD_DIM], [0f32; super::MAX_HEAD_DIM]);
-    let (qrow, orow) = (&mut qbuf[..d], &mut obuf[..d]);
+    let (mut qbuf, mut obuf, mut kbuf) = ([0f32; super::MAX_HEAD_DIM], [0f32; super::MAX_HEAD_DIM], [0f32; super::MAX_HEAD_DIM]);
+    let (qrow, orow, krow) = (&mut qbuf[..d], &mut obuf[..d], &mut kbuf[..d]);
     for b in 0..a.batch {
         // SAFETY: b < batch.
         let s = unsafe { read_seq(a, b)? };
@@ -134,6 +134,16 @@ pub unsafe fn prefill(cfg: &Config, plan: &PrefillPlan, a: &PrefillArgs, ws: Buf
             let heads = cfg.mask_head_q_heads(mh);
             // Every q head of a mask head reads the same kv head.
             let kv = SeqRows { k: &a.k, v: &a.v, k0: s.k0, len: s.tk, g: cfg.kv_head_of(heads.start) };
+            // The FP8-scored search's K scale (section 9): from the largest finite |k| of the kv head's keys.
+            let k8_scale = cfg.fp8_search.then(|| {
+                let mut amax = 0f32;
+                for t in 0..s.tk {
+                    // SAFETY: t < tk, the sequence's length.
+                    unsafe { kv.read(t, false, krow) };
+                    amax = krow.iter().filter(|x| x.is_finite()).fold(amax, |m, x| m.max(x.abs()));
+                }
+                e4m3_scale([amax])
+            });
             for j in 0..nblocks {
                 let (i0, i1) = (j * cfg.bq, ((j + 1) * cfg.bq).min(s.tq));
                 let p0 = s.tk - s.tq + i0;
@@ -145,8 +155,15 @@ pub unsafe fn prefill(cfg: &Config, plan: &PrefillPlan, a: &PrefillArgs, ws: Buf
                     // SAFETY: q0 + i < q0 + tq <= total_q (read_seq), h < Hq.
                     unsafe { read_row(&a.q, s.q0 + i, h, row) };
                 });
-                let score = |rep| block_score(cfg, &keys, &scratch.queries, &kv, rep);
-                let sel = match cfg.prefill_selection(i1, s.tq) {
+                let selection = cfg.prefill_selection(i1, s.tq);
+                // The FP8-scored tree search rounds the block's rows at their one scale (section 9).
+                let k8 = if selection == Selection::Tree { k8_scale } else { None };
+                if k8.is_some() {
+                    let sq = e4m3_scale(scratch.queries.iter().copied());
+                    scratch.queries.iter_mut().for_each(|x| *x = e4m3_to_f32(quantize_e4m3(*x, sq)));
+                }
+                let score = |rep| block_score(cfg, &keys, &scratch.queries, &kv, rep, k8);
+                let sel = match selection {
                     Selection::Tree => tree_search_in(keys.nb, kb, score, &mut scratch.search),
                     Selection::Scan => scan_select_in(keys.nb, kb, score, &mut scratch.search),
                 };

@@ -13,7 +13,7 @@ use crate::config::{Config, CreateOptions, MaskSharing};
 use crate::contract::{
     self, COMBINE_THREADS, CUDA_MAX_BK, CUDA_MAX_GROUP, DECODE_THREADS, DEVERR_ALL, DEVERR_MASK_CONFIG,
     DEVERR_MASK_STATE, DEVERR_PAGE_TABLE, DEVERR_SEQLENS, HOPPER_HEAD_DIM, HOPPER_ROWS, HOPPER_STAGES, HOPPER_THREADS,
-    MERGE_HEADS_PER_CTA, MERGE_THREADS, SCAN_THREADS, SEARCH_THREADS,
+    MERGE_HEADS_PER_CTA, MERGE_THREADS, SCAN_THREADS, SEARCH_THREADS, K8_THREADS,
 };
 use crate::plan::{self, DecodePlan, DecodeSearch, DeviceTraits, PrefillPlan};
 use crate::status::{hip_status::*, Error, Result};
@@ -23,7 +23,7 @@ use cudarc::driver::sys::{CUfunction_attribute, CUresult, CUstream, CUtensorMap}
 
 /// Kernel sources, embedded: NVRTC compiles hip_attn.cu with the others as named headers. hip_contract.h is the
 /// text build.rs generates from src/contract.rs (cuda/generated/hip_contract.h is its committed copy).
-const SOURCES: [(&str, &str); 17] = [
+const SOURCES: [(&str, &str); 18] = [
     ("hip_attn.cu", include_str!("../../cuda/hip_attn.cu")),
     ("hip_contract.h", include_str!(concat!(env!("OUT_DIR"), "/hip_contract.h"))),
     ("common.cuh", include_str!("../../cuda/common.cuh")),
@@ -38,6 +38,7 @@ const SOURCES: [(&str, &str); 17] = [
     ("attn/prefill.cuh", include_str!("../../cuda/attn/prefill.cuh")),
     ("attn/decode.cuh", include_str!("../../cuda/attn/decode.cuh")),
     ("merge.cuh", include_str!("../../cuda/merge.cuh")),
+    ("k8.cuh", include_str!("../../cuda/k8.cuh")),
     ("hopper/wgmma.cuh", include_str!("../../cuda/hopper/wgmma.cuh")),
     ("hopper/fa3.cuh", include_str!("../../cuda/hopper/fa3.cuh")),
     ("hopper/dense.cuh", include_str!("../../cuda/hopper/dense.cuh")),
@@ -71,6 +72,10 @@ const HOPPER_DENSE: usize = KERNELS.len();
 const HOPPER_SMEM: u32 =
     contract::hopper_smem(HOPPER_STAGES as i64, HOPPER_ROWS as i64, HOPPER_HEAD_DIM as i64) as u32;
 
+/// The kernels that make the FP8-scored search's copy of K (cuda/k8.cuh): in the module only with
+/// HIP_ATTN_FLAG_FP8_SEARCH_SCORES, resolved after the rest.
+pub const K8_KERNELS: [&str; 2] = ["hip_prefill_k8_amax", "hip_prefill_k8_copy"];
+
 /// Whether the module for `cfg` on `arch` holds hip_prefill_attn_hopper (the condition of cuda/hip_attn.cu).
 pub fn hopper_dense_compiled(cfg: &Config, arch: &str) -> bool {
     arch == "sm_90a" && cfg.dtype == DType::Bf16 && cfg.head_dim == HOPPER_HEAD_DIM
@@ -87,7 +92,7 @@ pub fn hopper_dense_compiled(cfg: &Config, arch: &str) -> bool {
 /// program made, for every variant tests/kernels_compile.rs compiles (HIP_ATTN_CHECK_SPLIT=1 checks it). A
 /// partner is compiled into a program only for that reason; its kernel is loaded from its own program.
 /// cuda/hip_attn.cu compiles the kernels of one program under -DHIP_ONLY -DHIP_WANT_<name>.
-pub const UNITS: [(&[&str], &[&str]); 10] = [
+pub const UNITS: [(&[&str], &[&str]); 11] = [
     (&["hip_decode_step_wide"], &["hip_prefill_search"]),
     (&[DECODE_SEARCH_WIDE_KERNEL], &["hip_prefill_search"]),
     (&["hip_prefill_attn_dense"], &["hip_prefill_search"]),
@@ -98,6 +103,7 @@ pub const UNITS: [(&[&str], &[&str]); 10] = [
     (&["hip_decode_attn_direct"], &[]),
     (&["hip_decode_scan"], &[]),
     (&["hip_decode_scan_merge"], &[]),
+    (&K8_KERNELS, &[]),
 ];
 
 /// The kernels a context for `cfg` on `arch` loads, in index order: KERNELS (with the configuration's cluster
@@ -109,6 +115,9 @@ pub fn kernel_names(cfg: &Config, arch: &str) -> Vec<&'static str> {
     }
     if hopper_dense_compiled(cfg, arch) {
         names.push(HOPPER_DENSE_KERNEL);
+    }
+    if cfg.fp8_search {
+        names.extend(K8_KERNELS);
     }
     names
 }
@@ -211,6 +220,19 @@ pub fn check_supported(cfg: &Config) -> Result<()> {
             cfg.group()
         ));
     }
+    if cfg.fp8_search {
+        let rows = cfg.bq.div_ceil(cfg.sq) * if cfg.sharing == MaskSharing::PerKvHead { cfg.group() } else { 1 };
+        if rows > contract::FP8_SEARCH_MAX_ROWS {
+            return unsupported(format!(
+                "flags HIP_ATTN_FLAG_FP8_SEARCH_SCORES with {rows} rows per search (ceil(bq / sq), times the GQA \
+                 group when masks are per kv head; at most {}) is not supported",
+                contract::FP8_SEARCH_MAX_ROWS
+            ));
+        }
+        if d != 128 {
+            return unsupported(format!("flags HIP_ATTN_FLAG_FP8_SEARCH_SCORES with head_dim {d} (only 128) is not supported"));
+        }
+    }
     if cfg.num_q_heads > MAX_GRID_YZ {
         return unsupported(format!("num_q_heads ({}) above {MAX_GRID_YZ} is not supported", cfg.num_q_heads));
     }
@@ -235,7 +257,7 @@ pub fn compile_options(cfg: &Config, arch: &str) -> Vec<String> {
         DType::Bf16 => 0,
         _ => 1,
     };
-    vec![
+    let mut opts = vec![
         format!("-DHIP_DTYPE={dtype}"),
         format!("-DHIP_HEAD_DIM={}", cfg.head_dim),
         format!("-DHIP_KB={}", cfg.kb()),
@@ -249,7 +271,12 @@ pub fn compile_options(cfg: &Config, arch: &str) -> Vec<String> {
         format!("-DHIP_DSEARCH_CL={}", decode_search_cluster(arch)),
         format!("-DHIP_DECODE_STEP={}", plan::decode_step_kernel(cfg) as i32),
         "-std=c++17".into(),
-    ]
+    ];
+    // (only when set, so that the default modules' options, and with them their kernel-cache keys, stay as they were)
+    if cfg.fp8_search {
+        opts.push("-DHIP_FP8_SEARCH=1".into());
+    }
+    opts
 }
 
 #[cfg(any(test, feature = "internals"))]
@@ -315,6 +342,8 @@ pub struct CudaBackend {
     hopper: bool,
     /// The module's kernels by index (`kernel_names`), for messages.
     names: Vec<&'static str>,
+    /// The indices of K8_KERNELS, where the module has them.
+    k8: Option<[usize; 2]>,
 }
 
 fn batch_limit(batch: usize) -> Result<()> {
@@ -340,6 +369,13 @@ impl CudaBackend {
         );
         let cache = CacheConfig { enabled: true, dir: opts.kernel_cache_dir.clone() };
         let started = std::time::Instant::now();
+        if cfg.fp8_search && info.arch != "sm_90a" {
+            return Err(Error::unsupported(format!(
+                "flags HIP_ATTN_FLAG_FP8_SEARCH_SCORES needs an sm_90 device (its E4M3 warpgroup MMA) on the CUDA \
+                 backend; device {} is {}",
+                info.ordinal, info.arch
+            )));
+        }
         let hopper_compiled = hopper_dense_compiled(cfg, &info.arch);
         let names = kernel_names(cfg, &info.arch);
         let (module, outcomes) = KernelSet::build(
@@ -399,8 +435,21 @@ impl CudaBackend {
                 })
             }
         };
-        let mut backend =
-            CudaBackend { module, flag, dev, dsearch_cl, dsearch_pad, pdl, scan_resident, cluster_per_sm, hopper, names };
+        let at = |name| names.iter().position(|n| *n == name);
+        let k8 = at(K8_KERNELS[0]).zip(at(K8_KERNELS[1])).map(|(a, c)| [a, c]);
+        let mut backend = CudaBackend {
+            module,
+            flag,
+            dev,
+            dsearch_cl,
+            dsearch_pad,
+            pdl,
+            scan_resident,
+            cluster_per_sm,
+            hopper,
+            names,
+            k8,
+        };
         if backend.dsearch_cl > 1 && !backend.clusters_fit()? {
             // (e.g. an MPS client limited to a few SMs): the one-CTA search works everywhere.
             log(
@@ -526,6 +575,10 @@ impl CudaBackend {
             scan_tail: cfg.prefill_scan_tail.min(i32::MAX as usize) as i32,
             tail_blocks: layout.tail_blocks as i32,
             state_fingerprint: plan::state_fingerprint(cfg),
+            k8: if layout.k8_chunks > 0 { (ws.addr + layout.k8_offset) as u64 } else { 0 },
+            k8_amax: if layout.k8_chunks > 0 { (ws.addr + layout.k8_amax_offset) as u64 } else { 0 },
+            k8_chunks: layout.k8_chunks.min(i32::MAX as usize) as i32,
+            reserved: 0,
         };
         let s = stream as CUstream;
         // SAFETY: the parameter block matches hip_prefill_params (layout checked by a GPU test) and addresses
@@ -535,6 +588,11 @@ impl CudaBackend {
         // tensor maps describe the validated q, k, v views, and its grid and shared memory are what it was built
         // and granted for (HOPPER_SMEM set at creation).
         unsafe {
+            if let Some(grid) = plan.k8_grid {
+                let [amax, copy] = self.k8.ok_or_else(|| Error::internal("the FP8 copy kernels were not loaded"))?;
+                launch(self.func(amax)?, grid, (K8_THREADS, 1, 1), 0, s, &p)?;
+                launch(self.func(copy)?, grid, (K8_THREADS, 1, 1), 0, s, &p)?;
+            }
             launch(self.func(PREFILL_SEARCH)?, plan.search_grid, (SEARCH_THREADS, 1, 1), 0, s, &p)?;
             if let Some(grid) = plan.scan_grid {
                 launch(self.func(PREFILL_SCAN)?, grid, (SEARCH_THREADS, 1, 1), 0, s, &p)?;

@@ -168,7 +168,7 @@ pub unsafe fn config(raw: &hip_config) -> Result<(Config, CreateOptions)> {
         v => return Err(Error::config(format!("decode_selection ({v}) is not a hip_selection value"))),
     };
     let prefill_scan_tail = bounded("prefill_scan_tail", raw.prefill_scan_tail, 0, i32::MAX as usize)?;
-    let unknown = raw.flags & !HIP_ATTN_FLAG_BATCH_INVARIANT;
+    let unknown = raw.flags & !(HIP_ATTN_FLAG_BATCH_INVARIANT | HIP_ATTN_FLAG_FP8_SEARCH_SCORES);
     if unknown != 0 {
         return Err(Error::config(format!("flags (0x{:x}) has unknown bits 0x{unknown:x}", raw.flags)));
     }
@@ -206,6 +206,7 @@ pub unsafe fn config(raw: &hip_config) -> Result<(Config, CreateOptions)> {
         backend,
         scale,
         batch_invariant: raw.flags & HIP_ATTN_FLAG_BATCH_INVARIANT != 0,
+        fp8_search: raw.flags & HIP_ATTN_FLAG_FP8_SEARCH_SCORES != 0,
         decode_selection,
         prefill_scan_tail,
     };

@@ -14,6 +14,16 @@ pub const HIP_ATTN_ABI_VERSION: u32 = 1;
 /// slower for small batches). Prefill and the CPU backend are batch-invariant always.
 pub const HIP_ATTN_FLAG_BATCH_INVARIANT: u32 = 1;
 
+/// `hip_config.flags` bit: prefill's tree search scores its candidate blocks on FP8 (E4M3) copies of the queries
+/// and keys made in the same call (docs/ALGORITHM.md section 9, "Scoring on FP8 copies of Q and K"), not on the
+/// inputs' own values: fewer bytes per score, at the price of a few swapped blocks per mask (quality figures in
+/// BENCHMARKS.md). Attention, the LSE, the SCAN tail, decode and every other result are computed as without it.
+/// The CPU backend supports it everywhere; the CUDA backend on sm_90 (H100/H200) with head_dim 128, at most 128
+/// rows per search (ceil(bq / sq), times the GQA group with masks per kv head), else context creation says
+/// HIP_ATTN_STATUS_UNSUPPORTED. The prefill workspace grows by one byte per key element (batch x max_seqlen_k x
+/// num_kv_heads x head_dim).
+pub const HIP_ATTN_FLAG_FP8_SEARCH_SCORES: u32 = 2;
+
 /// Element type of q, k, v and o (values for `hip_config.dtype`).
 #[allow(non_camel_case_types)]
 #[repr(u32)]

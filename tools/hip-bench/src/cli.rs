@@ -80,6 +80,11 @@ struct Cli {
     /// so. For speed runs (the default set, --scan); with --plan, the dense shape of every configuration.
     #[arg(long, value_name = "FILE")]
     dense: Option<PathBuf>,
+    /// The default set's prefill rows (prefill/<shape>/<length>) with HIP_ATTN_FLAG_FP8_SEARCH_SCORES: the tree
+    /// search scored on E4M3 copies of Q and K (docs/ALGORITHM.md section 9), checked against the CPU backend with
+    /// the same flag. Same row ids; the report's command line says which.
+    #[arg(long = "fp8-search")]
+    fp8_search: bool,
 }
 
 /// The run's settings, as the modes use them.
@@ -104,6 +109,8 @@ pub(crate) struct Args {
     pub(crate) cpu: bool,
     /// --dense FILE: dense baseline rows to compare with (dense.rs).
     pub(crate) dense: Option<PathBuf>,
+    /// --fp8-search: the prefill rows with HIP_ATTN_FLAG_FP8_SEARCH_SCORES.
+    pub(crate) fp8_search: bool,
     /// The command as typed, for the report.
     pub(crate) command_line: String,
 }
@@ -145,6 +152,7 @@ pub(crate) fn parse(argv: Vec<String>) -> Parsed {
         quality_gpu: cli.quality_gpu,
         cpu: cli.cpu,
         dense: cli.dense,
+        fp8_search: cli.fp8_search,
         command_line: argv.join(" "),
     }))
 }

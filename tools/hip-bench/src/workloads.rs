@@ -114,6 +114,9 @@ impl Shape {
             Selection::Scan => hip_selection::HIP_ATTN_SELECT_SCAN,
         } as u32;
         c.prefill_scan_tail = hip.scan_tail as u32;
+        if hip.fp8_search {
+            c.flags |= hip_attn::HIP_ATTN_FLAG_FP8_SEARCH_SCORES;
+        }
         c.causal = 1;
         c.mask_sharing = if self.share_kv {
             hip_mask_sharing::HIP_ATTN_MASK_PER_KV_HEAD as u32
@@ -146,11 +149,24 @@ pub(crate) struct Hip {
     pub(crate) sel: Selection,
     /// Prefill query blocks holding any of a sequence's last `scan_tail` queries select by SCAN.
     pub(crate) scan_tail: usize,
+    /// HIP_ATTN_FLAG_FP8_SEARCH_SCORES (--fp8-search): prefill's tree search scores on E4M3 copies of Q and K.
+    pub(crate) fp8_search: bool,
 }
 
 /// docs/BENCHMARK-PROTOCOL.md's headline settings (the official implementation's defaults).
-pub(crate) const HEADLINE: Hip =
-    Hip { k: 512, bq: 32, bk: 2, sink: 4, window: 128, sq: 1, sk: 1, refresh: 8, sel: Selection::Tree, scan_tail: 0 };
+pub(crate) const HEADLINE: Hip = Hip {
+    k: 512,
+    bq: 32,
+    bk: 2,
+    sink: 4,
+    window: 128,
+    sq: 1,
+    sk: 1,
+    refresh: 8,
+    sel: Selection::Tree,
+    scan_tail: 0,
+    fp8_search: false,
+};
 
 impl Hip {
     pub(crate) fn kb(&self) -> usize {
@@ -428,7 +444,7 @@ pub(crate) fn prefill_jobs(args: &Args, shapes: &[Shape]) -> Vec<PrefillJob> {
                 id: format!("prefill/{}/{}", shape.name, len_label(t)),
                 work: "prefill".into(),
                 shape: *shape,
-                hip: HEADLINE,
+                hip: Hip { fp8_search: args.fp8_search, ..HEADLINE },
                 t,
                 target,
                 units: 6,
