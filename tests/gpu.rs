@@ -316,7 +316,8 @@ fn prefill_fp8_search_matches_cpu_reference() {
     let mut rng = Rng::fresh("gpu-prefill-fp8");
     use DType::*;
     // (dtype, hq, hkv, share, bq, bk, k, sq, sk, scan tail, tq, tk)
-    let cases: [(DType, u32, u32, u32, u32, u32, u32, u32, u32, u32, &[usize], &[usize]); 6] = [
+    type Case = (DType, u32, u32, u32, u32, u32, u32, u32, u32, u32, &'static [usize], &'static [usize]);
+    let cases: [Case; 6] = [
         (Bf16, 8, 2, 1, 32, 2, 64, 1, 1, 0, &[300, 1, 77], &[300, 40, 200]),
         (F16, 8, 2, 2, 32, 2, 128, 1, 1, 0, &[700], &[900]),
         (Bf16, 8, 2, 2, 64, 2, 96, 2, 2, 0, &[1000, 64], &[1200, 64]),
@@ -339,7 +340,7 @@ fn prefill_fp8_search_matches_cpu_reference() {
         cfg.backend = dev.backend();
         let ctx = match Ctx::new(&cfg) {
             Ok(ctx) => ctx,
-            Err((st, msg)) if st == hip_status::HIP_ATTN_STATUS_UNSUPPORTED => {
+            Err((hip_status::HIP_ATTN_STATUS_UNSUPPORTED, msg)) => {
                 skip("prefill_fp8_search_matches_cpu_reference", format!("the device cannot run it: {msg}"));
                 return;
             }
