@@ -385,8 +385,30 @@ struct SearchSmemWg {
     int abort;
 };
 
+// The branches and key rows of a warp's 16 rows of two tiles at once, resolved at the issue of the even tile i:
+// lane l < 16 takes row 16 w + l of tile i, lane l >= 16 the same row of tile i + 1 (-1 and ptr untouched: no key;
+// `bad` as column_branch). The resolution is a divergent stretch of ~40 instructions; resolved per tile by 16
+// lanes it left half of the warp idle, and the kernel is bound by the instructions it issues (prefill MHA-32 128k
+// 49.9 -> 49.2 ms, 32k 9.28 -> 9.12; BENCHMARKS.md, 2026-12-04). A branch's later
+// sampled key past its end (or past e) gathers the branch's first key again: the same score, so that fold_tile
+// needs no column mask (the first key exists whenever the branch does).
+template <class KRow, class Ptr>
+__device__ __forceinline__ int resolve_rows(const ScoreList& todo, int col0, int i, int ntile, int col1, int sink,
+                                            int e, const KRow& krow, Ptr& ptr, bool& bad) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int ti = i + (lane >> 4);
+    int br = -1;
+    if (ti < ntile) {
+        const unsigned col = col0 + ti * SW_TC + warp * 16 + (lane & 15);
+        br = column_branch(todo, col, col1, sink, e, krow, ptr, bad);
+        if (NSK > 1 && br < 0 && col % NSK != 0) br = column_branch(todo, col - col % NSK, col1, sink, e, krow, ptr, bad);
+    }
+    return br;
+}
+
 // Copies J.. of a warp's 16 tile rows (see score_branches below): copy J takes row 2 J + hi's address from its
-// lane, and puts chunk c16 of it 256 J bytes past this lane's place for row hi (xo).
+// lane (hi: 0 or 1, plus 16 when lanes 16-31 hold the tile's rows; resolve_rows), and puts chunk c16 of it 256 J
+// bytes past this lane's place for row hi % 2 (xo).
 template <int J = 0>
 __device__ __forceinline__ void sw_row_copies(u32 dst, const u32 (&xo)[4], const elem_t* ptr, unsigned valid, int hi,
                                               int c16) {
@@ -412,8 +434,9 @@ __device__ bool score_branches(SearchSmemWg& sm, int col0, int col1, int nrows, 
     // A tile's rows are copied whole by 16 lanes each, 16 bytes a lane, two rows per warp-wide copy, so that a copy
     // asks L2 for four whole 128-byte lines; with two threads per row (32 bytes of each of 16 rows per copy) the
     // scoring ran at 95% of L2 throughput with 5.4 TB/s of rows, where whole rows stream at 9.2 (BENCHMARKS.md,
-    // 2026-12-04). Warp w copies rows 16 w .. 16 w + 15: lane l < 16 resolves row 16 w + l once per tile, and copy j
-    // takes the address of row 2 j + l / 16 from its lane by shuffle. Lane l copies chunk c = l % 16 of its rows:
+    // 2026-12-04). Warp w copies rows 16 w .. 16 w + 15, each resolved once by one lane (resolve_rows: lanes 0-15
+    // for an even tile, 16-31 for the odd one after it), and copy j takes the address of row 2 j + l / 16 from that
+    // lane by shuffle. Lane l copies chunk c = l % 16 of its rows:
     // into half c / 8 of the tile, at chunk (c % 8) ^ (r % 8) of row r's 128 bytes there; r % 8 = (2 j + l / 16) % 8,
     // so xo[j % 4] is that chunk's place and copy j is 256 j bytes further.
     const int c16 = lane & 15, hi = lane >> 4;
@@ -421,23 +444,21 @@ __device__ bool score_branches(SearchSmemWg& sm, int col0, int col1, int nrows, 
     u32 xo[4];
 #pragma unroll
     for (int j = 0; j < 4; ++j) xo[j] = wdst + (((c16 & 7) ^ ((2 * j + hi) & 7)) << 4);
+    const elem_t* ptr = gdummy;  // the rows of tiles i and i + 1 from the issue of even tile i (resolve_rows)
+    int br = -1;
+    unsigned valid = 0;
     auto issue = [&](int i) {
         if (i < ntile) {
             const int st = i % SW_NST;
-            const elem_t* ptr = gdummy;
-            int br = -1;
-            if (lane < 16) {
-                const unsigned col = col0 + i * SW_TC + warp * 16 + lane;
-                br = column_branch(sm.todo, col, col1, sink, e, krow, ptr, bad);
-                // A branch's later sampled key past its end (or past e) gathers the branch's first key again: the
-                // same score, so that fold_tile needs no column mask (the first key exists whenever the branch does).
-                if (NSK > 1 && br < 0 && col % NSK != 0)
-                    br = column_branch(sm.todo, col - col % NSK, col1, sink, e, krow, ptr, bad);
-                sm.colbr[st][warp * 16 + lane] = br;
+            if (i % 2 == 0) {
+                ptr = gdummy;
+                br = resolve_rows(sm.todo, col0, i, ntile, col1, sink, e, krow, ptr, bad);
+                valid = __ballot_sync(0xffffffffu, br >= 0);
             }
-            const unsigned valid = __ballot_sync(0xffffffffu, br >= 0);
-            const u32 dst = kbase + st * SW_STAGE;
-            sw_row_copies(dst, xo, ptr, valid, hi, c16);
+            // (tile i + 1's branches wait in registers until its own issue, when its stage is free)
+            const int half = (i % 2) * 16;
+            if ((lane & 16) == half) sm.colbr[st][warp * 16 + (lane & 15)] = br;
+            sw_row_copies(kbase + st * SW_STAGE, xo, ptr, valid, hi + half, c16);
         }
         cp_async_commit();  // (every thread, so that the wait counts stay uniform)
     };
@@ -559,6 +580,8 @@ __device__ bool score_branches(SearchSmemWg8& sm, int col0, int col1, int nrows,
     // row r, r % 8 = 4 (j % 2) + l / 8: xo[j % 2] is that place and copy j is 512 j bytes further.
     const int c8 = lane & 7, sub = lane >> 3;
     const u32 xo[2] = {(warp * 16 + sub) * 128 + ((c8 ^ sub) << 4), (warp * 16 + sub) * 128 + ((c8 ^ (4 + sub)) << 4)};
+    // Unlike the bf16 scoring, each tile's rows are resolved at its own issue (lanes 0-15): resolving two tiles at
+    // once made MHA-32 2.7-3.3% slower here (and GQA-8 2-2.5% faster; 2026-12-04, c5).
     auto issue = [&](int i) {
         if (i < ntile) {
             const int st = i % S8_NST;
@@ -899,10 +922,16 @@ struct PrefillSearchRows {
     int mh, first, nq, nrows;
     const elem_t* khead;
     int kvh;
+#if HIP_FP8_SEARCH
+    const unsigned char* k8head;  // key 0's row of this CTA's (sequence, kv head) in the call's E4M3 copy of K
+#endif
     __device__ PrefillSearchRows(const hip_prefill_params& p_, const PrefillSeq& s_, int mh_, int first_, int len)
         : p(p_), s(s_), mh(mh_), first(first_), nq(ceil_div(len, SQ)), nrows(ceil_div(len, SQ) * (SHARE ? GROUP : 1)) {
         kvh = SHARE ? mh : mh / GROUP;
         khead = (const elem_t*)p.k + (long long)s.k0 * p.k_tok_stride + (long long)kvh * p.k_head_stride;
+#if HIP_FP8_SEARCH
+        k8head = (const unsigned char*)p.k8 + ((long long)blockIdx.z * p.max_seqlen_k * p.num_kv_heads + kvh) * D;
+#endif
     }
     __device__ __forceinline__ const elem_t* q(int r) const {
         const int gh = SHARE ? r / nq : 0;
@@ -916,11 +945,13 @@ struct PrefillSearchRows {
         ptr = khead + (long long)t * p.k_tok_stride;
         return true;
     }
-    // Key t's row in the call's E4M3 copy of K (k8.cuh), sequence b = blockIdx.z.
+#if HIP_FP8_SEARCH
+    // Key t's row in the call's E4M3 copy of K (k8.cuh: rows of num_kv_heads * D bytes).
     __device__ __forceinline__ bool k8(int t, const unsigned char*& ptr) const {
-        ptr = (const unsigned char*)p.k8 + (((long long)blockIdx.z * p.max_seqlen_k + t) * p.num_kv_heads + kvh) * D;
+        ptr = k8head + (long long)t * (p.num_kv_heads * D);
         return true;
     }
+#endif
 };
 
 // ---------------------------------------------------------------------------------------------------------------
