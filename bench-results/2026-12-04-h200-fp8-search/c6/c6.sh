@@ -1,0 +1,29 @@
+#!/bin/bash
+# Session 15, call 6: the final build (two-tile row resolution in the bf16 wgmma scoring only; the FP8 key row as
+# a base plus a stride): GPU tests and sanitizers, dense prefill, then the prefill rows of the previous build
+# (868416b, bin/hip-bench-prev) and the final one alternating, with and without --fp8-search, beside dense.
+set -uo pipefail
+cd "$(dirname "$0")"
+L=${OUT:-$PWD/out}/c6; mkdir -p "$L"
+export LD_LIBRARY_PATH=$PWD/bin; export PATH=$PATH:/usr/local/cuda/bin
+date -u
+timeout 300 bin/gpu --test-threads=1 --nocapture prefill_fp8_search exact_ties prefill_matches_cpu prefill_scan_tail prefill_128k params_layout > "$L/tests.log" 2>&1
+echo "tests rc=$?"; grep -E "^test |test result" "$L/tests.log" | head -30
+for tool in memcheck racecheck; do
+  timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 bin/gpu --test-threads=1 prefill_fp8_search prefill_matches_cpu > "$L/$tool.log" 2>&1
+  echo "$tool rc=$?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test result" "$L/$tool.log" | head -3
+done
+date -u
+timeout 150 python3 dense-baseline.py --prefill-only --json "$L/dense.json" > "$L/dense.log" 2>&1; echo "dense rc=$?"
+date -u
+for r in 1 2; do
+  for v in prev new; do
+    b=bin/hip-bench; [ $v = prev ] && b=bin/hip-bench-prev
+    for f in "" "--fp8-search"; do
+      n=$v${f:+-fp8}-$r
+      timeout 100 $b --only prefill/MHA-32,prefill/GQA-8 --seed 7 $f --dense "$L/dense.json" --json "$L/$n.json" > "$L/$n.log" 2>&1; echo "$n rc=$?"
+      grep -E "^\| prefill/" "$L/$n.log" | awk -F'|' '{printf "%s %s %s %s %s\n", $2, $4, $6, $7, $8}'
+    done
+  done
+done
+date -u
