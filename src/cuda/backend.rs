@@ -866,9 +866,10 @@ fn tensor_map(t: &crate::tensor::TensorView, tokens: usize) -> std::result::Resu
 #[cfg(test)]
 mod tests {
     use super::{
-        compile_options, compile_units, decode_search_cluster, dsearch_smem_pad, kernel_names,
-        DECODE_SEARCH_WIDE_KERNEL, HOPPER_DENSE_KERNEL, KERNELS,
+        check_supported, compile_options, compile_units, decode_search_cluster, dsearch_smem_pad, kernel_names,
+        DECODE_SEARCH_WIDE_KERNEL, HOPPER_DENSE_KERNEL, K8_KERNELS, KERNELS,
     };
+    use crate::status::hip_status::HIP_ATTN_STATUS_UNSUPPORTED;
     use crate::cuda::module::place_kernels;
     use crate::cuda::{CudaError, DeviceInfo};
     use crate::status::{hip_status::*, Error};
@@ -884,14 +885,45 @@ mod tests {
         assert_eq!(err(R::NVRTC_ERROR_INVALID_INPUT).status, HIP_ATTN_STATUS_CUDA_ERROR);
     }
 
+    /// HIP_ATTN_FLAG_FP8_SEARCH_SCORES outside what the CUDA kernels build (head_dim 128, at most 128 rows per
+    /// search) is refused as unsupported, naming the flag; within it, accepted. (The architecture is checked at
+    /// context creation, where the device is known.)
+    #[test]
+    fn fp8_search_support_is_checked() {
+        use crate::ffi::types::hip_mask_sharing::HIP_ATTN_MASK_PER_KV_HEAD as KV;
+        use crate::ffi::types::HIP_ATTN_FLAG_FP8_SEARCH_SCORES as FP8;
+        let cfg = |edit: &dyn Fn(&mut crate::ffi::types::hip_config)| {
+            let mut raw = default_config();
+            (raw.num_q_heads, raw.num_kv_heads, raw.flags) = (32, 8, FP8);
+            edit(&mut raw);
+            // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.
+            unsafe { validate(&raw) }.unwrap().0
+        };
+        assert!(check_supported(&cfg(&|_| ())).is_ok());
+        // 32 rows x a group of 4 with masks per kv head: 128, the most.
+        assert!(check_supported(&cfg(&|c| c.mask_sharing = KV as u32)).is_ok());
+        for (what, bad) in [
+            ("head_dim 64", cfg(&|c| c.head_dim = 64)),
+            ("256 rows per search", cfg(&|c| (c.mask_sharing, c.bq) = (KV as u32, 64))),
+            ("132 rows per search", cfg(&|c| (c.mask_sharing, c.bq) = (KV as u32, 33))),
+        ] {
+            let e = check_supported(&bad).expect_err(what);
+            assert_eq!(e.status, HIP_ATTN_STATUS_UNSUPPORTED, "{what}");
+            assert!(e.message.contains("HIP_ATTN_FLAG_FP8_SEARCH_SCORES"), "{what}: {}", e.message);
+        }
+    }
+
     #[test]
     fn compile_units_hold_every_kernel_once() {
         use crate::ffi::types::hip_dtype::{HIP_ATTN_DTYPE_BF16 as BF16, HIP_ATTN_DTYPE_F16 as F16};
         use crate::ffi::types::hip_mask_sharing::{HIP_ATTN_MASK_PER_KV_HEAD as KV, HIP_ATTN_MASK_PER_Q_HEAD as Q};
         use crate::ffi::types::HIP_ATTN_FLAG_BATCH_INVARIANT as INVARIANT;
+        use crate::ffi::types::HIP_ATTN_FLAG_FP8_SEARCH_SCORES as FP8;
         // (arch, dtype, head_dim, mask sharing, flags, Hopper dense kernel compiled, decode step kernel compiled)
         let cases = [
             ("sm_90a", BF16, 128, Q, 0, true, true),
+            ("sm_90a", BF16, 128, Q, FP8, true, true),
+            ("sm_90a", F16, 128, KV, FP8, false, false),
             ("sm_90a", BF16, 128, KV, 0, true, false),
             ("sm_90a", BF16, 128, Q, INVARIANT, true, false),
             ("sm_90a", F16, 128, Q, 0, false, true),
@@ -906,8 +938,14 @@ mod tests {
             // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.
             let cfg = unsafe { validate(&raw) }.unwrap().0;
             let names = kernel_names(&cfg, arch);
-            assert_eq!(names.len(), KERNELS.len() + hopper as usize, "{arch} {dtype:?} {head_dim}");
+            let fp8 = flags & FP8 != 0;
+            assert_eq!(names.len(), KERNELS.len() + hopper as usize + 2 * fp8 as usize, "{arch} {dtype:?} {head_dim}");
             assert_eq!(names.contains(&HOPPER_DENSE_KERNEL), hopper);
+            // The FP8-scored search: its copy kernels, and its -D option only with the flag (the default modules'
+            // options, so their kernel-cache keys, stay what they were).
+            assert!(K8_KERNELS.iter().all(|k| names.contains(k) == fp8));
+            assert_eq!(compile_options(&cfg, arch).contains(&"-DHIP_FP8_SEARCH=1".to_string()), fp8);
+            assert!(!compile_options(&cfg, arch).iter().any(|o| o == "-DHIP_FP8_SEARCH=0"));
             // The cluster decode kernel: the whole step for masks of one q head, the search alone for shared masks
             // and batch-invariant decode.
             assert_eq!(names.contains(&"hip_decode_step_wide"), step);
