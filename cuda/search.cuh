@@ -389,9 +389,9 @@ struct SearchSmemWg {
 // lane l < 16 takes row 16 w + l of tile i, lane l >= 16 the same row of tile i + 1 (-1 and ptr untouched: no key;
 // `bad` as column_branch). The resolution is a divergent stretch of ~40 instructions; resolved per tile by 16
 // lanes it left half of the warp idle, and the kernel is bound by the instructions it issues (prefill MHA-32 128k
-// 49.9 -> 49.2 ms, 32k 9.28 -> 9.12; BENCHMARKS.md, 2026-12-04). A branch's later
-// sampled key past its end (or past e) gathers the branch's first key again: the same score, so that fold_tile
-// needs no column mask (the first key exists whenever the branch does).
+// 50.5 -> 49.9 ms, 32k 9.3 -> 9.2; BENCHMARKS.md, 2026-12-04, session 15). A branch's later sampled key past its
+// end (or past e) gathers the branch's first key again: the same score, so that fold_tile needs no column mask
+// (the first key exists whenever the branch does).
 template <class KRow, class Ptr>
 __device__ __forceinline__ int resolve_rows(const ScoreList& todo, int col0, int i, int ntile, int col1, int sink,
                                             int e, const KRow& krow, Ptr& ptr, bool& bad) {
