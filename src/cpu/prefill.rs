@@ -124,26 +124,28 @@ pub unsafe fn prefill(cfg: &Config, plan: &PrefillPlan, a: &PrefillArgs, ws: Buf
     // A query block holds at most min(bq, max_seqlen_q) queries; the search samples every sq-th.
     let per_head = cfg.bq.min(a.max_seqlen_q).div_ceil(cfg.sq);
     let mut scratch = Scratch::try_new(cfg, cfg.mask_head_q_heads(0).len() * per_head)?;
-    let (mut qbuf, mut obuf, mut kbuf) = ([0f32; super::MAX_HEAD_DIM], [0f32; super::MAX_HEAD_DIM], [0f32; super::MAX_HEAD_DIM]);
-    let (qrow, orow, krow) = (&mut qbuf[..d], &mut obuf[..d], &mut kbuf[..d]);
+    let (mut qbuf, mut obuf) = ([0f32; super::MAX_HEAD_DIM], [0f32; super::MAX_HEAD_DIM]);
+    let (qrow, orow) = (&mut qbuf[..d], &mut obuf[..d]);
     for b in 0..a.batch {
         // SAFETY: b < batch.
         let s = unsafe { read_seq(a, b)? };
         let nblocks = s.tq.div_ceil(cfg.bq);
+        // The FP8-scored search's K scale (section 9) of the last kv head computed: (kv head, scale). The mask
+        // heads of one kv head are consecutive, so each kv head's keys are read for it once.
+        let mut k8_scale: Option<(usize, f32)> = None;
         for mh in 0..cfg.mask_heads() {
             let heads = cfg.mask_head_q_heads(mh);
             // Every q head of a mask head reads the same kv head.
             let kv = SeqRows { k: &a.k, v: &a.v, k0: s.k0, len: s.tk, g: cfg.kv_head_of(heads.start) };
-            // The FP8-scored search's K scale (section 9): from the largest finite |k| of the kv head's keys.
-            let k8_scale = cfg.fp8_search.then(|| {
-                let mut amax = 0f32;
-                for t in 0..s.tk {
+            if cfg.fp8_search && k8_scale.map(|(g, _)| g) != Some(kv.g) {
+                let elements = (0..s.tk).flat_map(|t| {
+                    let mut row = [0f32; super::MAX_HEAD_DIM];
                     // SAFETY: t < tk, the sequence's length.
-                    unsafe { kv.read(t, false, krow) };
-                    amax = krow.iter().filter(|x| x.is_finite()).fold(amax, |m, x| m.max(x.abs()));
-                }
-                e4m3_scale([amax])
-            });
+                    unsafe { kv.read(t, false, &mut row[..d]) };
+                    row.into_iter().take(d)
+                });
+                k8_scale = Some((kv.g, e4m3_scale(elements)));
+            }
             for j in 0..nblocks {
                 let (i0, i1) = (j * cfg.bq, ((j + 1) * cfg.bq).min(s.tq));
                 let p0 = s.tk - s.tq + i0;
@@ -157,7 +159,7 @@ pub unsafe fn prefill(cfg: &Config, plan: &PrefillPlan, a: &PrefillArgs, ws: Buf
                 });
                 let selection = cfg.prefill_selection(i1, s.tq);
                 // The FP8-scored tree search rounds the block's rows at their one scale (section 9).
-                let k8 = if selection == Selection::Tree { k8_scale } else { None };
+                let k8 = k8_scale.filter(|_| selection == Selection::Tree).map(|(_, s)| s);
                 if k8.is_some() {
                     let sq = e4m3_scale(scratch.queries.iter().copied());
                     scratch.queries.iter_mut().for_each(|x| *x = e4m3_to_f32(quantize_e4m3(*x, sq)));

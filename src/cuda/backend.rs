@@ -221,7 +221,7 @@ pub fn check_supported(cfg: &Config) -> Result<()> {
         ));
     }
     if cfg.fp8_search {
-        let rows = cfg.bq.div_ceil(cfg.sq) * if cfg.sharing == MaskSharing::PerKvHead { cfg.group() } else { 1 };
+        let rows = cfg.bq.div_ceil(cfg.sq) * cfg.mask_head_q_heads(0).len();
         if rows > contract::FP8_SEARCH_MAX_ROWS {
             return unsupported(format!(
                 "flags HIP_ATTN_FLAG_FP8_SEARCH_SCORES with {rows} rows per search (ceil(bq / sq), times the GQA \
