@@ -67,6 +67,53 @@ __device__ __forceinline__ bool prefill_seq_dense(const hip_prefill_params& p, c
     return num_search_blocks(p.sink, local_start(p.sink, p.window, p0, s.Tk)) <= KB;
 }
 
+// A query block whose sequence is skipped (bad bounds) or whose mask slot lies outside the workspace (ok: the
+// sequence's bounds passed): its rows are zeroed (lse -inf), so that a skipped sequence never leaves stale output
+// behind, and HIP_ATTN_DEVERR_SEQLENS is raised. Block j of QT rows, q head h, THREADS threads.
+template <int QT, int THREADS>
+__device__ __forceinline__ void prefill_skip_block(const hip_prefill_params& p, const PrefillSeq& s, bool ok, int j,
+                                                   int h, int tid) {
+    constexpr int CPR = D / 8;
+    if (tid == 0 && (!ok || (long long)j * QT < s.Tq)) set_error(p.error_flag, HIP_ATTN_DEVERR_SEQLENS);
+    if (!s.q_range_ok) return;
+    elem_t* obase = (elem_t*)p.o;
+    float* lse_out = (float*)p.lse;
+    const int first = j * QT;
+    const int len = cmin(QT, s.Tq - first);
+    for (int c = tid; c < len * CPR; c += THREADS) {
+        const int r = c / CPR, part = c - r * CPR;
+        *(uint4*)(obase + (long long)(s.q0 + first + r) * p.o_tok_stride + (long long)h * p.o_head_stride +
+                  part * 8) = make_uint4(0, 0, 0, 0);
+    }
+    if (lse_out)
+        for (int r = tid; r < len; r += THREADS)
+            lse_out[(long long)(s.q0 + first + r) * p.num_q_heads + h] = HIP_NEG_INF;
+}
+
+// The key list of a block-sparse query block (docs/ALGORITHM.md section 6): the sinks, the selected blocks of mask
+// slot `slot` and mask head mh (copied into `blocks`, shared memory, by the CTA's THREADS threads; the caller's
+// barrier publishes them), the local range [e, plast] (causal). e = local_start of the block's first query.
+template <int THREADS>
+__device__ __forceinline__ KeyList prefill_sparse_keys(const hip_prefill_params& p, const PrefillSeq& s, long long slot,
+                                                       int mh, int e, int plast, int* blocks, int tid) {
+    int count = 0;
+    if (KB > 0) {
+        const long long m = slot * p.mask_heads + mh;
+        count = cmin(cmax(((const int*)p.mask_cnt)[m], 0), KB);
+        const int* src = (const int*)p.mask_idx + m * KB;
+        for (int i = tid; i < count; i += THREADS) blocks[i] = src[i];
+    }
+    KeyList kl;
+    kl.nS = cmin(p.sink, s.Tk);
+    kl.nM = count * BK;
+    kl.nL = CAUSAL ? cmax(0, plast + 1 - e) : 0;
+    kl.sink = p.sink;
+    kl.e = e;
+    kl.NB = num_search_blocks(p.sink, e);
+    kl.blocks = blocks;
+    return kl;
+}
+
 // One CTA: QT query rows of one q head. The block-sparse kernel (DENSE false) takes the valid sequences that
 // prefill_seq_dense rejects; the dense one takes the others (and reports bad sequence bounds), reads no mask and
 // starts the longest tiles first.
@@ -95,19 +142,7 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
     float* lse_out = (float*)p.lse;
 
     if (!ok || !slot_ok) {
-        if (tid == 0 && (!ok || (long long)j * QT < s.Tq)) set_error(p.error_flag, HIP_ATTN_DEVERR_SEQLENS);
-        if (!s.q_range_ok) return;
-        // Zero this block's rows so that a skipped sequence never leaves stale output behind.
-        const int first = j * QT;
-        const int len = cmin(QT, s.Tq - first);
-        for (int c = tid; c < len * CPR; c += PF_THREADS) {
-            const int r = c / CPR, part = c - r * CPR;
-            *(uint4*)(obase + (long long)(s.q0 + first + r) * p.o_tok_stride + (long long)h * p.o_head_stride +
-                      part * 8) = make_uint4(0, 0, 0, 0);
-        }
-        if (lse_out)
-            for (int r = tid; r < len; r += PF_THREADS)
-                lse_out[(long long)(s.q0 + first + r) * p.num_q_heads + h] = HIP_NEG_INF;
+        prefill_skip_block<QT, PF_THREADS>(p, s, ok, j, h, tid);
         return;
     }
     if ((long long)j * QT >= s.Tq) return;
@@ -120,27 +155,15 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
     const int mh = SHARE ? h / GROUP : h;
     const int kvh = h / GROUP;
 
-    int count = 0;
-    if (!DENSE && KB > 0) {
-        const long long m = slot * p.mask_heads + mh;
-        count = cmin(cmax(((const int*)p.mask_cnt)[m], 0), KB);
-        const int* src = (const int*)p.mask_idx + m * KB;
-        for (int i = tid; i < count; i += PF_THREADS) sm.blocks[i] = src[i];
-    }
     KeyList kl;
     if (DENSE) {  // one local range from key 0: [0, plast] (causal) or [0, Tk)
         kl.nS = kl.nM = 0;
         kl.nL = CAUSAL ? plast + 1 : s.Tk;
         kl.sink = kl.e = kl.NB = 0;
+        kl.blocks = sm.blocks;
     } else {
-        kl.nS = cmin(p.sink, s.Tk);
-        kl.nM = count * BK;
-        kl.nL = CAUSAL ? cmax(0, plast + 1 - e) : 0;
-        kl.sink = p.sink;
-        kl.e = e;
-        kl.NB = num_search_blocks(p.sink, e);
+        kl = prefill_sparse_keys<PF_THREADS>(p, s, slot, mh, e, plast, sm.blocks, tid);
     }
-    kl.blocks = sm.blocks;
     const int nkeys = kl.size();
     const int ntiles = ceil_div(nkeys, PF_TK);
 

@@ -41,18 +41,7 @@ extern "C" __global__ void __launch_bounds__(HOPPER_THREADS, 1)
     if (!ok) {
         // Bad sequence bounds: zero this tile's rows (if they are the sequence's own) and report, as the classic
         // dense kernel does.
-        if (tid == 0) hip::set_error(p.error_flag, HIP_ATTN_DEVERR_SEQLENS);
-        if (!s.q_range_ok) return;
-        const int first = jt * HOPPER_BM;
-        const int len = min(HOPPER_BM, s.Tq - first);
-        for (int c = tid; c < len * 16; c += HOPPER_THREADS) {
-            const int r = c / 16, part = c - r * 16;
-            *(uint4*)(obase + (long long)(s.q0 + first + r) * p.o_tok_stride + (long long)h * p.o_head_stride +
-                      part * 8) = make_uint4(0, 0, 0, 0);
-        }
-        if (lse_out)
-            for (int r = tid; r < len; r += HOPPER_THREADS)
-                lse_out[(long long)(s.q0 + first + r) * p.num_q_heads + h] = HIP_NEG_INF;
+        hip::prefill_skip_block<HOPPER_BM, HOPPER_THREADS>(p, s, ok, jt, h, tid);
         return;
     }
     if (jt * HOPPER_BM >= s.Tq) return;
