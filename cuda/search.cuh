@@ -381,7 +381,10 @@ struct SearchSmemWg {
     int colbr[SW_NST][SW_TC];
     int2 chunks[KBX];
     u32 won[KBX];
-    int scan[S_WARPS];
+    // 16-byte aligned: block_scan reads it with vector loads, which from a word-aligned start would also cover
+    // won's last entries while other threads write them (harmless, the word is dropped, but a racecheck hazard;
+    // seen at Kb = 67).
+    alignas(16) int scan[S_WARPS];
     int abort;
 };
 
@@ -542,7 +545,7 @@ struct SearchSmemWg8 {
     int colbr[S8_NST][SW_TC];
     int2 chunks[KBX];
     u32 won[KBX];
-    int scan[S_WARPS];
+    alignas(16) int scan[S_WARPS];  // as SearchSmemWg's
     int abort;
 };
 
