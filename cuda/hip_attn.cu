@@ -51,13 +51,26 @@ extern "C" __global__ void __launch_bounds__(hip_contract::dense_threads(HIP_HEA
 }
 #endif
 
-// The same dense attention on the Hopper pipeline (bf16, head_dim 128, sm_90a only; the host chooses, plan.rs).
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && HIP_DTYPE == 0 && HIP_HEAD_DIM == HIP_ATTN_HOPPER_HEAD_DIM && \
-    (!defined(HIP_ONLY) || defined(HIP_WANT_hip_prefill_attn_hopper))
+// The dense and the block-sparse attention on the Hopper pipeline (bf16, head_dim 128, sm_90a only; the host
+// chooses: plan.rs for the dense one, backend.rs for the block-sparse one, which also needs bq <= 64).
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && HIP_DTYPE == 0 && HIP_HEAD_DIM == HIP_ATTN_HOPPER_HEAD_DIM
+#if !defined(HIP_ONLY) || defined(HIP_WANT_hip_prefill_attn_hopper)
+#define HIP_HOPPER_DENSE 1
+#endif
+#if HIP_BQ <= HIP_ATTN_HOPPER_SPARSE_MAX_BQ && (!defined(HIP_ONLY) || defined(HIP_WANT_hip_prefill_attn_hopper_sparse))
+#define HIP_HOPPER_SPARSE 1
+#endif
+#if defined(HIP_HOPPER_DENSE) || defined(HIP_HOPPER_SPARSE)
 #define HOPPER_STAGES HIP_ATTN_HOPPER_STAGES
 #define HOPPER_NO_PROTOTYPE 1
 #include "hopper/fa3.cuh"
+#endif
+#ifdef HIP_HOPPER_DENSE
 #include "hopper/dense.cuh"
+#endif
+#ifdef HIP_HOPPER_SPARSE
+#include "hopper/sparse.cuh"
+#endif
 #endif
 
 // The decode mask search alone, one CTA per (sequence, mask head); the attention kernels follow it.

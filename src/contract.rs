@@ -354,6 +354,15 @@ constants! { hopper_c;
     HOPPER_HEAD_DIM: usize = 128;
     /// K/V pipeline depth the library compiles it with (the standalone prototype takes 1 to 3 from -DHOPPER_STAGES).
     HOPPER_STAGES: usize = 3;
+    /// hip_prefill_attn_hopper_sparse (cuda/hopper/sparse.cuh): one warpgroup of 64 query rows (a query block of
+    /// bq <= 64, the rows past it idle) that also gathers the key list's K and V rows.
+    HOPPER_SPARSE_THREADS: u32 = 128;
+    /// Keys of each of its K and V tiles.
+    HOPPER_SPARSE_KEYS: usize = 64;
+    /// Its K/V pipeline depth.
+    HOPPER_SPARSE_STAGES: usize = 3;
+    /// Largest bq it takes (the rows of one warpgroup MMA); larger blocks keep hip_prefill_attn.
+    HOPPER_SPARSE_MAX_BQ: usize = 64;
 }
 
 functions! { functions_c;
@@ -397,6 +406,11 @@ functions! { functions_c;
     /// 8-byte mbarrier for Q and four per stage (K and V full and empty), 1 KiB of slack to align the swizzled
     /// tiles to 1024 bytes.
     fn hopper_smem(stages, rows, d) -> i64 = 2 * rows * d * (1 + 2 * stages) + 8 * (1 + 4 * stages) + 1024;
+    /// Dynamic shared memory (bytes) of hip_prefill_attn_hopper_sparse with `stages` K/V stages of `keys` keys of d
+    /// bf16 elements and room for `kbx` selected blocks: the stages' K and V tiles, the stages' key positions and
+    /// four visibility flags each, the block list, 1 KiB of slack to align the swizzled tiles.
+    fn hopper_sparse_smem(stages, keys, d, kbx) -> i64 = 2 * stages * keys * d * 2 + 4 * stages * (keys + 4) + 4 * kbx
+        + 1024;
 }
 
 narrow_functions! { narrow_c;
@@ -433,7 +447,7 @@ const BANNER: &str = "\
 
 const LAUNCH: &str = "\
 // ================================================================================================================
-// Launch geometry. All kernels but hip_prefill_attn_dense and hip_prefill_attn_hopper use static shared memory only
+// Launch geometry. All kernels but hip_prefill_attn_dense and the two hip_prefill_attn_hopper* use static shared memory only
 // (<= 48 KB for every supported configuration). Every kernel takes its parameter block by value as its last
 // argument, and all but hip_prefill_attn_hopper as their only one.
 //
@@ -457,6 +471,11 @@ const LAUNCH: &str = "\
 //                        HIP_ATTN_HOPPER_ROWS, HIP_ATTN_HOPPER_HEAD_DIM); hip_prefill_attn_dense's job where the host
 //                        chooses it (sm_90a, bf16, head_dim HIP_ATTN_HOPPER_HEAD_DIM; plan.rs); takes the tensor maps
 //                        of Q, K and V (boxes of 64 d x 1 head x HIP_ATTN_HOPPER_ROWS tokens) before the block
+//   hip_prefill_attn_hopper_sparse  (ceil(max_seqlen_q / HIP_BQ), num_q_heads, batch)
+//                        HIP_ATTN_HOPPER_SPARSE_THREADS, dynamic shared memory hopper_sparse_smem(
+//                        HIP_ATTN_HOPPER_SPARSE_STAGES, HIP_ATTN_HOPPER_SPARSE_KEYS, HIP_HEAD_DIM, max(HIP_KB, 1));
+//                        hip_prefill_attn's job where the host chooses it (sm_90a, bf16, head_dim
+//                        HIP_ATTN_HOPPER_HEAD_DIM, HIP_BQ <= HIP_ATTN_HOPPER_SPARSE_MAX_BQ)
 //   hip_decode_search    (mask_heads, batch)                                  HIP_ATTN_SEARCH_THREADS
 //   hip_decode_search_wide  (mask_heads * HIP_DSEARCH_CL, batch), in clusters  HIP_ATTN_SEARCH_THREADS
 //                        of (HIP_DSEARCH_CL, 1, 1) set by the kernel (HIP_DECODE_STEP 0): the search of
@@ -735,6 +754,10 @@ mod tests {
         }
         for stages in 1..=3 {
             check(format!("{}({stages}, 128, 128)", h::HOPPER_SMEM), hopper_smem(stages, 128, 128));
+            for kbx in [1, 256, 1024] {
+                let c = format!("{}({stages}, 64, 128, {kbx})", h::HOPPER_SPARSE_SMEM);
+                check(c, hopper_sparse_smem(stages, 64, 128, kbx));
+            }
         }
         if let Some(got) = host_numbers("functions", "", &body) {
             assert_eq!(got, want);
@@ -748,6 +771,11 @@ mod tests {
         let hopper = hopper_smem(HOPPER_STAGES as i64, HOPPER_ROWS as i64, HOPPER_HEAD_DIM as i64);
         assert_eq!(hopper, 32768 * 7 + 8 * 13 + 1024);
         assert!(hopper <= 227 * 1024);
+        // Three stages of 16 KiB K and V tiles, their key positions and flags, 1024 blocks, 1 KiB of alignment: two
+        // CTAs per SM (1 KiB reserved per CTA) within the 228 KiB of an sm_90 SM.
+        let sparse = hopper_sparse_smem(HOPPER_SPARSE_STAGES as i64, HOPPER_SPARSE_KEYS as i64, 128, 1024);
+        assert_eq!(sparse, 6 * 16384 + 3 * 68 * 4 + 4096 + 1024);
+        assert!(2 * (sparse + 1024) <= 228 * 1024);
     }
 
     /// search_blocks_i32, the kernels' int form of search_blocks (common.cuh's num_search_blocks), counts what
@@ -784,6 +812,7 @@ mod tests {
         pub const SEARCH_BLOCKS_I32: &str = "hip_contract::search_blocks_i32";
         pub const ALL_BLOCKS_SELECTED: &str = "hip_contract::all_blocks_selected";
         pub const HOPPER_SMEM: &str = "hip_contract::hopper_smem";
+        pub const HOPPER_SPARSE_SMEM: &str = "hip_contract::hopper_sparse_smem";
     }
 
     /// The generated layout kernel compiles with NVRTC against the generated header (the GPU test runs it).

@@ -225,23 +225,28 @@ struct PrefillCase {
     tk: &'static [usize],
 }
 
+#[allow(clippy::too_many_arguments)]
+fn prefill_case(
+    dt: DType,
+    d: u32,
+    hq: u32,
+    hkv: u32,
+    share: u32,
+    causal: u32,
+    bq: u32,
+    bk: u32,
+    k: u32,
+    sq: u32,
+    sk: u32,
+    tq: &'static [usize],
+    tk: &'static [usize],
+) -> PrefillCase {
+    PrefillCase { dt, d, hq, hkv, share, causal, bq, bk, k, sq, sk, tq, tk }
+}
+
 fn prefill_cases() -> Vec<PrefillCase> {
     use DType::*;
-    let c = |dt, d, hq, hkv, share, causal, bq, bk, k, sq, sk, tq, tk| PrefillCase {
-        dt,
-        d,
-        hq,
-        hkv,
-        share,
-        causal,
-        bq,
-        bk,
-        k,
-        sq,
-        sk,
-        tq,
-        tk,
-    };
+    let c = prefill_case;
     vec![
         c(Bf16, 128, 32, 8, 1, 1, 32, 2, 64, 1, 1, &[300, 1, 77], &[300, 40, 200]),
         c(F16, 64, 4, 4, 1, 1, 16, 1, 32, 1, 1, &[513, 33], &[513, 100]),
@@ -265,41 +270,78 @@ fn prefill_matches_cpu_reference() {
     let Some(dev) = device("prefill_matches_cpu_reference") else { return };
     let mut rng = Rng::fresh("gpu-prefill");
     for (n, case) in prefill_cases().iter().enumerate() {
-        let mut cfg = config(case.dt, case.d, case.hq, case.hkv);
-        (cfg.mask_sharing, cfg.causal, cfg.bq, cfg.bk, cfg.k, cfg.sq, cfg.sk) =
-            (case.share, case.causal, case.bq, case.bk, case.k, case.sq, case.sk);
-        (cfg.sink, cfg.window) = (4, 48);
-        let c = valid(&cfg);
-        let p = Problem::new(
-            &mut rng,
-            case.dt,
-            case.d as usize,
-            case.hq as usize,
-            case.hkv as usize,
-            case.tq,
-            case.tk,
-            8 * (n % 2),
-        );
-        let cpu = run_prefill(&Host, &on(&Host, cfg), &p, true).unwrap();
-        let devo = run_prefill(dev.as_ref(), &on(dev.as_ref(), cfg), &p, true).unwrap();
-        let blocks: Vec<(usize, usize)> =
-            (0..p.tq.len()).flat_map(|b| (0..p.tq[b].div_ceil(c.bq)).map(move |j| (b, j))).collect();
-        let skip = compare_prefill_masks(&c, &p, &cpu.workspace, &devo.workspace, &blocks);
-        let rows: Vec<usize> = (0..p.q.rows).collect();
-        compare_rows(&c, &p, &cpu, &devo, &rows, &skip, &format!("prefill case {n}"));
-        // The mask state of each sequence's last block (the decode hand-off), where its block matched.
-        for b in 0..p.tq.len() {
-            for mh in 0..c.mask_heads() {
-                if p.tq[b] == 0 || skip.contains(&(b, mh, (p.tq[b] - 1) / c.bq)) {
-                    continue;
-                }
-                let idx = b * c.mask_heads() + mh;
-                assert_eq!(
-                    record(&cpu.state, state_ints(&c), idx),
-                    record(&devo.state, state_ints(&c), idx),
-                    "case {n} state"
-                );
+        check_prefill_case(dev.as_ref(), &mut rng, case, 8 * (n % 2), &format!("prefill case {n}"));
+    }
+}
+
+/// The block-sparse prefill attention of bf16 at head_dim 128 with bq <= 64, which an sm_90 device runs on the
+/// Hopper kernel (cuda/hopper/sparse.cuh; HIP_ATTN_SPARSE_KERNEL=classic runs the same cases through
+/// hip_prefill_attn), against the CPU reference: every bq class of its 64-row warpgroup (1, 16, 20, 32, 48, 64),
+/// MHA and GQA with both mask sharings, causal and not, k = 0 (sinks and window only), sampled queries and keys,
+/// chunked prefill (Tq < Tk), varlen batches, and key lists from one tile to many times the pipeline's depth
+/// (k = 2048: the largest block list).
+#[test]
+fn prefill_sparse_hopper_matches_cpu_reference() {
+    let Some(dev) = device("prefill_sparse_hopper_matches_cpu_reference") else { return };
+    let mut rng = Rng::fresh("gpu-prefill-sparse-hopper");
+    let c = prefill_case;
+    let b = DType::Bf16;
+    let cases = [
+        c(b, 128, 32, 32, 1, 1, 32, 2, 512, 1, 1, &[2000], &[2000]),
+        c(b, 128, 8, 2, 2, 1, 64, 4, 256, 1, 1, &[1000, 65, 1], &[1200, 65, 300]),
+        c(b, 128, 4, 4, 1, 1, 1, 1, 64, 1, 1, &[200], &[500]),
+        c(b, 128, 4, 2, 1, 0, 16, 2, 128, 1, 1, &[300, 77], &[500, 90]),
+        c(b, 128, 4, 4, 1, 1, 20, 3, 200, 3, 2, &[700], &[700]),
+        c(b, 128, 4, 2, 2, 1, 48, 2, 0, 1, 1, &[400, 3], &[400, 50]),
+        c(b, 128, 4, 4, 1, 1, 32, 2, 2048, 1, 1, &[3000], &[3000]),
+        c(b, 128, 4, 1, 2, 0, 64, 8, 96, 2, 4, &[129, 64], &[129, 1000]),
+    ];
+    // HIP_ATTN_TEST_CASES=3,5 runs only those cases (to replay or sanitize one).
+    let only = only_cases();
+    for (n, case) in cases.iter().enumerate() {
+        if only.as_ref().is_some_and(|o| !o.contains(&n)) {
+            continue;
+        }
+        check_prefill_case(dev.as_ref(), &mut rng, case, 8 * (n % 2), &format!("sparse Hopper case {n}"));
+    }
+}
+
+/// The case numbers HIP_ATTN_TEST_CASES names ("3,10"), where it is set: a test that reads it runs only those.
+fn only_cases() -> Option<Vec<usize>> {
+    std::env::var("HIP_ATTN_TEST_CASES")
+        .ok()
+        .map(|v| v.split(',').map(|n| n.trim().parse().expect("HIP_ATTN_TEST_CASES: case numbers")).collect())
+}
+
+/// One prefill case (sink 4, window 48; `pad` elements past each token row) on `dev` against the CPU backend:
+/// masks equal but for near-ties, rows (where the masks match) within tolerance, each sequence's last mask record
+/// equal.
+fn check_prefill_case(dev: &dyn Mem, rng: &mut Rng, case: &PrefillCase, pad: usize, label: &str) {
+    let mut cfg = config(case.dt, case.d, case.hq, case.hkv);
+    (cfg.mask_sharing, cfg.causal, cfg.bq, cfg.bk, cfg.k, cfg.sq, cfg.sk) =
+        (case.share, case.causal, case.bq, case.bk, case.k, case.sq, case.sk);
+    (cfg.sink, cfg.window) = (4, 48);
+    let c = valid(&cfg);
+    let p = Problem::new(rng, case.dt, case.d as usize, case.hq as usize, case.hkv as usize, case.tq, case.tk, pad);
+    let cpu = run_prefill(&Host, &on(&Host, cfg), &p, true).unwrap();
+    let devo = run_prefill(dev, &on(dev, cfg), &p, true).unwrap();
+    let blocks: Vec<(usize, usize)> =
+        (0..p.tq.len()).flat_map(|b| (0..p.tq[b].div_ceil(c.bq)).map(move |j| (b, j))).collect();
+    let skip = compare_prefill_masks(&c, &p, &cpu.workspace, &devo.workspace, &blocks);
+    let rows: Vec<usize> = (0..p.q.rows).collect();
+    compare_rows(&c, &p, &cpu, &devo, &rows, &skip, label);
+    // The mask state of each sequence's last block (the decode hand-off), where its block matched.
+    for b in 0..p.tq.len() {
+        for mh in 0..c.mask_heads() {
+            if p.tq[b] == 0 || skip.contains(&(b, mh, (p.tq[b] - 1) / c.bq)) {
+                continue;
             }
+            let idx = b * c.mask_heads() + mh;
+            assert_eq!(
+                record(&cpu.state, state_ints(&c), idx),
+                record(&devo.state, state_ints(&c), idx),
+                "{label} state"
+            );
         }
     }
 }
@@ -1691,9 +1733,7 @@ fn prefill_dense_hopper_matches_cpu_reference() {
     // The Hopper dense kernel is the default where compiled; HIP_ATTN_DENSE_KERNEL=classic runs the same cases
     // through the classic kernel (src/cuda/backend.rs).
     // HIP_ATTN_TEST_CASES=3,10 runs only those cases (to replay one).
-    let only: Option<Vec<usize>> = std::env::var("HIP_ATTN_TEST_CASES")
-        .ok()
-        .map(|v| v.split(',').map(|n| n.trim().parse().expect("HIP_ATTN_TEST_CASES: case numbers")).collect());
+    let only = only_cases();
     const ALL: &[usize] = &[1, 63, 64, 65, 127, 128, 129, 1000];
     const CHUNK_Q: &[usize] = &[1, 63, 65, 128, 1000, 129];
     const CHUNK_K: &[usize] = &[100, 63, 300, 129, 1000, 600];

@@ -188,7 +188,7 @@ typedef struct {
 } hip_merge_params;
 
 // ================================================================================================================
-// Launch geometry. All kernels but hip_prefill_attn_dense and hip_prefill_attn_hopper use static shared memory only
+// Launch geometry. All kernels but hip_prefill_attn_dense and the two hip_prefill_attn_hopper* use static shared memory only
 // (<= 48 KB for every supported configuration). Every kernel takes its parameter block by value as its last
 // argument, and all but hip_prefill_attn_hopper as their only one.
 //
@@ -212,6 +212,11 @@ typedef struct {
 //                        HIP_ATTN_HOPPER_ROWS, HIP_ATTN_HOPPER_HEAD_DIM); hip_prefill_attn_dense's job where the host
 //                        chooses it (sm_90a, bf16, head_dim HIP_ATTN_HOPPER_HEAD_DIM; plan.rs); takes the tensor maps
 //                        of Q, K and V (boxes of 64 d x 1 head x HIP_ATTN_HOPPER_ROWS tokens) before the block
+//   hip_prefill_attn_hopper_sparse  (ceil(max_seqlen_q / HIP_BQ), num_q_heads, batch)
+//                        HIP_ATTN_HOPPER_SPARSE_THREADS, dynamic shared memory hopper_sparse_smem(
+//                        HIP_ATTN_HOPPER_SPARSE_STAGES, HIP_ATTN_HOPPER_SPARSE_KEYS, HIP_HEAD_DIM, max(HIP_KB, 1));
+//                        hip_prefill_attn's job where the host chooses it (sm_90a, bf16, head_dim
+//                        HIP_ATTN_HOPPER_HEAD_DIM, HIP_BQ <= HIP_ATTN_HOPPER_SPARSE_MAX_BQ)
 //   hip_decode_search    (mask_heads, batch)                                  HIP_ATTN_SEARCH_THREADS
 //   hip_decode_search_wide  (mask_heads * HIP_DSEARCH_CL, batch), in clusters  HIP_ATTN_SEARCH_THREADS
 //                        of (HIP_DSEARCH_CL, 1, 1) set by the kernel (HIP_DECODE_STEP 0): the search of
@@ -269,6 +274,15 @@ typedef struct {
 #define HIP_ATTN_HOPPER_HEAD_DIM 128
 // K/V pipeline depth the library compiles it with (the standalone prototype takes 1 to 3 from -DHOPPER_STAGES).
 #define HIP_ATTN_HOPPER_STAGES 3
+// hip_prefill_attn_hopper_sparse (cuda/hopper/sparse.cuh): one warpgroup of 64 query rows (a query block of
+// bq <= 64, the rows past it idle) that also gathers the key list's K and V rows.
+#define HIP_ATTN_HOPPER_SPARSE_THREADS 128
+// Keys of each of its K and V tiles.
+#define HIP_ATTN_HOPPER_SPARSE_KEYS 64
+// Its K/V pipeline depth.
+#define HIP_ATTN_HOPPER_SPARSE_STAGES 3
+// Largest bq it takes (the rows of one warpgroup MMA); larger blocks keep hip_prefill_attn.
+#define HIP_ATTN_HOPPER_SPARSE_MAX_BQ 64
 
 // Shared functions of the host (src/contract.rs, the same text) and the kernels.
 namespace hip_contract {
@@ -311,6 +325,10 @@ __host__ __device__ constexpr bool all_blocks_selected(long long sink, long long
 // 8-byte mbarrier for Q and four per stage (K and V full and empty), 1 KiB of slack to align the swizzled
 // tiles to 1024 bytes.
 __host__ __device__ constexpr long long hopper_smem(long long stages, long long rows, long long d) { return 2 * rows * d * (1 + 2 * stages) + 8 * (1 + 4 * stages) + 1024; }
+// Dynamic shared memory (bytes) of hip_prefill_attn_hopper_sparse with `stages` K/V stages of `keys` keys of d
+// bf16 elements and room for `kbx` selected blocks: the stages' K and V tiles, the stages' key positions and
+// four visibility flags each, the block list, 1 KiB of slack to align the swizzled tiles.
+__host__ __device__ constexpr long long hopper_sparse_smem(long long stages, long long keys, long long d, long long kbx) { return 2 * stages * keys * d * 2 + 4 * stages * (keys + 4) + 4 * kbx + 1024; }
 #undef sel
 // search_blocks over int (e, sink <= 2^31 - 1): what the kernels' key lists count.
 __host__ __device__ constexpr int search_blocks_i32(int sink, int e, int bk) { return (int)search_blocks(sink, e, bk); }

@@ -12,8 +12,8 @@ use crate::args::{Buffer, DecodeArgs, MergeArgs, PrefillArgs};
 use crate::config::{Config, CreateOptions, MaskSharing};
 use crate::contract::{
     self, COMBINE_THREADS, CUDA_MAX_BK, CUDA_MAX_GROUP, DECODE_THREADS, DEVERR_ALL, DEVERR_MASK_CONFIG,
-    DEVERR_MASK_STATE, DEVERR_PAGE_TABLE, DEVERR_SEQLENS, HOPPER_HEAD_DIM, HOPPER_ROWS, HOPPER_STAGES, HOPPER_THREADS,
-    MERGE_HEADS_PER_CTA, MERGE_THREADS, SCAN_THREADS, SEARCH_THREADS, K8_THREADS,
+    DEVERR_MASK_STATE, DEVERR_PAGE_TABLE, DEVERR_SEQLENS, HOPPER_HEAD_DIM, HOPPER_ROWS, HOPPER_SPARSE_KEYS,
+    HOPPER_SPARSE_MAX_BQ, HOPPER_SPARSE_STAGES, HOPPER_SPARSE_THREADS, HOPPER_STAGES, HOPPER_THREADS, MERGE_HEADS_PER_CTA, MERGE_THREADS, SCAN_THREADS, SEARCH_THREADS, K8_THREADS,
 };
 use crate::plan::{self, DecodePlan, DecodeSearch, DeviceTraits, PrefillPlan};
 use crate::status::{hip_status::*, Error, Result};
@@ -23,7 +23,7 @@ use cudarc::driver::sys::{CUfunction_attribute, CUresult, CUstream, CUtensorMap}
 
 /// Kernel sources, embedded: NVRTC compiles hip_attn.cu with the others as named headers. hip_contract.h is the
 /// text build.rs generates from src/contract.rs (cuda/generated/hip_contract.h is its committed copy).
-const SOURCES: [(&str, &str); 18] = [
+const SOURCES: [(&str, &str); 19] = [
     ("hip_attn.cu", include_str!("../../cuda/hip_attn.cu")),
     ("hip_contract.h", include_str!(concat!(env!("OUT_DIR"), "/hip_contract.h"))),
     ("common.cuh", include_str!("../../cuda/common.cuh")),
@@ -42,6 +42,7 @@ const SOURCES: [(&str, &str); 18] = [
     ("hopper/wgmma.cuh", include_str!("../../cuda/hopper/wgmma.cuh")),
     ("hopper/fa3.cuh", include_str!("../../cuda/hopper/fa3.cuh")),
     ("hopper/dense.cuh", include_str!("../../cuda/hopper/dense.cuh")),
+    ("hopper/sparse.cuh", include_str!("../../cuda/hopper/sparse.cuh")),
 ];
 
 /// Kernel entry points, in the order `KernelSet` resolves them (indices below). Index DECODE_WIDE, the cluster
@@ -72,6 +73,10 @@ const HOPPER_DENSE: usize = KERNELS.len();
 const HOPPER_SMEM: u32 =
     contract::hopper_smem(HOPPER_STAGES as i64, HOPPER_ROWS as i64, HOPPER_HEAD_DIM as i64) as u32;
 
+/// The block-sparse prefill attention on the Hopper pipeline (cuda/hopper/sparse.cuh): in the module only where
+/// `hopper_sparse_compiled` says so, resolved apart from KERNELS.
+pub const HOPPER_SPARSE_KERNEL: &str = "hip_prefill_attn_hopper_sparse";
+
 /// The kernels that make the FP8-scored search's copy of K (cuda/k8.cuh): in the module only with
 /// HIP_ATTN_FLAG_FP8_SEARCH_SCORES, resolved after the rest.
 pub const K8_KERNELS: [&str; 2] = ["hip_prefill_k8_amax", "hip_prefill_k8_copy"];
@@ -79,6 +84,17 @@ pub const K8_KERNELS: [&str; 2] = ["hip_prefill_k8_amax", "hip_prefill_k8_copy"]
 /// Whether the module for `cfg` on `arch` holds hip_prefill_attn_hopper (the condition of cuda/hip_attn.cu).
 pub fn hopper_dense_compiled(cfg: &Config, arch: &str) -> bool {
     arch == "sm_90a" && cfg.dtype == DType::Bf16 && cfg.head_dim == HOPPER_HEAD_DIM
+}
+
+/// Whether the module for `cfg` on `arch` holds hip_prefill_attn_hopper_sparse (the condition of cuda/hip_attn.cu).
+pub fn hopper_sparse_compiled(cfg: &Config, arch: &str) -> bool {
+    hopper_dense_compiled(cfg, arch) && cfg.bq <= HOPPER_SPARSE_MAX_BQ
+}
+
+/// Dynamic shared memory of hip_prefill_attn_hopper_sparse in the module for `cfg`.
+fn hopper_sparse_smem(cfg: &Config) -> u32 {
+    let kbx = cfg.kb().max(1) as i64;
+    contract::hopper_sparse_smem(HOPPER_SPARSE_STAGES as i64, HOPPER_SPARSE_KEYS as i64, cfg.head_dim as i64, kbx) as u32
 }
 
 /// The programs that context creation compiles at once, slowest first, each loaded as its own module: (the
@@ -92,7 +108,7 @@ pub fn hopper_dense_compiled(cfg: &Config, arch: &str) -> bool {
 /// program made, for every variant tests/kernels_compile.rs compiles (HIP_ATTN_CHECK_SPLIT=1 checks it). A
 /// partner is compiled into a program only for that reason; its kernel is loaded from its own program.
 /// cuda/hip_attn.cu compiles the kernels of one program under -DHIP_ONLY -DHIP_WANT_<name>.
-pub const UNITS: [(&[&str], &[&str]); 11] = [
+pub const UNITS: [(&[&str], &[&str]); 12] = [
     (&["hip_decode_step_wide"], &["hip_prefill_search"]),
     (&[DECODE_SEARCH_WIDE_KERNEL], &["hip_prefill_search"]),
     (&["hip_prefill_attn_dense"], &["hip_prefill_search"]),
@@ -104,10 +120,11 @@ pub const UNITS: [(&[&str], &[&str]); 11] = [
     (&["hip_decode_scan"], &[]),
     (&["hip_decode_scan_merge"], &[]),
     (&K8_KERNELS, &[]),
+    (&[HOPPER_SPARSE_KERNEL], &[]),
 ];
 
 /// The kernels a context for `cfg` on `arch` loads, in index order: KERNELS (with the configuration's cluster
-/// decode kernel), then the Hopper dense kernel where it is compiled.
+/// decode kernel), then the Hopper dense and block-sparse kernels where they are compiled, then the FP8 copy's.
 pub fn kernel_names(cfg: &Config, arch: &str) -> Vec<&'static str> {
     let mut names = KERNELS.to_vec();
     if !plan::decode_step_kernel(cfg) {
@@ -115,6 +132,9 @@ pub fn kernel_names(cfg: &Config, arch: &str) -> Vec<&'static str> {
     }
     if hopper_dense_compiled(cfg, arch) {
         names.push(HOPPER_DENSE_KERNEL);
+    }
+    if hopper_sparse_compiled(cfg, arch) {
+        names.push(HOPPER_SPARSE_KERNEL);
     }
     if cfg.fp8_search {
         names.extend(K8_KERNELS);
@@ -344,6 +364,9 @@ pub struct CudaBackend {
     names: Vec<&'static str>,
     /// The indices of K8_KERNELS, where the module has them.
     k8: Option<[usize; 2]>,
+    /// hip_prefill_attn_hopper_sparse's index and dynamic shared memory, where it is loaded with that memory
+    /// granted and chosen: it then runs the block-sparse attention in place of hip_prefill_attn.
+    hopper_sparse: Option<(usize, u32)>,
 }
 
 fn batch_limit(batch: usize) -> Result<()> {
@@ -437,6 +460,25 @@ impl CudaBackend {
         };
         let at = |name| names.iter().position(|n| *n == name);
         let k8 = at(K8_KERNELS[0]).zip(at(K8_KERNELS[1])).map(|(a, c)| [a, c]);
+        // As for the dense kernel: HIP_ATTN_SPARSE_KERNEL=classic keeps hip_prefill_attn.
+        let sparse_opted_in = std::env::var("HIP_ATTN_SPARSE_KERNEL").map_or(true, |v| v != "classic");
+        let hopper_sparse = match at(HOPPER_SPARSE_KERNEL) {
+            Some(_) if !sparse_opted_in => {
+                log(LogLevel::Info, "HIP_ATTN_SPARSE_KERNEL=classic: block-sparse prefill keeps the classic kernel");
+                None
+            }
+            Some(index) => {
+                let smem = hopper_sparse_smem(cfg);
+                match module.set_max_dynamic_smem(index, smem) {
+                    Ok(()) => Some((index, smem)),
+                    Err(e) => {
+                        log(LogLevel::Warn, &format!("block-sparse prefill keeps the classic kernel: {e}"));
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         let mut backend = CudaBackend {
             module,
             flag,
@@ -449,6 +491,7 @@ impl CudaBackend {
             hopper,
             names,
             k8,
+            hopper_sparse,
         };
         if backend.dsearch_cl > 1 && !backend.clusters_fit()? {
             // (e.g. an MPS client limited to a few SMs): the one-CTA search works everywhere.
@@ -620,8 +663,12 @@ impl CudaBackend {
                 launch(self.func(PREFILL_ATTN_DENSE)?, plan.dense_grid, dense_block, smem, s, &p)?;
             }
             if let Some(grid) = plan.sparse_grid {
-                let threads = prefill_threads(cfg.bq, cfg.head_dim);
-                launch(self.func(PREFILL_ATTN)?, grid, (threads, 1, 1), 0, s, &p)?;
+                if let Some((index, smem)) = self.hopper_sparse {
+                    launch(self.func(index)?, grid, (HOPPER_SPARSE_THREADS, 1, 1), smem, s, &p)?;
+                } else {
+                    let threads = prefill_threads(cfg.bq, cfg.head_dim);
+                    launch(self.func(PREFILL_ATTN)?, grid, (threads, 1, 1), 0, s, &p)?;
+                }
             }
         }
         Ok(())
@@ -866,8 +913,8 @@ fn tensor_map(t: &crate::tensor::TensorView, tokens: usize) -> std::result::Resu
 #[cfg(test)]
 mod tests {
     use super::{
-        check_supported, compile_options, compile_units, decode_search_cluster, dsearch_smem_pad, kernel_names,
-        DECODE_SEARCH_WIDE_KERNEL, HOPPER_DENSE_KERNEL, K8_KERNELS, KERNELS,
+        check_supported, compile_options, compile_units, decode_search_cluster, dsearch_smem_pad, hopper_sparse_compiled,
+        kernel_names, DECODE_SEARCH_WIDE_KERNEL, HOPPER_DENSE_KERNEL, HOPPER_SPARSE_KERNEL, K8_KERNELS, KERNELS,
     };
     use crate::status::hip_status::HIP_ATTN_STATUS_UNSUPPORTED;
     use crate::cuda::module::place_kernels;
@@ -919,28 +966,34 @@ mod tests {
         use crate::ffi::types::hip_mask_sharing::{HIP_ATTN_MASK_PER_KV_HEAD as KV, HIP_ATTN_MASK_PER_Q_HEAD as Q};
         use crate::ffi::types::HIP_ATTN_FLAG_BATCH_INVARIANT as INVARIANT;
         use crate::ffi::types::HIP_ATTN_FLAG_FP8_SEARCH_SCORES as FP8;
-        // (arch, dtype, head_dim, mask sharing, flags, Hopper dense kernel compiled, decode step kernel compiled)
+        // (arch, dtype, head_dim, bq, mask sharing, flags, Hopper dense kernel compiled, decode step kernel
+        // compiled); the Hopper block-sparse kernel is compiled with the dense one where bq <= 64.
         let cases = [
-            ("sm_90a", BF16, 128, Q, 0, true, true),
-            ("sm_90a", BF16, 128, Q, FP8, true, true),
-            ("sm_90a", F16, 128, KV, FP8, false, false),
-            ("sm_90a", BF16, 128, KV, 0, true, false),
-            ("sm_90a", BF16, 128, Q, INVARIANT, true, false),
-            ("sm_90a", F16, 128, Q, 0, false, true),
-            ("sm_90a", BF16, 64, Q, 0, false, true),
-            ("sm_80", BF16, 128, Q, 0, false, true),
-            ("sm_80", BF16, 128, KV, 0, false, false),
+            ("sm_90a", BF16, 128, 32, Q, 0, true, true),
+            ("sm_90a", BF16, 128, 32, Q, FP8, true, true),
+            ("sm_90a", F16, 128, 32, KV, FP8, false, false),
+            ("sm_90a", BF16, 128, 64, KV, 0, true, false),
+            ("sm_90a", BF16, 128, 65, Q, 0, true, true),
+            ("sm_90a", BF16, 128, 1, Q, INVARIANT, true, false),
+            ("sm_90a", F16, 128, 32, Q, 0, false, true),
+            ("sm_90a", BF16, 64, 32, Q, 0, false, true),
+            ("sm_80", BF16, 128, 32, Q, 0, false, true),
+            ("sm_80", BF16, 128, 32, KV, 0, false, false),
         ];
-        for (arch, dtype, head_dim, sharing, flags, hopper, step) in cases {
+        for (arch, dtype, head_dim, bq, sharing, flags, hopper, step) in cases {
             let mut raw = default_config();
-            (raw.dtype, raw.head_dim, raw.num_q_heads, raw.num_kv_heads) = (dtype as u32, head_dim, 32, 8);
+            (raw.dtype, raw.head_dim, raw.num_q_heads, raw.num_kv_heads, raw.bq) = (dtype as u32, head_dim, 32, 8, bq);
             (raw.mask_sharing, raw.flags) = (sharing as u32, flags);
             // SAFETY: default_config leaves kernel_cache_dir NULL, which validate accepts.
             let cfg = unsafe { validate(&raw) }.unwrap().0;
             let names = kernel_names(&cfg, arch);
             let fp8 = flags & FP8 != 0;
-            assert_eq!(names.len(), KERNELS.len() + hopper as usize + 2 * fp8 as usize, "{arch} {dtype:?} {head_dim}");
+            let sparse = hopper && bq <= 64;
+            assert_eq!(hopper_sparse_compiled(&cfg, arch), sparse);
+            let want = KERNELS.len() + hopper as usize + sparse as usize + 2 * fp8 as usize;
+            assert_eq!(names.len(), want, "{arch} {dtype:?} {head_dim} bq {bq}");
             assert_eq!(names.contains(&HOPPER_DENSE_KERNEL), hopper);
+            assert_eq!(names.contains(&HOPPER_SPARSE_KERNEL), sparse);
             // The FP8-scored search: its copy kernels, and its -D option only with the flag (the default modules'
             // options, so their kernel-cache keys, stay what they were).
             assert!(K8_KERNELS.iter().all(|k| names.contains(k) == fp8));
