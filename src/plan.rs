@@ -44,7 +44,9 @@ pub struct PrefillPlan {
     pub scan_grid: Option<Grid>,
     /// hip_prefill_attn_dense: (row tiles of the longest sequence, q heads, batch).
     pub dense_grid: Grid,
-    /// hip_prefill_attn (block-sparse): (query blocks, q heads, batch); None when `dense_only`.
+    /// hip_prefill_attn (block-sparse), or hip_prefill_attn_hopper_sparse in its place where the module has it
+    /// (the backend's choice: it depends on the module alone): (query blocks, q heads, batch); None when
+    /// `dense_only`.
     pub sparse_grid: Option<Grid>,
     /// Which kernel runs the dense attention: Classic from `new` (what the workspace query sees); the CUDA backend
     /// decides per call with `choose_dense_kernel`, which needs the device and the tensors.
