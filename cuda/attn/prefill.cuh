@@ -90,15 +90,37 @@ __device__ __forceinline__ void prefill_skip_block(const hip_prefill_params& p, 
             lse_out[(long long)(s.q0 + first + r) * p.num_q_heads + h] = HIP_NEG_INF;
 }
 
-// The key list of a block-sparse query block (docs/ALGORITHM.md section 6): the sinks, the selected blocks of mask
-// slot `slot` and mask head mh (copied into `blocks`, shared memory, by the CTA's THREADS threads; the caller's
-// barrier publishes them), the local range [e, plast] (causal). e = local_start of the block's first query.
+// Query block j (QT rows) of sequence s for q head h: its rows, key positions and heads.
+struct PrefillBlock {
+    int first, len;  // first row of the block in the sequence, rows in it
+    int p0, plast;   // key positions of its first and last query (queries are aligned to the end of the keys)
+    int e;           // local_start of its first query: the search domain is [sink, e)
+    int mh, kvh;     // its mask head and kv head
+};
+
+template <int QT>
+__device__ __forceinline__ PrefillBlock prefill_block(const hip_prefill_params& p, const PrefillSeq& s, int j, int h) {
+    PrefillBlock k;
+    k.first = j * QT;
+    k.len = cmin(QT, s.Tq - k.first);
+    k.p0 = s.Tk - s.Tq + k.first;
+    k.plast = k.p0 + k.len - 1;
+    k.e = local_start(p.sink, p.window, k.p0, s.Tk);
+    k.mh = SHARE ? h / GROUP : h;
+    k.kvh = h / GROUP;
+    return k;
+}
+
+// The key list of block-sparse query block q (docs/ALGORITHM.md section 6): the sinks, the selected blocks of mask
+// slot `slot` and its mask head (copied into `blocks`, shared memory, by the CTA's THREADS threads; the caller's
+// barrier publishes them), the local range [e, plast] (causal).
 template <int THREADS>
 __device__ __forceinline__ KeyList prefill_sparse_keys(const hip_prefill_params& p, const PrefillSeq& s, long long slot,
-                                                       int mh, int e, int plast, int* blocks, int tid) {
+                                                       const PrefillBlock& q, int* blocks, int tid) {
+    const int e = q.e;
     int count = 0;
     if (KB > 0) {
-        const long long m = slot * p.mask_heads + mh;
+        const long long m = slot * p.mask_heads + q.mh;
         count = cmin(cmax(((const int*)p.mask_cnt)[m], 0), KB);
         const int* src = (const int*)p.mask_idx + m * KB;
         for (int i = tid; i < count; i += THREADS) blocks[i] = src[i];
@@ -106,7 +128,7 @@ __device__ __forceinline__ KeyList prefill_sparse_keys(const hip_prefill_params&
     KeyList kl;
     kl.nS = cmin(p.sink, s.Tk);
     kl.nM = count * BK;
-    kl.nL = CAUSAL ? cmax(0, plast + 1 - e) : 0;
+    kl.nL = CAUSAL ? cmax(0, q.plast + 1 - e) : 0;
     kl.sink = p.sink;
     kl.e = e;
     kl.NB = num_search_blocks(p.sink, e);
@@ -147,13 +169,8 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
     }
     if ((long long)j * QT >= s.Tq) return;
 
-    const int first = j * QT;
-    const int len = cmin(QT, s.Tq - first);
-    const int p0 = s.Tk - s.Tq + first;  // position of the first query
-    const int plast = p0 + len - 1;
-    const int e = local_start(p.sink, p.window, p0, s.Tk);
-    const int mh = SHARE ? h / GROUP : h;
-    const int kvh = h / GROUP;
+    const PrefillBlock blk = prefill_block<QT>(p, s, j, h);
+    const int first = blk.first, len = blk.len, p0 = blk.p0, plast = blk.plast, kvh = blk.kvh;
 
     KeyList kl;
     if (DENSE) {  // one local range from key 0: [0, plast] (causal) or [0, Tk)
@@ -162,7 +179,7 @@ __device__ __forceinline__ void prefill_attn(const hip_prefill_params& p) {
         kl.sink = kl.e = kl.NB = 0;
         kl.blocks = sm.blocks;
     } else {
-        kl = prefill_sparse_keys<PF_THREADS>(p, s, slot, mh, e, plast, sm.blocks, tid);
+        kl = prefill_sparse_keys<PF_THREADS>(p, s, slot, blk, sm.blocks, tid);
     }
     const int nkeys = kl.size();
     const int ntiles = ceil_div(nkeys, PF_TK);

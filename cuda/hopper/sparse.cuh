@@ -100,16 +100,11 @@ extern "C" __global__ void __launch_bounds__(HS_THREADS)
     }
     if ((long long)j * BQ >= s.Tq) return;
 
-    const int first = j * BQ;
-    const int len = cmin(BQ, s.Tq - first);
-    const int p0 = s.Tk - s.Tq + first;  // position of the first query
-    const int plast = p0 + len - 1;
-    const int e = local_start(p.sink, p.window, p0, s.Tk);
-    const int mh = SHARE ? h / GROUP : h;
-    const int kvh = h / GROUP;
+    const PrefillBlock blk = prefill_block<BQ>(p, s, j, h);
+    const int first = blk.first, len = blk.len, p0 = blk.p0;
 
     const hs_smem sm = hs_smem_map(hs_dyn_smem);
-    const KeyList kl = prefill_sparse_keys<HS_THREADS>(p, s, slot, mh, e, plast, sm.blocks, tid);
+    const KeyList kl = prefill_sparse_keys<HS_THREADS>(p, s, slot, blk, sm.blocks, tid);
     const int ntiles = ceil_div(kl.size(), HS_KEYS);
     __syncthreads();  // publishes the block list
 
@@ -120,8 +115,8 @@ extern "C" __global__ void __launch_bounds__(HS_THREADS)
     // A tile needs no mask where each of its keys lies at or before the block's first query (causal), or exists.
     const int vis_lim = CAUSAL ? p0 : INVALID_POS - 1;
     const int c = tid & 15, rs = tid >> 4;
-    const elem_t* kc = (const elem_t*)p.k + (long long)s.k0 * p.k_tok_stride + (long long)kvh * p.k_head_stride + c * 8;
-    const elem_t* vc = (const elem_t*)p.v + (long long)s.k0 * p.v_tok_stride + (long long)kvh * p.v_head_stride + c * 8;
+    const elem_t* kc = (const elem_t*)p.k + (long long)s.k0 * p.k_tok_stride + (long long)blk.kvh * p.k_head_stride + c * 8;
+    const elem_t* vc = (const elem_t*)p.v + (long long)s.k0 * p.v_tok_stride + (long long)blk.kvh * p.v_head_stride + c * 8;
     const unsigned cdst = (c >> 3) * HS_HALF + rs * 128 + (((c & 7) ^ rs) << 4);  // + 8 i * 128 for row 8 i + rs
     const int prow = 8 * ((lane >> 1) & 7) + 2 * warp + (lane & 1);
     auto issue = [&](int t) {
