@@ -355,7 +355,8 @@ constants! { hopper_c;
     /// K/V pipeline depth the library compiles it with (the standalone prototype takes 1 to 3 from -DHOPPER_STAGES).
     HOPPER_STAGES: usize = 3;
     /// hip_prefill_attn_hopper_sparse (cuda/hopper/sparse.cuh): one warpgroup of 64 query rows (a query block of
-    /// bq <= 64, the rows past it idle) that also gathers the key list's K and V rows.
+    /// bq <= 64; at bq <= 32 rows 32-63 repeat the block's rows for a key split) that also gathers the key list's K
+    /// and V rows.
     HOPPER_SPARSE_THREADS: u32 = 128;
     /// Keys of each of its K and V tiles.
     HOPPER_SPARSE_KEYS: usize = 64;

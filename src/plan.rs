@@ -44,8 +44,9 @@ pub struct PrefillPlan {
     pub scan_grid: Option<Grid>,
     /// hip_prefill_attn_dense: (row tiles of the longest sequence, q heads, batch).
     pub dense_grid: Grid,
-    /// hip_prefill_attn (block-sparse), or hip_prefill_attn_hopper_sparse in its place where the module has it
-    /// (the backend's choice: it depends on the module alone): (query blocks, q heads, batch); None when
+    /// hip_prefill_attn (block-sparse), or hip_prefill_attn_hopper_sparse in its place where the context has it
+    /// (the backend's choice, made once at context creation: compiled in the module, not turned off by
+    /// HIP_ATTN_SPARSE_KERNEL=classic, its shared memory granted): (query blocks, q heads, batch); None when
     /// `dense_only`.
     pub sparse_grid: Option<Grid>,
     /// Which kernel runs the dense attention: Classic from `new` (what the workspace query sees); the CUDA backend

@@ -298,12 +298,36 @@ fn prefill_sparse_hopper_matches_cpu_reference() {
     ];
     // HIP_ATTN_TEST_CASES=3,5 runs only those cases (to replay or sanitize one).
     let only = only_cases();
+    // On an sm_90 device these cases must reach the Hopper kernel: compiled for each configuration, and context
+    // creation must not have fallen back to the classic kernel (it says so in the log).
+    let cuda = dev.backend() == hip_backend::HIP_ATTN_BACKEND_CUDA as u32;
+    let classic = std::env::var("HIP_ATTN_SPARSE_KERNEL").is_ok_and(|v| v == "classic");
+    let expect_hopper = sm90a_or_none(cuda) == "sm_90a" && !classic;
     for (n, case) in cases.iter().enumerate() {
         if only.as_ref().is_some_and(|o| !o.contains(&n)) {
             continue;
         }
+        if expect_hopper {
+            let mut cfg = prefill_case_config(case);
+            assert!(hip_attn::cuda::backend::hopper_sparse_compiled(&valid(&cfg), "sm_90a"), "case {n}");
+            let mut log: Vec<String> = Vec::new();
+            cfg.log_callback = Some(collect_log);
+            cfg.log_user_data = &mut log as *mut Vec<String> as *mut c_void;
+            drop(on(dev.as_ref(), cfg));
+            let joined = log.join("\n");
+            assert!(!joined.contains("block-sparse prefill keeps the classic kernel"), "case {n}: {joined}");
+        }
         check_prefill_case(dev.as_ref(), &mut rng, case, 8 * (n % 2), &format!("sparse Hopper case {n}"));
     }
+}
+
+/// The configuration of a prefill case: sink 4, window 48.
+fn prefill_case_config(case: &PrefillCase) -> hip_config {
+    let mut cfg = config(case.dt, case.d, case.hq, case.hkv);
+    (cfg.mask_sharing, cfg.causal, cfg.bq, cfg.bk, cfg.k, cfg.sq, cfg.sk) =
+        (case.share, case.causal, case.bq, case.bk, case.k, case.sq, case.sk);
+    (cfg.sink, cfg.window) = (4, 48);
+    cfg
 }
 
 /// The case numbers HIP_ATTN_TEST_CASES names ("3,10"), where it is set: a test that reads it runs only those.
@@ -317,10 +341,7 @@ fn only_cases() -> Option<Vec<usize>> {
 /// masks equal but for near-ties, rows (where the masks match) within tolerance, each sequence's last mask record
 /// equal.
 fn check_prefill_case(dev: &dyn Mem, rng: &mut Rng, case: &PrefillCase, pad: usize, label: &str) {
-    let mut cfg = config(case.dt, case.d, case.hq, case.hkv);
-    (cfg.mask_sharing, cfg.causal, cfg.bq, cfg.bk, cfg.k, cfg.sq, cfg.sk) =
-        (case.share, case.causal, case.bq, case.bk, case.k, case.sq, case.sk);
-    (cfg.sink, cfg.window) = (4, 48);
+    let cfg = prefill_case_config(case);
     let c = valid(&cfg);
     let p = Problem::new(rng, case.dt, case.d as usize, case.hq as usize, case.hkv as usize, case.tq, case.tk, pad);
     let cpu = run_prefill(&Host, &on(&Host, cfg), &p, true).unwrap();
@@ -1114,17 +1135,19 @@ fn device_index_errors_are_reported_by_the_next_call() {
     }
 }
 
+/// A `hip_log_callback` that appends each message to the `Vec<String>` that `user` points to.
+unsafe extern "C" fn collect_log(user: *mut c_void, _level: u32, msg: *const std::ffi::c_char) {
+    // SAFETY: the caller passes a live Vec<String> as log_user_data; msg is a C string valid during the call.
+    let v = unsafe { &mut *(user as *mut Vec<String>) };
+    v.push(unsafe { std::ffi::CStr::from_ptr(msg) }.to_string_lossy().into_owned());
+}
+
 #[test]
 fn kernel_cache_and_creation_time() {
     let Some(dev) = device("kernel_cache_and_creation_time") else { return };
     if dev.backend() != hip_backend::HIP_ATTN_BACKEND_CUDA as u32 {
         skip("kernel_cache_and_creation_time", "needs a GPU");
         return;
-    }
-    unsafe extern "C" fn collect(user: *mut c_void, _level: u32, msg: *const std::ffi::c_char) {
-        // SAFETY: user is the Vec below; msg is a C string valid during the call.
-        let v = unsafe { &mut *(user as *mut Vec<String>) };
-        v.push(unsafe { std::ffi::CStr::from_ptr(msg) }.to_string_lossy().into_owned());
     }
     let dir = std::env::temp_dir().join(format!("hip-attn-kcache-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -1134,7 +1157,7 @@ fn kernel_cache_and_creation_time() {
         let mut log: Vec<String> = Vec::new();
         let mut cfg = config(DType::Bf16, 128, 32, 8);
         cfg.kernel_cache_dir = cdir.as_ptr();
-        cfg.log_callback = Some(collect);
+        cfg.log_callback = Some(collect_log);
         cfg.log_user_data = &mut log as *mut Vec<String> as *mut c_void;
         let t0 = std::time::Instant::now();
         let ctx = on(dev.as_ref(), cfg);
@@ -1163,7 +1186,7 @@ fn kernel_cache_and_creation_time() {
     let mut log: Vec<String> = Vec::new();
     let mut cfg = config(DType::Bf16, 128, 32, 8);
     cfg.kernel_cache_dir = cdir.as_ptr();
-    cfg.log_callback = Some(collect);
+    cfg.log_callback = Some(collect_log);
     cfg.log_user_data = &mut log as *mut Vec<String> as *mut c_void;
     drop(on(dev.as_ref(), cfg));
     let joined = log.join("\n");
@@ -1691,21 +1714,27 @@ fn decode_mask_state_of_another_configuration() {
     run_decode(dev.as_ref(), &reader, dt, &q, &dcache, &lens, cap, &dstate).expect("reported once");
 }
 
-/// The dense kernel the plan picks for a `Problem` run through `run_prefill` on this machine's device 0 (what
-/// the backend's `dense_plan` decides: device buffers are 256-byte aligned, o has q's strides).
-fn planned_dense_kernel(c: &Config, p: &Problem, on_gpu: bool) -> hip_attn::plan::DenseKernel {
+/// "sm_90a" where the tests run on an sm_90 device 0 (`on_gpu`: a device was found, so the driver is
+/// initialised), else "none": the architecture that decides whether the Hopper kernels are compiled.
+fn sm90a_or_none(on_gpu: bool) -> &'static str {
     let cc = |attr| {
         // SAFETY: only called once a device was found (the driver is initialised) and device 0 exists.
         unsafe { result::device::get_attribute(result::device::get(0).unwrap(), attr) }.unwrap()
     };
-    let arch = if on_gpu
+    if on_gpu
         && cc(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) == 9
         && cc(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR) == 0
     {
         "sm_90a"
     } else {
         "none"
-    };
+    }
+}
+
+/// The dense kernel the plan picks for a `Problem` run through `run_prefill` on this machine's device 0 (what
+/// the backend's `dense_plan` decides: device buffers are 256-byte aligned, o has q's strides).
+fn planned_dense_kernel(c: &Config, p: &Problem, on_gpu: bool) -> hip_attn::plan::DenseKernel {
+    let arch = sm90a_or_none(on_gpu);
     let compiled = hip_attn::cuda::backend::hopper_dense_compiled(c, arch)
         && std::env::var("HIP_ATTN_DENSE_KERNEL").map_or(true, |v| v != "classic");
     let shape = hip_attn::plan::PrefillShape {

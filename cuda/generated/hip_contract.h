@@ -275,7 +275,8 @@ typedef struct {
 // K/V pipeline depth the library compiles it with (the standalone prototype takes 1 to 3 from -DHOPPER_STAGES).
 #define HIP_ATTN_HOPPER_STAGES 3
 // hip_prefill_attn_hopper_sparse (cuda/hopper/sparse.cuh): one warpgroup of 64 query rows (a query block of
-// bq <= 64, the rows past it idle) that also gathers the key list's K and V rows.
+// bq <= 64; at bq <= 32 rows 32-63 repeat the block's rows for a key split) that also gathers the key list's K
+// and V rows.
 #define HIP_ATTN_HOPPER_SPARSE_THREADS 128
 // Keys of each of its K and V tiles.
 #define HIP_ATTN_HOPPER_SPARSE_KEYS 64

@@ -4,7 +4,8 @@
 // hip_prefill_attn. Included by hip_attn.cu after fa3.cuh.
 //
 // One CTA of one warpgroup (HIP_ATTN_HOPPER_SPARSE_THREADS threads) per (query block, q head): 64 query rows, the
-// block's rows first (rows past the block hold zero queries; their warps join the MMAs and skip the softmax).
+// block's rows first. At bq <= 32 rows 32-63 repeat rows 0-31 for a key split (HsGeo below); otherwise rows past the
+// block hold zero queries, and their warps join the MMAs and skip the softmax.
 // Per tile of HS_KEYS keys of the key list: S = Q K^T on wgmma with Q as register fragments, the classic kernel's
 // masking and online softmax (mask.cuh, softmax.cuh: a warp's wgmma accumulator is mma.sync's C fragment), then
 // O += P V on wgmma with P from registers; the epilogue is the classic kernel's (epilogue.cuh).

@@ -107,7 +107,9 @@ fn hopper_sparse_smem(cfg: &Config) -> u32 {
 /// than beside a prefill search. These groups keep the code of every kernel byte-identical to what the single
 /// program made, for every variant tests/kernels_compile.rs compiles (HIP_ATTN_CHECK_SPLIT=1 checks it). A
 /// partner is compiled into a program only for that reason; its kernel is loaded from its own program.
-/// cuda/hip_attn.cu compiles the kernels of one program under -DHIP_ONLY -DHIP_WANT_<name>.
+/// cuda/hip_attn.cu compiles the kernels of one program under -DHIP_ONLY -DHIP_WANT_<name>. The Hopper
+/// block-sparse kernel's program comes last, out of that order: it compiles in under 2 s (NVRTC 13, one thread),
+/// and appended it left the other units' indices, so their cache files and dumped cubins, as they were.
 pub const UNITS: [(&[&str], &[&str]); 12] = [
     (&["hip_decode_step_wide"], &["hip_prefill_search"]),
     (&[DECODE_SEARCH_WIDE_KERNEL], &["hip_prefill_search"]),
