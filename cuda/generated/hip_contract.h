@@ -188,9 +188,9 @@ typedef struct {
 } hip_merge_params;
 
 // ================================================================================================================
-// Launch geometry. All kernels but hip_prefill_attn_dense and the two hip_prefill_attn_hopper* use static shared memory only
-// (<= 48 KB for every supported configuration). Every kernel takes its parameter block by value as its last
-// argument, and all but hip_prefill_attn_hopper as their only one.
+// Launch geometry. All kernels but hip_prefill_attn_dense and the two hip_prefill_attn_hopper* use static shared
+// memory only (<= 48 KB for every supported configuration). Every kernel takes its parameter block by value as its
+// last argument, and all but hip_prefill_attn_hopper as their only one.
 //
 //   kernel               grid                                               block (threads)
 //   hip_prefill_k8_amax  (k8_chunks, num_kv_heads, batch)                     HIP_ATTN_K8_THREADS

@@ -116,8 +116,10 @@ extern "C" __global__ void __launch_bounds__(HS_THREADS)
     // A tile needs no mask where each of its keys lies at or before the block's first query (causal), or exists.
     const int vis_lim = CAUSAL ? p0 : INVALID_POS - 1;
     const int c = tid & 15, rs = tid >> 4;
-    const elem_t* kc = (const elem_t*)p.k + (long long)s.k0 * p.k_tok_stride + (long long)blk.kvh * p.k_head_stride + c * 8;
-    const elem_t* vc = (const elem_t*)p.v + (long long)s.k0 * p.v_tok_stride + (long long)blk.kvh * p.v_head_stride + c * 8;
+    const elem_t* kc =
+        (const elem_t*)p.k + (long long)s.k0 * p.k_tok_stride + (long long)blk.kvh * p.k_head_stride + c * 8;
+    const elem_t* vc =
+        (const elem_t*)p.v + (long long)s.k0 * p.v_tok_stride + (long long)blk.kvh * p.v_head_stride + c * 8;
     const unsigned cdst = (c >> 3) * HS_HALF + rs * 128 + (((c & 7) ^ rs) << 4);  // + 8 i * 128 for row 8 i + rs
     const int prow = 8 * ((lane >> 1) & 7) + 2 * warp + (lane & 1);
     auto issue = [&](int t) {
@@ -201,7 +203,8 @@ extern "C" __global__ void __launch_bounds__(HS_THREADS)
             const bool unmasked = v4.x & v4.y & v4.z & v4.w;
             const int* kp = &sm.kpos[st * HS_KEYS];
             if (ks == 0) hs_softmax<0>(sc, pf, unmasked, kp, lim, sl2, tq, mrow[0], lrow[0], o[0]);
-            else if (HsGeo::KS > 1) hs_softmax<HsGeo::KS - 1>(sc, pf, unmasked, kp, lim, sl2, tq, mrow[0], lrow[0], o[0]);
+            else if (HsGeo::KS > 1)
+                hs_softmax<HsGeo::KS - 1>(sc, pf, unmasked, kp, lim, sl2, tq, mrow[0], lrow[0], o[0]);
         } else {
 #pragma unroll
             for (int kk = 0; kk < HS_KEYS / 16; ++kk) pf[kk][0] = pf[kk][1] = pf[kk][2] = pf[kk][3] = 0u;
@@ -224,6 +227,8 @@ extern "C" __global__ void __launch_bounds__(HS_THREADS)
     for (int hh = 0; hh < 2; ++hh) lrow[0][hh] = quad_sum(lrow[0][hh]);
     // (the K stages, idle now that every copy has landed, hold the merge's scratch)
     static_assert((HsGeo::KS - 1) * HsGeo::RG * 16 * (D + 2) * 4 <= HS_STAGES * HS_TILE, "merge scratch fits");
-    if (HsGeo::KS > 1) prefill_merge_splits<HsGeo>(o, mrow, lrow, reinterpret_cast<float*>(hs_dyn_smem + (sm.k - smem_u32(hs_dyn_smem))), ks, r, g, tq);
-    if (ks == 0) prefill_write_rows<HsGeo>(o, mrow, lrow, p, (elem_t*)p.o, (float*)p.lse, s.q0, first, h, row0, len, g, tq);
+    float* scratch = reinterpret_cast<float*>(hs_dyn_smem + (sm.k - smem_u32(hs_dyn_smem)));
+    if (HsGeo::KS > 1) prefill_merge_splits<HsGeo>(o, mrow, lrow, scratch, ks, r, g, tq);
+    if (ks == 0)
+        prefill_write_rows<HsGeo>(o, mrow, lrow, p, (elem_t*)p.o, (float*)p.lse, s.q0, first, h, row0, len, g, tq);
 }

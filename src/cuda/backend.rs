@@ -13,7 +13,8 @@ use crate::config::{Config, CreateOptions, MaskSharing};
 use crate::contract::{
     self, COMBINE_THREADS, CUDA_MAX_BK, CUDA_MAX_GROUP, DECODE_THREADS, DEVERR_ALL, DEVERR_MASK_CONFIG,
     DEVERR_MASK_STATE, DEVERR_PAGE_TABLE, DEVERR_SEQLENS, HOPPER_HEAD_DIM, HOPPER_ROWS, HOPPER_SPARSE_KEYS,
-    HOPPER_SPARSE_MAX_BQ, HOPPER_SPARSE_STAGES, HOPPER_SPARSE_THREADS, HOPPER_STAGES, HOPPER_THREADS, MERGE_HEADS_PER_CTA, MERGE_THREADS, SCAN_THREADS, SEARCH_THREADS, K8_THREADS,
+    HOPPER_SPARSE_MAX_BQ, HOPPER_SPARSE_STAGES, HOPPER_SPARSE_THREADS, HOPPER_STAGES, HOPPER_THREADS,
+    MERGE_HEADS_PER_CTA, MERGE_THREADS, SCAN_THREADS, SEARCH_THREADS, K8_THREADS,
 };
 use crate::plan::{self, DecodePlan, DecodeSearch, DeviceTraits, PrefillPlan};
 use crate::status::{hip_status::*, Error, Result};
@@ -93,8 +94,8 @@ pub fn hopper_sparse_compiled(cfg: &Config, arch: &str) -> bool {
 
 /// Dynamic shared memory of hip_prefill_attn_hopper_sparse in the module for `cfg`.
 fn hopper_sparse_smem(cfg: &Config) -> u32 {
-    let kbx = cfg.kb().max(1) as i64;
-    contract::hopper_sparse_smem(HOPPER_SPARSE_STAGES as i64, HOPPER_SPARSE_KEYS as i64, cfg.head_dim as i64, kbx) as u32
+    let (stages, keys, kbx) = (HOPPER_SPARSE_STAGES as i64, HOPPER_SPARSE_KEYS as i64, cfg.kb().max(1) as i64);
+    contract::hopper_sparse_smem(stages, keys, cfg.head_dim as i64, kbx) as u32
 }
 
 /// The programs that context creation compiles at once, slowest first, each loaded as its own module: (the
@@ -915,8 +916,9 @@ fn tensor_map(t: &crate::tensor::TensorView, tokens: usize) -> std::result::Resu
 #[cfg(test)]
 mod tests {
     use super::{
-        check_supported, compile_options, compile_units, decode_search_cluster, dsearch_smem_pad, hopper_sparse_compiled,
-        kernel_names, DECODE_SEARCH_WIDE_KERNEL, HOPPER_DENSE_KERNEL, HOPPER_SPARSE_KERNEL, K8_KERNELS, KERNELS,
+        check_supported, compile_options, compile_units, decode_search_cluster, dsearch_smem_pad,
+        hopper_sparse_compiled, kernel_names, DECODE_SEARCH_WIDE_KERNEL, HOPPER_DENSE_KERNEL, HOPPER_SPARSE_KERNEL,
+        K8_KERNELS, KERNELS,
     };
     use crate::status::hip_status::HIP_ATTN_STATUS_UNSUPPORTED;
     use crate::cuda::module::place_kernels;
