@@ -372,6 +372,31 @@ pub struct CudaBackend {
     hopper_sparse: Option<(usize, u32)>,
 }
 
+/// Whether the Hopper kernel `index` of the module, compiled there, runs in place of its classic twin: the default,
+/// unless the environment variable `var` is "classic" when the context is created (for A/B runs and as an escape
+/// from a fault without a rebuild), or its `smem` bytes of dynamic shared memory cannot be granted. Either way the
+/// log says why `what` keeps the classic kernel.
+fn hopper_kernel_kept(
+    module: &KernelSet,
+    index: usize,
+    smem: u32,
+    var: &str,
+    what: &str,
+    log: &dyn Fn(LogLevel, &str),
+) -> bool {
+    if std::env::var(var).is_ok_and(|v| v == "classic") {
+        log(LogLevel::Info, &format!("{var}=classic: {what} keeps the classic kernel"));
+        return false;
+    }
+    match module.set_max_dynamic_smem(index, smem) {
+        Ok(()) => true,
+        Err(e) => {
+            log(LogLevel::Warn, &format!("{what} keeps the classic kernel: {e}"));
+            false
+        }
+    }
+}
+
 fn batch_limit(batch: usize) -> Result<()> {
     if batch > MAX_GRID_YZ {
         return Err(Error::unsupported(format!("batch_size ({batch}) above {MAX_GRID_YZ} on the CUDA backend")));
@@ -425,19 +450,8 @@ impl CudaBackend {
         if dense > info.max_smem_per_block as u32 {
             module.set_max_dynamic_smem(PREFILL_ATTN_DENSE, dense)?;
         }
-        // The Hopper dense kernel is the default where it is compiled; HIP_ATTN_DENSE_KERNEL=classic (read when a
-        // context is created) keeps the classic kernel, for A/B runs and as an escape from a fault without a rebuild.
-        let opted_in = std::env::var("HIP_ATTN_DENSE_KERNEL").map_or(true, |v| v != "classic");
-        if hopper_compiled && !opted_in {
-            log(LogLevel::Info, "HIP_ATTN_DENSE_KERNEL=classic: dense prefill keeps the classic kernel");
-        }
-        let hopper = hopper_compiled && opted_in && {
-            let granted = module.set_max_dynamic_smem(HOPPER_DENSE, HOPPER_SMEM);
-            if let Err(e) = &granted {
-                log(LogLevel::Warn, &format!("dense prefill keeps the classic kernel: {e}"));
-            }
-            granted.is_ok()
-        };
+        let hopper = hopper_compiled
+            && hopper_kernel_kept(&module, HOPPER_DENSE, HOPPER_SMEM, "HIP_ATTN_DENSE_KERNEL", "dense prefill", &log);
         let mut dsearch_pad = [0; 2];
         let searches_only = [(DECODE_SEARCH, true), (DECODE_WIDE, !plan::decode_step_kernel(cfg))];
         for (pad, (kernel, search_only)) in dsearch_pad.iter_mut().zip(searches_only) {
@@ -463,25 +477,12 @@ impl CudaBackend {
         };
         let at = |name| names.iter().position(|n| *n == name);
         let k8 = at(K8_KERNELS[0]).zip(at(K8_KERNELS[1])).map(|(a, c)| [a, c]);
-        // As for the dense kernel: HIP_ATTN_SPARSE_KERNEL=classic keeps hip_prefill_attn.
-        let sparse_opted_in = std::env::var("HIP_ATTN_SPARSE_KERNEL").map_or(true, |v| v != "classic");
-        let hopper_sparse = match at(HOPPER_SPARSE_KERNEL) {
-            Some(_) if !sparse_opted_in => {
-                log(LogLevel::Info, "HIP_ATTN_SPARSE_KERNEL=classic: block-sparse prefill keeps the classic kernel");
-                None
-            }
-            Some(index) => {
-                let smem = hopper_sparse_smem(cfg);
-                match module.set_max_dynamic_smem(index, smem) {
-                    Ok(()) => Some((index, smem)),
-                    Err(e) => {
-                        log(LogLevel::Warn, &format!("block-sparse prefill keeps the classic kernel: {e}"));
-                        None
-                    }
-                }
-            }
-            None => None,
-        };
+        let sparse_smem = hopper_sparse_smem(cfg);
+        let hopper_sparse = at(HOPPER_SPARSE_KERNEL)
+            .filter(|&i| {
+                hopper_kernel_kept(&module, i, sparse_smem, "HIP_ATTN_SPARSE_KERNEL", "block-sparse prefill", &log)
+            })
+            .map(|i| (i, sparse_smem));
         let mut backend = CudaBackend {
             module,
             flag,
